@@ -1,0 +1,156 @@
+import Foundation
+
+/// The allow-list document the proxy reads: the contract between the operator (writer) and the proxy (reader).
+///
+/// It is JSON, versioned by `apiVersion`/`kind`, and generated with a stable ordering so that an unchanged set of
+/// hosts yields byte-identical output (no spurious ConfigMap writes, no spurious proxy reloads).
+///
+/// ```json
+/// {
+///   "apiVersion": "egress.dev/v1alpha1",
+///   "kind": "AllowList",
+///   "hosts": [
+///     {
+///       "host": "api.github.com",
+///       "port": 443,
+///       "tls": { "caFile": "/etc/egress-proxy/tls/corp-api.ca.crt", "insecureSkipVerify": false },
+///       "addresses": [],
+///       "allowPrivateAddresses": false,
+///       "timeouts": { "connectMillis": 5000, "responseHeadersMillis": 30000, "idleMillis": 90000 }
+///     }
+///   ]
+/// }
+/// ```
+public struct AllowList: Codable, Sendable, Hashable {
+    public static let apiVersion = "egress.dev/v1alpha1"
+    public static let kind = "AllowList"
+
+    public var apiVersion: String
+    public var kind: String
+    /// Sorted by `host` (exact names and wildcards alike); at most one entry per host.
+    public var hosts: [Entry]
+
+    public init(hosts: [Entry]) {
+        self.apiVersion = Self.apiVersion
+        self.kind = Self.kind
+        self.hosts = hosts.sorted { $0.host < $1.host }
+    }
+
+    /// One allowed upstream. Everything the proxy needs to reach it is here: the proxy never takes the upstream
+    /// host or port from a request.
+    public struct Entry: Codable, Sendable, Hashable {
+        /// A lowercase DNS name (`api.github.com`) or a wildcard (`*.example.com`, matching one or more labels in
+        /// front of `example.com`, never `example.com` itself).
+        public var host: String
+        public var port: Int
+        public var tls: TLS
+        /// Fixed upstream IPs used instead of DNS resolution, in order of preference. Empty: resolve `host`.
+        public var addresses: [String]
+        /// Off by default: the proxy refuses upstream addresses that are loopback, private, link-local, CGNAT,
+        /// multicast or unspecified (SSRF protection), unless this is set.
+        public var allowPrivateAddresses: Bool
+        public var timeouts: Timeouts
+
+        public init(
+            host: String,
+            port: Int = 443,
+            tls: TLS = TLS(),
+            addresses: [String] = [],
+            allowPrivateAddresses: Bool = false,
+            timeouts: Timeouts = Timeouts()
+        ) {
+            self.host = host
+            self.port = port
+            self.tls = tls
+            self.addresses = addresses
+            self.allowPrivateAddresses = allowPrivateAddresses
+            self.timeouts = timeouts
+        }
+    }
+
+    /// TLS origination settings. Files are PEM, at paths inside the proxy's container.
+    public struct TLS: Codable, Sendable, Hashable {
+        /// Trust roots replacing the system roots for this host.
+        public var caFile: String?
+        public var clientCertificateFile: String?
+        public var clientKeyFile: String?
+        /// SNI and the name the certificate is verified against; defaults to the upstream host.
+        public var serverName: String?
+        public var insecureSkipVerify: Bool
+
+        public init(
+            caFile: String? = nil,
+            clientCertificateFile: String? = nil,
+            clientKeyFile: String? = nil,
+            serverName: String? = nil,
+            insecureSkipVerify: Bool = false
+        ) {
+            self.caFile = caFile
+            self.clientCertificateFile = clientCertificateFile
+            self.clientKeyFile = clientKeyFile
+            self.serverName = serverName
+            self.insecureSkipVerify = insecureSkipVerify
+        }
+    }
+
+    public struct Timeouts: Codable, Sendable, Hashable {
+        public static let defaultConnectMillis = 5_000
+        public static let defaultResponseHeadersMillis = 30_000
+        public static let defaultIdleMillis = 90_000
+
+        /// TCP connect plus TLS handshake to the upstream.
+        public var connectMillis: Int
+        /// From the request being sent upstream to the response head arriving.
+        public var responseHeadersMillis: Int
+        /// How long a pooled upstream connection (and a quiet stream) may stay idle.
+        public var idleMillis: Int
+
+        public init(
+            connectMillis: Int = Self.defaultConnectMillis,
+            responseHeadersMillis: Int = Self.defaultResponseHeadersMillis,
+            idleMillis: Int = Self.defaultIdleMillis
+        ) {
+            self.connectMillis = connectMillis
+            self.responseHeadersMillis = responseHeadersMillis
+            self.idleMillis = idleMillis
+        }
+    }
+}
+
+extension AllowList {
+    /// The canonical serialization: sorted keys, pretty printed, trailing newline.
+    public func encoded() -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        // Encoding plain value types cannot fail.
+        let data = try! encoder.encode(self)
+        return String(decoding: data, as: UTF8.self) + "\n"
+    }
+
+    /// Decodes and validates a document; the error says what is wrong so the proxy can log it and keep the last
+    /// good list.
+    public static func decode(_ data: some Collection<UInt8>) throws -> AllowList {
+        let list = try JSONDecoder().decode(AllowList.self, from: Data(data))
+        guard list.apiVersion == Self.apiVersion, list.kind == Self.kind else {
+            throw AllowListError("unsupported allow-list document \(list.apiVersion)/\(list.kind)")
+        }
+        var seen = Set<String>()
+        for entry in list.hosts {
+            if let problem = HostName.validate(entry.host).first {
+                throw AllowListError("host \"\(entry.host)\": \(problem)")
+            }
+            guard (1...65535).contains(entry.port) else {
+                throw AllowListError("host \"\(entry.host)\": port \(entry.port) is out of range")
+            }
+            guard seen.insert(entry.host).inserted else {
+                throw AllowListError("host \"\(entry.host)\" is listed twice")
+            }
+        }
+        return list
+    }
+}
+
+public struct AllowListError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
