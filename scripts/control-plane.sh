@@ -6,6 +6,13 @@
 #   scripts/control-plane.sh stop      # stop exactly what start started, remove its data
 #   scripts/control-plane.sh env       # print `export KUBECONFIG=...`
 #   scripts/control-plane.sh status
+#   scripts/control-plane.sh restart-apiserver   # stop/start only kube-apiserver (etcd and its data stay)
+#   scripts/control-plane.sh logs      # last lines of the etcd and kube-apiserver logs
+#
+# Environment: EGRESS_CONTROL_PLANE_DIR (state dir, default /tmp/egress-control-plane), EGRESS_APISERVER_PORT
+# (6443), EGRESS_ETCD_PORT (2379), EGRESS_ETCD_PEER_PORT (2380), EGRESS_READY_TIMEOUT (seconds, 120).
+# `start` also writes $STATE_DIR/kubeconfig-nobody (user `nobody`, no groups: for forbidden tests) and
+# $STATE_DIR/kubeconfig-cert (an admin authenticated by client certificate).
 #
 # kube-apiserver is built from Debian's own `kubernetes` source package (v1.20.2), as recorded in
 # ../shared/recipes/local-control-plane.md. No package registry host is named here: the deb-src entry is
@@ -19,7 +26,7 @@ APISERVER=$BIN_DIR/kube-apiserver-$KUBE_VERSION
 STATE_DIR=${EGRESS_CONTROL_PLANE_DIR:-/tmp/egress-control-plane}
 PORT=${EGRESS_APISERVER_PORT:-6443}
 ETCD_PORT=${EGRESS_ETCD_PORT:-2379}
-TOKEN=egress-admin-token
+ETCD_PEER_PORT=${EGRESS_ETCD_PEER_PORT:-2380}
 
 log() { printf '[control-plane] %s\n' "$*" >&2; }
 
@@ -76,9 +83,283 @@ build_apiserver() {
 cmd_install() {
     apt_install etcd-server openssl curl
     build_apiserver
+    # kubectl and helm (recent versions; the apiserver build yields no kubectl).
+    "$(dirname "$0")/install-tools.sh" >/dev/null
+}
+
+# ---------------------------------------------------------------------------------------------------------------
+# Running it. Everything lives in $STATE_DIR; pid files record exactly what `start` started, so `stop` ends only
+# those processes (checked against /proc/PID/cmdline, so a recycled pid is never killed).
+
+ETCD_PID=$STATE_DIR/etcd.pid
+APISERVER_PID=$STATE_DIR/kube-apiserver.pid
+PKI=$STATE_DIR/pki
+KUBECONFIG_FILE=$STATE_DIR/kubeconfig
+READY_TIMEOUT=${EGRESS_READY_TIMEOUT:-120}
+
+# is_running PIDFILE NAME: the pid in PIDFILE is alive and its command line mentions NAME.
+is_running() {
+    local pidfile=$1 name=$2 pid
+    [ -f "$pidfile" ] || return 1
+    pid=$(cat "$pidfile")
+    [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$name"
+}
+
+# stop_pid PIDFILE NAME: TERM, wait up to 20 s, then KILL; removes the pid file.
+stop_pid() {
+    local pidfile=$1 name=$2 pid
+    if ! is_running "$pidfile" "$name"; then
+        rm -f "$pidfile"
+        return 0
+    fi
+    pid=$(cat "$pidfile")
+    log "stopping $name (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 40); do
+        is_running "$pidfile" "$name" || break
+        sleep 0.5
+    done
+    if is_running "$pidfile" "$name"; then
+        log "$name did not exit after 20 s; sending KILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        sleep 0.5
+    fi
+    rm -f "$pidfile"
+}
+
+require() {
+    local missing=0
+    command -v etcd >/dev/null || { log "etcd is not installed"; missing=1; }
+    command -v openssl >/dev/null || { log "openssl is not installed"; missing=1; }
+    command -v curl >/dev/null || { log "curl is not installed"; missing=1; }
+    [ -x "$APISERVER" ] || { log "kube-apiserver is not built yet ($APISERVER)"; missing=1; }
+    if [ $missing -ne 0 ]; then
+        log "run: $0 install"
+        exit 1
+    fi
+}
+
+# Fresh certificates and tokens for every `start` (kept across `restart-apiserver`).
+make_pki() {
+    rm -rf "$PKI"
+    mkdir -p "$PKI"
+    (
+        cd "$PKI"
+        openssl genrsa -out ca.key 2048 2>/dev/null
+        openssl req -x509 -new -key ca.key -subj "/CN=egress-operator-local-ca" -days 30 -out ca.crt 2>/dev/null
+        # Serving certificate: Go ignores the CN, so the SANs are what matter.
+        openssl genrsa -out apiserver.key 2048 2>/dev/null
+        openssl req -new -key apiserver.key -subj "/CN=kube-apiserver" -out apiserver.csr 2>/dev/null
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >apiserver.ext
+        openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 \
+            -extfile apiserver.ext -out apiserver.crt 2>/dev/null
+        # A client certificate for an admin (O=system:masters), to exercise client-certificate auth.
+        openssl genrsa -out admin-client.key 2048 2>/dev/null
+        openssl req -new -key admin-client.key -subj "/O=system:masters/CN=cert-admin" -out admin-client.csr 2>/dev/null
+        printf 'extendedKeyUsage=clientAuth\n' >client.ext
+        openssl x509 -req -in admin-client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 \
+            -extfile client.ext -out admin-client.crt 2>/dev/null
+        # Service-account signing key pair.
+        openssl genrsa -out sa.key 2048 2>/dev/null
+        openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+        # Static tokens: an admin, and `nobody` (no groups, so RBAC forbids nearly everything).
+        admin_token=$(openssl rand -hex 24)
+        nobody_token=$(openssl rand -hex 24)
+        printf '%s\n' "$admin_token" >admin.token
+        printf '%s\n' "$nobody_token" >nobody.token
+        printf '%s,admin,admin-uid,system:masters\n%s,nobody,nobody-uid\n' "$admin_token" "$nobody_token" >tokens.csv
+        chmod 600 ./*.key ./*.token tokens.csv
+    )
+}
+
+# write_kubeconfig FILE USER AUTH-LINES...
+write_kubeconfig() {
+    local file=$1 user=$2
+    shift 2
+    {
+        echo "apiVersion: v1"
+        echo "kind: Config"
+        echo "clusters:"
+        echo "- name: egress-local"
+        echo "  cluster:"
+        echo "    server: https://127.0.0.1:$PORT"
+        echo "    certificate-authority-data: $(base64 -w0 <"$PKI/ca.crt")"
+        echo "users:"
+        echo "- name: $user"
+        echo "  user:"
+        for line in "$@"; do echo "    $line"; done
+        echo "contexts:"
+        echo "- name: egress-local"
+        echo "  context:"
+        echo "    cluster: egress-local"
+        echo "    user: $user"
+        echo "    namespace: default"
+        echo "current-context: egress-local"
+    } >"$file.tmp"
+    chmod 600 "$file.tmp"
+    mv "$file.tmp" "$file"
+}
+
+write_kubeconfigs() {
+    write_kubeconfig "$KUBECONFIG_FILE" admin "token: $(cat "$PKI/admin.token")"
+    write_kubeconfig "$STATE_DIR/kubeconfig-nobody" nobody "token: $(cat "$PKI/nobody.token")"
+    write_kubeconfig "$STATE_DIR/kubeconfig-cert" cert-admin \
+        "client-certificate-data: $(base64 -w0 <"$PKI/admin-client.crt")" \
+        "client-key-data: $(base64 -w0 <"$PKI/admin-client.key")"
+}
+
+start_etcd() {
+    if is_running "$ETCD_PID" etcd; then return 0; fi
+    rm -rf "$STATE_DIR/etcd-data"
+    log "starting etcd on 127.0.0.1:$ETCD_PORT"
+    setsid etcd --name egress-local --data-dir "$STATE_DIR/etcd-data" \
+        --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+        --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+        --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+        --initial-cluster "egress-local=http://127.0.0.1:$ETCD_PEER_PORT" \
+        </dev/null >"$STATE_DIR/etcd.log" 2>&1 &
+    echo $! >"$ETCD_PID"
+    local i
+    for i in $(seq 1 60); do
+        if curl -fsS "http://127.0.0.1:$ETCD_PORT/health" 2>/dev/null | grep -q '"health":"true"'; then return 0; fi
+        if ! is_running "$ETCD_PID" etcd; then break; fi
+        sleep 0.5
+    done
+    log "etcd did not become healthy; last log lines:"
+    tail -n 20 "$STATE_DIR/etcd.log" >&2
+    exit 1
+}
+
+start_apiserver() {
+    if is_running "$APISERVER_PID" kube-apiserver; then return 0; fi
+    log "starting kube-apiserver $KUBE_VERSION on https://127.0.0.1:$PORT"
+    setsid "$APISERVER" \
+        --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+        --bind-address=127.0.0.1 --secure-port="$PORT" --advertise-address=127.0.0.1 \
+        --insecure-port=0 \
+        --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
+        --client-ca-file="$PKI/ca.crt" --token-auth-file="$PKI/tokens.csv" \
+        --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
+        --service-account-issuer=https://kubernetes.default.svc \
+        --authorization-mode=RBAC --service-cluster-ip-range=10.0.0.0/24 \
+        </dev/null >>"$STATE_DIR/kube-apiserver.log" 2>&1 &
+    echo $! >"$APISERVER_PID"
+    wait_ready
+}
+
+wait_ready() {
+    local token start now
+    token=$(cat "$PKI/admin.token")
+    start=$(date +%s)
+    printf '[control-plane] waiting for /readyz ' >&2
+    while true; do
+        if curl -fsS --max-time 5 --cacert "$PKI/ca.crt" -H "Authorization: Bearer $token" \
+            "https://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; then
+            printf ' ready after %ss\n' "$(($(date +%s) - start))" >&2
+            return 0
+        fi
+        now=$(date +%s)
+        if ! is_running "$APISERVER_PID" kube-apiserver || [ $((now - start)) -ge "$READY_TIMEOUT" ]; then
+            printf '\n' >&2
+            if is_running "$APISERVER_PID" kube-apiserver; then
+                log "kube-apiserver not ready after ${READY_TIMEOUT}s; last log lines:"
+            else
+                log "kube-apiserver exited; last log lines:"
+            fi
+            tail -n 30 "$STATE_DIR/kube-apiserver.log" >&2
+            exit 1
+        fi
+        printf '.' >&2
+        sleep 1
+    done
+}
+
+cmd_start() {
+    require
+    if is_running "$ETCD_PID" etcd && is_running "$APISERVER_PID" kube-apiserver; then
+        log "already running (etcd pid $(cat "$ETCD_PID"), kube-apiserver pid $(cat "$APISERVER_PID"))"
+        cmd_env
+        return 0
+    fi
+    mkdir -p "$STATE_DIR"
+    if ! is_running "$ETCD_PID" etcd || [ ! -f "$PKI/tokens.csv" ]; then
+        # A partial previous run: start clean.
+        stop_pid "$APISERVER_PID" kube-apiserver
+        stop_pid "$ETCD_PID" etcd
+        rm -f "$STATE_DIR/kube-apiserver.log"
+        make_pki
+        write_kubeconfigs
+    fi
+    start_etcd
+    start_apiserver
+    log "kubeconfig: $KUBECONFIG_FILE (admin), $STATE_DIR/kubeconfig-nobody (no permissions)"
+    cmd_env
+}
+
+cmd_stop() {
+    stop_pid "$APISERVER_PID" kube-apiserver
+    stop_pid "$ETCD_PID" etcd
+    rm -rf "$STATE_DIR/etcd-data" "$PKI" "$KUBECONFIG_FILE" "$STATE_DIR/kubeconfig-nobody" \
+        "$STATE_DIR/kubeconfig-cert"
+    log "stopped"
+}
+
+cmd_restart_apiserver() {
+    require
+    if ! is_running "$ETCD_PID" etcd; then
+        log "not running; start it with: $0 start"
+        exit 1
+    fi
+    stop_pid "$APISERVER_PID" kube-apiserver
+    start_apiserver
+}
+
+cmd_env() {
+    echo "export KUBECONFIG=$KUBECONFIG_FILE"
+}
+
+cmd_status() {
+    local rc=0
+    if is_running "$ETCD_PID" etcd; then
+        echo "etcd: running (pid $(cat "$ETCD_PID"), http://127.0.0.1:$ETCD_PORT)"
+    else
+        echo "etcd: not running"
+        rc=1
+    fi
+    if is_running "$APISERVER_PID" kube-apiserver; then
+        local ready=no
+        if curl -fsS --max-time 5 --cacert "$PKI/ca.crt" -H "Authorization: Bearer $(cat "$PKI/admin.token")" \
+            "https://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; then ready=yes; fi
+        echo "kube-apiserver: running (pid $(cat "$APISERVER_PID"), https://127.0.0.1:$PORT, ready: $ready)"
+        echo "kubeconfig: $KUBECONFIG_FILE"
+    else
+        echo "kube-apiserver: not running"
+        rc=1
+    fi
+    return $rc
+}
+
+cmd_logs() {
+    local f
+    for f in etcd.log kube-apiserver.log; do
+        if [ -f "$STATE_DIR/$f" ]; then
+            echo "==> $STATE_DIR/$f <=="
+            tail -n "${LINES_TO_SHOW:-40}" "$STATE_DIR/$f"
+        fi
+    done
 }
 
 case "${1:-}" in
 install) cmd_install ;;
-*) echo "usage: $0 install|start|stop|env|status" >&2; exit 2 ;;
+start) cmd_start ;;
+stop) cmd_stop ;;
+restart-apiserver) cmd_restart_apiserver ;;
+env) cmd_env ;;
+status) cmd_status ;;
+logs) cmd_logs ;;
+*)
+    echo "usage: $0 install|start|stop|restart-apiserver|env|status|logs" >&2
+    exit 2
+    ;;
 esac

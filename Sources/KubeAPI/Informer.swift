@@ -1,0 +1,281 @@
+import Logging
+import Synchronization
+
+/// Keeps an in-memory copy of one resource (optionally one namespace and label selector) current: list, then
+/// watch from the list's resourceVersion; on a disconnect, watch again from the last seen resourceVersion with
+/// exponential backoff; on 410 Gone, list again.
+///
+/// Consumers are level-triggered: ``changes(includeExisting:)`` yields *keys* of objects that may have changed
+/// (coalescing is the work queue's job), and the reconciler reads the current state from ``get(_:)`` or the API.
+///
+/// ```swift
+/// let informer = Informer(client: client, resource: egressHosts)
+/// try await withThrowingDiscardingTaskGroup { group in
+///     group.addTask { await informer.run() }
+///     try await informer.waitForSync()
+///     for await key in informer.changes() { queue.add(key) }
+/// }
+/// ```
+public final class Informer: Sendable {
+    public struct Backoff: Sendable {
+        public var initial: Duration
+        public var maximum: Duration
+
+        public init(initial: Duration = .milliseconds(250), maximum: Duration = .seconds(30)) {
+            self.initial = initial
+            self.maximum = maximum
+        }
+    }
+
+    public let resource: Resource
+    public let namespace: String?
+    public let labelSelector: String?
+    private let client: KubeClient
+    private let backoff: Backoff
+    private let pageSize: Int
+    private let watchTimeoutSeconds: Int
+    private let logger: Logger
+    private let state = Mutex(State())
+
+    private struct State {
+        var objects: [ObjectKey: KubeObject] = [:]
+        var resourceVersion = ""
+        var synced = false
+        var syncWaiters: [Int: CheckedContinuation<Void, any Error>] = [:]
+        var subscribers: [Int: AsyncStream<ObjectKey>.Continuation] = [:]
+        var nextID = 0
+        var lists = 0
+        var watches = 0
+
+        mutating func notify(_ keys: [ObjectKey]) {
+            for key in keys {
+                for subscriber in self.subscribers.values { subscriber.yield(key) }
+            }
+        }
+    }
+
+    /// - Parameters:
+    ///   - namespace: `nil` for all namespaces (or a cluster-scoped resource).
+    ///   - pageSize: the list page size (lists are paginated so a large collection is not one huge response).
+    ///   - watchTimeoutSeconds: how long one watch request lasts before the server ends it and it is renewed.
+    public init(
+        client: KubeClient,
+        resource: Resource,
+        namespace: String? = nil,
+        labelSelector: String? = nil,
+        backoff: Backoff = Backoff(),
+        pageSize: Int = 500,
+        watchTimeoutSeconds: Int = 300,
+        logger: Logger = Logger(label: "KubeAPI.Informer")
+    ) {
+        self.client = client
+        self.resource = resource
+        self.namespace = namespace
+        self.labelSelector = labelSelector
+        self.backoff = backoff
+        self.pageSize = pageSize
+        self.watchTimeoutSeconds = watchTimeoutSeconds
+        var logger = logger
+        logger[metadataKey: "resource"] = "\(resource)"
+        self.logger = logger
+    }
+
+    // MARK: - Reading the cache
+
+    /// The cached object, if it exists (as of the last event seen).
+    public func get(_ key: ObjectKey) -> KubeObject? {
+        self.state.withLock { $0.objects[key] }
+    }
+
+    public func get(name: String, namespace: String? = nil) -> KubeObject? {
+        self.get(ObjectKey(namespace: namespace, name: name))
+    }
+
+    /// All cached objects, ordered by namespace/name.
+    public func list() -> [KubeObject] {
+        self.state.withLock { state in state.objects.sorted { $0.key < $1.key }.map(\.value) }
+    }
+
+    /// Whether the first list has completed (the cache then reflects the server).
+    public var hasSynced: Bool { self.state.withLock { $0.synced } }
+
+    /// How many times the informer listed (1 after the first sync; more after 410 Gone).
+    public var listCount: Int { self.state.withLock { $0.lists } }
+
+    /// How many watch requests were opened (renewals and reconnects included).
+    public var watchCount: Int { self.state.withLock { $0.watches } }
+
+    /// Waits until the first list has completed. Throws `CancellationError` if the waiting task is cancelled.
+    public func waitForSync() async throws {
+        let id = self.state.withLock { state in
+            state.nextID += 1
+            return state.nextID
+        }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                enum Outcome { case synced, cancelled, waiting }
+                let outcome = self.state.withLock { state -> Outcome in
+                    if state.synced { return .synced }
+                    if Task.isCancelled { return .cancelled }
+                    state.syncWaiters[id] = continuation
+                    return .waiting
+                }
+                switch outcome {
+                case .synced: continuation.resume()
+                case .cancelled: continuation.resume(throwing: CancellationError())
+                case .waiting: break
+                }
+            }
+        } onCancel: {
+            let waiter = self.state.withLock { $0.syncWaiters.removeValue(forKey: id) }
+            waiter?.resume(throwing: CancellationError())
+        }
+    }
+
+    /// Keys of objects that were added, changed or deleted. With `includeExisting`, the keys of all cached objects
+    /// come first, so a late subscriber misses nothing. The stream finishes when ``run()`` returns.
+    public func changes(includeExisting: Bool = true) -> AsyncStream<ObjectKey> {
+        let (stream, continuation) = AsyncStream.makeStream(of: ObjectKey.self)
+        let id = self.state.withLock { state in
+            state.nextID += 1
+            state.subscribers[state.nextID] = continuation
+            if includeExisting {
+                for key in state.objects.keys.sorted() { continuation.yield(key) }
+            }
+            return state.nextID
+        }
+        continuation.onTermination = { [weak self] _ in
+            _ = self?.state.withLock { $0.subscribers.removeValue(forKey: id) }
+        }
+        return stream
+    }
+
+    // MARK: - Running
+
+    /// Lists and watches until the calling task is cancelled; errors are logged and retried, never thrown.
+    public func run() async {
+        defer {
+            let subscribers = self.state.withLock { state in
+                defer { state.subscribers.removeAll() }
+                return Array(state.subscribers.values)
+            }
+            for subscriber in subscribers { subscriber.finish() }
+        }
+        var delay = self.backoff.initial
+        var needsList = true
+        var consecutiveGone = 0
+        while !Task.isCancelled {
+            do {
+                if needsList {
+                    try await self.relist()
+                    needsList = false
+                }
+                let clock = ContinuousClock()
+                let start = clock.now
+                let events = try await self.watchOnce()
+                consecutiveGone = 0
+                // A watch that ends at once without events (a proxy closing it, say) must not become a busy loop.
+                if events == 0 && start.duration(to: clock.now) < .seconds(1) {
+                    try await self.sleep(&delay)
+                } else {
+                    delay = self.backoff.initial
+                }
+            } catch is CancellationError {
+                return
+            } catch let error as KubeError where error.code == .gone {
+                consecutiveGone += 1
+                self.logger.info("resourceVersion expired (410 Gone): listing again")
+                needsList = true
+                if consecutiveGone > 1 { try? await self.sleep(&delay) }
+            } catch {
+                if Task.isCancelled { return }
+                self.logger.warning(
+                    "list/watch failed; retrying",
+                    metadata: ["error": "\(error)", "retryIn": "\(delay)"]
+                )
+                try? await self.sleep(&delay)
+            }
+        }
+    }
+
+    private func sleep(_ delay: inout Duration) async throws {
+        let jittered = delay * Double.random(in: 0.8...1.2)
+        delay = min(delay * 2, self.backoff.maximum)
+        try await Task.sleep(for: jittered)
+    }
+
+    private func relist() async throws {
+        let list = try await self.client.listAll(
+            self.resource,
+            namespace: self.namespace,
+            labelSelector: self.labelSelector,
+            pageSize: self.pageSize
+        )
+        let waiters = self.state.withLock { state -> [CheckedContinuation<Void, any Error>] in
+            var fresh: [ObjectKey: KubeObject] = [:]
+            var changed: [ObjectKey] = []
+            for object in list.items {
+                let key = object.key
+                fresh[key] = object
+                if state.objects[key]?.resourceVersion != object.resourceVersion { changed.append(key) }
+            }
+            for key in state.objects.keys where fresh[key] == nil { changed.append(key) }
+            state.objects = fresh
+            state.resourceVersion = list.resourceVersion
+            state.lists += 1
+            state.notify(changed.sorted())
+            state.synced = true
+            defer { state.syncWaiters.removeAll() }
+            return Array(state.syncWaiters.values)
+        }
+        for waiter in waiters { waiter.resume() }
+        self.logger.debug(
+            "listed",
+            metadata: ["count": "\(list.items.count)", "resourceVersion": "\(list.resourceVersion)"]
+        )
+    }
+
+    /// One watch request from the last seen resourceVersion; returns the number of events when the server ends it.
+    private func watchOnce() async throws -> Int {
+        let resourceVersion = self.state.withLock { state in
+            state.watches += 1
+            return state.resourceVersion
+        }
+        let stream = try await self.client.watch(
+            self.resource,
+            namespace: self.namespace,
+            options: WatchOptions(
+                resourceVersion: resourceVersion,
+                labelSelector: self.labelSelector,
+                allowBookmarks: true,
+                timeoutSeconds: self.watchTimeoutSeconds
+            )
+        )
+        var count = 0
+        for try await event in stream {
+            count += 1
+            self.state.withLock { state in
+                if let version = event.object.resourceVersion { state.resourceVersion = version }
+                let key = event.object.key
+                switch event.type {
+                case .added, .modified:
+                    state.objects[key] = self.withTypeMeta(event.object)
+                    state.notify([key])
+                case .deleted:
+                    state.objects[key] = nil
+                    state.notify([key])
+                case .bookmark:
+                    break
+                }
+            }
+        }
+        return count
+    }
+
+    private func withTypeMeta(_ object: KubeObject) -> KubeObject {
+        var object = object
+        if object.apiVersion == nil { object["apiVersion"] = .string(self.resource.apiVersion) }
+        if object.kind == nil { object["kind"] = .string(self.resource.kind) }
+        return object
+    }
+}

@@ -1,0 +1,443 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOFoundationCompat
+import NIOSSL
+import Synchronization
+
+/// Options for ``KubeClient/list(_:namespace:options:)``.
+public struct ListOptions: Sendable {
+    /// e.g. `app=egress-gateway,tier!=test`
+    public var labelSelector: String?
+    /// e.g. `metadata.name=foo`
+    public var fieldSelector: String?
+    /// Page size; the response then carries a ``ObjectList/continueToken`` if more items follow.
+    public var limit: Int?
+    public var continueToken: String?
+    /// `nil` for a consistent read from etcd; `"0"` for any cached state.
+    public var resourceVersion: String?
+
+    public init(
+        labelSelector: String? = nil,
+        fieldSelector: String? = nil,
+        limit: Int? = nil,
+        continueToken: String? = nil,
+        resourceVersion: String? = nil
+    ) {
+        self.labelSelector = labelSelector
+        self.fieldSelector = fieldSelector
+        self.limit = limit
+        self.continueToken = continueToken
+        self.resourceVersion = resourceVersion
+    }
+}
+
+/// Conditions a delete must meet, so a delete never removes an object that was replaced meanwhile.
+public struct Preconditions: Sendable, Hashable {
+    public var uid: String?
+    public var resourceVersion: String?
+
+    public init(uid: String? = nil, resourceVersion: String? = nil) {
+        self.uid = uid
+        self.resourceVersion = resourceVersion
+    }
+}
+
+public enum PropagationPolicy: String, Sendable {
+    case foreground = "Foreground"
+    case background = "Background"
+    case orphan = "Orphan"
+}
+
+public enum PatchType: String, Sendable {
+    case merge = "application/merge-patch+json"
+    case json = "application/json-patch+json"
+    case strategicMerge = "application/strategic-merge-patch+json"
+}
+
+/// A client for the Kubernetes API: the only place in the project that speaks HTTP to the API server.
+///
+/// One instance per process is enough (it pools connections); call ``shutdown()`` before it is released.
+/// All methods throw ``KubeError``.
+public final class KubeClient: Sendable {
+    public let config: KubeConfig
+    let http: HTTPClient
+    let logger: Logger
+    private let tokenSource: TokenSource?
+
+    /// Deadline for the response head of ordinary requests.
+    static let requestTimeout: TimeAmount = .seconds(60)
+    /// A read timeout longer than any watch's server-side timeout: it only fires on a dead connection.
+    static let readTimeout: TimeAmount = .seconds(660)
+    static let maximumResponseSize = 256 * 1024 * 1024
+
+    public init(config: KubeConfig, logger: Logger = Logger(label: "KubeAPI")) throws {
+        self.config = config
+        self.logger = logger
+        var tls = TLSConfiguration.makeClientConfiguration()
+        do {
+            if let ca = config.certificateAuthorityPEM {
+                tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(ca))
+            }
+            if let certificate = config.clientCertificatePEM {
+                guard let key = config.clientKeyPEM else {
+                    throw KubeConfigError(.invalidCredentials, "a client certificate is configured without its key")
+                }
+                tls.certificateChain = try NIOSSLCertificate.fromPEMBytes(certificate).map { .certificate($0) }
+                tls.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: key, format: .pem))
+            }
+        } catch let error as KubeConfigError {
+            throw error
+        } catch {
+            throw KubeConfigError(.invalidCredentials, "certificate or key is not valid PEM: \(error)")
+        }
+        if config.insecureSkipTLSVerify {
+            tls.certificateVerification = .none
+        }
+        if case .tokenFile(let path) = config.credentials {
+            self.tokenSource = TokenSource(path: path, refreshInterval: config.tokenRefreshInterval)
+        } else {
+            self.tokenSource = nil
+        }
+        var configuration = HTTPClient.Configuration(
+            tlsConfiguration: tls,
+            timeout: .init(connect: .seconds(10), read: Self.readTimeout)
+        )
+        configuration.httpVersion = .automatic
+        self.http = HTTPClient(
+            eventLoopGroupProvider: .singleton,
+            configuration: configuration,
+            backgroundActivityLogger: logger
+        )
+    }
+
+    /// Closes pooled connections. Required before the client is released.
+    public func shutdown() async throws {
+        try await self.http.shutdown()
+    }
+
+    // MARK: - Reads
+
+    public func get(_ resource: Resource, name: String, namespace: String? = nil) async throws -> KubeObject {
+        let path = try self.objectPath(resource, namespace: namespace, name: name)
+        return KubeObject(try await self.send(.GET, path))
+    }
+
+    /// One page of objects (all of them unless ``ListOptions/limit`` is set).
+    /// - Parameter namespace: `nil` lists across all namespaces.
+    public func list(
+        _ resource: Resource,
+        namespace: String? = nil,
+        options: ListOptions = ListOptions()
+    )
+        async throws -> ObjectList
+    {
+        var query: [(String, String)] = []
+        if let value = options.labelSelector { query.append(("labelSelector", value)) }
+        if let value = options.fieldSelector { query.append(("fieldSelector", value)) }
+        if let value = options.limit { query.append(("limit", String(value))) }
+        if let value = options.continueToken { query.append(("continue", value)) }
+        if let value = options.resourceVersion { query.append(("resourceVersion", value)) }
+        let json = try await self.send(.GET, resource.path(namespace: namespace), query: query)
+        var result = ObjectList(json: json)
+        // List items carry no apiVersion/kind; fill them in so every object is self-describing.
+        result.items = result.items.map { self.withTypeMeta($0, resource) }
+        return result
+    }
+
+    /// Every object, fetched page by page (`pageSize` per request) from one consistent snapshot.
+    /// Throws ``KubeError/Code/gone`` if the snapshot expired between pages; list again then.
+    public func listAll(
+        _ resource: Resource,
+        namespace: String? = nil,
+        labelSelector: String? = nil,
+        pageSize: Int = 500
+    ) async throws -> ObjectList {
+        var options = ListOptions(labelSelector: labelSelector, limit: pageSize)
+        var result = try await self.list(resource, namespace: namespace, options: options)
+        var token = result.continueToken
+        while let next = token {
+            options.continueToken = next
+            let page = try await self.list(resource, namespace: namespace, options: options)
+            result.items += page.items
+            result.resourceVersion = page.resourceVersion
+            token = page.continueToken
+        }
+        result.continueToken = nil
+        result.remainingItemCount = nil
+        return result
+    }
+
+    // MARK: - Writes
+
+    /// Creates `object`; its namespace comes from `metadata.namespace` unless given.
+    public func create(
+        _ resource: Resource,
+        _ object: KubeObject,
+        namespace: String? = nil
+    ) async throws
+        -> KubeObject
+    {
+        let namespace = namespace ?? object.namespace
+        try self.requireNamespace(resource, namespace)
+        let body = self.withTypeMeta(object, resource)
+        return KubeObject(try await self.send(.POST, resource.path(namespace: namespace), body: body.json))
+    }
+
+    /// Replaces `object` (PUT); fails with ``KubeError/Code/conflict`` if its resourceVersion is stale.
+    public func replace(
+        _ resource: Resource,
+        _ object: KubeObject,
+        subresource: String? = nil
+    ) async throws
+        -> KubeObject
+    {
+        let path = try self.objectPath(resource, object, subresource: subresource)
+        return KubeObject(try await self.send(.PUT, path, body: self.withTypeMeta(object, resource).json))
+    }
+
+    /// Server-side apply: `object` is the complete intent of `fieldManager`; fields it owned before and no longer
+    /// sets are removed. With `force: false` a field owned by another manager fails with
+    /// ``KubeError/Code/conflict``; `force: true` takes the field over.
+    public func apply(
+        _ resource: Resource,
+        _ object: KubeObject,
+        fieldManager: String,
+        force: Bool = false,
+        subresource: String? = nil
+    ) async throws -> KubeObject {
+        let path = try self.objectPath(resource, object, subresource: subresource)
+        // JSON is YAML, so the apply patch is sent as JSON.
+        return KubeObject(
+            try await self.send(
+                .PATCH,
+                path,
+                query: [("fieldManager", fieldManager), ("force", force ? "true" : "false")],
+                body: self.withTypeMeta(object, resource).json,
+                contentType: "application/apply-patch+yaml"
+            )
+        )
+    }
+
+    /// Server-side apply of the `status` subresource (`object` carries the status the manager owns).
+    public func applyStatus(
+        _ resource: Resource,
+        _ object: KubeObject,
+        fieldManager: String,
+        force: Bool = false
+    )
+        async throws -> KubeObject
+    {
+        try await self.apply(resource, object, fieldManager: fieldManager, force: force, subresource: "status")
+    }
+
+    public func patch(
+        _ resource: Resource,
+        name: String,
+        namespace: String? = nil,
+        patch: JSONValue,
+        type: PatchType = .merge,
+        subresource: String? = nil,
+        fieldManager: String? = nil
+    ) async throws -> KubeObject {
+        let path = try self.objectPath(resource, namespace: namespace, name: name, subresource: subresource)
+        var query: [(String, String)] = []
+        if let fieldManager { query.append(("fieldManager", fieldManager)) }
+        return KubeObject(try await self.send(.PATCH, path, query: query, body: patch, contentType: type.rawValue))
+    }
+
+    /// Deletes an object. A failed precondition is ``KubeError/Code/conflict``; a missing object is
+    /// ``KubeError/Code/notFound`` (often fine for callers: the goal state is reached).
+    public func delete(
+        _ resource: Resource,
+        name: String,
+        namespace: String? = nil,
+        preconditions: Preconditions? = nil,
+        propagationPolicy: PropagationPolicy? = nil
+    ) async throws {
+        let path = try self.objectPath(resource, namespace: namespace, name: name)
+        var options: JSONValue = ["apiVersion": "v1", "kind": "DeleteOptions"]
+        if let preconditions {
+            var value: JSONValue = [:]
+            if let uid = preconditions.uid { value["uid"] = .string(uid) }
+            if let resourceVersion = preconditions.resourceVersion {
+                value["resourceVersion"] = .string(resourceVersion)
+            }
+            options["preconditions"] = value
+        }
+        if let propagationPolicy { options["propagationPolicy"] = .string(propagationPolicy.rawValue) }
+        _ = try await self.send(.DELETE, path, body: options)
+    }
+
+    // MARK: - Plumbing
+
+    enum Method: String, Sendable {
+        case GET, POST, PUT, PATCH, DELETE
+    }
+
+    func objectPath(_ resource: Resource, _ object: KubeObject, subresource: String? = nil) throws -> String {
+        guard let name = object.name, !name.isEmpty else {
+            throw KubeError.usage("the \(resource.kind) has no metadata.name")
+        }
+        return try self.objectPath(resource, namespace: object.namespace, name: name, subresource: subresource)
+    }
+
+    func objectPath(
+        _ resource: Resource,
+        namespace: String?,
+        name: String,
+        subresource: String? = nil
+    ) throws
+        -> String
+    {
+        try self.requireNamespace(resource, namespace)
+        return resource.path(namespace: namespace, name: name, subresource: subresource)
+    }
+
+    private func requireNamespace(_ resource: Resource, _ namespace: String?) throws {
+        if resource.namespaced && (namespace ?? "").isEmpty {
+            throw KubeError.usage("\(resource) is namespaced: a namespace is required")
+        }
+    }
+
+    private func withTypeMeta(_ object: KubeObject, _ resource: Resource) -> KubeObject {
+        var object = object
+        if object.apiVersion == nil { object["apiVersion"] = .string(resource.apiVersion) }
+        if object.kind == nil { object["kind"] = .string(resource.kind) }
+        return object
+    }
+
+    /// Sends a request and returns the JSON body of a 2xx response; anything else becomes a ``KubeError``.
+    func send(
+        _ method: Method,
+        _ path: String,
+        query: [(String, String)] = [],
+        body: JSONValue? = nil,
+        contentType: String = "application/json"
+    ) async throws -> JSONValue {
+        let response = try await self.execute(method, path, query: query, body: body, contentType: contentType)
+        let bytes: ByteBuffer
+        do {
+            bytes = try await response.body.collect(upTo: Self.maximumResponseSize)
+        } catch {
+            throw self.mapTransportError(error, "\(method) \(path)")
+        }
+        guard (200..<300).contains(Int(response.status.code)) else {
+            throw Self.error(for: response, body: bytes)
+        }
+        if bytes.readableBytes == 0 { return .null }
+        do {
+            return try JSONValue(parsing: Data(buffer: bytes))
+        } catch {
+            throw KubeError.decoding(error, "the response to \(method) \(path)")
+        }
+    }
+
+    /// Starts a request; the caller consumes (streams) the body.
+    func execute(
+        _ method: Method,
+        _ path: String,
+        query: [(String, String)] = [],
+        body: JSONValue? = nil,
+        contentType: String = "application/json"
+    ) async throws -> HTTPClientResponse {
+        var request = HTTPClientRequest(url: self.config.server + path + Self.queryString(query))
+        request.method = .init(rawValue: method.rawValue)
+        request.headers.add(name: "Accept", value: "application/json")
+        request.headers.add(name: "User-Agent", value: "egress-operator-kubeapi")
+        switch self.config.credentials {
+        case .none:
+            break
+        case .bearerToken(let token):
+            request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        case .tokenFile:
+            if let token = try self.tokenSource?.token() {
+                request.headers.add(name: "Authorization", value: "Bearer \(token)")
+            }
+        case .basic(let username, let password):
+            let encoded = Data("\(username):\(password)".utf8).base64EncodedString()
+            request.headers.add(name: "Authorization", value: "Basic \(encoded)")
+        }
+        if let body {
+            let data: Data
+            do {
+                data = try body.jsonData()
+            } catch {
+                throw KubeError.usage("the request body is not valid JSON: \(error)")
+            }
+            request.headers.add(name: "Content-Type", value: contentType)
+            request.body = .bytes(ByteBuffer(data: data))
+        }
+        self.logger.trace("request", metadata: ["method": "\(method)", "path": "\(path)"])
+        do {
+            return try await self.http.execute(request, deadline: .now() + Self.requestTimeout, logger: self.logger)
+        } catch {
+            throw self.mapTransportError(error, "\(method) \(self.config.server)\(path)")
+        }
+    }
+
+    func mapTransportError(_ error: any Error, _ context: String) -> any Error {
+        if error is KubeError || error is CancellationError { return error }
+        if Task.isCancelled { return CancellationError() }
+        return KubeError.transport(error, context)
+    }
+
+    static func error(for response: HTTPClientResponse, body: ByteBuffer) -> KubeError {
+        let data = Data(buffer: body)
+        let status = try? JSONDecoder().decode(Status.self, from: data)
+        return KubeError.from(
+            httpStatus: Int(response.status.code),
+            status: status?.reason == nil && status?.message == nil ? nil : status,
+            body: String(decoding: data, as: UTF8.self),
+            retryAfterHeader: response.headers.first(name: "Retry-After")
+        )
+    }
+
+    static func queryString(_ query: [(String, String)]) -> String {
+        if query.isEmpty { return "" }
+        return "?"
+            + query.map { name, value in "\(escapeQuery(name))=\(escapeQuery(value))" }.joined(separator: "&")
+    }
+
+    private static let unreserved: CharacterSet = {
+        var set = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+        set.insert(charactersIn: "-._~")
+        return set
+    }()
+
+    static func escapeQuery(_ value: String) -> String {
+        value.addingPercentEncoding(withAllowedCharacters: unreserved) ?? value
+    }
+}
+
+/// A bearer token read from a file, re-read after `refreshInterval` so rotated service-account tokens are picked up.
+/// If a re-read fails, the last good token is kept (the kubelet replaces the file atomically, so that is rare).
+final class TokenSource: Sendable {
+    let path: String
+    let refreshInterval: Duration
+    private let cached: Mutex<(token: String, readAt: ContinuousClock.Instant)?> = Mutex(nil)
+
+    init(path: String, refreshInterval: Duration) {
+        self.path = path
+        self.refreshInterval = refreshInterval
+    }
+
+    func token() throws -> String {
+        let now = ContinuousClock.now
+        return try self.cached.withLock { cached throws -> String in
+            if let current = cached, current.readAt.duration(to: now) < self.refreshInterval {
+                return current.token
+            }
+            do {
+                let text = String(decoding: try KubeConfig.readFile(self.path, what: "token file"), as: UTF8.self)
+                let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+                cached = (token, now)
+                return token
+            } catch {
+                if let current = cached { return current.token }
+                throw KubeError(code: .unauthorized, message: "cannot read the token: \(error)")
+            }
+        }
+    }
+}

@@ -1,0 +1,114 @@
+import Foundation
+import XCTest
+
+@testable import KubeAPI
+
+/// Pure tests: JSON/YAML values, error classification, watch frame decoding.
+final class ValueTests: XCTestCase {
+    func testJSONRoundTripKeepsIntegersAndTypedViews() throws {
+        struct Spec: Codable, Equatable {
+            var host: String
+            var replicas: Int
+        }
+        var object = KubeObject(apiVersion: "egress.dev/v1alpha1", kind: "EgressHost", name: "gh", namespace: "ns")
+        object["spec"] = try JSONValue(encoding: Spec(host: "api.github.com", replicas: 2))
+        object.labels = ["app": "x"]
+        let text = object.json.jsonString()
+        XCTAssertEqual(
+            text,
+            #"{"apiVersion":"egress.dev/v1alpha1","kind":"EgressHost","metadata":{"labels":{"app":"x"},"#
+                + #""name":"gh","namespace":"ns"},"spec":{"host":"api.github.com","replicas":2}}"#
+        )
+        let parsed = KubeObject(try JSONValue(parsing: Data(text.utf8)))
+        XCTAssertEqual(parsed, object)
+        XCTAssertEqual(try parsed["spec"]?.decode(Spec.self), Spec(host: "api.github.com", replicas: 2))
+        XCTAssertEqual(parsed.key, ObjectKey(namespace: "ns", name: "gh"))
+        XCTAssertEqual(parsed.key.description, "ns/gh")
+        XCTAssertEqual(JSONValue.double(1.5).jsonString(), "1.5")
+    }
+
+    func testYAMLKeepsScalarTypes() throws {
+        let documents = try KubeObject.objects(
+            yaml: """
+                ---
+                apiVersion: v1
+                kind: ConfigMap
+                metadata: {name: a}
+                data: {quoted: "1", flag: "true"}
+                spec: {n: 1, f: 1.5, b: true, z: null, list: [x, 2]}
+                ---
+                # empty document
+                ---
+                apiVersion: v1
+                kind: Namespace
+                metadata: {name: b}
+                """
+        )
+        XCTAssertEqual(documents.count, 2)
+        XCTAssertEqual(documents[0]["data"], ["quoted": "1", "flag": "true"])
+        XCTAssertEqual(documents[0]["spec"], ["n": 1, "f": 1.5, "b": true, "z": nil, "list": ["x", 2]])
+        XCTAssertEqual(documents[1].kind, "Namespace")
+    }
+
+    func testErrorsAreClassifiedFromStatus() {
+        func classify(_ code: Int, _ reason: String?, retryAfter: String? = nil) -> KubeError {
+            KubeError.from(
+                httpStatus: code,
+                status: Status(message: "m", reason: reason, code: code),
+                body: nil,
+                retryAfterHeader: retryAfter
+            )
+        }
+        XCTAssertEqual(classify(404, "NotFound").code, .notFound)
+        XCTAssertEqual(classify(409, "AlreadyExists").code, .alreadyExists)
+        XCTAssertEqual(classify(409, "Conflict").code, .conflict)
+        XCTAssertEqual(classify(422, "Invalid").code, .invalid)
+        XCTAssertEqual(classify(403, "Forbidden").code, .forbidden)
+        XCTAssertEqual(classify(401, "Unauthorized").code, .unauthorized)
+        XCTAssertEqual(classify(410, "Expired").code, .gone)
+        XCTAssertEqual(classify(500, "InternalError").code, .serverError)
+        XCTAssertEqual(classify(415, nil).code, .badRequest)
+        XCTAssertEqual(classify(504, nil).code, .timeout)
+        let throttled = classify(429, "TooManyRequests", retryAfter: "3")
+        XCTAssertEqual(throttled.code, .tooManyRequests)
+        XCTAssertEqual(throttled.retryAfter, .seconds(3))
+        XCTAssertTrue(throttled.isRetryable)
+        XCTAssertFalse(classify(422, "Invalid").isRetryable)
+        XCTAssertTrue(classify(403, "Forbidden").description.contains("RBAC"))
+    }
+
+    func testWatchFrames() throws {
+        let added = try WatchEventStream.AsyncIterator.decode(
+            #"{"type":"ADDED","object":{"metadata":{"name":"a","resourceVersion":"7"}}}"#,
+            context: "test"
+        )
+        XCTAssertEqual(added.type, .added)
+        XCTAssertEqual(added.object.resourceVersion, "7")
+
+        let expired = #"""
+            {"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","status":"Failure",
+            "message":"too old resource version: 1 (120)","reason":"Expired","code":410}}
+            """#.replacingOccurrences(of: "\n", with: "")
+        XCTAssertThrowsError(try WatchEventStream.AsyncIterator.decode(expired, context: "test")) {
+            error in
+            XCTAssertEqual((error as? KubeError)?.code, .gone)
+        }
+    }
+
+    func testResourcePaths() {
+        XCTAssertEqual(Resource.configMaps.path(namespace: "ns", name: "a"), "/api/v1/namespaces/ns/configmaps/a")
+        XCTAssertEqual(Resource.configMaps.path(namespace: nil), "/api/v1/configmaps")
+        XCTAssertEqual(
+            Resource.customResourceDefinitions.path(namespace: "ignored", name: "x.y"),
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/x.y"
+        )
+        XCTAssertEqual(
+            Resource.deployments.path(namespace: "ns", name: "d", subresource: "status"),
+            "/apis/apps/v1/namespaces/ns/deployments/d/status"
+        )
+        XCTAssertEqual(
+            KubeClient.queryString([("labelSelector", "a=b,c!=d"), ("limit", "2")]),
+            "?labelSelector=a%3Db%2Cc%21%3Dd&limit=2"
+        )
+    }
+}
