@@ -123,6 +123,12 @@ public struct CorefileEditor: Sendable, Hashable {
         return hosts.sorted().map(\.spelling)
     }
 
+    /// The hosts an `overrideSnippet` holds (read back from the `coredns-custom` ConfigMap).
+    public func managedHosts(inOverrideSnippet snippet: String) throws(CorefileError) -> [String] {
+        guard !snippet.isEmpty else { return [] }
+        return try managedHosts(in: ". {\n\(Self.beginMarker)\n\(snippet)\(Self.endMarker)\n}\n")
+    }
+
     /// The managed rules as the text of the `egress-operator.override` key of the `coredns-custom` ConfigMap, so a
     /// cluster whose Corefile already imports `*.override` into `.:53` (k3s, AKS) needs no Corefile edit. No
     /// markers: the operator owns the whole key. Empty when there are no hosts.

@@ -118,19 +118,19 @@ extension EgressHost.Timeouts {
             [
                 "connect": OpenAPI.string(
                     "TCP connect plus TLS handshake.",
-                    pattern: Duration.pattern,
+                    pattern: GoDuration.pattern,
                     maxLength: 32,
                     defaultValue: Self.defaultConnect
                 ),
                 "responseHeaders": OpenAPI.string(
                     "Until the upstream's response headers arrive.",
-                    pattern: Duration.pattern,
+                    pattern: GoDuration.pattern,
                     maxLength: 32,
                     defaultValue: Self.defaultResponseHeaders
                 ),
                 "idle": OpenAPI.string(
                     "How long an idle pooled connection or a quiet stream is kept.",
-                    pattern: Duration.pattern,
+                    pattern: GoDuration.pattern,
                     maxLength: 32,
                     defaultValue: Self.defaultIdle
                 ),

@@ -60,11 +60,11 @@ public struct EgressPlan: Sendable, Hashable {
             addresses: spec.addresses ?? [],
             allowPrivateAddresses: spec.allowPrivateAddresses ?? false,
             timeouts: AllowList.Timeouts(
-                connectMillis: timeouts?.connect.flatMap(Duration.milliseconds)
+                connectMillis: timeouts?.connect.flatMap(GoDuration.milliseconds)
                     ?? AllowList.Timeouts.defaultConnectMillis,
-                responseHeadersMillis: timeouts?.responseHeaders.flatMap(Duration.milliseconds)
+                responseHeadersMillis: timeouts?.responseHeaders.flatMap(GoDuration.milliseconds)
                     ?? AllowList.Timeouts.defaultResponseHeadersMillis,
-                idleMillis: timeouts?.idle.flatMap(Duration.milliseconds) ?? AllowList.Timeouts.defaultIdleMillis
+                idleMillis: timeouts?.idle.flatMap(GoDuration.milliseconds) ?? AllowList.Timeouts.defaultIdleMillis
             )
         )
     }

@@ -10,6 +10,8 @@ public struct ClusterSnapshot: Sendable {
     public var proxyAvailable: Bool
     /// RFC 3339 time for new condition transitions; the caller owns the clock.
     public var now: String
+    /// Something about DNS the user must know even when hosts are programmed (e.g. CoreDNS lacks `reload`).
+    public var dnsWarning: String?
 
     public init(
         egressHosts: [EgressHost],
@@ -17,7 +19,8 @@ public struct ClusterSnapshot: Sendable {
         appliedAllowList: AllowList? = nil,
         dnsHosts: [String] = [],
         proxyAvailable: Bool = false,
-        now: String
+        now: String,
+        dnsWarning: String? = nil
     ) {
         self.egressHosts = egressHosts
         self.material = material
@@ -25,6 +28,7 @@ public struct ClusterSnapshot: Sendable {
         self.dnsHosts = dnsHosts
         self.proxyAvailable = proxyAvailable
         self.now = now
+        self.dnsWarning = dnsWarning
     }
 }
 
@@ -78,7 +82,8 @@ public struct ReconcilePlan: Sendable {
                     && verdict.isAccepted,
                 proxyAvailable: snapshot.proxyAvailable,
                 now: snapshot.now,
-                suffix: suffix
+                suffix: suffix,
+                dnsWarning: snapshot.dnsWarning
             )
             if status != egressHost.status { updates[egressHost.metadata.name] = status }
         }
@@ -91,7 +96,8 @@ public struct ReconcilePlan: Sendable {
         programmed: Bool,
         proxyAvailable: Bool,
         now: String,
-        suffix: String
+        suffix: String,
+        dnsWarning: String? = nil
     ) -> EgressHost.Status {
         let generation = egressHost.metadata.generation
         let previous = egressHost.status?.conditions ?? []
@@ -122,7 +128,8 @@ public struct ReconcilePlan: Sendable {
             conditions.append(condition("Programmed", false, "Pending", message))
             conditions.append(condition("Ready", false, "Pending", message))
         } else {
-            conditions.append(condition("Programmed", true, "Programmed", "in the proxy's allow-list and in DNS"))
+            let message = "in the proxy's allow-list and in DNS" + (dnsWarning.map { "; warning: \($0)" } ?? "")
+            conditions.append(condition("Programmed", true, "Programmed", message))
             conditions.append(
                 proxyAvailable
                     ? condition(

@@ -32,7 +32,7 @@ public enum SpecValidation {
         for (field, value) in [
             ("connect", timeouts?.connect), ("responseHeaders", timeouts?.responseHeaders), ("idle", timeouts?.idle),
         ] {
-            if let value, Duration.milliseconds(value) == nil {
+            if let value, GoDuration.milliseconds(value) == nil {
                 problems.append("spec.timeouts.\(field): \"\(value)\" is not a duration such as 500ms, 5s or 1m30s")
             }
         }
@@ -63,7 +63,7 @@ public enum SpecValidation {
 }
 
 /// Go-style durations, as Kubernetes users write them.
-public enum Duration {
+public enum GoDuration {
     /// `500ms` → 500, `1m30s` → 90000; nil if malformed. Fractions are allowed (`1.5s`).
     public static func milliseconds(_ text: String) -> Int? {
         var rest = Substring(text)

@@ -8,7 +8,7 @@ struct EgressOperatorCommand: AsyncParsableCommand {
         commandName: "egress-operator",
         abstract: "Reconciles EgressHosts into CoreDNS rules, the egress proxy's allow-list and its workload.",
         version: "0.1.0",
-        subcommands: [ManifestsCommand.self, CorefileCommand.self]
+        subcommands: [RunCommand.self, ManifestsCommand.self, CorefileCommand.self]
     )
 }
 

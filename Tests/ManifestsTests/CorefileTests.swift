@@ -407,3 +407,13 @@ private struct CorefileTestRandom: RandomNumberGenerator {
         )
     }
 }
+
+extension CorefileTests {
+    func testOverrideSnippetReadsBack() throws {
+        let editor = try CorefileEditor(proxyServiceFQDN: "egress-proxy.egress-system.svc.cluster.local")
+        let hosts = ["api.github.com", "*.example.com"]
+        let snippet = try editor.overrideSnippet(hosts: hosts)
+        XCTAssertEqual(try editor.managedHosts(inOverrideSnippet: snippet), ["api.github.com", "*.example.com"])
+        XCTAssertEqual(try editor.managedHosts(inOverrideSnippet: ""), [])
+    }
+}

@@ -104,12 +104,12 @@ struct SpecValidationTests {
         ]
     )
     func durations(_ text: String, _ millis: Int) {
-        #expect(Duration.milliseconds(text) == millis)
+        #expect(GoDuration.milliseconds(text) == millis)
     }
 
     @Test(arguments: ["", "5", "s", "5x", "-5s", ".5s", "5.s", "5 s", "1e3s", "9999999h"])
     func badDurations(_ text: String) {
-        #expect(Duration.milliseconds(text) == nil)
+        #expect(GoDuration.milliseconds(text) == nil)
     }
 
     @Test func ipAddresses() {
