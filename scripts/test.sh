@@ -11,9 +11,8 @@ cd "$(dirname "$0")/.."
 log() { printf '\n==> %s\n' "$*"; }
 
 log "installing test dependencies (idempotent)"
-scripts/install-tools.sh
 scripts/control-plane.sh install
-export PATH="$(scripts/install-tools.sh --bin-dir):$PATH"
+export PATH="$(scripts/install-tools.sh):$PATH"
 
 log "starting the local control plane"
 scripts/control-plane.sh start
@@ -34,7 +33,7 @@ log "checking that config/ matches the generators"
 swift run --skip-build egress-operator manifests --output config --check
 
 log "validating manifests offline"
-scripts/validate-manifests.py
+egress-python scripts/validate-manifests.py
 
 log "swift test"
 swift test --skip-build

@@ -59,7 +59,7 @@ public enum ProxyWorkload {
             "securityContext": Kube.containerSecurityContext,
             "volumeMounts": [
                 ["name": "allowlist", "mountPath": .string(ProxySettings.allowListMountPath), "readOnly": true],
-                ["name": "tls", "mountPath": .string(ProxySettings.tlsMountPath), "readOnly": true],
+                ["name": "tls", "mountPath": .string(proxy.tlsMountPath), "readOnly": true],
             ],
         ]
         return Kube.object(

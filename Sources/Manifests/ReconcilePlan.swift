@@ -49,8 +49,12 @@ public struct ReconcilePlan: Sendable {
     public var statusUpdates: [String: EgressHost.Status]
     public var verdicts: [String: HostVerdict]
 
-    public init(_ snapshot: ClusterSnapshot, suffix: String = HostName.reservedSuffix) {
-        let plan = EgressPlan(egressHosts: snapshot.egressHosts, material: snapshot.material)
+    public init(
+        _ snapshot: ClusterSnapshot,
+        suffix: String = HostName.reservedSuffix,
+        tlsMountPath: String = ProxySettings.defaultTLSMountPath
+    ) {
+        let plan = EgressPlan(egressHosts: snapshot.egressHosts, material: snapshot.material, tlsMountPath: tlsMountPath)
         let accepted = Set(plan.hosts)
         let currentDNS = Set(snapshot.dnsHosts)
         let appliedEntries = Dictionary(

@@ -63,7 +63,9 @@ public struct ProxySettings: Sendable, Hashable {
     /// The operator copies referenced CA bundles and client certificates into this one Secret, mounted whole, so
     /// the kubelet refreshes it in place and the proxy never restarts for a certificate change.
     public var tlsSecretName: String { "\(name)-tls" }
-    public static let tlsMountPath = "/etc/egress-proxy/tls"
+    public static let defaultTLSMountPath = "/etc/egress-proxy/tls"
+    /// Where the proxy finds that Secret's files; the allow-list names files under it.
+    public var tlsMountPath = Self.defaultTLSMountPath
 
     /// The name CoreDNS rewrites allowed hosts to.
     public func serviceFQDN(namespace: String) -> String {

@@ -72,7 +72,7 @@ final class Reconciler: Sendable {
             now: Date.now.formatted(.iso8601),
             dnsWarning: dns.warning
         )
-        let plan = ReconcilePlan(snapshot, suffix: settings.proxy.suffix)
+        let plan = ReconcilePlan(snapshot, suffix: settings.proxy.suffix, tlsMountPath: settings.proxy.tlsMountPath)
         summary.managedHosts = plan.dnsHosts.count
 
         // 1. The proxy workload and what it mounts. DNS may only point at a proxy that has the hosts.

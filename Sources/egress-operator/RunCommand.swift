@@ -61,6 +61,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Mesh injection annotation for proxy pods (KEY=VALUE, repeatable; `none` for none).")
     var proxyPodAnnotation: [String] = ["linkerd.io/inject=enabled"]
 
+    @Option(name: .customLong("proxy-tls-mount-path"), help: "Where proxy pods mount the TLS Secret; allow-list file paths point under it.")
+    var proxyTLSMountPath = ProxySettings.defaultTLSMountPath
+
     @Flag(
         help: "Give namespaces labelled egress.dev/lockdown=true a NetworkPolicy that allows egress only via the proxy."
     )
@@ -95,6 +98,7 @@ struct RunCommand: AsyncParsableCommand {
         settings.proxy.replicas = proxyReplicas
         settings.proxy.suffix = suffix
         settings.proxy.podAnnotations = try Self.annotations(proxyPodAnnotation)
+        settings.proxy.tlsMountPath = proxyTLSMountPath
         settings.lockdown.enabled = lockdown
         guard let rules = OperatorOptions.DNSRules(rawValue: dnsRules) else {
             throw ValidationError("--dns-rules must be per-host or suffix")
