@@ -43,10 +43,13 @@ struct ClientStateMachine {
     private(set) var state: State = .idle
     /// Close the client connection after the current response (client asked, or graceful shutdown).
     private(set) var closeAfterResponse = false
+    /// Whether the current request has a body (its framing says so).
+    private var requestHasBody = false
 
     mutating func requestHead(refusal: Refusal?, keepAlive: Bool, hasBody: Bool) -> Action {
         guard case .idle = self.state else { return .none }
         if !keepAlive { self.closeAfterResponse = true }
+        self.requestHasBody = hasBody
         if let refusal {
             // A refused request with a body: rather than reading a possibly huge body to stay in sync, close.
             let close = refusal.closeConnection || hasBody || self.closeAfterResponse
@@ -91,9 +94,14 @@ struct ClientStateMachine {
     mutating func upstreamFailed(_ refusal: Refusal) -> Action {
         switch self.state {
         case .connecting(let requestEnded), .forwarding(let requestEnded, responseStarted: false):
-            let close = !requestEnded || self.closeAfterResponse
-            self.state = close ? .closed : .idle
-            return .refuse(refusal, close: close)
+            if self.closeAfterResponse || (!requestEnded && self.requestHasBody) {
+                // Part of the body is still coming: we cannot stay in sync cheaply, so close.
+                self.state = .closed
+                return .refuse(refusal, close: true)
+            }
+            // Only the end of a body-less request may still be coming: wait for it, keep the connection.
+            self.state = requestEnded ? .idle : .refused(close: false)
+            return .refuse(refusal, close: false)
         case .forwarding(_, responseStarted: true):
             self.state = .closed
             return .abort

@@ -100,7 +100,18 @@ final class ProxyHandler: ChannelDuplexHandler {
             self.record.bytesIn += buffer.readableBytes
             self.perform(self.machine.requestBody(), part: part)
         case .end:
+            let wasRefused = self.machine.state == .refused(close: false)
             self.perform(self.machine.requestEnd(), part: part)
+            if wasRefused, self.machine.state == .idle { self.enteredIdle() }
+        }
+    }
+
+    /// Ready for the next request: start its head timer and resume reading if a read was held.
+    private func enteredIdle() {
+        self.armHeadTimer()
+        if self.pendingRead, let context = self.context {
+            self.pendingRead = false
+            context.read()
         }
     }
 
@@ -346,7 +357,7 @@ final class ProxyHandler: ChannelDuplexHandler {
             }
         } else {
             context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
-            if self.machine.state == .idle { self.armHeadTimer() }
+            if self.machine.state == .idle { self.enteredIdle() }
         }
     }
 
@@ -453,7 +464,7 @@ extension ProxyHandler: UpstreamConnectionDelegate {
                 }
             } else {
                 context.writeAndFlush(self.wrapOutboundOut(.end(trailers)), promise: nil)
-                self.armHeadTimer()
+                self.enteredIdle()
             }
         }
     }

@@ -46,9 +46,9 @@ import Testing
             #expect(denied.reason == "not-allowed")
             #expect(upstream.requests == 0)
             // The same connection stays usable after a denial.
-            let wild = try await client.get("/hello", host: Fixtures.host("a.b.wild.upstream.test"))
+            let wild = try await client.get("/hello", host: Fixtures.host("a.wild.upstream.test"))
             #expect(wild.status == .ok)
-            #expect(wild.headers["x-seen-host"] == ["a.b.wild.upstream.test:\(upstream.port)"])
+            #expect(wild.headers["x-seen-host"] == ["a.wild.upstream.test:\(upstream.port)"])
             let base = try await client.get("/hello", host: Fixtures.host("wild.upstream.test"))
             #expect(base.status == .forbidden)
             #expect(upstream.requests == 1)

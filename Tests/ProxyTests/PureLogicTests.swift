@@ -44,7 +44,7 @@ import Testing
         let entries = (0..<100_000).map { AllowList.Entry(host: "host\($0).example\($0 % 97).com") }
         let router = Router(AllowList(hosts: entries))
         #expect(router.count == 100_000)
-        #expect(router.route(for: "host4242.example69.com") != nil)
+        #expect(router.route(for: "host4242.example\(4242 % 97).com") != nil)
     }
 }
 
