@@ -38,6 +38,8 @@ final class Reconciler: Sendable {
 
     var settings: OperatorSettings { options.settings }
 
+    static let statusConcurrency = 16
+
     struct Summary: Sendable {
         var writes = 0
         var managedHosts = 0
@@ -63,7 +65,7 @@ final class Reconciler: Sendable {
             namespace: settings.namespace
         )?[path: "data", ProxySettings.allowListKey]?.stringValue.flatMap { try? AllowList.decode(Array($0.utf8)) }
         let deployment = caches.owned[.deployments]?.get(name: settings.proxy.name, namespace: settings.namespace)
-        let snapshot = ClusterSnapshot(
+        var snapshot = ClusterSnapshot(
             egressHosts: egressHosts,
             material: material(),
             appliedAllowList: appliedAllowList,
@@ -72,29 +74,44 @@ final class Reconciler: Sendable {
             now: Date.now.formatted(.iso8601),
             dnsWarning: dns.warning
         )
-        let plan = ReconcilePlan(snapshot, suffix: settings.proxy.suffix, tlsMountPath: settings.proxy.tlsMountPath)
-        summary.managedHosts = plan.dnsHosts.count
+        var plan = ReconcilePlan(snapshot, suffix: settings.proxy.suffix, tlsMountPath: settings.proxy.tlsMountPath)
 
         // 1. The proxy workload and what it mounts. DNS may only point at a proxy that has the hosts.
         for object in ProxyWorkload.objects(settings) where servesPDB || object["kind"] != "PodDisruptionBudget" {
             summary.writes += try await applyIfNeeded(object)
         }
         summary.writes += try await applyIfNeeded(tlsSecret(plan.tlsSecretData))
-        summary.writes += try await applyIfNeeded(allowListConfigMap(plan.allowList))
+        let allowListWrites = try await applyIfNeeded(allowListConfigMap(plan.allowList))
+        summary.writes += allowListWrites
         summary.writes += try await applyLockdownPolicies()
         summary.writes += try await deleteUnwantedOwnedObjects()
+        if allowListWrites > 0 && plan.allowList != appliedAllowList {
+            // The new allow-list is now stored: plan DNS from it in this pass rather than waiting for the next.
+            snapshot.appliedAllowList = plan.allowList
+            plan = ReconcilePlan(snapshot, suffix: settings.proxy.suffix, tlsMountPath: settings.proxy.tlsMountPath)
+        }
+        summary.managedHosts = plan.dnsHosts.count
 
-        // 2. DNS, from what the proxy already has (the plan saw the allow-list as applied before this pass).
+        // 2. DNS, only for hosts in a stored allow-list.
         summary.writes += try await writeDNS(plan.dnsHosts, current: dns)
 
-        // 3. Status and Events.
+        // 3. Status and Events, a few at a time: with thousands of hosts, one by one would dominate convergence.
         let objectsByName = Dictionary(egressHostObjects.map { ($0.name ?? "", $0) }) { first, _ in first }
-        for (name, status) in plan.statusUpdates.sorted(by: { $0.key < $1.key }) {
-            guard let object = objectsByName[name] else { continue }
-            try await writeStatus(name: name, status)
-            summary.writes += 1
-            await events.recordTransitions(of: object, from: try? object.decode(EgressHost.self).status, to: status)
+        let updates = plan.statusUpdates.sorted { $0.key < $1.key }.compactMap { name, status in
+            objectsByName[name].map { (name, status, $0) }
         }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (index, (name, status, object)) in updates.enumerated() {
+                if index >= Self.statusConcurrency { try await group.next() }
+                group.addTask {
+                    try await self.writeStatus(name: name, status)
+                    let old = try? object.decode(EgressHost.self).status
+                    await self.events.recordTransitions(of: object, from: old, to: status)
+                }
+            }
+            try await group.waitForAll()
+        }
+        summary.writes += updates.count
         return summary
     }
 

@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""Operator scale benchmark against a real kube-apiserver (see run.sh, which starts everything).
+
+For each N: creates N EgressHosts in a burst and measures
+  - the time until the allow-list ConfigMap and the Corefile contain all N (from the first create, and from the last),
+  - the API writes the operator made (its egress_operator_api_writes_total) and the Corefile writes (watched),
+  - the allow-list and Corefile bytes per host (a ConfigMap holds at most 1 MiB),
+  - the operator's RSS;
+then, one at a time, the latency from one create to the allow-list write and to the Corefile write (p50/p99).
+Prints a Markdown table. All traffic goes to 127.0.0.1.
+"""
+import argparse
+import base64
+import json
+import os
+import statistics
+import threading
+import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+import urllib3
+import yaml
+
+urllib3.disable_warnings()
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--kubeconfig", required=True)
+parser.add_argument("--operator-pid", type=int, required=True)
+parser.add_argument("--operator-metrics", required=True)
+parser.add_argument("--sizes", default="100,1000,5000")
+parser.add_argument("--latency-samples", type=int, default=50)
+args = parser.parse_args()
+
+config = yaml.safe_load(open(args.kubeconfig))
+cluster = config["clusters"][0]["cluster"]
+user = config["users"][0]["user"]
+SERVER = cluster["server"]
+CA = "/tmp/egress-bench-ca.crt"
+with open(CA, "wb") as f:
+    f.write(base64.b64decode(cluster["certificate-authority-data"]))
+session = requests.Session()
+session.headers["Authorization"] = f"Bearer {user['token']}"
+session.verify = CA
+session.trust_env = False  # else REQUESTS_CA_BUNDLE-style variables override `verify`
+adapter = requests.adapters.HTTPAdapter(pool_connections=32, pool_maxsize=32)
+session.mount("https://", adapter)
+
+EH = "/apis/egress.dev/v1alpha1/egresshosts"
+ALLOWLIST = "/api/v1/namespaces/egress-system/configmaps/egress-proxy-allowlist"
+COREDNS = "/api/v1/namespaces/kube-system/configmaps/coredns"
+
+
+def get(path):
+    r = session.get(SERVER + path, timeout=30)
+    r.raise_for_status()
+    return r.json()
+
+
+def allowlist_text():
+    return get(ALLOWLIST).get("data", {}).get("allowlist.json", "")
+
+
+def corefile_text():
+    return get(COREDNS)["data"]["Corefile"]
+
+
+def host(i, run):
+    return f"h{i}.run{run}.bench.example.com"
+
+
+def create(i, run):
+    body = {"apiVersion": "egress.dev/v1alpha1", "kind": "EgressHost",
+            "metadata": {"name": f"bench-{run}-{i}", "labels": {"bench": "true"}},
+            "spec": {"host": host(i, run)}}
+    r = session.post(SERVER + EH, json=body, timeout=30)
+    r.raise_for_status()
+
+
+def delete_all():
+    session.delete(SERVER + EH + "?labelSelector=bench%3Dtrue", timeout=120)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if "bench.example.com" not in allowlist_text() and "bench" not in corefile_text():
+            return
+        time.sleep(0.2)
+    raise SystemExit("the operator did not remove the benchmark hosts")
+
+
+def operator_writes():
+    text = requests.get(args.operator_metrics, timeout=10).text
+    for line in text.splitlines():
+        if line.startswith("egress_operator_api_writes_total"):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def rss_mb():
+    for line in open(f"/proc/{args.operator_pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class CorefileWrites(threading.Thread):
+    """Counts writes to the coredns ConfigMap with a watch."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.count = 0
+        self.stop = False
+
+    def run(self):
+        rv = get(COREDNS)["metadata"]["resourceVersion"]
+        url = (SERVER + "/api/v1/namespaces/kube-system/configmaps?watch=1&fieldSelector="
+               + urllib.parse.quote("metadata.name=coredns") + f"&resourceVersion={rv}")
+        with session.get(url, stream=True, timeout=(10, 600)) as r:
+            for line in r.iter_lines():
+                if self.stop:
+                    return
+                if line and json.loads(line)["type"] == "MODIFIED":
+                    self.count += 1
+
+
+def wait_until(predicate, limit=600):
+    start = time.time()
+    while time.time() - start < limit:
+        if predicate():
+            return time.time()
+        time.sleep(0.05)
+    raise SystemExit("timed out")
+
+
+rows = []
+for run, n in enumerate(int(x) for x in args.sizes.split(",")):
+    delete_all()
+    writes_before = operator_writes()
+    watcher = CorefileWrites()
+    watcher.start()
+    time.sleep(0.5)
+    start = time.time()
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda i: create(i, run), range(n)))
+    created = time.time()
+    last = host(n - 1, run)
+    first = host(0, run)
+
+    def converged():
+        a, c = allowlist_text(), corefile_text()
+        return a.count(f".run{run}.bench") == n and c.count(f".run{run}.bench") == n
+
+    done = wait_until(converged)
+    # Status writes may still be going on: count writes once the operator has been quiet for two seconds.
+    settled, last_writes = time.time(), operator_writes()
+    while time.time() - settled < 2:
+        time.sleep(0.25)
+        if (current := operator_writes()) != last_writes:
+            settled, last_writes = time.time(), current
+    watcher.stop = True
+    allow_bytes = len(allowlist_text().encode())
+    core_bytes = len(corefile_text().encode())
+    rows.append({
+        "n": n, "create_s": created - start, "converged_s": done - start, "after_last_s": done - created,
+        "operator_writes": operator_writes() - writes_before, "corefile_writes": watcher.count,
+        "allow_bytes_per_host": allow_bytes / n, "corefile_bytes_per_host": core_bytes / n, "rss_mb": rss_mb(),
+    })
+    print(json.dumps(rows[-1]), flush=True)
+
+delete_all()
+allow_lat, dns_lat = [], []
+for i in range(args.latency_samples):
+    name = host(i, "lat")
+    start = time.time()
+    create(i, "lat")
+    t_allow = wait_until(lambda: name in allowlist_text())
+    t_dns = wait_until(lambda: name in corefile_text())
+    allow_lat.append((t_allow - start) * 1000)
+    dns_lat.append((t_dns - start) * 1000)
+delete_all()
+
+
+def pct(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+print()
+print("| hosts | burst created in | converged (from first create) | after last create | operator API writes | Corefile writes | allow-list B/host | Corefile B/host | operator RSS |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+for r in rows:
+    print(f"| {r['n']} | {r['create_s']:.2f} s | {r['converged_s']:.2f} s | {r['after_last_s']:.2f} s | "
+          f"{r['operator_writes']:.0f} | {r['corefile_writes']} | {r['allow_bytes_per_host']:.0f} | "
+          f"{r['corefile_bytes_per_host']:.0f} | {r['rss_mb']:.0f} MB |")
+print()
+print(f"one change → allow-list written: p50 {pct(allow_lat, 50):.0f} ms, p99 {pct(allow_lat, 99):.0f} ms; "
+      f"→ Corefile written: p50 {pct(dns_lat, 50):.0f} ms, p99 {pct(dns_lat, 99):.0f} ms "
+      f"({args.latency_samples} samples, polled every 50 ms)")
+per_host = max(r["allow_bytes_per_host"] for r in rows)
+per_rule = max(r["corefile_bytes_per_host"] for r in rows)
+print(f"ConfigMap limit 1 MiB: about {int(1048576 / per_host)} hosts fit the allow-list, "
+      f"{int(1048576 / per_rule)} per-host rules fit the Corefile (use --dns-rules suffix beyond that)")

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Operator scale benchmark: a release build of egress-operator against a real kube-apiserver + etcd on loopback.
+#   benchmarks/operator/run.sh [SIZES]     e.g. benchmarks/operator/run.sh 100,1000,5000
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SIZES=${1:-100,1000,5000}
+export EGRESS_CONTROL_PLANE_DIR=/tmp/egress-bench-cp EGRESS_APISERVER_PORT=36443
+export EGRESS_ETCD_PORT=32379 EGRESS_ETCD_PEER_PORT=32380
+ADMIN_PORT=39090
+scripts/control-plane.sh install
+export PATH="$(scripts/install-tools.sh):$PATH"
+CONFIGURATION=${EGRESS_BENCH_CONFIGURATION:-release}
+echo "building egress-operator ($CONFIGURATION)" >&2
+swift build -c "$CONFIGURATION" --product egress-operator 2>&1 | tail -n 1
+BIN=$(swift build -c "$CONFIGURATION" --show-bin-path)
+scripts/control-plane.sh start
+eval "$(scripts/control-plane.sh env)"
+pid=
+trap '[ -n "$pid" ] && kill $pid; scripts/control-plane.sh stop >/dev/null 2>&1 || true' EXIT
+kubectl apply -f config/crd/egresshosts.egress.dev.yaml >/dev/null
+kubectl wait --for=condition=Established crd/egresshosts.egress.dev --timeout=60s >/dev/null
+kubectl create namespace egress-system >/dev/null
+kubectl -n kube-system create configmap coredns \
+    --from-file=Corefile=Tests/ManifestsTests/Golden/corefile/kubeadm.input.txt >/dev/null
+"$BIN/egress-operator" run --admin-port $ADMIN_PORT --log-level warning >/tmp/egress-bench-operator.log 2>&1 &
+pid=$!
+until kubectl -n egress-system get deployment egress-proxy >/dev/null 2>&1; do sleep 0.2; done
+# No kubelet here: report the proxy available so DNS gets programmed.
+kubectl -n egress-system patch deployment egress-proxy --subresource=status --type=merge \
+    -p '{"status":{"replicas":2,"readyReplicas":2,"availableReplicas":2,"updatedReplicas":2}}' >/dev/null
+python3 benchmarks/operator/bench.py --kubeconfig "$KUBECONFIG" --operator-pid $pid \
+    --operator-metrics "http://127.0.0.1:$ADMIN_PORT/metrics" --sizes "$SIZES"
