@@ -66,6 +66,20 @@ public struct AllowList: Codable, Sendable, Hashable {
             self.allowPrivateAddresses = allowPrivateAddresses
             self.timeouts = timeouts
         }
+
+        /// Only `host` is required, so a hand-written list for local use stays short.
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            self.init(
+                host: try container.decode(String.self, forKey: .host),
+                port: try container.decodeIfPresent(Int.self, forKey: .port) ?? 443,
+                tls: try container.decodeIfPresent(TLS.self, forKey: .tls) ?? TLS(),
+                addresses: try container.decodeIfPresent([String].self, forKey: .addresses) ?? [],
+                allowPrivateAddresses: try container.decodeIfPresent(Bool.self, forKey: .allowPrivateAddresses)
+                    ?? false,
+                timeouts: try container.decodeIfPresent(Timeouts.self, forKey: .timeouts) ?? Timeouts()
+            )
+        }
     }
 
     /// TLS origination settings. Files are PEM, at paths inside the proxy's container.
@@ -91,6 +105,17 @@ public struct AllowList: Codable, Sendable, Hashable {
             self.serverName = serverName
             self.insecureSkipVerify = insecureSkipVerify
         }
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            self.init(
+                caFile: try container.decodeIfPresent(String.self, forKey: .caFile),
+                clientCertificateFile: try container.decodeIfPresent(String.self, forKey: .clientCertificateFile),
+                clientKeyFile: try container.decodeIfPresent(String.self, forKey: .clientKeyFile),
+                serverName: try container.decodeIfPresent(String.self, forKey: .serverName),
+                insecureSkipVerify: try container.decodeIfPresent(Bool.self, forKey: .insecureSkipVerify) ?? false
+            )
+        }
     }
 
     public struct Timeouts: Codable, Sendable, Hashable {
@@ -113,6 +138,17 @@ public struct AllowList: Codable, Sendable, Hashable {
             self.connectMillis = connectMillis
             self.responseHeadersMillis = responseHeadersMillis
             self.idleMillis = idleMillis
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            self.init(
+                connectMillis: try container.decodeIfPresent(Int.self, forKey: .connectMillis)
+                    ?? Self.defaultConnectMillis,
+                responseHeadersMillis: try container.decodeIfPresent(Int.self, forKey: .responseHeadersMillis)
+                    ?? Self.defaultResponseHeadersMillis,
+                idleMillis: try container.decodeIfPresent(Int.self, forKey: .idleMillis) ?? Self.defaultIdleMillis
+            )
         }
     }
 }

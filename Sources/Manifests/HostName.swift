@@ -88,7 +88,9 @@ private let dash = UInt8(ascii: "-")
 private let dot = UInt8(ascii: ".")
 
 private func isLowerLetter(_ byte: UInt8) -> Bool { (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) }
-private func isLowerAlnum(_ byte: UInt8) -> Bool { isLowerLetter(byte) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) }
+private func isLowerAlnum(_ byte: UInt8) -> Bool {
+    isLowerLetter(byte) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+}
 
 /// `[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?`
 private func isLabel(_ label: Substring.UTF8View.SubSequence) -> Bool {

@@ -1,0 +1,172 @@
+import Foundation
+
+/// An allowed host in canonical form; the order of cases is the order rules are written in.
+enum CorefileHost: Hashable, Comparable, Sendable {
+    /// `api.github.com`: exactly this name under the suffix.
+    case exact(String)
+    /// `*.example.com`, stored as `example.com`: one or more labels in front of it, never the name itself.
+    case wildcard(String)
+    /// `*`: every name under the suffix (what `CoreDNSRuleMode.suffix` writes).
+    case everything
+
+    var spelling: String {
+        switch self {
+        case .exact(let name): name
+        case .wildcard(let base): "*." + base
+        case .everything: "*"
+        }
+    }
+
+    /// Parses a host as the allow-list spells it. Lowercases and drops one trailing dot; anything that is not
+    /// letters, digits, `-` and `_` in dot-separated labels is refused, because it would land unquoted in a Corefile.
+    init?(_ raw: String) {
+        var text = CorefileNames.asciiLowercased(raw)
+        if text == "*" {
+            self = .everything
+            return
+        }
+        if text.hasSuffix(".") { text.removeLast() }
+        if text.hasPrefix("*.") {
+            guard let base = CorefileNames.normalized(String(text.dropFirst(2))) else { return nil }
+            self = .wildcard(base)
+        } else {
+            guard let name = CorefileNames.normalized(text) else { return nil }
+            self = .exact(name)
+        }
+    }
+}
+
+/// DNS name checks shared by hosts, the suffix and the proxy Service name.
+enum CorefileNames {
+    /// The longest name in presentation form without the trailing dot (RFC 1035's 255 octets on the wire).
+    static let maximumLength = 253
+
+    /// Lowercased `name` without a trailing dot, or nil unless it is 1+ labels of 1-63 `[a-z0-9_-]`.
+    static func normalized(_ name: String) -> String? {
+        var text = asciiLowercased(name)
+        if text.hasSuffix(".") { text.removeLast() }
+        guard !text.isEmpty, text.utf8.count <= maximumLength else { return nil }
+        let labels = text.split(separator: ".", omittingEmptySubsequences: false)
+        let valid = labels.allSatisfy { label in
+            (1...63).contains(label.utf8.count) && label.utf8.allSatisfy(isLabelByte)
+        }
+        return valid ? text : nil
+    }
+
+    /// Lowercases A-Z only: full Unicode lowercasing would turn e.g. the Kelvin sign into an ASCII `k`.
+    static func asciiLowercased(_ text: String) -> String {
+        String(
+            String.UnicodeScalarView(
+                text.unicodeScalars.map { scalar in
+                    ("A"..."Z").contains(scalar) ? Unicode.Scalar(scalar.value + 32)! : scalar
+                }
+            )
+        )
+    }
+
+    private static func isLabelByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"): true
+        case UInt8(ascii: "-"), UInt8(ascii: "_"): true
+        default: false
+        }
+    }
+
+    /// Whether `name` is `zone` or a name below it.
+    static func isWithin(_ name: String, zone: String) -> Bool {
+        name == zone || name.hasSuffix("." + zone)
+    }
+
+    /// Escapes RE2 (and ICU) metacharacters so `text` matches literally.
+    static func regexEscaped(_ text: String) -> String {
+        var result = ""
+        for character in text {
+            if "\\.+*?()|[]{}^$".contains(character) { result.append("\\") }
+            result.append(character)
+        }
+        return result
+    }
+}
+
+/// Renders the CoreDNS directives for a host set, and recognises them again.
+///
+/// Rule forms, and why (facts from the CoreDNS `rewrite` README):
+/// - Exact host: `rewrite stop name exact H.SUFFIX. PROXY.` "When using `exact` name rewrite rules, the answer gets
+///   rewritten automatically" ("answers for rewrites of type `exact` are always rewritten" since 1.8.4), so the
+///   client sees the name it asked for. No answer option is needed, so this also loads on CoreDNS 1.8.0-1.8.3,
+///   whose pre-#4473 parser already gave exact rules an automatic response rewrite.
+/// - Wildcard host: `rewrite stop name regex ^(?:[a-z0-9_-]+\.)+BASE\.SUFFIX\.?$ PROXY. answer auto`. Every match
+///   becomes the one proxy name, so an explicit `answer name FROM TO` regex cannot restore the label the client
+///   asked for (it only sees the rewritten name). `answer auto` (CoreDNS >= 1.8.4, coredns/coredns#4473) maps "any
+///   occurrence of the rewritten question in the answer ... back to the original value before the rewrite", for
+///   every match type including `regex`. So wildcard rules, and the suffix rule, need CoreDNS 1.8.4 or newer; an
+///   older CoreDNS refuses the Corefile (and `reload` keeps running the previous one).
+/// - The regex is anchored at both ends, escapes every dot, needs at least one whole label in front of BASE (so
+///   neither `BASE.SUFFIX` nor `xBASE.SUFFIX` match) and accepts the trailing dot CoreDNS always has in the
+///   question name (it matches lowercased `state.Name()`). The label class excludes `\`, so a label holding an
+///   escaped dot (`a\.example`) cannot pose as two labels.
+/// - Fail closed: `template IN ANY SUFFIX { rcode NXDOMAIN }` answers every other name under the suffix. In
+///   plugin.cfg `rewrite` runs before `template`, which runs before `hosts`, `kubernetes` and `forward`; a rewritten
+///   question has left the suffix zone, so the template passes it on, and no unlisted name is ever forwarded out of
+///   the cluster.
+struct CorefileRules: Sendable {
+    let suffix: String
+    let proxyServiceFQDN: String
+
+    /// The label run a wildcard or suffix rule accepts in front of its base name.
+    static let labelsPrefix = #"^(?:[a-z0-9_-]+\.)+"#
+    static let trailingDot = #"\.?$"#
+
+    /// Directive lines as (nesting level, text), in the order they are written.
+    func lines(for hosts: [CorefileHost]) -> [(level: Int, text: String)] {
+        guard !hosts.isEmpty else { return [] }
+        var lines = hosts.map { (level: 0, text: rule(for: $0).joined(separator: " ")) }
+        lines.append((0, "template IN ANY \(suffix) {"))
+        lines.append((1, "rcode NXDOMAIN"))
+        lines.append((0, "}"))
+        return lines
+    }
+
+    /// The tokens of the `rewrite` directive for one host.
+    func rule(for host: CorefileHost) -> [String] {
+        let target = proxyServiceFQDN + "."
+        switch host {
+        case .exact(let name):
+            return ["rewrite", "stop", "name", "exact", "\(name).\(suffix).", target]
+        case .wildcard(let base):
+            return ["rewrite", "stop", "name", "regex", pattern(for: base + "." + suffix), target, "answer", "auto"]
+        case .everything:
+            return ["rewrite", "stop", "name", "regex", pattern(for: suffix), target, "answer", "auto"]
+        }
+    }
+
+    /// Anchored regex for one or more labels in front of `base`.
+    func pattern(for base: String) -> String {
+        Self.labelsPrefix + CorefileNames.regexEscaped(base) + Self.trailingDot
+    }
+
+    /// Recognises a directive this type wrote: the host of a `rewrite`, nil for the `template`, throws otherwise.
+    func host(fromDirective words: [String], line: Int) throws(CorefileError) -> CorefileHost? {
+        if words == ["template", "IN", "ANY", suffix, "{", "rcode", "NXDOMAIN", "}"] { return nil }
+        var candidate: CorefileHost?
+        if words.count == 6, words.starts(with: ["rewrite", "stop", "name", "exact"]) {
+            let from = words[4]
+            let tail = ".\(suffix)."
+            if from.hasSuffix(tail) { candidate = CorefileHost(String(from.dropLast(tail.count))) }
+        } else if words.count == 8, words.starts(with: ["rewrite", "stop", "name", "regex"]) {
+            let from = words[4]
+            if from.hasPrefix(Self.labelsPrefix), from.hasSuffix(Self.trailingDot) {
+                let escaped = from.dropFirst(Self.labelsPrefix.count).dropLast(Self.trailingDot.count)
+                let base = escaped.replacingOccurrences(of: #"\."#, with: ".")
+                if base == suffix {
+                    candidate = .everything
+                } else if base.hasSuffix("." + suffix) {
+                    candidate = CorefileHost("*." + base.dropLast(suffix.count + 1))
+                }
+            }
+        }
+        // Only what this type would write back for that host counts; anything else was edited by hand.
+        guard let host = candidate, rule(for: host) == words else { throw .unrecognizedManagedLine(line: line) }
+        return host
+    }
+}

@@ -1,0 +1,228 @@
+/// The proxy's workload, which the operator owns and applies: ServiceAccount, Deployment, Service,
+/// PodDisruptionBudget and NetworkPolicy. Every object carries `managedByLabels`, which is how the operator finds
+/// what it owns (and deletes what is no longer desired) without touching anything else.
+public enum ProxyWorkload {
+    public static let managedByLabels = ["app.kubernetes.io/managed-by": "egress-operator"]
+
+    public static func objects(_ settings: OperatorSettings) -> [JSON] {
+        [
+            serviceAccount(settings), deployment(settings), service(settings), podDisruptionBudget(settings),
+            networkPolicy(settings),
+        ]
+    }
+
+    static func labels(_ proxy: ProxySettings) -> [String: String] {
+        proxy.labels.merging(managedByLabels) { $1 }
+    }
+
+    static func metadata(_ settings: OperatorSettings, name: String? = nil) -> JSON {
+        Kube.metadata(
+            name: name ?? settings.proxy.name,
+            namespace: settings.namespace,
+            labels: labels(settings.proxy)
+        )
+    }
+
+    static func serviceAccount(_ settings: OperatorSettings) -> JSON {
+        // The proxy never talks to the API server: no token in its pods.
+        Kube.object("v1", "ServiceAccount", metadata: metadata(settings), [("automountServiceAccountToken", false)])
+    }
+
+    /// The flags the proxy runs with; the allow-list and TLS material arrive as mounted files it hot-reloads.
+    public static func arguments(_ proxy: ProxySettings) -> [String] {
+        [
+            "--port=\(proxy.port)",
+            "--admin-port=\(proxy.adminPort)",
+            "--suffix=\(proxy.suffix)",
+            "--allowlist=\(ProxySettings.allowListMountPath)/\(ProxySettings.allowListKey)",
+            "--max-connections=\(proxy.maxClientConnections)",
+        ] + (proxy.logPaths ? ["--log-paths"] : [])
+    }
+
+    static func deployment(_ settings: OperatorSettings) -> JSON {
+        let proxy = settings.proxy
+        let container: JSON = [
+            "name": "proxy",
+            "image": .string(proxy.image),
+            "imagePullPolicy": .string(proxy.imagePullPolicy),
+            "args": JSON(arguments(proxy)),
+            "ports": [
+                ["name": "http", "containerPort": .int(proxy.port), "protocol": "TCP"],
+                ["name": "admin", "containerPort": .int(proxy.adminPort), "protocol": "TCP"],
+            ],
+            "readinessProbe": Kube.httpProbe(path: "/readyz", port: "admin", period: 5),
+            "livenessProbe": Kube.httpProbe(path: "/healthz", port: "admin", period: 10),
+            "resources": [
+                "requests": ["cpu": .string(proxy.cpuRequest), "memory": .string(proxy.memoryRequest)],
+                "limits": ["memory": .string(proxy.memoryLimit)],
+            ],
+            "securityContext": Kube.containerSecurityContext,
+            "volumeMounts": [
+                ["name": "allowlist", "mountPath": .string(ProxySettings.allowListMountPath), "readOnly": true],
+                ["name": "tls", "mountPath": .string(proxy.tlsMountPath), "readOnly": true],
+            ],
+        ]
+        return Kube.object(
+            "apps/v1",
+            "Deployment",
+            metadata: metadata(settings),
+            [
+                (
+                    "spec",
+                    [
+                        "replicas": .int(proxy.replicas),
+                        "selector": ["matchLabels": JSON(proxy.labels)],
+                        // Egress must not dip during a rollout.
+                        "strategy": ["type": "RollingUpdate", "rollingUpdate": ["maxUnavailable": 0, "maxSurge": 1]],
+                        "template": [
+                            "metadata": JSON.object([
+                                ("labels", JSON(proxy.labels)),
+                                ("annotations", proxy.podAnnotations.isEmpty ? .null : JSON(proxy.podAnnotations)),
+                            ]).compacted,
+                            "spec": [
+                                "serviceAccountName": .string(proxy.name),
+                                "automountServiceAccountToken": false,
+                                "securityContext": Kube.podSecurityContext,
+                                "terminationGracePeriodSeconds": 30,
+                                "topologySpreadConstraints": Kube.topologySpread(labels: proxy.labels),
+                                "containers": [container],
+                                "volumes": [
+                                    [
+                                        "name": "allowlist",
+                                        "configMap": ["name": .string(proxy.allowListConfigMapName)],
+                                    ],
+                                    [
+                                        "name": "tls",
+                                        "secret": ["secretName": .string(proxy.tlsSecretName), "optional": true],
+                                    ],
+                                ],
+                            ],
+                        ],
+                    ]
+                )
+            ]
+        )
+    }
+
+    static func service(_ settings: OperatorSettings) -> JSON {
+        let proxy = settings.proxy
+        return Kube.object(
+            "v1",
+            "Service",
+            metadata: metadata(settings),
+            [
+                (
+                    "spec",
+                    [
+                        "type": "ClusterIP",
+                        "selector": JSON(proxy.labels),
+                        "ports": [
+                            [
+                                "name": "http",
+                                "port": .int(proxy.servicePort),
+                                "targetPort": "http",
+                                "protocol": "TCP",
+                                "appProtocol": "http",
+                            ],
+                            ["name": "admin", "port": .int(proxy.adminPort), "targetPort": "admin", "protocol": "TCP"],
+                        ],
+                    ]
+                )
+            ]
+        )
+    }
+
+    static func podDisruptionBudget(_ settings: OperatorSettings) -> JSON {
+        Kube.object(
+            "policy/v1",
+            "PodDisruptionBudget",
+            metadata: metadata(settings),
+            [("spec", ["maxUnavailable": 1, "selector": ["matchLabels": JSON(settings.proxy.labels)]])]
+        )
+    }
+
+    /// Linkerd's proxy admin port (probes, metrics) must stay reachable on meshed pods.
+    static let linkerdAdminPort = 4191
+
+    /// Admits the clients it should and nothing else: pods of the selected namespaces on the proxy port (no
+    /// ipBlock, so nothing outside the cluster), scrapes on the admin port, and Linkerd's admin port when meshed.
+    static func networkPolicy(_ settings: OperatorSettings) -> JSON {
+        let proxy = settings.proxy
+        let clients: JSON = [
+            "namespaceSelector": proxy.clientNamespaceLabels.isEmpty
+                ? [:] : ["matchLabels": JSON(proxy.clientNamespaceLabels)]
+        ]
+        var adminPorts: [JSON] = [["protocol": "TCP", "port": .int(proxy.adminPort)]]
+        if proxy.podAnnotations.keys.contains(where: { $0.hasPrefix("linkerd.io/") }) {
+            adminPorts.append(["protocol": "TCP", "port": .int(linkerdAdminPort)])
+        }
+        return Kube.object(
+            "networking.k8s.io/v1",
+            "NetworkPolicy",
+            metadata: metadata(settings),
+            [
+                (
+                    "spec",
+                    [
+                        "podSelector": ["matchLabels": JSON(proxy.labels)],
+                        "policyTypes": ["Ingress"],
+                        "ingress": [
+                            ["from": [clients], "ports": [["protocol": "TCP", "port": .int(proxy.port)]]],
+                            ["from": [["namespaceSelector": [:]]], "ports": .array(adminPorts)],
+                        ],
+                    ]
+                )
+            ]
+        )
+    }
+
+    /// For a namespace that opted into lockdown: its pods may reach DNS, in-cluster addresses and the egress
+    /// proxy, and nothing else, so the proxy's allow-list is the only way out.
+    public static func lockdownPolicy(namespace: String, _ settings: OperatorSettings) -> JSON {
+        Kube.object(
+            "networking.k8s.io/v1",
+            "NetworkPolicy",
+            metadata: Kube.metadata(
+                name: settings.lockdown.policyName,
+                namespace: namespace,
+                labels: managedByLabels.merging(["app.kubernetes.io/part-of": "egress-operator"]) { $1 }
+            ),
+            [
+                (
+                    "spec",
+                    [
+                        "podSelector": [:],
+                        "policyTypes": ["Egress"],
+                        "egress": [
+                            [
+                                "to": [
+                                    [
+                                        "namespaceSelector": [
+                                            "matchLabels": [
+                                                "kubernetes.io/metadata.name": .string(settings.coreDNS.namespace)
+                                            ]
+                                        ],
+                                        "podSelector": ["matchLabels": ["k8s-app": "kube-dns"]],
+                                    ]
+                                ],
+                                "ports": [["protocol": "UDP", "port": 53], ["protocol": "TCP", "port": 53]],
+                            ],
+                            [
+                                "to": [
+                                    [
+                                        "namespaceSelector": [
+                                            "matchLabels": ["kubernetes.io/metadata.name": .string(settings.namespace)]
+                                        ],
+                                        "podSelector": ["matchLabels": JSON(settings.proxy.labels)],
+                                    ]
+                                ],
+                                "ports": [["protocol": "TCP", "port": .int(settings.proxy.port)]],
+                            ],
+                            ["to": .array(settings.lockdown.clusterCIDRs.map { ["ipBlock": ["cidr": .string($0)]] })],
+                        ],
+                    ]
+                )
+            ]
+        )
+    }
+}

@@ -1,0 +1,105 @@
+/// How an installation is configured: the operator's flags and the chart's values end up here, and every
+/// generator is a pure function of it (no environment is read while building objects).
+public struct OperatorSettings: Sendable, Hashable {
+    public var namespace = "egress-system"
+    public var name = "egress-operator"
+    public var image = "ghcr.io/egress-dev/egress-operator:0.1.0"
+    public var imagePullPolicy = "IfNotPresent"
+    public var replicas = 2
+    /// Port of `/metrics`, `/healthz` and `/readyz`.
+    public var adminPort = 9090
+    public var logLevel = "info"
+    public var proxy = ProxySettings()
+    public var coreDNS = CoreDNSSettings()
+    public var lockdown = LockdownSettings()
+
+    public init() {}
+
+    public var labels: [String: String] {
+        [
+            "app.kubernetes.io/name": name,
+            "app.kubernetes.io/component": "operator",
+            "app.kubernetes.io/part-of": "egress-operator",
+        ]
+    }
+}
+
+public struct ProxySettings: Sendable, Hashable {
+    public var name = "egress-proxy"
+    public var image = "ghcr.io/egress-dev/egress-proxy:0.1.0"
+    public var imagePullPolicy = "IfNotPresent"
+    /// Two or more, spread across zones and nodes: egress must survive a node drain.
+    public var replicas = 2
+    public var port = 8080
+    public var adminPort = 9090
+    /// The Service port applications reach (`http://HOST.egress.local` means port 80).
+    public var servicePort = 80
+    public var suffix = HostName.reservedSuffix
+    public var clusterDomain = "cluster.local"
+    /// Pod annotations for the mesh, e.g. `linkerd.io/inject: enabled`.
+    public var podAnnotations: [String: String] = ["linkerd.io/inject": "enabled"]
+    public var cpuRequest = "100m"
+    public var memoryRequest = "64Mi"
+    public var memoryLimit = "256Mi"
+    public var maxClientConnections = 10_000
+    /// Label selector (matchLabels) of namespaces whose pods may call the proxy; empty: every namespace of the
+    /// cluster (and nothing outside it).
+    public var clientNamespaceLabels: [String: String] = [:]
+    public var logPaths = false
+
+    public init() {}
+
+    public var labels: [String: String] {
+        [
+            "app.kubernetes.io/name": name,
+            "app.kubernetes.io/component": "proxy",
+            "app.kubernetes.io/part-of": "egress-operator",
+        ]
+    }
+
+    public var allowListConfigMapName: String { "\(name)-allowlist" }
+    public static let allowListKey = "allowlist.json"
+    public static let allowListMountPath = "/etc/egress-proxy/allowlist"
+    /// The operator copies referenced CA bundles and client certificates into this one Secret, mounted whole, so
+    /// the kubelet refreshes it in place and the proxy never restarts for a certificate change.
+    public var tlsSecretName: String { "\(name)-tls" }
+    public static let defaultTLSMountPath = "/etc/egress-proxy/tls"
+    /// Where the proxy finds that Secret's files; the allow-list names files under it.
+    public var tlsMountPath = Self.defaultTLSMountPath
+
+    /// The name CoreDNS rewrites allowed hosts to.
+    public func serviceFQDN(namespace: String) -> String {
+        "\(name).\(namespace).svc.\(clusterDomain)"
+    }
+}
+
+public struct CoreDNSSettings: Sendable, Hashable {
+    public enum Mode: String, Sendable, Hashable, CaseIterable {
+        /// Edit a marker-delimited block of `kube-system/coredns`'s Corefile (kubeadm, EKS, GKE style).
+        case corefile
+        /// Write `egress-operator.override` into the `coredns-custom` ConfigMap (k3s, AKS style).
+        case custom
+        /// `custom` when a `coredns-custom` ConfigMap exists or the Corefile imports `*.override`, else `corefile`.
+        case auto
+    }
+    public var mode = Mode.auto
+    public var namespace = "kube-system"
+    public var configMapName = "coredns"
+    public var corefileKey = "Corefile"
+    public var customConfigMapName = "coredns-custom"
+    public static let overrideKey = "egress-operator.override"
+
+    public init() {}
+}
+
+/// Off by default: namespaces labelled `egress.dev/lockdown: "true"` get a NetworkPolicy that lets their pods
+/// reach the outside world only through the egress proxy.
+public struct LockdownSettings: Sendable, Hashable {
+    public var enabled = false
+    public static let namespaceLabel = "egress.dev/lockdown"
+    /// In-cluster destinations that stay reachable (pod and service CIDRs).
+    public var clusterCIDRs = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
+    public var policyName = "egress-lockdown"
+
+    public init() {}
+}

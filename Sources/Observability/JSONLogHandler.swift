@@ -1,0 +1,128 @@
+import Logging
+import NIOConcurrencyHelpers
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// A swift-log handler writing one JSON object per line: `time`, `level`, `logger`, `message`, then the metadata
+/// fields. Used by both executables, and for the proxy's access log (one line per request).
+public struct JSONLogHandler: LogHandler {
+    public var metadata: Logger.Metadata = [:]
+    public var logLevel: Logger.Level = .info
+    public let label: String
+    private let sink: @Sendable (String) -> Void
+
+    /// Lines go to `sink`; the default writes to standard output.
+    public init(label: String, sink: @escaping @Sendable (String) -> Void = JSONLogHandler.standardOutput) {
+        self.label = label
+        self.sink = sink
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { self.metadata[key] }
+        set { self.metadata[key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        var line = "{\"time\":\""
+        line += Self.timestamp()
+        line += "\",\"level\":\""
+        line += event.level.rawValue
+        line += "\",\"logger\":"
+        Self.appendString(self.label, to: &line)
+        line += ",\"message\":"
+        Self.appendString("\(event.message)", to: &line)
+        var merged = self.metadata
+        if let extra = event.metadata { merged.merge(extra) { $1 } }
+        for key in merged.keys.sorted() {
+            line += ","
+            Self.appendString(key, to: &line)
+            line += ":"
+            Self.append(merged[key]!, to: &line)
+        }
+        line += "}\n"
+        self.sink(line)
+    }
+
+    public static let standardOutput: @Sendable (String) -> Void = { line in
+        var line = line
+        line.withUTF8 { bytes in
+            stdoutLock.withLock {
+                var offset = 0
+                while offset < bytes.count {
+                    let written = write(1, bytes.baseAddress! + offset, bytes.count - offset)
+                    if written <= 0 { break }
+                    offset += written
+                }
+            }
+        }
+    }
+
+    private static func append(_ value: Logger.MetadataValue, to line: inout String) {
+        switch value {
+        case .string(let s):
+            Self.appendString(s, to: &line)
+        case .stringConvertible(let s):
+            // Numbers and booleans given as values (not strings) are written as JSON numbers and booleans.
+            if s is any BinaryInteger || s is Bool || (s as? Double)?.isFinite == true {
+                line += s.description
+            } else {
+                Self.appendString(s.description, to: &line)
+            }
+        case .array(let values):
+            line += "["
+            for (i, v) in values.enumerated() {
+                if i > 0 { line += "," }
+                Self.append(v, to: &line)
+            }
+            line += "]"
+        case .dictionary(let dict):
+            line += "{"
+            for (i, key) in dict.keys.sorted().enumerated() {
+                if i > 0 { line += "," }
+                Self.appendString(key, to: &line)
+                line += ":"
+                Self.append(dict[key]!, to: &line)
+            }
+            line += "}"
+        }
+    }
+
+    static func appendString(_ s: String, to line: inout String) {
+        line += "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": line += "\\\""
+            case "\\": line += "\\\\"
+            case "\n": line += "\\n"
+            case "\r": line += "\\r"
+            case "\t": line += "\\t"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                line += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: line.unicodeScalars.append(scalar)
+            }
+        }
+        line += "\""
+    }
+
+    /// RFC 3339 UTC with milliseconds, without Foundation's formatter.
+    static func timestamp() -> String {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        var t = time_t(ts.tv_sec)
+        var tm = tm()
+        gmtime_r(&t, &tm)
+        func pad(_ v: Int32, _ width: Int) -> String {
+            let s = String(v)
+            return String(repeating: "0", count: max(0, width - s.count)) + s
+        }
+        return "\(pad(tm.tm_year + 1900, 4))-\(pad(tm.tm_mon + 1, 2))-\(pad(tm.tm_mday, 2))T"
+            + "\(pad(tm.tm_hour, 2)):\(pad(tm.tm_min, 2)):\(pad(tm.tm_sec, 2)).\(pad(Int32(ts.tv_nsec / 1_000_000), 3))Z"
+    }
+}
+
+private let stdoutLock = NIOLock()

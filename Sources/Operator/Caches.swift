@@ -1,0 +1,57 @@
+import KubeAPI
+import Logging
+import Manifests
+
+/// The informers the operator reconciles from: everything it reads, kept current by list + watch.
+struct Caches: Sendable {
+    let egressHosts: Informer
+    /// ConfigMaps and Secrets in the operator's namespace: the allow-list, and the TLS material EgressHosts name.
+    let configMaps: Informer
+    let secrets: Informer
+    /// ConfigMaps in CoreDNS's namespace (`coredns`, `coredns-custom`).
+    let coreDNS: Informer
+    /// Owned objects (by the managed-by label) in the operator's namespace, per kind.
+    let owned: [Resource: Informer]
+    /// Owned NetworkPolicies in every namespace: the proxy's and the lockdown ones.
+    let networkPolicies: Informer
+    /// Namespaces that opted into lockdown (only when lockdown is enabled).
+    let lockdownNamespaces: Informer?
+
+    static let egressHostResource = Resource(
+        group: EgressHost.group,
+        version: EgressHost.version,
+        name: EgressHost.plural,
+        kind: EgressHost.kind,
+        namespaced: false
+    )
+
+    static let ownedKinds: [Resource] = [.serviceAccounts, .deployments, .services, .podDisruptionBudgets]
+
+    init(client: KubeClient, settings: OperatorSettings, servesPDB: Bool, logger: Logger) {
+        let managedBy = ProxyWorkload.managedByLabels.map { "\($0.key)=\($0.value)" }.sorted().joined(separator: ",")
+        func informer(_ resource: Resource, _ namespace: String?, _ selector: String? = nil) -> Informer {
+            Informer(client: client, resource: resource, namespace: namespace, labelSelector: selector, logger: logger)
+        }
+        egressHosts = informer(Self.egressHostResource, nil)
+        configMaps = informer(.configMaps, settings.namespace)
+        secrets = informer(.secrets, settings.namespace)
+        coreDNS = informer(.configMaps, settings.coreDNS.namespace)
+        var owned: [Resource: Informer] = [:]
+        for kind in Self.ownedKinds where kind != .podDisruptionBudgets || servesPDB {
+            owned[kind] = informer(kind, settings.namespace, managedBy)
+        }
+        self.owned = owned
+        networkPolicies = informer(.networkPolicies, nil, managedBy)
+        lockdownNamespaces =
+            settings.lockdown.enabled
+            ? informer(.namespaces, nil, "\(LockdownSettings.namespaceLabel)=true") : nil
+    }
+
+    var all: [Informer] {
+        [egressHosts, configMaps, secrets, coreDNS, networkPolicies]
+            + owned.keys.sorted { $0.name < $1.name }
+            .compactMap { owned[$0] } + (lockdownNamespaces.map { [$0] } ?? [])
+    }
+
+    var synced: Bool { all.allSatisfy(\.hasSynced) }
+}

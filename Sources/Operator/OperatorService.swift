@@ -1,0 +1,188 @@
+import Foundation
+import KubeAPI
+import Logging
+import Manifests
+import ServiceLifecycle
+import Synchronization
+
+/// The operator as a `Service`: informers feed a work queue, one worker reconciles while this replica leads.
+///
+/// Every informer event enqueues the same key, because each pass computes the whole desired state: a burst of a
+/// thousand EgressHost creations coalesces into a few passes (and a few Corefile writes), not a thousand.
+public final class OperatorService: Service, Sendable {
+    static let key = "egress"
+
+    let client: KubeClient
+    let options: OperatorOptions
+    let logger: Logger
+    let metrics = OperatorMetrics()
+    private let queue = WorkQueue<String>()
+    private let state = Mutex(State())
+
+    private struct State {
+        var caches: Caches?
+        var leading = false
+        var passes = 0
+    }
+
+    public init(client: KubeClient, options: OperatorOptions, logger: Logger) {
+        self.client = client
+        self.options = options
+        self.logger = logger
+    }
+
+    /// nil when ready (caches synced); otherwise why not, for `/readyz`.
+    public var notReadyReason: String? {
+        state.withLock { state in
+            guard let caches = state.caches else { return "starting" }
+            return caches.synced ? nil : "caches not synced"
+        }
+    }
+
+    public var isLeader: Bool { state.withLock { $0.leading } }
+
+    /// Reconcile passes completed by this process (for tests and logs).
+    public var passes: Int { state.withLock { $0.passes } }
+
+    public func run() async throws {
+        let servesPDB = await discoverPDB()
+        let caches = Caches(client: client, settings: options.settings, servesPDB: servesPDB, logger: logger)
+        state.withLock { $0.caches = caches }
+        let reconciler = Reconciler(
+            client: client,
+            options: options,
+            caches: caches,
+            servesPDB: servesPDB,
+            events: EventRecorder(
+                client: client,
+                component: options.fieldManager,
+                instance: options.identity,
+                logger: logger
+            ),
+            logger: logger
+        )
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                for informer in caches.all {
+                    group.addTask { await informer.run() }
+                    group.addTask {
+                        for await _ in informer.changes() { await self.queue.add(Self.key) }
+                    }
+                }
+                group.addTask { await self.resync() }
+                group.addTask {
+                    for informer in caches.all { try? await informer.waitForSync() }
+                    guard !Task.isCancelled else { return }
+                    self.logger.info("caches synced", metadata: ["informers": "\(caches.all.count)"])
+                    await self.lead { await self.work(reconciler) }
+                }
+            }
+        }
+        await queue.shutdown()
+    }
+
+    private func lead(_ work: @escaping @Sendable () async -> Void) async {
+        guard options.leaderElection else {
+            setLeading(true)
+            await work()
+            return
+        }
+        let elector = LeaderElector(
+            client: client,
+            namespace: options.settings.namespace,
+            name: options.leaseName,
+            identity: options.identity,
+            timing: .init(
+                leaseDuration: options.leaseDuration,
+                renewDeadline: options.renewDeadline,
+                retryPeriod: options.retryPeriod
+            ),
+            logger: logger,
+            onLeadershipChange: { self.setLeading($0) }
+        )
+        await elector.run(lead: work)
+    }
+
+    private func setLeading(_ leading: Bool) {
+        state.withLock { $0.leading = leading }
+        metrics.leader.record(leading ? 1 : 0)
+    }
+
+    /// The worker: one pass at a time, with the queue deciding retries.
+    private func work(_ reconciler: Reconciler) async {
+        // A new leader starts from a full pass.
+        await queue.add(Self.key)
+        await withDiscardingTaskGroup { group in
+            while let key = await queue.next() {
+                guard !Task.isCancelled else { break }
+                let outcome = await reconcileOnce(reconciler)
+                let action = await queue.done(key, outcome)
+                metrics.queueDepth.record(await queue.depth)
+                if case .requeue(let delay) = action {
+                    group.addTask {
+                        try? await Task.sleep(for: delay)
+                        await self.queue.add(key)
+                    }
+                }
+            }
+            group.cancelAll()
+        }
+    }
+
+    private func reconcileOnce(_ reconciler: Reconciler) async -> WorkQueueState<String>.Outcome {
+        let clock = ContinuousClock()
+        let start = clock.now
+        defer {
+            let elapsed = start.duration(to: clock.now).components
+            metrics.reconcileDuration.recordNanoseconds(
+                elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000
+            )
+        }
+        do {
+            let summary = try await reconciler.reconcile()
+            state.withLock { $0.passes += 1 }
+            metrics.reconcileSuccess.increment()
+            metrics.apiWrites.increment(by: summary.writes)
+            metrics.managedHosts.record(summary.managedHosts)
+            if summary.writes > 0 {
+                logger.info(
+                    "reconciled",
+                    metadata: ["writes": "\(summary.writes)", "hosts": "\(summary.managedHosts)"]
+                )
+            }
+            return .success
+        } catch let error as CorefileError {
+            // The Corefile is not ours to fix: report it and wait for someone to change it.
+            metrics.reconcileTerminal.increment()
+            logger.error("cannot edit the CoreDNS Corefile", metadata: ["error": "\(error)"])
+            return .terminal
+        } catch is CancellationError {
+            return .success
+        } catch {
+            metrics.reconcileRetry.increment()
+            logger.warning("reconcile failed; retrying with backoff", metadata: ["error": "\(error)"])
+            return .retry
+        }
+    }
+
+    private func resync() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: options.resyncPeriod)
+            await queue.add(Self.key)
+        }
+    }
+
+    /// `policy/v1` PodDisruptionBudgets are not served by old clusters (1.20): skip the PDB there, and say so.
+    private func discoverPDB() async -> Bool {
+        do {
+            let served = try await client.isServed(apiVersion: "policy/v1", kind: "PodDisruptionBudget")
+            if !served {
+                logger.warning("policy/v1 PodDisruptionBudget is not served by this cluster: the proxy gets no PDB")
+            }
+            return served
+        } catch {
+            logger.warning("API discovery failed; assuming policy/v1 is served", metadata: ["error": "\(error)"])
+            return true
+        }
+    }
+}

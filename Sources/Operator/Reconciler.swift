@@ -1,0 +1,364 @@
+import Foundation
+import KubeAPI
+import Logging
+import Manifests
+import Synchronization
+
+/// One reconcile pass: read the caches, plan with the pure `ReconcilePlan`, apply the difference.
+///
+/// Writes go in the order the plan requires: the proxy workload, its TLS Secret and allow-list first, then DNS,
+/// then status. Owned objects are written with server-side apply under one field manager, and only when the
+/// cached object lacks what we want (so a converged cluster costs no writes); the CoreDNS Corefile, which other
+/// people own, is edited with a merge patch guarded by its resourceVersion.
+final class Reconciler: Sendable {
+    let client: KubeClient
+    let options: OperatorOptions
+    let caches: Caches
+    let logger: Logger
+    let events: EventRecorder
+    let servesPDB: Bool
+    /// Objects this process has applied once: the first pass re-asserts everything (settings may have changed).
+    private let appliedOnce = Mutex<Set<String>>([])
+
+    init(
+        client: KubeClient,
+        options: OperatorOptions,
+        caches: Caches,
+        servesPDB: Bool,
+        events: EventRecorder,
+        logger: Logger
+    ) {
+        self.client = client
+        self.options = options
+        self.caches = caches
+        self.servesPDB = servesPDB
+        self.events = events
+        self.logger = logger
+    }
+
+    var settings: OperatorSettings { options.settings }
+
+    struct Summary: Sendable {
+        var writes = 0
+        var managedHosts = 0
+    }
+
+    func reconcile() async throws -> Summary {
+        var summary = Summary()
+        let egressHostObjects = caches.egressHosts.list().filter { $0.deletionTimestamp == nil }
+        let egressHosts = egressHostObjects.compactMap { object -> EgressHost? in
+            do {
+                return try object.decode(EgressHost.self)
+            } catch {
+                logger.warning(
+                    "cannot decode EgressHost",
+                    metadata: ["name": "\(object.name ?? "")", "error": "\(error)"]
+                )
+                return nil
+            }
+        }
+        let dns = try currentDNS()
+        let appliedAllowList = caches.configMaps.get(
+            name: settings.proxy.allowListConfigMapName,
+            namespace: settings.namespace
+        )?[path: "data", ProxySettings.allowListKey]?.stringValue.flatMap { try? AllowList.decode(Array($0.utf8)) }
+        let deployment = caches.owned[.deployments]?.get(name: settings.proxy.name, namespace: settings.namespace)
+        let snapshot = ClusterSnapshot(
+            egressHosts: egressHosts,
+            material: material(),
+            appliedAllowList: appliedAllowList,
+            dnsHosts: dns.hosts(appliedAllowList: appliedAllowList),
+            proxyAvailable: (deployment?[path: "status", "availableReplicas"]?.intValue ?? 0) > 0,
+            now: Date.now.formatted(.iso8601),
+            dnsWarning: dns.warning
+        )
+        let plan = ReconcilePlan(snapshot, suffix: settings.proxy.suffix, tlsMountPath: settings.proxy.tlsMountPath)
+        summary.managedHosts = plan.dnsHosts.count
+
+        // 1. The proxy workload and what it mounts. DNS may only point at a proxy that has the hosts.
+        for object in ProxyWorkload.objects(settings) where servesPDB || object["kind"] != "PodDisruptionBudget" {
+            summary.writes += try await applyIfNeeded(object)
+        }
+        summary.writes += try await applyIfNeeded(tlsSecret(plan.tlsSecretData))
+        summary.writes += try await applyIfNeeded(allowListConfigMap(plan.allowList))
+        summary.writes += try await applyLockdownPolicies()
+        summary.writes += try await deleteUnwantedOwnedObjects()
+
+        // 2. DNS, from what the proxy already has (the plan saw the allow-list as applied before this pass).
+        summary.writes += try await writeDNS(plan.dnsHosts, current: dns)
+
+        // 3. Status and Events.
+        let objectsByName = Dictionary(egressHostObjects.map { ($0.name ?? "", $0) }) { first, _ in first }
+        for (name, status) in plan.statusUpdates.sorted(by: { $0.key < $1.key }) {
+            guard let object = objectsByName[name] else { continue }
+            try await writeStatus(name: name, status)
+            summary.writes += 1
+            await events.recordTransitions(of: object, from: try? object.decode(EgressHost.self).status, to: status)
+        }
+        return summary
+    }
+
+    // MARK: - Reading
+
+    private func material() -> TLSMaterial {
+        var material = TLSMaterial()
+        for object in caches.configMaps.list() {
+            material.configMaps[object.name ?? ""] = object["data"]?.objectValue?.compactMapValues(\.stringValue) ?? [:]
+        }
+        for object in caches.secrets.list() {
+            let data = object["data"]?.objectValue ?? [:]
+            material.secrets[object.name ?? ""] = data.compactMapValues { value in
+                value.stringValue.flatMap { Data(base64Encoded: $0) }.map { String(decoding: $0, as: UTF8.self) }
+            }
+        }
+        return material
+    }
+
+    /// What DNS routes now, and where the operator's rules live in this cluster.
+    struct DNSState: Sendable {
+        enum Mode: Sendable { case corefile, custom }
+        var mode: Mode
+        var corefileObject: KubeObject?
+        var corefile: String?
+        var corefileHosts: [String]
+        var overrideHosts: [String]
+        var warning: String?
+        var suffixRules: Bool
+
+        /// The hosts DNS routes. In suffix mode the one rule routes every name, so the proxy's applied allow-list
+        /// says which of them are really reachable.
+        func hosts(appliedAllowList: AllowList?) -> [String] {
+            let routed = mode == .corefile ? corefileHosts : overrideHosts
+            guard suffixRules else { return routed }
+            return routed == ["*"] ? appliedAllowList?.hosts.map(\.host) ?? [] : []
+        }
+    }
+
+    private func currentDNS() throws -> DNSState {
+        let coreDNS = settings.coreDNS
+        let corefileObject = caches.coreDNS.get(name: coreDNS.configMapName, namespace: coreDNS.namespace)
+        let corefile = corefileObject?[path: "data", coreDNS.corefileKey]?.stringValue
+        let custom = caches.coreDNS.get(name: coreDNS.customConfigMapName, namespace: coreDNS.namespace)
+        let editor = try options.corefileEditor()
+        let mode: DNSState.Mode
+        switch coreDNS.mode {
+        case .corefile: mode = .corefile
+        case .custom: mode = .custom
+        case .auto:
+            let imports = try corefile.map { try CorefileEditor.importsOverrideFiles(in: $0) } ?? false
+            mode = custom != nil || imports ? .custom : .corefile
+        }
+        if mode == .corefile && corefile == nil {
+            throw OperatorError.coreDNSMissing(
+                "ConfigMap \(coreDNS.namespace)/\(coreDNS.configMapName) with key \(coreDNS.corefileKey) not found"
+            )
+        }
+        let snippet = custom?[path: "data", CoreDNSSettings.overrideKey]?.stringValue ?? ""
+        var warning: String?
+        if let corefile,
+            !corefile.split(separator: "\n").contains(where: {
+                $0.trimmingCharacters(in: .whitespaces).split(separator: " ").first == "reload"
+            })
+        {
+            warning = "the Corefile has no `reload` plugin: CoreDNS applies changes only after a restart"
+        }
+        return DNSState(
+            mode: mode,
+            corefileObject: corefileObject,
+            corefile: corefile,
+            corefileHosts: try corefile.map { try editor.managedHosts(in: $0) } ?? [],
+            overrideHosts: try editor.managedHosts(inOverrideSnippet: snippet),
+            warning: warning,
+            suffixRules: options.dnsRules == .suffix
+        )
+    }
+
+    // MARK: - Writing
+
+    /// Server-side applies `desired` unless the cache shows every field of it already in place.
+    private func applyIfNeeded(_ desired: JSON) async throws -> Int {
+        let object = try KubeObject(JSONValue(parsing: Data(desired.serialized.utf8)))
+        let resource = try Self.resource(of: desired)
+        let identity = "\(resource)/\(object.namespace ?? "")/\(object.name ?? "")"
+        let cached = cache(for: resource)?.get(name: object.name ?? "", namespace: object.namespace)
+        let firstTime = appliedOnce.withLock { !$0.contains(identity) }
+        if !firstTime, let cached, Self.contains(cached.json, desired) { return 0 }
+        // Force: these objects are ours; a hand edit to a field we set is reverted, not a conflict.
+        _ = try await client.apply(resource, object, fieldManager: options.fieldManager, force: true)
+        appliedOnce.withLock { _ = $0.insert(identity) }
+        logger.debug("applied", metadata: ["object": "\(identity)"])
+        return 1
+    }
+
+    private func cache(for resource: Resource) -> Informer? {
+        switch resource {
+        case .configMaps: caches.configMaps
+        case .secrets: caches.secrets
+        case .networkPolicies: caches.networkPolicies
+        default: caches.owned[resource]
+        }
+    }
+
+    private func tlsSecret(_ files: [String: String]) -> JSON {
+        Kube.object(
+            "v1",
+            "Secret",
+            metadata: Kube.metadata(
+                name: settings.proxy.tlsSecretName,
+                namespace: settings.namespace,
+                labels: ProxyWorkload.managedByLabels
+            ),
+            [("type", "Opaque"), ("data", JSON(files.mapValues { Data($0.utf8).base64EncodedString() }))]
+        )
+    }
+
+    private func allowListConfigMap(_ allowList: AllowList) -> JSON {
+        Kube.object(
+            "v1",
+            "ConfigMap",
+            metadata: Kube.metadata(
+                name: settings.proxy.allowListConfigMapName,
+                namespace: settings.namespace,
+                labels: ProxyWorkload.managedByLabels
+            ),
+            [("data", [ProxySettings.allowListKey: .string(allowList.encoded())])]
+        )
+    }
+
+    private func applyLockdownPolicies() async throws -> Int {
+        guard let namespaces = caches.lockdownNamespaces else { return 0 }
+        var writes = 0
+        for namespace in namespaces.list() where namespace.deletionTimestamp == nil {
+            writes += try await applyIfNeeded(ProxyWorkload.lockdownPolicy(namespace: namespace.name ?? "", settings))
+        }
+        return writes
+    }
+
+    /// Owned objects (by label) that the plan no longer wants: deleted, with a precondition so that an object
+    /// recreated meanwhile is not removed by mistake.
+    private func deleteUnwantedOwnedObjects() async throws -> Int {
+        var wanted = Set(
+            ProxyWorkload.objects(settings).map {
+                "\($0["kind"]?.stringValue ?? "")/\(settings.namespace)/\(settings.proxy.name)"
+            }
+        )
+        for namespace in caches.lockdownNamespaces?.list() ?? [] {
+            wanted.insert("NetworkPolicy/\(namespace.name ?? "")/\(settings.lockdown.policyName)")
+        }
+        var deletes = 0
+        for informer in Array(caches.owned.values) + [caches.networkPolicies] {
+            for object in informer.list() {
+                let identity = "\(informer.resource.kind)/\(object.namespace ?? "")/\(object.name ?? "")"
+                guard !wanted.contains(identity), object.deletionTimestamp == nil else { continue }
+                do {
+                    try await client.delete(
+                        informer.resource,
+                        name: object.name ?? "",
+                        namespace: object.namespace,
+                        preconditions: Preconditions(uid: object.uid)
+                    )
+                    logger.info("deleted unwanted owned object", metadata: ["object": "\(identity)"])
+                    deletes += 1
+                } catch let error as KubeError where error.code == .notFound {
+                    continue
+                }
+            }
+        }
+        return deletes
+    }
+
+    private func writeDNS(_ hosts: [String], current: DNSState) async throws -> Int {
+        let editor = try options.corefileEditor()
+        let coreDNS = settings.coreDNS
+        var writes = 0
+        // The Corefile block: the hosts in corefile mode; removed in custom mode (the mode may have changed).
+        if let corefile = current.corefile, let object = current.corefileObject {
+            let edited = try editor.apply(hosts: current.mode == .corefile ? hosts : [], to: corefile)
+            if edited != corefile {
+                let patch: JSONValue = [
+                    "metadata": ["resourceVersion": .string(object.resourceVersion ?? "")],
+                    "data": [coreDNS.corefileKey: .string(edited)],
+                ]
+                _ = try await client.patch(
+                    .configMaps,
+                    name: coreDNS.configMapName,
+                    namespace: coreDNS.namespace,
+                    patch: patch,
+                    type: .merge,
+                    fieldManager: options.fieldManager
+                )
+                writes += 1
+            }
+        }
+        // The override key: the hosts in custom mode; released in corefile mode.
+        let snippet = current.mode == .custom ? try editor.overrideSnippet(hosts: hosts) : ""
+        let customExists =
+            caches.coreDNS.get(name: coreDNS.customConfigMapName, namespace: coreDNS.namespace) != nil
+        if try editor.managedHosts(inOverrideSnippet: snippet) != current.overrideHosts
+            || (current.mode == .custom && !customExists)
+        {
+            let data: JSON = snippet.isEmpty ? [:] : [CoreDNSSettings.overrideKey: .string(snippet)]
+            let object = Kube.object(
+                "v1",
+                "ConfigMap",
+                metadata: Kube.metadata(name: coreDNS.customConfigMapName, namespace: coreDNS.namespace),
+                [("data", data)]
+            )
+            // Only our key is in the apply: other keys of coredns-custom belong to others and stay untouched.
+            _ = try await client.apply(
+                .configMaps,
+                try KubeObject(JSONValue(parsing: Data(object.serialized.utf8))),
+                fieldManager: options.fieldManager,
+                force: true
+            )
+            writes += 1
+        }
+        return writes
+    }
+
+    private func writeStatus(name: String, _ status: EgressHost.Status) async throws {
+        var object = KubeObject(apiVersion: EgressHost.apiVersion, kind: EgressHost.kind, name: name)
+        object["status"] = try JSONValue(encoding: status)
+        do {
+            _ = try await client.applyStatus(
+                Caches.egressHostResource,
+                object,
+                fieldManager: options.fieldManager,
+                force: true
+            )
+        } catch let error as KubeError where error.code == .notFound {
+            // Deleted meanwhile: nothing to report on.
+        }
+    }
+
+    // MARK: - Helpers
+
+    static func resource(of object: JSON) throws -> Resource {
+        switch object["kind"]?.stringValue {
+        case "ServiceAccount": .serviceAccounts
+        case "Deployment": .deployments
+        case "Service": .services
+        case "PodDisruptionBudget": .podDisruptionBudgets
+        case "NetworkPolicy": .networkPolicies
+        case "ConfigMap": .configMaps
+        case "Secret": .secrets
+        case let kind: throw OperatorError.internal("no resource for kind \(kind ?? "nil")")
+        }
+    }
+
+    /// Whether `actual` already has every field of `desired` (extra fields, e.g. server defaults, are fine).
+    static func contains(_ actual: JSONValue?, _ desired: JSON) -> Bool {
+        switch desired {
+        case .null: return actual == nil || actual == .null
+        case .bool(let value): return actual == .bool(value)
+        case .int(let value): return actual?.intValue == value
+        case .string(let value): return actual?.stringValue == value
+        case .array(let values):
+            guard let actualValues = actual?.arrayValue, actualValues.count == values.count else { return false }
+            return zip(actualValues, values).allSatisfy { contains($0, $1) }
+        case .object(let members):
+            guard let actualMembers = actual?.objectValue else { return members.isEmpty && actual == nil }
+            return members.allSatisfy { contains(actualMembers[$0.key], $0.value) }
+        }
+    }
+}

@@ -1,0 +1,188 @@
+import Foundation
+import Logging
+import Manifests
+import NIOConcurrencyHelpers
+import NIOSSL
+import ServiceLifecycle
+
+/// The current allow-list, swapped atomically on reload. Requests read it once, when their head arrives, so a
+/// reload never affects a request (or a pooled connection) already in flight.
+public final class AllowListStore: Sendable {
+    private struct State {
+        var router: Router?
+        var tlsContexts: TLSContextCache
+        var shuttingDown = false
+    }
+    private let state: NIOLockedValueBox<State>
+    private let metrics: ProxyMetrics
+
+    public init(metrics: ProxyMetrics) {
+        self.metrics = metrics
+        self.state = NIOLockedValueBox(State(router: nil, tlsContexts: TLSContextCache()))
+    }
+
+    /// Installs a validated list. TLS contexts are rebuilt lazily for the new list, so changed CA files take
+    /// effect for new connections.
+    public func install(_ list: AllowList) {
+        let router = Router(list)
+        self.state.withLockedValue {
+            $0.router = router
+            $0.tlsContexts = TLSContextCache()
+        }
+        self.metrics.reloaded(entries: router.count)
+    }
+
+    /// The current router and its TLS context cache; nil router until a first good list is loaded.
+    public var current: (router: Router?, tls: TLSContextCache) {
+        self.state.withLockedValue { ($0.router, $0.tlsContexts) }
+    }
+
+    /// Ready once a list is loaded, and no longer ready while shutting down (so the Service stops routing to us).
+    public var isReady: Bool { self.state.withLockedValue { $0.router != nil && !$0.shuttingDown } }
+
+    public func markShuttingDown() { self.state.withLockedValue { $0.shuttingDown = true } }
+
+    func reloadFailed() { self.metrics.reloadFailed() }
+}
+
+/// NIOSSL client contexts, one per distinct TLS setting of the current list, created on first use.
+public final class TLSContextCache: Sendable {
+    private let contexts = NIOLockedValueBox<[AllowList.TLS: Result<NIOSSLContext, ProxyError>]>([:])
+
+    public init() {}
+
+    public func context(for tls: AllowList.TLS) -> Result<NIOSSLContext, ProxyError> {
+        if let cached = self.contexts.withLockedValue({ $0[tls] }) { return cached }
+        let made = Self.make(tls)
+        self.contexts.withLockedValue { $0[tls] = made }
+        return made
+    }
+
+    static func make(_ tls: AllowList.TLS) -> Result<NIOSSLContext, ProxyError> {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.minimumTLSVersion = .tlsv12
+        configuration.certificateVerification = tls.insecureSkipVerify ? .none : .fullVerification
+        do {
+            if let caFile = tls.caFile {
+                configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caFile))
+            } else {
+                configuration.trustRoots = .default
+            }
+            if let certFile = tls.clientCertificateFile {
+                guard let keyFile = tls.clientKeyFile else {
+                    return .failure(.tlsConfiguration("clientCertificateFile is set but clientKeyFile is not"))
+                }
+                configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(certFile).map { .certificate($0) }
+                configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: keyFile, format: .pem))
+            }
+            return .success(try NIOSSLContext(configuration: configuration))
+        } catch {
+            return .failure(.tlsConfiguration("cannot load TLS material: \(error)"))
+        }
+    }
+}
+
+/// Watches the allow-list file and installs each new valid version.
+///
+/// Kubernetes updates a mounted ConfigMap by swapping the `..data` symlink to a new timestamped directory, so
+/// file-change notifications on the path are unreliable. Instead this polls: every interval it `stat`s the path
+/// (following symlinks) and re-reads the file only when the resolved inode, size or modification time changed,
+/// then compares the bytes. An invalid document is logged and counted, and the last good list stays in effect.
+public struct AllowListWatcher: Service {
+    public let path: String
+    public let interval: Duration
+    private let store: AllowListStore
+    private let logger: Logger
+    private let lastSeen = NIOLockedValueBox<(stamp: FileStamp?, bytes: [UInt8]?)>((nil, nil))
+
+    struct FileStamp: Equatable {
+        var device: UInt64
+        var inode: UInt64
+        var size: Int64
+        var mtimeSeconds: Int
+        var mtimeNanoseconds: Int
+    }
+
+    public init(path: String, interval: Duration = .seconds(1), store: AllowListStore, logger: Logger) {
+        self.path = path
+        self.interval = interval
+        self.store = store
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        self.checkNow()
+        for await _ in AsyncTimerSequence(interval: self.interval).cancelOnGracefulShutdown() {
+            self.checkNow()
+        }
+    }
+
+    /// Checks the file once; returns whether a new list was installed. Tests call this directly instead of waiting.
+    @discardableResult
+    public func checkNow() -> Bool {
+        var st = stat()
+        guard stat(self.path, &st) == 0 else {
+            let error = String(cString: strerror(errno))
+            self.fail("cannot stat allow-list file: \(error)", stamp: nil)
+            return false
+        }
+        let stamp = FileStamp(
+            device: UInt64(st.st_dev),
+            inode: UInt64(st.st_ino),
+            size: Int64(st.st_size),
+            mtimeSeconds: st.st_mtim.tv_sec,
+            mtimeNanoseconds: st.st_mtim.tv_nsec
+        )
+        if self.lastSeen.withLockedValue({ $0.stamp == stamp }) { return false }
+        guard let data = FileManager.default.contents(atPath: self.path) else {
+            self.fail("cannot read allow-list file", stamp: nil)
+            return false
+        }
+        let bytes = [UInt8](data)
+        if self.lastSeen.withLockedValue({ $0.bytes == bytes }) {
+            self.lastSeen.withLockedValue { $0.stamp = stamp }
+            return false
+        }
+        do {
+            let list = try AllowList.decode(bytes)
+            self.store.install(list)
+            self.lastSeen.withLockedValue { $0 = (stamp, bytes) }
+            self.logger.info(
+                "allow-list loaded",
+                metadata: ["path": "\(self.path)", "entries": "\(list.hosts.count)"]
+            )
+            return true
+        } catch {
+            // Remember the stamp so a broken file is reported once, not every second.
+            self.fail("invalid allow-list, keeping the last good one: \(error)", stamp: stamp)
+            return false
+        }
+    }
+
+    private func fail(_ message: String, stamp: FileStamp?) {
+        let alreadyReported = stamp != nil && self.lastSeen.withLockedValue { $0.stamp == stamp }
+        guard !alreadyReported else { return }
+        if let stamp { self.lastSeen.withLockedValue { $0.stamp = stamp } }
+        self.store.reloadFailed()
+        self.logger.error("\(message)", metadata: ["path": "\(self.path)"])
+    }
+}
+
+/// A plain interval timer as an async sequence (avoids a swift-async-algorithms dependency).
+struct AsyncTimerSequence: AsyncSequence, Sendable {
+    let interval: Duration
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        let interval: Duration
+        mutating func next() async -> Void? {
+            do {
+                try await Task.sleep(for: self.interval)
+                return ()
+            } catch {
+                return nil
+            }
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(interval: self.interval) }
+}

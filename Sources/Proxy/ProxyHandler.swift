@@ -1,0 +1,497 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// Sent to every client connection when graceful shutdown begins: finish the current response, then close.
+struct ProxyShutdownEvent: Sendable {}
+
+/// What the handlers of one event loop share.
+final class LoopContext {
+    let configuration: ProxyConfiguration
+    let store: AllowListStore
+    let pool: UpstreamPool
+    let metrics: ProxyMetrics
+    let accessLog: Logger
+    let stats: ProxyStats
+
+    init(
+        configuration: ProxyConfiguration,
+        store: AllowListStore,
+        pool: UpstreamPool,
+        metrics: ProxyMetrics,
+        accessLog: Logger,
+        stats: ProxyStats
+    ) {
+        self.configuration = configuration
+        self.store = store
+        self.pool = pool
+        self.metrics = metrics
+        self.accessLog = accessLog
+        self.stats = stats
+    }
+}
+
+/// One client connection: validates and routes each request, then relays it to an upstream connection on the same
+/// event loop, with backpressure both ways (a side's `read()` is held while the other side is not writable), so a
+/// body of any size passes with a bounded amount of memory.
+final class ProxyHandler: ChannelDuplexHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private struct RequestRecord {
+        var start: NIODeadline = .now()
+        var method: HTTPMethod = .GET
+        var path: String? = nil
+        var name: String? = nil
+        var label: String = ProxyMetrics.deniedHost
+        var status: UInt = 0
+        var bytesIn = 0
+        var bytesOut = 0
+        var reason: String? = nil
+        var reusedUpstream = false
+        var logged = true
+    }
+
+    private let loop: LoopContext
+    private var machine = ClientStateMachine()
+    private var context: ChannelHandlerContext?
+    private var client = ""
+    private var upstream: UpstreamConnection?
+    private var upstreamReused = false
+    private var upstreamKeepAlive = true
+    private var tls: TLSContextCache?
+    private var key: UpstreamKey?
+    private var upstreamHead: HTTPRequestHead?
+    private var expectContinue = false
+    private var buffered: [HTTPServerRequestPart] = []
+    /// The buffered parts are kept until a response starts when the whole request fits in the buffer, so a dead
+    /// pooled connection can be retried transparently.
+    private var retryable = false
+    private var clientVersion: HTTPVersion = .http1_1
+    private var pendingRead = false
+    private var headTimer: Scheduled<Void>?
+    private var responseTimer: Scheduled<Void>?
+    private var record = RequestRecord()
+
+    init(loop: LoopContext) {
+        self.loop = loop
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        self.client = context.channel.remoteAddress?.ipAddress ?? ""
+        if context.channel.isActive { self.armHeadTimer() }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        self.armHeadTimer()
+        context.fireChannelActive()
+    }
+
+    // MARK: Client side
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = self.unwrapInboundIn(data)
+        switch part {
+        case .head(let head):
+            self.receivedHead(head)
+        case .body(let buffer):
+            self.record.bytesIn += buffer.readableBytes
+            self.perform(self.machine.requestBody(), part: part)
+        case .end:
+            let wasRefused = self.machine.state == .refused(close: false)
+            self.perform(self.machine.requestEnd(), part: part)
+            if wasRefused, self.machine.state == .idle { self.enteredIdle() }
+        }
+    }
+
+    /// Ready for the next request: start its head timer and resume reading if a read was held.
+    private func enteredIdle() {
+        self.armHeadTimer()
+        if self.pendingRead, let context = self.context {
+            self.pendingRead = false
+            context.read()
+        }
+    }
+
+    private func receivedHead(_ head: HTTPRequestHead) {
+        self.headTimer?.cancel()
+        self.headTimer = nil
+        self.record = RequestRecord(method: head.method, logged: false)
+        if self.loop.configuration.logPaths { self.record.path = head.uri }
+        self.clientVersion = head.version
+        self.upstreamReused = false
+        self.retryable = false
+        self.buffered.removeAll(keepingCapacity: true)
+
+        var refusal: Refusal? = nil
+        var hasBody = true
+        switch RequestValidation.validate(head) {
+        case .failure(let r):
+            refusal = r
+        case .success(let framing):
+            hasBody = framing != .none
+            switch RequestTarget.parse(head: head, suffix: self.loop.configuration.suffix) {
+            case .failure(let r):
+                refusal = r
+            case .success(let parsed):
+                self.record.name = parsed.name
+                let (router, tls) = self.loop.store.current
+                if let router {
+                    if let route = router.route(for: parsed.name) {
+                        self.record.label = route.label
+                        self.tls = tls
+                        self.key = UpstreamKey(host: route.upstreamHost, entry: route.entry)
+                        self.upstreamHead = HeaderSanitizer.upstreamRequestHead(
+                            head,
+                            path: parsed.path,
+                            upstreamHost: route.upstreamHost,
+                            port: route.entry.port
+                        )
+                        self.expectContinue = RequestValidation.expectsContinue(head)
+                    } else {
+                        refusal = Refusal(.forbidden, "not-allowed", "\(parsed.name) is not in the egress allow-list")
+                    }
+                } else {
+                    refusal = Refusal(.serviceUnavailable, "not-ready", "the allow-list has not been loaded yet")
+                }
+            }
+        }
+        self.perform(self.machine.requestHead(refusal: refusal, keepAlive: head.isKeepAlive, hasBody: hasBody))
+    }
+
+    private func perform(_ action: ClientStateMachine.Action, part: HTTPServerRequestPart? = nil) {
+        guard let context = self.context else { return }
+        switch action {
+        case .none, .drop:
+            break
+        case .refuse(let refusal, let close):
+            self.writeRefusal(refusal, close: close, context: context)
+        case .acquireUpstream:
+            if self.expectContinue {
+                self.expectContinue = false
+                context.writeAndFlush(
+                    self.wrapOutboundOut(.head(HTTPResponseHead(version: self.clientVersion, status: .continue))),
+                    promise: nil
+                )
+            }
+            guard let key = self.key, let tls = self.tls else { return }
+            self.loop.pool.acquire(key: key, tls: tls) { [self] result, reused in
+                self.upstreamAcquired(result, reused: reused)
+            }
+        case .buffer:
+            if let part { self.buffered.append(part) }
+        case .forwardRequestPart:
+            if let part, let upstream = self.upstream {
+                upstream.handler.write(Self.clientPart(part))
+                if case .end = part {
+                    upstream.handler.flush()
+                    self.armResponseTimer()
+                }
+            }
+        case .sendRequestHeadAndBuffered:
+            self.sendRequest()
+        case .writeResponseHead, .writeResponseBody:
+            break
+        case .finish, .abort, .releaseUnusedUpstream:
+            break
+        case .close:
+            context.close(promise: nil)
+        }
+    }
+
+    private static func clientPart(_ part: HTTPServerRequestPart) -> HTTPClientRequestPart {
+        switch part {
+        case .head(let head): .head(head)
+        case .body(let buffer): .body(.byteBuffer(buffer))
+        case .end(let trailers): .end(trailers)
+        }
+    }
+
+    private func upstreamAcquired(_ result: Result<UpstreamConnection, ProxyError>, reused: Bool) {
+        switch result {
+        case .failure(let error):
+            self.upstreamError(error)
+        case .success(let connection):
+            let action = self.machine.upstreamReady()
+            guard action == .sendRequestHeadAndBuffered else {
+                self.loop.pool.release(connection, reusable: true, tls: self.tls)
+                return
+            }
+            self.upstream = connection
+            self.upstreamReused = reused
+            self.record.reusedUpstream = reused
+            connection.requests += 1
+            connection.handler.delegate = self
+            self.loop.metrics.upstreamConnection(host: self.record.label, reused: reused)
+            self.perform(action)
+        }
+    }
+
+    private func sendRequest() {
+        guard let upstream = self.upstream, let head = self.upstreamHead else { return }
+        upstream.handler.write(.head(head))
+        var ended = false
+        for part in self.buffered {
+            upstream.handler.write(Self.clientPart(part))
+            if case .end = part { ended = true }
+        }
+        upstream.handler.flush()
+        // Keep the parts for a transparent retry only when the request is complete and small.
+        self.retryable = ended && self.upstreamReused && self.buffered.count <= 2
+        if !self.retryable { self.buffered.removeAll(keepingCapacity: true) }
+        if ended { self.armResponseTimer() }
+        if self.pendingRead, upstream.handler.isWritable {
+            self.pendingRead = false
+            self.context?.read()
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        switch self.machine.state {
+        case .connecting:
+            self.pendingRead = true
+        case .forwarding(requestEnded: false, _):
+            if self.upstream?.handler.isWritable ?? false {
+                context.read()
+            } else {
+                self.pendingRead = true
+            }
+        default:
+            context.read()
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        self.upstream?.handler.flush()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { self.upstream?.handler.resumeReading() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.headTimer?.cancel()
+        self.responseTimer?.cancel()
+        _ = self.machine.clientClosed()
+        if let upstream = self.upstream {
+            self.upstream = nil
+            upstream.handler.delegate = nil
+            upstream.channel.close(promise: nil)
+        }
+        if !self.record.logged {
+            self.record.reason = self.record.reason ?? "client-closed"
+            self.finishRecord(status: self.record.status == 0 ? 499 : self.record.status, decision: "error")
+        }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if let parserError = error as? HTTPParserError {
+            let refusal: Refusal
+            if case .headerOverflow = parserError {
+                refusal = Refusal(
+                    .requestHeaderFieldsTooLarge,
+                    "headers-too-large",
+                    "request headers are too large",
+                    closeConnection: true
+                )
+            } else {
+                refusal = Refusal(.badRequest, "malformed-request", "malformed HTTP request", closeConnection: true)
+            }
+            switch self.machine.state {
+            case .idle:
+                self.record = RequestRecord(logged: false)
+                self.writeRefusal(refusal, close: true, context: context)
+                return
+            case .connecting, .forwarding(_, responseStarted: false):
+                // The body of a request being forwarded turned out malformed.
+                self.record.reason = refusal.reason
+                if let upstream = self.upstream {
+                    self.upstream = nil
+                    upstream.handler.delegate = nil
+                    upstream.channel.close(promise: nil)
+                }
+                self.writeRefusal(refusal, close: true, context: context)
+                return
+            default:
+                break
+            }
+        }
+        context.close(promise: nil)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ProxyShutdownEvent {
+            self.perform(self.machine.closeWhenIdle(drain: true))
+        } else if event is IdleStateHandler.IdleStateEvent {
+            self.record.reason = "client-idle-timeout"
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    // MARK: Responses
+
+    private func writeRefusal(_ refusal: Refusal, close: Bool, context: ChannelHandlerContext) {
+        var headers = HTTPHeaders()
+        headers.add(name: "content-type", value: "text/plain; charset=utf-8")
+        let body = refusal.message + "\n"
+        headers.add(name: "content-length", value: "\(body.utf8.count)")
+        headers.add(name: "x-egress-error", value: refusal.reason)
+        if close { headers.add(name: "connection", value: "close") }
+        let head = HTTPResponseHead(version: self.clientVersion, status: refusal.status, headers: headers)
+        context.write(self.wrapOutboundOut(.head(head)), promise: nil)
+        context.write(self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
+        self.record.bytesOut += body.utf8.count
+        self.record.reason = refusal.reason
+        self.loop.metrics.denial(reason: refusal.reason)
+        let decision = refusal.status.code >= 500 ? "error" : "deny"
+        self.finishRecord(status: refusal.status.code, decision: decision)
+        if close {
+            context.writeAndFlush(self.wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+                context.close(promise: nil)
+            }
+        } else {
+            context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+            if self.machine.state == .idle { self.enteredIdle() }
+        }
+    }
+
+    private func finishRecord(status: UInt, decision: String) {
+        guard !self.record.logged else { return }
+        self.record.logged = true
+        self.record.status = status
+        let nanos = (NIODeadline.now() - self.record.start).nanoseconds
+        self.loop.metrics.request(host: self.record.label, status: status, durationNanoseconds: nanos)
+        var metadata: Logger.Metadata = [
+            "client": "\(self.client)",
+            "method": "\(self.record.method.rawValue)",
+            "status": .stringConvertible(status),
+            "bytes_in": .stringConvertible(self.record.bytesIn),
+            "bytes_out": .stringConvertible(self.record.bytesOut),
+            "duration_ms": .stringConvertible(Double(nanos / 1000) / 1000),
+            "decision": "\(decision)",
+        ]
+        if let name = self.record.name { metadata["host"] = "\(name)" }
+        if let reason = self.record.reason { metadata["reason"] = "\(reason)" }
+        if let path = self.record.path { metadata["path"] = "\(path)" }
+        if decision == "allow" { metadata["upstream_reused"] = .stringConvertible(self.record.reusedUpstream) }
+        self.loop.accessLog.info("request", metadata: metadata)
+    }
+
+    // MARK: Timers
+
+    private func armHeadTimer() {
+        guard let context = self.context else { return }
+        self.headTimer?.cancel()
+        self.headTimer = context.eventLoop.assumeIsolated().scheduleTask(
+            in: self.loop.configuration.requestHeadTimeout
+        ) { [self] in
+            self.headTimer = nil
+            if case .idle = self.machine.state {
+                self.perform(self.machine.closeWhenIdle(drain: false))
+            }
+        }
+    }
+
+    private func armResponseTimer() {
+        guard let context = self.context, let key = self.key else { return }
+        self.responseTimer?.cancel()
+        let timeout = TimeAmount.milliseconds(Int64(key.entry.timeouts.responseHeadersMillis))
+        self.responseTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
+            self.responseTimer = nil
+            self.upstream?.handler.fail(
+                .responseHeadersTimeout("\(key.host) did not send response headers within \(timeout.nanoseconds / 1_000_000) ms")
+            )
+        }
+    }
+
+    private func upstreamError(_ error: ProxyError) {
+        self.responseTimer?.cancel()
+        self.responseTimer = nil
+        self.record.reason = error.reason
+        let action = self.machine.upstreamFailed(error.refusal)
+        switch action {
+        case .refuse(let refusal, let close):
+            self.buffered.removeAll(keepingCapacity: true)
+            if let context = self.context { self.writeRefusal(refusal, close: close, context: context) }
+        case .abort:
+            self.finishRecord(status: self.record.status, decision: "error")
+            self.context?.close(promise: nil)
+        default:
+            break
+        }
+    }
+}
+
+extension ProxyHandler: UpstreamConnectionDelegate {
+    func upstreamRead(_ part: HTTPClientResponsePart) {
+        guard let context = self.context else { return }
+        switch part {
+        case .head(let head):
+            guard self.machine.responseHead() == .writeResponseHead else { return }
+            self.responseTimer?.cancel()
+            self.responseTimer = nil
+            self.retryable = false
+            self.buffered.removeAll(keepingCapacity: true)
+            self.upstreamKeepAlive = head.isKeepAlive
+            self.record.status = head.status.code
+            let clientHead = HeaderSanitizer.clientResponseHead(
+                head,
+                version: self.clientVersion,
+                close: self.machine.closeAfterResponse
+            )
+            context.write(self.wrapOutboundOut(.head(clientHead)), promise: nil)
+        case .body(let buffer):
+            guard self.machine.responseBody() == .writeResponseBody else { return }
+            self.record.bytesOut += buffer.readableBytes
+            context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            self.loop.stats.observeBuffered(context.channel)
+        case .end(let trailers):
+            guard let upstream = self.upstream else { return }
+            let action = self.machine.responseEnd(upstreamKeepAlive: self.upstreamKeepAlive)
+            guard case .finish(let reuse, let closeClient) = action else { return }
+            self.upstream = nil
+            self.loop.pool.release(upstream, reusable: reuse, tls: self.tls)
+            self.finishRecord(status: self.record.status, decision: "allow")
+            if closeClient {
+                context.writeAndFlush(self.wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { _ in
+                    context.close(promise: nil)
+                }
+            } else {
+                context.writeAndFlush(self.wrapOutboundOut(.end(trailers)), promise: nil)
+                self.enteredIdle()
+            }
+        }
+    }
+
+    func upstreamReadComplete() {
+        self.context?.flush()
+    }
+
+    func upstreamWritabilityChanged() {
+        guard self.pendingRead, let upstream = self.upstream, upstream.handler.isWritable else { return }
+        self.pendingRead = false
+        self.context?.read()
+    }
+
+    func upstreamFailed(_ error: ProxyError) {
+        guard self.upstream != nil else { return }
+        self.upstream = nil
+        if self.retryable, self.upstreamReused, error.isUpstreamClosed {
+            self.retryable = false
+            if self.machine.retryUpstream() == .acquireUpstream {
+                // The buffered parts are re-sent on the fresh connection.
+                self.perform(.acquireUpstream)
+                return
+            }
+        }
+        self.upstreamError(error)
+    }
+
+    var upstreamMayRead: Bool { self.context?.channel.isWritable ?? false }
+}

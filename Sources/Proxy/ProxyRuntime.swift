@@ -1,0 +1,93 @@
+import Logging
+import Manifests
+import Metrics
+import NIOCore
+import NIOPosix
+import Prometheus
+import ServiceLifecycle
+
+/// Wires the services of a proxy process. The executable parses arguments and calls `run`; tests construct the
+/// pieces directly with their own registry and loggers.
+public enum ProxyRuntime {
+    public struct Options: Sendable {
+        public var proxy = ProxyConfiguration()
+        public var adminHost = "0.0.0.0"
+        public var adminPort = 9090
+        /// Hosts allowed on the command line (`--allow`), each with defaults (port 443, system trust).
+        public var allowHosts: [String] = []
+        /// An allow-list document, watched for changes.
+        public var allowListPath: String?
+        public var reloadInterval: Duration = .seconds(1)
+
+        public init() {}
+    }
+
+    /// Process-wide bootstrap: JSON logs on standard output and the Prometheus factory as the global metrics
+    /// backend (for libraries that use the global one). Call once, from `main`, never from library code or tests.
+    public static func bootstrapProcess(registry: PrometheusCollectorRegistry) {
+        LoggingSystem.bootstrap { label in JSONLogHandler(label: label) }
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+    }
+
+    /// The whole process: a fresh registry, the process bootstrap, then `run`.
+    public static func runProcess(_ options: Options) async throws {
+        let registry = PrometheusCollectorRegistry()
+        Self.bootstrapProcess(registry: registry)
+        try await Self.run(options, registry: registry)
+    }
+
+    public static func run(_ options: Options, registry: PrometheusCollectorRegistry) async throws {
+        let logger = Logger(label: "egress-proxy")
+        let accessLog = Logger(label: "egress-proxy.access")
+        let metrics = ProxyMetrics(factory: PrometheusMetricsFactory(registry: registry))
+        let store = AllowListStore(metrics: metrics)
+
+        var services: [any Service] = []
+        if let path = options.allowListPath {
+            services.append(
+                AllowListWatcher(path: path, interval: options.reloadInterval, store: store, logger: logger)
+            )
+        } else {
+            var entries: [AllowList.Entry] = []
+            for host in options.allowHosts {
+                if let problem = HostName.validate(host).first {
+                    throw ProxyError.configuration("--allow \(host): \(problem)")
+                }
+                entries.append(AllowList.Entry(host: host))
+            }
+            store.install(AllowList(hosts: entries))
+        }
+        let admin = try await AdminServer.bind(
+            host: options.adminHost,
+            port: options.adminPort,
+            registry: registry,
+            store: store
+        )
+        let proxy = try await ProxyServer.bind(
+            configuration: options.proxy,
+            store: store,
+            metrics: metrics,
+            logger: logger,
+            accessLog: accessLog
+        )
+        logger.info(
+            "egress-proxy listening",
+            metadata: [
+                "proxy": "\(proxy.localAddress)", "admin": "\(admin.localAddress)",
+                "suffix": "\(options.proxy.suffix)",
+            ]
+        )
+        // Shutdown runs in reverse order: the proxy drains first, then the admin port (probes keep answering,
+        // /readyz failing, while draining), then the watcher.
+        services.append(admin)
+        services.append(proxy)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: services.map { .init(service: $0) },
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        try await group.run()
+    }
+}

@@ -1,0 +1,252 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import ServiceLifecycle
+
+/// Counters that are not metrics, exposed for tests and debugging: the honest way to show bounded memory is to
+/// track how many bytes the proxy ever had queued towards a client.
+public final class ProxyStats: Sendable {
+    private let maxBuffered = NIOLockedValueBox(0)
+
+    public init() {}
+
+    /// The largest number of bytes ever queued in a client channel's outbound buffer.
+    public var maxBufferedBytes: Int { self.maxBuffered.withLockedValue { $0 } }
+
+    func observeBuffered(_ channel: Channel) {
+        guard let buffered = try? channel.syncOptions?.getOption(.bufferedWritableBytes) else { return }
+        self.maxBuffered.withLockedValue { $0 = max($0, buffered) }
+    }
+}
+
+/// Tracks live client connections: enforces the connection limit and drives graceful shutdown.
+final class ConnectionTracker: Sendable {
+    fileprivate struct State {
+        var channels: [ObjectIdentifier: Channel] = [:]
+        var shuttingDown = false
+        var drained: EventLoopPromise<Void>?
+    }
+    private let state: NIOLockedValueBox<State>
+    let limit: Int
+    /// Completes once shutdown began and the last connection is gone.
+    let drained: EventLoopFuture<Void>
+
+    init(limit: Int, eventLoop: EventLoop) {
+        self.limit = limit
+        let promise = eventLoop.makePromise(of: Void.self)
+        self.drained = promise.futureResult
+        self.state = NIOLockedValueBox(State(drained: promise))
+    }
+
+    /// Registers a connection; false when over the limit or shutting down.
+    func add(_ channel: Channel) -> Bool {
+        self.state.withLockedValue { state in
+            guard !state.shuttingDown, state.channels.count < self.limit else { return false }
+            state.channels[ObjectIdentifier(channel)] = channel
+            return true
+        }
+    }
+
+    func remove(_ channel: Channel) {
+        let drained: EventLoopPromise<Void>? = self.state.withLockedValue { state in
+            state.channels[ObjectIdentifier(channel)] = nil
+            return state.shuttingDown && state.channels.isEmpty ? state.takeDrained() : nil
+        }
+        drained?.succeed()
+    }
+
+    var count: Int { self.state.withLockedValue { $0.channels.count } }
+
+    /// Starts draining: every connection finishes its current response and closes.
+    func beginShutdown() {
+        let (channels, drained) = self.state.withLockedValue { state in
+            state.shuttingDown = true
+            return (Array(state.channels.values), state.channels.isEmpty ? state.takeDrained() : nil)
+        }
+        drained?.succeed()
+        for channel in channels {
+            channel.pipeline.fireUserInboundEventTriggered(ProxyShutdownEvent())
+        }
+    }
+
+    /// Closes every connection now and completes `drained`.
+    func closeAll() {
+        let (channels, drained) = self.state.withLockedValue { state in
+            state.shuttingDown = true
+            return (Array(state.channels.values), state.takeDrained())
+        }
+        for channel in channels { channel.close(promise: nil) }
+        drained?.succeed()
+    }
+}
+
+extension ConnectionTracker.State {
+    fileprivate mutating func takeDrained() -> EventLoopPromise<Void>? {
+        defer { self.drained = nil }
+        return self.drained
+    }
+}
+
+/// The egress proxy's HTTP/1.1 listener, as a ServiceLifecycle `Service`.
+///
+/// Design: each client connection is a NIO pipeline ending in `ProxyHandler`; upstream connections are opened on
+/// the client's event loop and pooled per loop, so request and response bodies are relayed between two channels of
+/// one thread with read/write backpressure, never through Swift concurrency (which would cost a hop and an
+/// allocation per body chunk). Structured concurrency is used where it costs nothing per request: `run()` owns the
+/// listener's lifetime and graceful shutdown.
+public final class ProxyServer: Service, Sendable {
+    public let localAddress: SocketAddress
+    private let serverChannel: Channel
+    private let tracker: ConnectionTracker
+    private let group: EventLoopGroup
+    private let configuration: ProxyConfiguration
+    private let store: AllowListStore
+    private let logger: Logger
+    private let pools: [NIOLoopBound<LoopContext>]
+
+    /// Binds the listening socket right away (so the port is known, and a taken port fails at startup).
+    public static func bind(
+        configuration: ProxyConfiguration,
+        store: AllowListStore,
+        metrics: ProxyMetrics,
+        group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger,
+        accessLog: Logger,
+        stats: ProxyStats = ProxyStats()
+    ) async throws -> ProxyServer {
+        let tracker = ConnectionTracker(limit: configuration.maxClientConnections, eventLoop: group.next())
+        // One pool + shared context per event loop, created on that loop.
+        var contexts: [ObjectIdentifier: NIOLoopBound<LoopContext>] = [:]
+        var all: [NIOLoopBound<LoopContext>] = []
+        for loop in group.makeIterator() {
+            let bound = try await loop.submit {
+                NIOLoopBound(
+                    LoopContext(
+                        configuration: configuration,
+                        store: store,
+                        pool: UpstreamPool(eventLoop: loop, maxPerKey: configuration.maxUpstreamConnectionsPerHost),
+                        metrics: metrics,
+                        accessLog: accessLog,
+                        stats: stats
+                    ),
+                    eventLoop: loop
+                )
+            }.get()
+            contexts[ObjectIdentifier(loop)] = bound
+            all.append(bound)
+        }
+        let loopContexts = contexts
+        var decoderLimits = NIOHTTPDecoderLimitConfiguration()
+        decoderLimits.maxHeaderListSize = configuration.maxHeaderBytes
+        decoderLimits.maxHeaderFieldSize = configuration.maxHeaderBytes
+        decoderLimits.maxHeaderFieldCount = configuration.maxHeaderCount
+        let limits = decoderLimits
+        let clientIdle = configuration.clientIdleTimeout
+
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                guard tracker.add(channel) else {
+                    // Over the connection limit: a canned 503, then close.
+                    let response =
+                        "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 21\r\nX-Egress-Error: too-many-connections"
+                        + "\r\nConnection: close\r\n\r\ntoo many connections\n"
+                    return channel.writeAndFlush(channel.allocator.buffer(string: response)).flatMap {
+                        channel.close()
+                    }.flatMapError { _ in channel.eventLoop.makeSucceededVoidFuture() }
+                }
+                channel.closeFuture.whenComplete { _ in tracker.remove(channel) }
+                do {
+                    guard let loop = loopContexts[ObjectIdentifier(channel.eventLoop)] else {
+                        throw ProxyError.configuration("event loop not in the proxy's group")
+                    }
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(IdleStateHandler(allTimeout: clientIdle))
+                    try sync.configureHTTPServerPipeline(
+                        withPipeliningAssistance: true,
+                        withErrorHandling: false,
+                        withEncoderConfiguration: .init(),
+                        withDecoderLimitConfiguration: limits
+                    )
+                    try sync.addHandler(ProxyHandler(loop: loop.value))
+                    return channel.eventLoop.makeSucceededVoidFuture()
+                } catch {
+                    return channel.eventLoop.makeFailedFuture(error)
+                }
+            }
+            .bind(host: configuration.host, port: configuration.port)
+            .get()
+        guard let address = channel.localAddress else {
+            throw ProxyError.configuration("the listening socket has no address")
+        }
+        return ProxyServer(
+            localAddress: address,
+            serverChannel: channel,
+            tracker: tracker,
+            group: group,
+            configuration: configuration,
+            store: store,
+            logger: logger,
+            pools: all
+        )
+    }
+
+    private init(
+        localAddress: SocketAddress,
+        serverChannel: Channel,
+        tracker: ConnectionTracker,
+        group: EventLoopGroup,
+        configuration: ProxyConfiguration,
+        store: AllowListStore,
+        logger: Logger,
+        pools: [NIOLoopBound<LoopContext>]
+    ) {
+        self.localAddress = localAddress
+        self.serverChannel = serverChannel
+        self.tracker = tracker
+        self.group = group
+        self.configuration = configuration
+        self.store = store
+        self.logger = logger
+        self.pools = pools
+    }
+
+    /// Number of open client connections.
+    public var clientConnections: Int { self.tracker.count }
+
+    /// Serves until graceful shutdown (stop accepting, let in-flight requests finish up to the grace period, then
+    /// close what is left) or cancellation (close everything now).
+    public func run() async throws {
+        try await withTaskCancellationHandler {
+            try await withGracefulShutdownHandler {
+                try await self.serverChannel.closeFuture.get()
+                try await self.tracker.drained.get()
+            } onGracefulShutdown: {
+                self.shutdown()
+            }
+        } onCancel: {
+            self.serverChannel.close(promise: nil)
+            self.tracker.closeAll()
+        }
+        for pool in self.pools {
+            pool.eventLoop.execute { pool.value.pool.closeIdle() }
+        }
+    }
+
+    private func shutdown() {
+        self.logger.info("graceful shutdown: no new connections, draining in-flight requests")
+        self.store.markShuttingDown()
+        self.serverChannel.close(promise: nil)
+        let grace = self.serverChannel.eventLoop.scheduleTask(in: self.configuration.shutdownGracePeriod) {
+            [tracker, logger] in
+            logger.warning("graceful shutdown deadline reached, closing \(tracker.count) connection(s)")
+            tracker.closeAll()
+        }
+        self.tracker.drained.whenComplete { _ in grace.cancel() }
+        self.tracker.beginShutdown()
+    }
+}

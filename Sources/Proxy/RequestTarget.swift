@@ -1,0 +1,147 @@
+import NIOHTTP1
+
+/// Pure parsing of where a request wants to go: the `Host` header and/or an absolute-form request URI of the form
+/// `NAME.<suffix>[:port]`, checked and normalized without any I/O.
+public enum RequestTarget {
+    /// The upstream name the request targets (lowercase, no trailing dot, suffix removed) and the path to send
+    /// upstream in origin form.
+    public struct Parsed: Sendable, Hashable {
+        public var name: String
+        public var path: String
+    }
+
+    /// Normalizes a suffix given on the command line (`.Egress.Local.` → `egress.local`).
+    public static func normalizeSuffix(_ suffix: String) -> String {
+        var s = Substring(suffix.lowercased())
+        while s.hasPrefix(".") { s = s.dropFirst() }
+        while s.hasSuffix(".") { s = s.dropLast() }
+        return String(s)
+    }
+
+    public static func parse(head: HTTPRequestHead, suffix: String) -> Result<Parsed, Refusal> {
+        let hosts = head.headers["host"]
+        if hosts.count > 1 {
+            return .failure(Refusal(.badRequest, "bad-host", "more than one Host header", closeConnection: true))
+        }
+        var path = head.uri
+        var uriName: String? = nil
+        if !head.uri.hasPrefix("/") {
+            switch self.parseAbsoluteURI(head.uri) {
+            case .failure(let refusal): return .failure(refusal)
+            case .success(let (authority, rest)):
+                switch self.upstreamName(authority: authority, suffix: suffix) {
+                case .failure(let refusal): return .failure(refusal)
+                case .success(let name): uriName = name
+                }
+                path = rest
+            }
+        }
+        guard let host = hosts.first else {
+            if let uriName { return .success(Parsed(name: uriName, path: path)) }
+            return .failure(Refusal(.badRequest, "missing-host", "the request has no Host header"))
+        }
+        switch self.upstreamName(authority: host[...], suffix: suffix) {
+        case .failure(let refusal):
+            return .failure(refusal)
+        case .success(let name):
+            if let uriName, uriName != name {
+                return .failure(
+                    Refusal(
+                        .badRequest,
+                        "host-mismatch",
+                        "the Host header and the request URI name different hosts",
+                        closeConnection: true
+                    )
+                )
+            }
+            return .success(Parsed(name: name, path: path))
+        }
+    }
+
+    /// Splits `http://authority/path?q` into the authority and an origin-form path. Only `http` and `https` schemes
+    /// are accepted; user info (`user@host`) is refused because it is a classic way to confuse host parsers.
+    static func parseAbsoluteURI(_ uri: String) -> Result<(Substring, String), Refusal> {
+        let bad = Refusal(.badRequest, "bad-request-target", "the request target must be a path or an http URL")
+        let lower = uri.prefix(8).lowercased()
+        let afterScheme: Substring
+        if lower.hasPrefix("http://") {
+            afterScheme = uri.dropFirst(7)
+        } else if lower.hasPrefix("https://") {
+            afterScheme = uri.dropFirst(8)
+        } else {
+            return .failure(bad)
+        }
+        let end = afterScheme.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? afterScheme.endIndex
+        let authority = afterScheme[..<end]
+        if authority.contains("@") || authority.contains("\\") {
+            return .failure(Refusal(.badRequest, "bad-host", "user info is not allowed in the request URI"))
+        }
+        var rest = String(afterScheme[end...])
+        if let hash = rest.firstIndex(of: "#") { rest = String(rest[..<hash]) }
+        if rest.isEmpty || rest.hasPrefix("?") { rest = "/" + rest }
+        return .success((authority, rest))
+    }
+
+    /// `api.github.com.egress.local:80` → `api.github.com`, or why not.
+    public static func upstreamName(authority: Substring, suffix: String) -> Result<String, Refusal> {
+        var host = authority
+        if host.hasPrefix("[") {
+            return .failure(Refusal(.badRequest, "ip-literal", "IP literals cannot be routed: use NAME.\(suffix)"))
+        }
+        if let colon = host.lastIndex(of: ":") {
+            let port = host[host.index(after: colon)...]
+            guard !port.isEmpty, port.count <= 5, port.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), Int(port)! <= 65535
+            else {
+                return .failure(Refusal(.badRequest, "bad-host", "the Host header has an invalid port"))
+            }
+            host = host[..<colon]
+        }
+        if host.hasSuffix(".") { host = host.dropLast() }
+        guard !host.isEmpty, host.utf8.count <= 253 + 1 + suffix.utf8.count else {
+            return .failure(Refusal(.badRequest, "bad-host", "the Host header is empty or too long"))
+        }
+        // Lowercase ASCII and refuse anything that is not a DNS name character.
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(host.utf8.count)
+        for byte in host.utf8 {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"),
+                UInt8(ascii: "."):
+                bytes.append(byte)
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"):
+                bytes.append(byte + 32)
+            default:
+                return .failure(Refusal(.badRequest, "bad-host", "the Host header is not a valid host name"))
+            }
+        }
+        let suffixBytes = Array(suffix.utf8)
+        guard bytes.count > suffixBytes.count + 1,
+            bytes.suffix(suffixBytes.count).elementsEqual(suffixBytes),
+            bytes[bytes.count - suffixBytes.count - 1] == UInt8(ascii: ".")
+        else {
+            if self.looksLikeIPLiteral(bytes[...]) {
+                return .failure(Refusal(.badRequest, "ip-literal", "IP literals cannot be routed: use NAME.\(suffix)"))
+            }
+            return .failure(Refusal(.badRequest, "not-under-suffix", "the host is not under .\(suffix)"))
+        }
+        let name = bytes[..<(bytes.count - suffixBytes.count - 1)]
+        // Every label 1-63 characters, not starting or ending with "-".
+        for label in name.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false) {
+            guard (1...63).contains(label.count), label.first != UInt8(ascii: "-"), label.last != UInt8(ascii: "-")
+            else {
+                return .failure(Refusal(.badRequest, "bad-host", "the host has an empty or invalid label"))
+            }
+        }
+        if self.looksLikeIPLiteral(name) {
+            return .failure(Refusal(.badRequest, "ip-literal", "IP literals cannot be routed: use NAME.\(suffix)"))
+        }
+        return .success(String(decoding: name, as: UTF8.self))
+    }
+
+    /// A name whose last label is all digits (`127.0.0.1`, `2130706433`, `0x7f.1`) is treated as an IP literal:
+    /// resolvers accept many numeric spellings, and no valid DNS name has a numeric top-level label.
+    static func looksLikeIPLiteral(_ name: ArraySlice<UInt8>) -> Bool {
+        let lastLabel = name.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false).last ?? []
+        return !lastLabel.isEmpty && lastLabel.allSatisfy { $0 >= 48 && $0 <= 57 }
+    }
+}

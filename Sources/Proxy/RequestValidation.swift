@@ -1,0 +1,172 @@
+import NIOHTTP1
+
+/// How a request body is framed, decided once from the (validated) request head.
+public enum BodyFraming: Sendable, Hashable {
+    case none
+    case contentLength(Int)
+    case chunked
+}
+
+/// Pure checks of a request head that must pass before anything is sent upstream: request smuggling defences
+/// (Content-Length together with Transfer-Encoding, differing duplicate Content-Length values, unknown transfer
+/// codings), `CONNECT`, and the HTTP version.
+public enum RequestValidation {
+    public static func validate(_ head: HTTPRequestHead) -> Result<BodyFraming, Refusal> {
+        if head.method == .CONNECT {
+            return .failure(
+                Refusal(.methodNotAllowed, "connect-not-allowed", "CONNECT tunnels are not supported; send plain HTTP")
+            )
+        }
+        guard head.version.major == 1, head.version.minor <= 1 else {
+            return .failure(
+                Refusal(.httpVersionNotSupported, "unsupported-version", "only HTTP/1.x", closeConnection: true)
+            )
+        }
+        let transferEncodings = head.headers["transfer-encoding"]
+        let contentLengths = head.headers["content-length"]
+        if !transferEncodings.isEmpty {
+            if !contentLengths.isEmpty {
+                return .failure(
+                    Refusal(
+                        .badRequest,
+                        "content-length-and-transfer-encoding",
+                        "a request must not carry both Content-Length and Transfer-Encoding",
+                        closeConnection: true
+                    )
+                )
+            }
+            let codings = transferEncodings.flatMap { $0.split(separator: ",") }.map {
+                $0.trimmingASCIISpaces().lowercased()
+            }
+            guard codings == ["chunked"], head.version.minor == 1 else {
+                return .failure(
+                    Refusal(
+                        .badRequest,
+                        "unsupported-transfer-encoding",
+                        "only \"Transfer-Encoding: chunked\" is accepted",
+                        closeConnection: true
+                    )
+                )
+            }
+            return .success(.chunked)
+        }
+        if !contentLengths.isEmpty {
+            var value: Int? = nil
+            for field in contentLengths {
+                for part in field.split(separator: ",", omittingEmptySubsequences: false) {
+                    let digits = part.trimmingASCIISpaces()
+                    guard !digits.isEmpty, digits.utf8.count <= 18, digits.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }),
+                        let parsed = Int(digits), value == nil || value == parsed
+                    else {
+                        return .failure(
+                            Refusal(
+                                .badRequest,
+                                "bad-content-length",
+                                "Content-Length is invalid or repeated with different values",
+                                closeConnection: true
+                            )
+                        )
+                    }
+                    value = parsed
+                }
+            }
+            return .success(value! == 0 ? .none : .contentLength(value!))
+        }
+        return .success(.none)
+    }
+
+    /// Whether the client asked for `100 Continue` before sending its body.
+    public static func expectsContinue(_ head: HTTPRequestHead) -> Bool {
+        head.version.minor >= 1 && head.headers["expect"].contains { $0.lowercased() == "100-continue" }
+    }
+}
+
+/// Removal of hop-by-hop headers (RFC 9110 §7.6.1) in both directions, and the upstream Host rewrite.
+public enum HeaderSanitizer {
+    static let hopByHop: Set<String> = [
+        "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "expect",
+    ]
+
+    /// Removes `Connection` and every header it names, `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`,
+    /// `Transfer-Encoding`, `Upgrade` (and `Expect`, which the proxy answers itself).
+    public static func removeHopByHop(_ headers: inout HTTPHeaders) {
+        var named: Set<String> = []
+        for value in headers["connection"] {
+            for token in value.split(separator: ",") {
+                named.insert(token.trimmingASCIISpaces().lowercased())
+            }
+        }
+        var needsRemoval = !named.isEmpty
+        if !needsRemoval {
+            for (name, _) in headers where Self.isHopByHop(name) {
+                needsRemoval = true
+                break
+            }
+        }
+        guard needsRemoval else { return }
+        var result = HTTPHeaders()
+        for (name, value) in headers {
+            let lower = name.lowercased()
+            if Self.isHopByHop(name) || named.contains(lower) { continue }
+            result.add(name: name, value: value)
+        }
+        headers = result
+    }
+
+    @inline(__always)
+    static func isHopByHop(_ name: String) -> Bool {
+        // Cheap length/first-byte gate before lowercasing: most headers are not hop-by-hop.
+        guard let first = name.utf8.first else { return false }
+        switch first | 0x20 {
+        case UInt8(ascii: "c"), UInt8(ascii: "k"), UInt8(ascii: "t"), UInt8(ascii: "u"), UInt8(ascii: "e"),
+            UInt8(ascii: "p"):
+            let lower = name.lowercased()
+            return Self.hopByHop.contains(lower) || lower.hasPrefix("proxy-")
+        default:
+            return false
+        }
+    }
+
+    /// The request head sent upstream: hop-by-hop headers removed, `Host` set to the upstream (with the port when
+    /// it is not 443), origin-form path, HTTP/1.1.
+    public static func upstreamRequestHead(
+        _ head: HTTPRequestHead,
+        path: String,
+        upstreamHost: String,
+        port: Int
+    ) -> HTTPRequestHead {
+        var headers = head.headers
+        Self.removeHopByHop(&headers)
+        headers.replaceOrAdd(name: "host", value: port == 443 ? upstreamHost : "\(upstreamHost):\(port)")
+        var upstream = HTTPRequestHead(version: .http1_1, method: head.method, uri: path, headers: headers)
+        if head.version.minor == 0, !upstream.headers.contains(name: "content-length"),
+            head.method == .POST || head.method == .PUT || head.method == .PATCH
+        {
+            upstream.headers.add(name: "content-length", value: "0")
+        }
+        return upstream
+    }
+
+    /// The response head sent to the client: hop-by-hop headers removed; `Connection: close` when the client
+    /// connection ends after this response.
+    public static func clientResponseHead(_ head: HTTPResponseHead, version: HTTPVersion, close: Bool) -> HTTPResponseHead
+    {
+        var headers = head.headers
+        Self.removeHopByHop(&headers)
+        if close {
+            headers.add(name: "connection", value: "close")
+        } else if version.minor == 0 {
+            headers.add(name: "connection", value: "keep-alive")
+        }
+        return HTTPResponseHead(version: version, status: head.status, headers: headers)
+    }
+}
+
+extension StringProtocol {
+    func trimmingASCIISpaces() -> Substring {
+        var s = Substring(self)
+        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
+        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
+        return s
+    }
+}

@@ -1,0 +1,358 @@
+import Manifests
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import NIOTLS
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Pool key: the concrete upstream name plus the entry it was allowed by (port, addresses, TLS, timeouts).
+struct UpstreamKey: Hashable {
+    var host: String
+    var entry: AllowList.Entry
+}
+
+/// Receives everything that happens on an upstream connection while a client request owns it. All calls happen on
+/// the shared event loop.
+protocol UpstreamConnectionDelegate: AnyObject {
+    func upstreamRead(_ part: HTTPClientResponsePart)
+    func upstreamReadComplete()
+    func upstreamWritabilityChanged()
+    /// The connection failed or closed while in use.
+    func upstreamFailed(_ error: ProxyError)
+    /// Whether the client can take more response bytes (read backpressure on the upstream).
+    var upstreamMayRead: Bool { get }
+}
+
+/// One upstream connection (TCP + TLS + HTTP/1.1 codec), owned either by the pool (idle) or by one client request.
+final class UpstreamConnection {
+    let key: UpstreamKey
+    let channel: Channel
+    let handler: UpstreamHandler
+    /// Number of requests served, for reuse accounting.
+    var requests = 0
+
+    init(key: UpstreamKey, channel: Channel, handler: UpstreamHandler) {
+        self.key = key
+        self.channel = channel
+        self.handler = handler
+    }
+}
+
+/// The last handler of an upstream pipeline: forwards response parts to the owning client request and holds
+/// `read()` while the client cannot keep up, so a slow client slows the upstream instead of filling memory.
+final class UpstreamHandler: ChannelDuplexHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundIn = HTTPClientRequestPart
+    typealias OutboundOut = HTTPClientRequestPart
+
+    weak var delegate: (any UpstreamConnectionDelegate)?
+    /// Called once when the channel goes inactive (the pool forgets the connection).
+    var onClose: (() -> Void)?
+    /// Set while connecting: completes when the TLS handshake finishes or fails.
+    var onHandshake: ((Result<Void, ProxyError>) -> Void)?
+    private(set) var context: ChannelHandlerContext?
+    private var pendingRead = false
+    private var lastError: ProxyError?
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = self.unwrapInboundIn(data)
+        if let delegate = self.delegate {
+            delegate.upstreamRead(part)
+        } else {
+            // Bytes on an idle pooled connection: the upstream is not speaking HTTP/1.1 keep-alive properly.
+            context.close(promise: nil)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        self.delegate?.upstreamReadComplete()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        self.delegate?.upstreamWritabilityChanged()
+        context.fireChannelWritabilityChanged()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if let delegate = self.delegate, !delegate.upstreamMayRead {
+            self.pendingRead = true
+        } else {
+            context.read()
+        }
+    }
+
+    func resumeReading() {
+        guard self.pendingRead, let context = self.context else { return }
+        self.pendingRead = false
+        context.read()
+    }
+
+    func write(_ part: HTTPClientRequestPart) {
+        self.context?.write(self.wrapOutboundOut(part), promise: nil)
+    }
+
+    func flush() { self.context?.flush() }
+
+    var isWritable: Bool { self.context?.channel.isWritable ?? false }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if self.lastError == nil { self.lastError = Self.map(error) }
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        let error = self.lastError ?? .upstreamClosed("the upstream closed the connection")
+        if let onHandshake = self.onHandshake {
+            self.onHandshake = nil
+            onHandshake(.failure(error))
+        }
+        let delegate = self.delegate
+        self.delegate = nil
+        delegate?.upstreamFailed(error)
+        let onClose = self.onClose
+        self.onClose = nil
+        onClose?()
+        context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case TLSUserEvent.handshakeCompleted = event {
+            if let onHandshake = self.onHandshake {
+                self.onHandshake = nil
+                onHandshake(.success(()))
+            }
+        } else if event is IdleStateHandler.IdleStateEvent {
+            // Idle in the pool: evict. Idle while in use: a stalled stream.
+            if self.delegate != nil, self.lastError == nil {
+                self.lastError = .idleTimeout("no upstream traffic within the idle timeout")
+            }
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    /// Fails the connection with a specific error (timeouts decided by the owner).
+    func fail(_ error: ProxyError) {
+        if self.lastError == nil { self.lastError = error }
+        self.context?.close(promise: nil)
+    }
+
+    static func map(_ error: any Error) -> ProxyError {
+        if let error = error as? ProxyError { return error }
+        if let extra = error as? NIOSSLExtraError, extra == .failedToValidateHostname {
+            return .certificateInvalid("the upstream certificate does not match the host name: \(extra)")
+        }
+        if let ssl = error as? NIOSSLError {
+            let text = "\(ssl)"
+            if text.contains("CERTIFICATE_VERIFY_FAILED") || text.contains("certificate verify failed") {
+                return .certificateInvalid("upstream certificate verification failed: \(text)")
+            }
+            return .tlsFailed("TLS with the upstream failed: \(text)")
+        }
+        if error is HTTPParserError {
+            return .upstreamProtocol("the upstream sent invalid HTTP: \(error)")
+        }
+        return .upstreamClosed("upstream connection error: \(error)")
+    }
+}
+
+/// Opens upstream connections: resolves the name itself (or uses the entry's fixed `addresses`), refuses
+/// non-public addresses unless allowed, then connects and performs a verifying TLS handshake.
+///
+/// This is plain NIO rather than AsyncHTTPClient on purpose: the proxy must see and check every resolved address
+/// before connecting (SSRF rules on the resolved addresses, not the name), must be able to connect to fixed
+/// `addresses` while still sending SNI and verifying the certificate for the host name, and must keep client and
+/// upstream channels on the same event loop so body parts are relayed without thread hops.
+enum UpstreamConnector {
+    static func connect(
+        key: UpstreamKey,
+        tls: TLSContextCache,
+        eventLoop: EventLoop,
+        callback: @escaping (Result<UpstreamConnection, ProxyError>) -> Void
+    ) {
+        let entry = key.entry
+        let deadline = NIODeadline.now() + .milliseconds(Int64(entry.timeouts.connectMillis))
+        let sslContext: NIOSSLContext
+        switch tls.context(for: entry.tls) {
+        case .failure(let error):
+            callback(.failure(error))
+            return
+        case .success(let context):
+            sslContext = context
+        }
+        let resolved: (Result<[SocketAddress], ProxyError>) -> Void = { result in
+            switch result {
+            case .failure(let error):
+                callback(.failure(error))
+            case .success(let addresses):
+                if !entry.allowPrivateAddresses,
+                    let bad = addresses.first(where: { !AddressClass.classify($0).isPublic })
+                {
+                    let kind = AddressClass.classify(bad).rawValue
+                    callback(
+                        .failure(
+                            .privateAddress("\(key.host) resolved to a \(kind) address (\(bad.ipAddress ?? "?"))")
+                        )
+                    )
+                    return
+                }
+                Self.connect(
+                    addresses: addresses[...],
+                    key: key,
+                    sslContext: sslContext,
+                    deadline: deadline,
+                    eventLoop: eventLoop,
+                    lastError: nil,
+                    callback: callback
+                )
+            }
+        }
+        if !entry.addresses.isEmpty {
+            var addresses: [SocketAddress] = []
+            for text in entry.addresses {
+                guard let address = try? SocketAddress(ipAddress: text, port: entry.port) else {
+                    resolved(.failure(.configuration("allow-list address \"\(text)\" is not an IP address")))
+                    return
+                }
+                addresses.append(address)
+            }
+            resolved(.success(addresses))
+        } else {
+            let host = key.host
+            let port = entry.port
+            NIOThreadPool.singleton.runIfActive(eventLoop: eventLoop) {
+                try Self.resolve(host: host, port: port)
+            }.assumeIsolated().whenComplete { result in
+                resolved(result.mapError { ($0 as? ProxyError) ?? .resolutionFailed("\($0)") })
+            }
+        }
+    }
+
+    private static func connect(
+        addresses: ArraySlice<SocketAddress>,
+        key: UpstreamKey,
+        sslContext: NIOSSLContext,
+        deadline: NIODeadline,
+        eventLoop: EventLoop,
+        lastError: ProxyError?,
+        callback: @escaping (Result<UpstreamConnection, ProxyError>) -> Void
+    ) {
+        guard let address = addresses.first else {
+            callback(.failure(lastError ?? .connectFailed("no address to connect to")))
+            return
+        }
+        let remaining = deadline - .now()
+        guard remaining > .zero else {
+            callback(.failure(.connectTimeout("connecting to \(key.host) timed out")))
+            return
+        }
+        let serverName = key.entry.tls.serverName ?? key.host
+        let idle = TimeAmount.milliseconds(Int64(key.entry.timeouts.idleMillis))
+        let bootstrap = ClientBootstrap(group: eventLoop)
+            .connectTimeout(remaining)
+            .channelOption(.socketOption(.so_keepalive), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                do {
+                    let sync = channel.pipeline.syncOperations
+                    let tlsHandler = try NIOSSLClientHandler(context: sslContext, serverHostname: serverName)
+                    try sync.addHandler(tlsHandler)
+                    try sync.addHTTPClientHandlers()
+                    try sync.addHandler(IdleStateHandler(allTimeout: idle))
+                    try sync.addHandler(UpstreamHandler())
+                    return channel.eventLoop.makeSucceededVoidFuture()
+                } catch {
+                    return channel.eventLoop.makeFailedFuture(error)
+                }
+            }
+        bootstrap.connect(to: address).assumeIsolated().whenComplete { result in
+            switch result {
+            case .failure(let error):
+                let mapped: ProxyError
+                if case ChannelError.connectTimeout = error {
+                    mapped = .connectTimeout("connecting to \(key.host) at \(address) timed out")
+                } else {
+                    mapped = .connectFailed("cannot connect to \(key.host) at \(address): \(error)")
+                }
+                Self.connect(
+                    addresses: addresses.dropFirst(),
+                    key: key,
+                    sslContext: sslContext,
+                    deadline: deadline,
+                    eventLoop: eventLoop,
+                    lastError: mapped,
+                    callback: callback
+                )
+            case .success(let channel):
+                let handler: UpstreamHandler
+                do {
+                    handler = try channel.pipeline.syncOperations.handler(type: UpstreamHandler.self)
+                } catch {
+                    channel.close(promise: nil)
+                    callback(.failure(.connectFailed("pipeline error: \(error)")))
+                    return
+                }
+                let timeout = eventLoop.assumeIsolated().scheduleTask(deadline: deadline) {
+                    handler.fail(.connectTimeout("TLS handshake with \(key.host) timed out"))
+                }
+                handler.onHandshake = { result in
+                    timeout.cancel()
+                    switch result {
+                    case .success:
+                        callback(.success(UpstreamConnection(key: key, channel: channel, handler: handler)))
+                    case .failure(let error):
+                        callback(.failure(error))
+                    }
+                }
+            }
+        }
+    }
+
+    /// All addresses of `host` (getaddrinfo, blocking: run on the thread pool).
+    static func resolve(host: String, port: Int) throws -> [SocketAddress] {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        #if canImport(Glibc)
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        #else
+        hints.ai_socktype = SOCK_STREAM
+        #endif
+        var result: UnsafeMutablePointer<addrinfo>?
+        let status = getaddrinfo(host, String(port), &hints, &result)
+        guard status == 0, let first = result else {
+            throw ProxyError.resolutionFailed("cannot resolve \(host): \(String(cString: gai_strerror(status)))")
+        }
+        defer { freeaddrinfo(first) }
+        var addresses: [SocketAddress] = []
+        var node: UnsafeMutablePointer<addrinfo>? = first
+        while let current = node {
+            if let sa = current.pointee.ai_addr {
+                switch Int32(sa.pointee.sa_family) {
+                case AF_INET:
+                    sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) {
+                        addresses.append(SocketAddress($0.pointee, host: host))
+                    }
+                case AF_INET6:
+                    sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) {
+                        addresses.append(SocketAddress($0.pointee, host: host))
+                    }
+                default:
+                    break
+                }
+            }
+            node = current.pointee.ai_next
+        }
+        guard !addresses.isEmpty else { throw ProxyError.resolutionFailed("\(host) has no addresses") }
+        return addresses
+    }
+}

@@ -1,0 +1,155 @@
+import ArgumentParser
+import Foundation
+import KubeAPI
+import Logging
+import Manifests
+import Metrics
+import Observability
+import Operator
+import Prometheus
+import ServiceLifecycle
+
+/// `egress-operator run`: the controller, its admin server, graceful shutdown on SIGTERM.
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run the operator against the cluster of the current kubeconfig (or in-cluster)."
+    )
+
+    @Option(help: "Path to a kubeconfig; default: $KUBECONFIG, then in-cluster, then ~/.kube/config.")
+    var kubeconfig: String?
+
+    @Option(help: "The operator's namespace: the proxy workload, its allow-list and TLS material live here.")
+    var namespace = OperatorSettings().namespace
+
+    @Flag(inversion: .prefixedNo, help: "Elect one leader among replicas with a coordination.k8s.io Lease.")
+    var leaderElect = true
+
+    @Option(help: "Lease duration in seconds (a dead leader is replaced within it).")
+    var leaseDurationSeconds = 15
+
+    @Option(help: "This replica's identity; default: $POD_NAME, else host name and PID.")
+    var identity: String?
+
+    @Option(help: "Admin port: /metrics, /healthz, /readyz.")
+    var adminPort = OperatorSettings().adminPort
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error.")
+    var logLevel = "info"
+
+    @Option(help: "Log format: json or text.")
+    var logFormat = "json"
+
+    @Option(help: "CoreDNS mode: corefile, custom or auto.")
+    var corednsMode = CoreDNSSettings.Mode.auto.rawValue
+
+    @Option(help: "CoreDNS's namespace.")
+    var corednsNamespace = CoreDNSSettings().namespace
+
+    @Option(help: "DNS rules: per-host, or suffix (one rule for the whole suffix, for very large host sets).")
+    var dnsRules = OperatorOptions.DNSRules.perHost.rawValue
+
+    @Option(help: "The egress proxy image.")
+    var proxyImage = ProxySettings().image
+
+    @Option(help: "Proxy replicas.")
+    var proxyReplicas = ProxySettings().replicas
+
+    @Option(help: "The suffix applications append to host names.")
+    var suffix = ProxySettings().suffix
+
+    @Option(help: "Mesh injection annotation for proxy pods (KEY=VALUE, repeatable; `none` for none).")
+    var proxyPodAnnotation: [String] = ["linkerd.io/inject=enabled"]
+
+    @Option(name: .customLong("proxy-tls-mount-path"), help: "Where proxy pods mount the TLS Secret; allow-list file paths point under it.")
+    var proxyTLSMountPath = ProxySettings.defaultTLSMountPath
+
+    @Flag(
+        help: "Give namespaces labelled egress.dev/lockdown=true a NetworkPolicy that allows egress only via the proxy."
+    )
+    var lockdown = false
+
+    @Option(help: "Seconds between full passes without events.")
+    var resyncSeconds = 300
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        let json = logFormat == "json"
+        LoggingSystem.bootstrap { label in
+            var handler: any LogHandler =
+                json ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        let logger = Logger(label: "egress-operator")
+
+        var settings = OperatorSettings()
+        settings.namespace = namespace
+        settings.adminPort = adminPort
+        settings.logLevel = logLevel
+        guard let mode = CoreDNSSettings.Mode(rawValue: corednsMode) else {
+            throw ValidationError("--coredns-mode must be one of corefile, custom, auto")
+        }
+        settings.coreDNS.mode = mode
+        settings.coreDNS.namespace = corednsNamespace
+        settings.proxy.image = proxyImage
+        settings.proxy.replicas = proxyReplicas
+        settings.proxy.suffix = suffix
+        settings.proxy.podAnnotations = try Self.annotations(proxyPodAnnotation)
+        settings.proxy.tlsMountPath = proxyTLSMountPath
+        settings.lockdown.enabled = lockdown
+        guard let rules = OperatorOptions.DNSRules(rawValue: dnsRules) else {
+            throw ValidationError("--dns-rules must be per-host or suffix")
+        }
+
+        let environment = ProcessInfo.processInfo.environment
+        var options = OperatorOptions(
+            settings: settings,
+            identity: identity ?? environment["POD_NAME"] ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
+        )
+        options.leaderElection = leaderElect
+        options.leaseDuration = .seconds(leaseDurationSeconds)
+        options.renewDeadline = .milliseconds(leaseDurationSeconds * 2_000 / 3)
+        options.retryPeriod = .milliseconds(max(200, leaseDurationSeconds * 1_000 / 7))
+        options.resyncPeriod = .seconds(resyncSeconds)
+        options.dnsRules = rules
+
+        let config = try kubeconfig.map { try KubeConfig.load(kubeconfigPaths: [$0]) } ?? KubeConfig.fromEnvironment()
+        let client = try KubeClient(config: config, logger: logger)
+        let service = OperatorService(client: client, options: options, logger: logger)
+        let admin = try await AdminServer.bind(
+            host: options.adminHost,
+            port: adminPort,
+            registry: registry,
+            readiness: { service.notReadyReason }
+        )
+        logger.info(
+            "starting",
+            metadata: [
+                "identity": "\(options.identity)", "namespace": "\(namespace)", "admin": "\(admin.localAddress)",
+                "server": "\(config.server)",
+            ]
+        )
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: admin), .init(service: service)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        try await group.run()
+        try await client.shutdown()
+    }
+
+    static func annotations(_ values: [String]) throws -> [String: String] {
+        var result: [String: String] = [:]
+        for value in values where value != "none" {
+            let parts = value.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2 else { throw ValidationError("annotation \(value) is not KEY=VALUE") }
+            result[String(parts[0])] = String(parts[1])
+        }
+        return result
+    }
+}

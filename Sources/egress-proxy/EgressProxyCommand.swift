@@ -1,0 +1,60 @@
+import ArgumentParser
+import Proxy
+
+/// `egress-proxy`: parse arguments, bootstrap process-wide logging/metrics, run the services. Everything else is in
+/// the `Proxy` library.
+@main
+struct EgressProxyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "egress-proxy",
+        abstract: "HTTP egress proxy: NAME.egress.local → verified TLS to NAME, for allow-listed names only."
+    )
+
+    @Option(name: .customLong("allow"), help: "Allow this host (repeatable; port 443, system trust roots).")
+    var allow: [String] = []
+
+    @Option(name: .customLong("allowlist"), help: "Allow-list document (JSON), watched and hot-reloaded.")
+    var allowList: String?
+
+    @Option(help: "Proxy listen address.") var host = "0.0.0.0"
+    @Option(help: "Proxy listen port.") var port = 8080
+    @Option(help: "Admin (/metrics, /healthz, /readyz) listen port.") var adminPort = 9090
+    @Option(help: "Admin listen address.") var adminHost = "0.0.0.0"
+    @Option(help: "Routing suffix: NAME.<suffix> goes to NAME.") var suffix = "egress.local"
+    @Option(help: "Maximum request header bytes.") var maxHeaderBytes = 32 * 1024
+    @Option(help: "Maximum number of request headers.") var maxHeaderCount = 100
+    @Option(help: "Maximum concurrent client connections.") var maxConnections = 10_000
+    @Option(help: "Maximum upstream connections per host and event loop.") var maxUpstreamConnections = 256
+    @Option(help: "Seconds a client has to send a complete request head.") var requestHeadTimeout = 10
+    @Option(help: "Seconds a client connection may be idle.") var clientIdleTimeout = 60
+    @Option(help: "Seconds in-flight requests get on SIGTERM.") var shutdownGrace = 25
+    @Option(help: "Seconds between allow-list file checks.") var reloadInterval = 1
+    @Flag(help: "Include request paths in access logs.") var logPaths = false
+
+    func validate() throws {
+        if self.allow.isEmpty == (self.allowList == nil) {
+            throw ValidationError("give either --allowlist FILE or one or more --allow HOST")
+        }
+    }
+
+    func run() async throws {
+        var options = ProxyRuntime.Options()
+        options.proxy.host = self.host
+        options.proxy.port = self.port
+        options.proxy.suffix = self.suffix
+        options.proxy.maxHeaderBytes = self.maxHeaderBytes
+        options.proxy.maxHeaderCount = self.maxHeaderCount
+        options.proxy.maxClientConnections = self.maxConnections
+        options.proxy.maxUpstreamConnectionsPerHost = self.maxUpstreamConnections
+        options.proxy.requestHeadTimeout = .seconds(Int64(self.requestHeadTimeout))
+        options.proxy.clientIdleTimeout = .seconds(Int64(self.clientIdleTimeout))
+        options.proxy.shutdownGracePeriod = .seconds(Int64(self.shutdownGrace))
+        options.proxy.logPaths = self.logPaths
+        options.adminHost = self.adminHost
+        options.adminPort = self.adminPort
+        options.allowHosts = self.allow
+        options.allowListPath = self.allowList
+        options.reloadInterval = .seconds(self.reloadInterval)
+        try await ProxyRuntime.runProcess(options)
+    }
+}

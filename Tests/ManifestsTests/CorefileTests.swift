@@ -1,0 +1,419 @@
+import Foundation
+import Manifests
+import XCTest
+
+final class CorefileTests: XCTestCase {
+    private static let proxy = "egress-proxy.egress-system.svc.cluster.local"
+    /// Unsorted, with a duplicate in another case, so canonicalisation shows in every golden.
+    private static let hosts = [
+        "registry.npmjs.org", "*.example.com", "api.github.com", "API.GitHub.com", "*.s3.amazonaws.com",
+    ]
+    private static let canonicalHosts = ["api.github.com", "registry.npmjs.org", "*.example.com", "*.s3.amazonaws.com"]
+    private static let fixtures = [
+        "kubeadm", "k3s", "toplevel-import", "multiple-blocks", "comments-quotes", "tabs", "user-rewrite",
+    ]
+
+    private func editor(_ mode: CoreDNSRuleMode = .perHost) throws -> CorefileEditor {
+        try CorefileEditor(proxyServiceFQDN: Self.proxy, mode: mode)
+    }
+
+    private func golden(_ name: String) throws -> String {
+        let directory = try XCTUnwrap(Bundle.module.url(forResource: "Golden", withExtension: nil))
+        let url = directory.appendingPathComponent("corefile").appendingPathComponent(name)
+        return try String(contentsOf: url, encoding: .utf8)
+    }
+
+    private func assertError(
+        _ expected: CorefileError,
+        file: StaticString = #filePath,
+        line: UInt = #line,
+        _ body: () throws -> some Any
+    ) {
+        XCTAssertThrowsError(try body(), file: file, line: line) { error in
+            XCTAssertEqual(error as? CorefileError, expected, "\(error)", file: file, line: line)
+        }
+    }
+
+    // MARK: Golden fixtures
+
+    func testGoldenFixtures() throws {
+        let editor = try editor()
+        for name in Self.fixtures {
+            let input = try golden("\(name).input.txt")
+            let expected = try golden("\(name).expected.txt")
+            let output = try editor.apply(hosts: Self.hosts, to: input)
+            XCTAssertEqual(output, expected, name)
+            XCTAssertEqual(try editor.apply(hosts: Self.hosts, to: output), output, "\(name): apply twice")
+            XCTAssertEqual(try editor.apply(hosts: Self.hosts.reversed(), to: output), output, "\(name): host order")
+            XCTAssertEqual(try editor.managedHosts(in: output), Self.canonicalHosts, name)
+            XCTAssertEqual(try editor.managedHosts(in: input), [], name)
+            XCTAssertEqual(try editor.apply(hosts: [], to: output), input, "\(name): removal restores the input")
+            XCTAssertEqual(try editor.apply(hosts: [], to: input), input, "\(name): nothing to remove")
+        }
+    }
+
+    func testSuffixModeGolden() throws {
+        let editor = try editor(.suffix)
+        let input = try golden("kubeadm.input.txt")
+        let output = try editor.apply(hosts: Self.hosts, to: input)
+        XCTAssertEqual(output, try golden("kubeadm.suffix.expected.txt"))
+        XCTAssertEqual(try editor.apply(hosts: ["only.one.example"], to: output), output, "one rule whatever the hosts")
+        XCTAssertEqual(try editor.managedHosts(in: output), ["*"])
+        XCTAssertEqual(try editor.apply(hosts: [], to: output), input)
+        // A per-host editor reads the block back the same way and can replace it.
+        let perHost = try self.editor()
+        XCTAssertEqual(try perHost.managedHosts(in: output), ["*"])
+        XCTAssertEqual(try perHost.apply(hosts: Self.hosts, to: output), try golden("kubeadm.expected.txt"))
+        XCTAssertEqual(try perHost.apply(hosts: ["*", "api.github.com"], to: input), output, "`*` subsumes the rest")
+    }
+
+    func testOverrideSnippetGolden() throws {
+        let editor = try editor()
+        XCTAssertEqual(try editor.overrideSnippet(hosts: Self.hosts), try golden("override.expected.txt"))
+        XCTAssertEqual(try editor.overrideSnippet(hosts: []), "")
+        XCTAssertEqual(CorefileEditor.overrideFileName, "egress-operator.override")
+        let suffix = try self.editor(.suffix).overrideSnippet(hosts: ["a.example"])
+        XCTAssertTrue(suffix.contains(#"rewrite stop name regex ^(?:[a-z0-9_-]+\.)+egress\.local\.?$ "#), suffix)
+    }
+
+    func testImportsOverrideFiles() throws {
+        XCTAssertTrue(try CorefileEditor.importsOverrideFiles(in: golden("k3s.input.txt")))
+        XCTAssertFalse(try CorefileEditor.importsOverrideFiles(in: golden("kubeadm.input.txt")))
+        XCTAssertFalse(try CorefileEditor.importsOverrideFiles(in: "import custom/*.override\n.:53 {\n    errors\n}\n"))
+        XCTAssertTrue(try CorefileEditor.importsOverrideFiles(in: ".:53 {\n    import custom/*.override\n}\n"))
+    }
+
+    // MARK: Editing behaviour
+
+    func testHostSetChangeReplacesBlockInPlace() throws {
+        let editor = try editor()
+        let input = try golden("kubeadm.input.txt")
+        let first = try editor.apply(hosts: ["a.example", "b.example"], to: input)
+        let second = try editor.apply(hosts: ["c.example"], to: first)
+        XCTAssertEqual(second, try editor.apply(hosts: ["c.example"], to: input))
+        XCTAssertEqual(try editor.managedHosts(in: second), ["c.example"])
+
+        // A block the admin moved (and re-indented) stays where it is, with its indentation.
+        let moved = """
+            .:53 {
+                errors
+                cache 30
+              # egress-operator: begin managed block (do not edit)
+              rewrite stop name exact a.example.egress.local. egress-proxy.egress-system.svc.cluster.local.
+              # egress-operator: end managed block
+                loop
+            }
+
+            """
+        let expected = """
+            .:53 {
+                errors
+                cache 30
+              # egress-operator: begin managed block (do not edit)
+              rewrite stop name exact c.example.egress.local. egress-proxy.egress-system.svc.cluster.local.
+              template IN ANY egress.local {
+                  rcode NXDOMAIN
+              }
+              # egress-operator: end managed block
+                loop
+            }
+
+            """
+        XCTAssertEqual(try editor.apply(hosts: ["c.example"], to: moved), expected)
+    }
+
+    func testCRLFAndMissingTrailingNewline() throws {
+        let editor = try editor()
+        let crlf = ".:53 {\r\n    errors\r\n    forward . /etc/resolv.conf\r\n}\r\n"
+        let output = try editor.apply(hosts: ["api.github.com"], to: crlf)
+        let opening = ".:53 {\r\n    # egress-operator: begin managed block (do not edit)\r\n"
+        XCTAssertTrue(output.hasPrefix(opening), output)
+        XCTAssertFalse(
+            output.unicodeScalars.indices.contains { index in
+                output.unicodeScalars[index] == "\n"
+                    && (index == output.unicodeScalars.startIndex
+                        || output.unicodeScalars[output.unicodeScalars.index(before: index)] != "\r")
+            },
+            "every inserted line ends in CRLF"
+        )
+        XCTAssertEqual(try editor.apply(hosts: ["api.github.com"], to: output), output)
+        XCTAssertEqual(try editor.apply(hosts: [], to: output), crlf)
+
+        let bare = ".:53 {\n    errors\n}"
+        let edited = try editor.apply(hosts: ["api.github.com"], to: bare)
+        XCTAssertTrue(edited.hasSuffix("    errors\n}"), edited)
+        XCTAssertEqual(try editor.apply(hosts: [], to: edited), bare)
+    }
+
+    func testBlockLayouts() throws {
+        let editor = try editor()
+        // Empty block: one indentation step inside the braces.
+        let empty = try editor.apply(hosts: ["a.example"], to: "  .:53 {\n  }\n")
+        XCTAssertTrue(empty.hasPrefix("  .:53 {\n      # egress-operator: begin"), empty)
+        // `{` on the line after the key, a trailing comma continuing the key list, a scheme.
+        let braceBelow = try editor.apply(hosts: ["a.example"], to: "example.org,\n dns://.:53\n{\n\twhoami\n}\n")
+        XCTAssertTrue(braceBelow.hasPrefix("example.org,\n dns://.:53\n{\n\t# egress-operator: begin"), braceBelow)
+        XCTAssertTrue(braceBelow.contains("\ttemplate IN ANY egress.local {\n\t\trcode NXDOMAIN\n\t}\n"), braceBelow)
+        // A byte order mark and non-ASCII text elsewhere survive untouched.
+        let bom = "\u{FEFF}# zone für Grüße\n.:53 {\n    errors\n}\n"
+        XCTAssertEqual(try editor.apply(hosts: [], to: editor.apply(hosts: ["a.example"], to: bom)), bom)
+        // Content on the opening line leaves no clean insertion point; without hosts there is nothing to insert.
+        assertError(.unsupportedLayout(line: 1)) { try editor.apply(hosts: ["a.example"], to: ".:53 { errors\n}\n") }
+        XCTAssertEqual(try editor.apply(hosts: [], to: ".:53 { errors\n}\n"), ".:53 { errors\n}\n")
+    }
+
+    // MARK: Errors leave the text alone
+
+    func testNoRootServerBlock() throws {
+        let editor = try editor()
+        let corefiles = ["example.org:53 {\n    whoami\n}\n", "", "# only a comment\n", "(snippet) {\n    errors\n}\n"]
+        for corefile in corefiles {
+            assertError(.noRootServerBlock) { try editor.apply(hosts: ["a.example"], to: corefile) }
+            assertError(.noRootServerBlock) { try editor.apply(hosts: [], to: corefile) }
+        }
+        assertError(.noRootServerBlock) { try editor.apply(hosts: ["a.example"], to: ".example.org:53 {\n}\n") }
+        assertError(.noRootServerBlock) { try editor.apply(hosts: ["a.example"], to: "..:53 {\n}\n") }
+    }
+
+    func testParseErrors() throws {
+        let editor = try editor()
+        assertError(.unbalancedBraces(line: 1)) { try editor.apply(hosts: ["a.example"], to: ".:53 {\n    errors\n") }
+        assertError(.unbalancedBraces(line: 1)) {
+            try editor.apply(hosts: ["a.example"], to: ".:53 {\n    health {\n    errors\n}\n")
+        }
+        assertError(.unbalancedBraces(line: 4)) {
+            try editor.apply(hosts: ["a.example"], to: ".:53 {\n    errors\n}\n}\n")
+        }
+        assertError(.unterminatedQuote(line: 3)) {
+            try editor.apply(hosts: ["a.example"], to: ".:53 {\n    errors\n    hosts \"oops {\n}\n")
+        }
+        assertError(.missingOpeningBrace(line: 1)) { try editor.apply(hosts: ["a.example"], to: ".:53\nwhoami\n") }
+        XCTAssertThrowsError(try editor.managedHosts(in: ".:53 {\n"))  // the same parser guards every entry point
+    }
+
+    func testMalformedMarkers() throws {
+        let editor = try editor()
+        let begin = CorefileEditor.beginMarker
+        let end = CorefileEditor.endMarker
+        let cases: [(String, CorefileError)] = [
+            (".:53 {\n    \(begin)\n    errors\n}\n", .malformedMarkers(line: 2, .beginWithoutEnd)),
+            (".:53 {\n    errors\n    \(end)\n}\n", .malformedMarkers(line: 3, .endWithoutBegin)),
+            (".:53 {\n    \(begin)\n    \(begin)\n    \(end)\n}\n", .malformedMarkers(line: 2, .beginWithoutEnd)),
+            (
+                ".:53 {\n    \(begin)\n    \(end)\n    \(begin)\n    \(end)\n}\n",
+                .malformedMarkers(line: 4, .duplicateBlock)
+            ),
+            (".:53 {\n    \(end)\n    \(begin)\n}\n", .malformedMarkers(line: 2, .endWithoutBegin)),
+            ("\(begin)\n\(end)\n.:53 {\n    errors\n}\n", .malformedMarkers(line: 1, .outsideRootServerBlock)),
+            (
+                "example.org {\n    \(begin)\n    \(end)\n}\n.:53 {\n}\n",
+                .malformedMarkers(line: 2, .outsideRootServerBlock)
+            ),
+            (
+                ".:53 {\n    health {\n        \(begin)\n        \(end)\n    }\n}\n",
+                .malformedMarkers(line: 3, .insidePluginBlock)
+            ),
+            (".:53 {\n    errors \(begin)\n    \(end)\n}\n", .malformedMarkers(line: 2, .notOnOwnLine)),
+            (".:53 {\n    \(begin)\n}\n.:5353 {\n    \(end)\n}\n", .malformedMarkers(line: 5, .endWithoutBegin)),
+            (".:53 {\n    #egress-operator: begin managed block\n}\n", .malformedMarkers(line: 2, .beginWithoutEnd)),
+        ]
+        for (corefile, expected) in cases {
+            assertError(expected) { try editor.apply(hosts: ["a.example"], to: corefile) }
+            assertError(expected) { try editor.apply(hosts: [], to: corefile) }
+            assertError(expected) { try editor.managedHosts(in: corefile) }
+        }
+        // A marker inside a quoted string is not a comment, so not a marker.
+        let quoted = ".:53 {\n    hosts \"\(begin)\"\n}\n"
+        XCTAssertEqual(try editor.managedHosts(in: quoted), [])
+    }
+
+    func testHandEditedBlockIsReportedButReplaceable() throws {
+        let editor = try editor()
+        let edited = """
+            .:53 {
+                # egress-operator: begin managed block (do not edit)
+                rewrite stop name exact a.example.egress.local. somewhere.else.
+                # egress-operator: end managed block
+                errors
+            }
+
+            """
+        assertError(.unrecognizedManagedLine(line: 3)) { try editor.managedHosts(in: edited) }
+        let fixed = try editor.apply(hosts: ["a.example"], to: edited)
+        XCTAssertEqual(try editor.managedHosts(in: fixed), ["a.example"])
+        let otherSuffix = try CorefileEditor(suffix: "egress.internal", proxyServiceFQDN: Self.proxy)
+        assertError(.unrecognizedManagedLine(line: 3)) { try otherSuffix.managedHosts(in: fixed) }
+    }
+
+    // MARK: Names and regexes
+
+    func testRuleForms() throws {
+        let snippet = try editor().overrideSnippet(hosts: ["api.github.com", "*.example.com"])
+        let lines = snippet.split(separator: "\n").map(String.init)
+        XCTAssertEqual(
+            lines,
+            [
+                "# Written by egress-operator; edits are overwritten.",
+                "rewrite stop name exact api.github.com.egress.local. egress-proxy.egress-system.svc.cluster.local.",
+                #"rewrite stop name regex ^(?:[a-z0-9_-]+\.)+example\.com\.egress\.local\.?$"#
+                    + " egress-proxy.egress-system.svc.cluster.local. answer auto",
+                "template IN ANY egress.local {",
+                "    rcode NXDOMAIN",
+                "}",
+            ]
+        )
+    }
+
+    func testWildcardRegexAnchoring() throws {
+        let pattern = try wildcardPattern(editor: editor(), host: "*.example.com")
+        let regex = try NSRegularExpression(pattern: pattern)
+        func matches(_ name: String) -> Bool {
+            regex.firstMatch(in: name, range: NSRange(name.startIndex..., in: name)) != nil
+        }
+        for name in [
+            "a.example.com.egress.local.", "a.b.example.com.egress.local.", "x-1.y_2.example.com.egress.local.",
+            "a.example.com.egress.local",
+        ] {
+            XCTAssertTrue(matches(name), name)
+        }
+        for name in [
+            "example.com.egress.local.", "aexample.com.egress.local.", "a.example.com.egress.local.evil.com.",
+            "a.example.com.egress.localx.", "a.example.comxegress.local.", "a.example.com.",
+            ".example.com.egress.local.",
+            #"a\.example.com.egress.local."#, "a.example.com.egress.local..", "a.example.org.egress.local.",
+        ] {
+            XCTAssertFalse(matches(name), name)
+        }
+    }
+
+    func testSuffixRegexAnchoring() throws {
+        let pattern = try wildcardPattern(editor: editor(.suffix), host: "anything.example")
+        let regex = try NSRegularExpression(pattern: pattern)
+        func matches(_ name: String) -> Bool {
+            regex.firstMatch(in: name, range: NSRange(name.startIndex..., in: name)) != nil
+        }
+        XCTAssertTrue(matches("api.github.com.egress.local."))
+        XCTAssertTrue(matches("x.egress.local."))
+        XCTAssertFalse(matches("egress.local."))
+        XCTAssertFalse(matches("x.egress.local.evil.com."))
+        XCTAssertFalse(matches("xegress.local."))
+    }
+
+    func testNamesAreValidatedAndEscaped() throws {
+        let editor = try editor()
+        for bad in [
+            "", " ", "api github.com", "a{b}.com", "a}.com", "#x.com", "x.com#", "\"x.com\"", "*.", "*.*.com",
+            "a.*.com", "**.com", "a..com", ".a.com", "a\\.com", "a.com\n.:53 {", "ünï.com", "\u{212A}.com",
+            String(repeating: "a", count: 64) + ".com",
+            Array(repeating: "abcdefghi", count: 25).joined(separator: "."),
+        ] {
+            assertError(.invalidHost(bad)) { try editor.apply(hosts: ["ok.example", bad], to: ".:53 {\n}\n") }
+            assertError(.invalidHost(bad)) { try editor.overrideSnippet(hosts: [bad]) }
+        }
+        XCTAssertEqual(
+            try editor.managedHosts(in: editor.apply(hosts: ["Trailing.Dot.", "*.Wild.Card."], to: ".:53 {\n}\n")),
+            ["trailing.dot", "*.wild.card"]
+        )
+
+        assertError(.invalidSuffix("egress local")) {
+            try CorefileEditor(suffix: "egress local", proxyServiceFQDN: "p.q")
+        }
+        assertError(.invalidSuffix("*.egress")) { try CorefileEditor(suffix: "*.egress", proxyServiceFQDN: "p.q") }
+        assertError(.invalidProxyServiceFQDN("proxy")) { try CorefileEditor(proxyServiceFQDN: "proxy") }
+        assertError(.invalidProxyServiceFQDN("a b.c")) { try CorefileEditor(proxyServiceFQDN: "a b.c") }
+        // The suffix's NXDOMAIN template would answer for a proxy inside it, or for the whole cluster domain.
+        assertError(.invalidProxyServiceFQDN("p.egress.local")) {
+            try CorefileEditor(proxyServiceFQDN: "p.egress.local")
+        }
+        assertError(.invalidProxyServiceFQDN(Self.proxy)) {
+            try CorefileEditor(suffix: "cluster.local", proxyServiceFQDN: Self.proxy)
+        }
+        let normalized = try CorefileEditor(
+            suffix: "Egress.Local.",
+            proxyServiceFQDN: "Egress-Proxy.Egress-System.svc."
+        )
+        XCTAssertEqual(normalized.suffix, "egress.local")
+        XCTAssertEqual(normalized.proxyServiceFQDN, "egress-proxy.egress-system.svc")
+
+        // A suffix with regex metacharacters is impossible, but underscores and hyphens pass through literally.
+        let custom = try CorefileEditor(suffix: "my-egress_zone.internal", proxyServiceFQDN: Self.proxy)
+        let pattern = try wildcardPattern(editor: custom, host: "*.a-b.c")
+        XCTAssertEqual(pattern, #"^(?:[a-z0-9_-]+\.)+a-b\.c\.my-egress_zone\.internal\.?$"#)
+    }
+
+    // MARK: Property: round trip over generated hosts
+
+    func testGeneratedHostsRoundTrip() throws {
+        let editor = try editor()
+        let input = try golden("k3s.input.txt")
+        var random = CorefileTestRandom(seed: 0x5EED_C0DE)
+        for round in 0..<5 {
+            var hosts: [String] = []
+            for _ in 0..<(200 + round * 40) {
+                let labels = (0..<random.next(in: 1...4)).map { _ in random.label() }
+                let name =
+                    labels.joined(separator: ".") + "." + ["com", "io", "dev", "example"][random.next(in: 0...3)]
+                hosts.append(random.next(in: 0...3) == 0 ? "*." + name : name)
+            }
+            hosts += hosts.prefix(20)  // duplicates
+            let expected = Array(Set(hosts)).sorted { lhs, rhs in
+                let lhsWild = lhs.hasPrefix("*.")
+                let rhsWild = rhs.hasPrefix("*.")
+                return lhsWild == rhsWild ? lhs < rhs : !lhsWild
+            }
+            let output = try editor.apply(hosts: hosts, to: input)
+            XCTAssertEqual(try editor.managedHosts(in: output), expected, "round \(round)")
+            XCTAssertEqual(try editor.apply(hosts: hosts.shuffled(using: &random), to: input), output, "round \(round)")
+            XCTAssertEqual(try editor.apply(hosts: expected, to: output), output, "round \(round)")
+            XCTAssertEqual(try editor.apply(hosts: [], to: output), input, "round \(round)")
+            let rewrites = output.components(separatedBy: "\n").filter { $0.hasPrefix("    rewrite stop name ") }
+            XCTAssertEqual(rewrites.count, expected.count, "one rule per distinct host")
+        }
+    }
+
+    // MARK: Helpers
+
+    private func wildcardPattern(editor: CorefileEditor, host: String) throws -> String {
+        let snippet = try editor.overrideSnippet(hosts: [host])
+        let line = try XCTUnwrap(snippet.split(separator: "\n").first { $0.hasPrefix("rewrite stop name regex ") })
+        return String(line.split(separator: " ")[4])
+    }
+}
+
+/// SplitMix64, so generated hosts are the same on every run and platform.
+private struct CorefileTestRandom: RandomNumberGenerator {
+    private var state: UInt64
+
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var mixed = state
+        mixed = (mixed ^ (mixed >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        mixed = (mixed ^ (mixed >> 27)) &* 0x94D0_49BB_1331_11EB
+        return mixed ^ (mixed >> 31)
+    }
+
+    mutating func next(in range: ClosedRange<Int>) -> Int { Int.random(in: range, using: &self) }
+
+    mutating func label() -> String {
+        let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789-_")
+        let letters = Array("abcdefghijklmnopqrstuvwxyz")
+        let length = next(in: 1...20)
+        return String(
+            (0..<length).map { index in
+                index == 0 ? letters[next(in: 0...(letters.count - 1))] : alphabet[next(in: 0...(alphabet.count - 1))]
+            }
+        )
+    }
+}
+
+extension CorefileTests {
+    func testOverrideSnippetReadsBack() throws {
+        let editor = try CorefileEditor(proxyServiceFQDN: "egress-proxy.egress-system.svc.cluster.local")
+        let hosts = ["api.github.com", "*.example.com"]
+        let snippet = try editor.overrideSnippet(hosts: hosts)
+        XCTAssertEqual(try editor.managedHosts(inOverrideSnippet: snippet), ["api.github.com", "*.example.com"])
+        XCTAssertEqual(try editor.managedHosts(inOverrideSnippet: ""), [])
+    }
+}

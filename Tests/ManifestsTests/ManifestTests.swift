@@ -1,0 +1,230 @@
+import Foundation
+import Manifests
+import Testing
+import Yams
+
+struct ManifestTests {
+    /// `config/` is generated; this is the drift check that also runs in CI's test command.
+    @Test("committed config/ matches the generators")
+    func configIsUpToDate() throws {
+        let config = Golden.repositoryRoot.appendingPathComponent("config")
+        for file in ConfigBundle.files() {
+            let committed = try? String(contentsOf: config.appendingPathComponent(file.path), encoding: .utf8)
+            #expect(
+                committed == file.text,
+                "config/\(file.path) is stale: run `swift run egress-operator manifests --output config`"
+            )
+        }
+    }
+
+    @Test func proxyWorkloadDefault() throws {
+        try Golden.check(
+            ConfigBundle.header + YAML.renderStream(ProxyWorkload.objects(OperatorSettings())),
+            "proxy-default.yaml"
+        )
+    }
+
+    @Test func proxyWorkloadCustomised() throws {
+        var settings = OperatorSettings()
+        settings.namespace = "platform-egress"
+        settings.proxy.replicas = 3
+        settings.proxy.port = 18080
+        settings.proxy.suffix = "egress.internal"
+        settings.proxy.podAnnotations = [:]
+        settings.proxy.clientNamespaceLabels = ["egress.dev/client": "true"]
+        settings.proxy.logPaths = true
+        try Golden.check(YAML.renderStream(ProxyWorkload.objects(settings)), "proxy-customised.yaml")
+        let deployment = ProxyWorkload.objects(settings)[1]
+        #expect(deployment["spec"]?["template"]?["metadata"]?["annotations"] == nil)
+    }
+
+    @Test func lockdownPolicy() throws {
+        try Golden.check(
+            YAML.render(ProxyWorkload.lockdownPolicy(namespace: "payments", OperatorSettings())),
+            "lockdown.yaml"
+        )
+    }
+
+    /// Every container we ship runs non-root, read-only, without capabilities.
+    @Test func securityDefaults() throws {
+        let deployments = (OperatorWorkload.objects(OperatorSettings()) + ProxyWorkload.objects(OperatorSettings()))
+            .filter { $0["kind"] == "Deployment" }
+        #expect(deployments.count == 2)
+        for deployment in deployments {
+            let pod = try #require(deployment["spec"]?["template"]?["spec"])
+            #expect(pod["securityContext"]?["runAsNonRoot"] == true)
+            guard case .array(let containers) = pod["containers"] else { Issue.record("no containers"); continue }
+            for container in containers {
+                let security = container["securityContext"]
+                #expect(security?["readOnlyRootFilesystem"] == true)
+                #expect(security?["allowPrivilegeEscalation"] == false)
+                #expect(security?["capabilities"]?["drop"] == ["ALL"])
+                #expect(container["readinessProbe"] != nil && container["livenessProbe"] != nil)
+                #expect(container["resources"]?["limits"]?["memory"] != nil)
+            }
+        }
+    }
+
+    @Test func generatedYAMLParses() throws {
+        for file in ConfigBundle.files() {
+            let documents = try Yams.load_all(yaml: file.text).map { $0 }
+            #expect(!documents.isEmpty, "\(file.path)")
+        }
+    }
+}
+
+struct SchemaTests {
+    /// The Swift types are the source of truth: every field they encode is in the schema, and the schema has
+    /// nothing they do not encode.
+    @Test func schemaPropertiesMatchCodingKeys() throws {
+        let full = EgressHost(
+            name: "full",
+            spec: .init(
+                host: "api.example.com",
+                port: 443,
+                tls: .init(
+                    caBundle: .init(kind: .secret, name: "ca", key: "ca.crt"),
+                    clientCertificate: .init(name: "client"),
+                    serverName: "api.example.com",
+                    insecureSkipVerify: false
+                ),
+                addresses: ["192.0.2.1"],
+                allowPrivateAddresses: false,
+                timeouts: .init(connect: "1s", responseHeaders: "2s", idle: "3s")
+            ),
+            status: .init(
+                observedGeneration: 1,
+                conditions: [
+                    .init(
+                        type: "Ready",
+                        status: .true,
+                        reason: "Ready",
+                        message: "ok",
+                        lastTransitionTime: "2026-01-01T00:00:00Z",
+                        observedGeneration: 1
+                    )
+                ],
+                internalURL: "http://api.example.com.egress.local"
+            )
+        )
+        var encoded = try JSON(encoding: full)
+        // metadata is the API server's, not ours to describe.
+        encoded = encoded.setting("metadata", to: [:])
+        let schema = try #require(
+            CRD.egressHost()["spec"]?["versions"].flatMap { if case .array(let v) = $0 { v.first } else { nil } }
+        )
+        let root = try #require(schema["schema"]?["openAPIV3Schema"])
+        compare(encoded, root, path: "")
+    }
+
+    private func compare(_ value: JSON, _ schema: JSON, path: String) {
+        switch value {
+        case .object(let members):
+            guard case .object(let properties)? = schema["properties"] else {
+                if path != ".metadata" { Issue.record("\(path): object without properties in the schema") }
+                return
+            }
+            let schemaKeys = Set(properties.map(\.key))
+            let valueKeys = Set(members.map(\.key))
+            #expect(schemaKeys == valueKeys, "\(path): schema \(schemaKeys.sorted()) vs Swift \(valueKeys.sorted())")
+            for member in members {
+                if let property = schema["properties"]?[member.key] {
+                    compare(member.value, property, path: path + "." + member.key)
+                }
+            }
+        case .array(let values):
+            #expect(schema["type"] == "array", "\(path)")
+            if let first = values.first, let items = schema["items"] { compare(first, items, path: path + "[]") }
+        case .string: #expect(schema["type"] == "string", "\(path)")
+        case .int: #expect(schema["type"] == "integer", "\(path)")
+        case .bool: #expect(schema["type"] == "boolean", "\(path)")
+        case .null: break
+        }
+    }
+
+    @Test func crdGolden() throws {
+        try Golden.check(YAML.render(CRD.egressHost()), "crd.yaml")
+    }
+}
+
+struct AllowListTests {
+    static let material = TLSMaterial(
+        configMaps: ["partner-ca": ["ca.crt": "-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n"]],
+        secrets: ["partner-client-cert": ["tls.crt": "CERT", "tls.key": "KEY"]]
+    )
+
+    @Test func planFromSamples() throws {
+        let plan = EgressPlan(egressHosts: Samples.all.map(\.host), material: Self.material)
+        #expect(plan.verdicts.values.allSatisfy { $0.isAccepted })
+        #expect(plan.hosts == ["*.googleapis.com", "api.github.com", "api.stripe.com", "payments.partner.example.com"])
+        try Golden.check(plan.allowList.encoded(), "allowlist.json")
+        #expect(
+            plan.tlsSecretData.keys.sorted() == [
+                "partner-payments.ca.crt", "partner-payments.tls.crt", "partner-payments.tls.key",
+            ]
+        )
+        // The proxy's reader accepts what the planner writes.
+        #expect(try AllowList.decode(Array(plan.allowList.encoded().utf8)) == plan.allowList)
+    }
+
+    @Test func olderObjectWinsAHostConflict() {
+        var older = EgressHost(name: "zz-older", spec: .init(host: "api.github.com"))
+        older.metadata.creationTimestamp = "2026-01-01T00:00:00Z"
+        var newer = EgressHost(name: "aa-newer", spec: .init(host: "api.github.com", port: 8443))
+        newer.metadata.creationTimestamp = "2026-02-01T00:00:00Z"
+        let plan = EgressPlan(egressHosts: [newer, older], material: TLSMaterial())
+        #expect(plan.verdicts["zz-older"]?.isAccepted == true)
+        #expect(plan.verdicts["aa-newer"]?.outcome == .hostConflict(owner: "zz-older"))
+        #expect(plan.allowList.hosts.map(\.port) == [443])
+    }
+
+    @Test func missingMaterialAndInvalidSpecsAreReportedNotProgrammed() {
+        let hosts = [
+            EgressHost(
+                name: "no-ca",
+                spec: .init(host: "a.example.com", tls: .init(caBundle: .init(kind: .secret, name: "absent")))
+            ),
+            EgressHost(
+                name: "wrong-key",
+                spec: .init(
+                    host: "b.example.com",
+                    tls: .init(caBundle: .init(kind: .configMap, name: "partner-ca", key: "other.crt"))
+                )
+            ),
+            EgressHost(
+                name: "half-client",
+                spec: .init(host: "c.example.com", tls: .init(clientCertificate: .init(name: "half")))
+            ),
+            EgressHost(name: "bad", spec: .init(host: "https://d.example.com")),
+        ]
+        let material = TLSMaterial(configMaps: Self.material.configMaps, secrets: ["half": ["tls.crt": "CERT"]])
+        let plan = EgressPlan(egressHosts: hosts, material: material)
+        #expect(plan.hosts.isEmpty)
+        #expect(plan.verdicts["no-ca"]?.acceptedReason.reason == "MissingSecret")
+        #expect(plan.verdicts["no-ca"]?.acceptedReason.message == "Secret absent not found")
+        #expect(plan.verdicts["wrong-key"]?.acceptedReason.message == "ConfigMap partner-ca has no key other.crt")
+        #expect(plan.verdicts["half-client"]?.acceptedReason.message == "Secret half needs tls.crt and tls.key")
+        #expect(plan.verdicts["bad"]?.acceptedReason.reason == "InvalidSpec")
+        #expect(plan.tlsSecretData.isEmpty)
+    }
+
+    @Test func readerRejectsBadDocuments() {
+        let cases: [(String, String)] = [
+            (#"{"apiVersion":"v0","kind":"AllowList","hosts":[]}"#, "unsupported"),
+            (
+                #"{"apiVersion":"egress.dev/v1alpha1","kind":"AllowList","hosts":[{"host":"10.0.0.1","port":443}]}"#,
+                "IP addresses"
+            ),
+            ("not json", "The data couldn"),
+        ]
+        for (document, expected) in cases {
+            #expect {
+                _ = try AllowList.decode(Array(document.utf8))
+            } throws: { error in
+                "\(error)".contains(expected) || error is DecodingError
+            }
+        }
+        let duplicate = AllowList(hosts: [.init(host: "a.example.com"), .init(host: "a.example.com")]).encoded()
+        #expect(throws: AllowListError.self) { try AllowList.decode(Array(duplicate.utf8)) }
+    }
+}

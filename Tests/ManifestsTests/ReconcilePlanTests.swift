@@ -1,0 +1,98 @@
+import Manifests
+import Testing
+
+/// Drives the planner the way the operator does: plan, "apply" the plan to the snapshot, plan again.
+struct ReconcilePlanTests {
+    static let github = EgressHost(name: "github", spec: .init(host: "api.github.com"))
+
+    private func apply(_ plan: ReconcilePlan, to snapshot: inout ClusterSnapshot) {
+        snapshot.appliedAllowList = plan.allowList
+        snapshot.dnsHosts = plan.dnsHosts
+        for (name, status) in plan.statusUpdates {
+            if let index = snapshot.egressHosts.firstIndex(where: { $0.metadata.name == name }) {
+                snapshot.egressHosts[index].status = status
+            }
+        }
+    }
+
+    @Test("a new host reaches the allow-list before DNS, and DNS only once the proxy is available")
+    func additionOrder() {
+        var snapshot = ClusterSnapshot(egressHosts: [Self.github], proxyAvailable: false, now: "t1")
+        let first = ReconcilePlan(snapshot)
+        #expect(first.allowList.hosts.map(\.host) == ["api.github.com"])
+        #expect(first.dnsHosts == [])
+        #expect(first.statusUpdates["github"]?.conditions?.map(\.status) == [.true, .false, .false])
+        apply(first, to: &snapshot)
+
+        // The allow-list is applied but the proxy is not available: still no DNS.
+        #expect(ReconcilePlan(snapshot).dnsHosts == [])
+
+        snapshot.proxyAvailable = true
+        snapshot.now = "t2"
+        let second = ReconcilePlan(snapshot)
+        #expect(second.dnsHosts == ["api.github.com"])
+        let conditions = second.statusUpdates["github"]?.conditions ?? []
+        #expect(conditions.map(\.type) == ["Accepted", "Programmed", "Ready"])
+        #expect(conditions.allSatisfy { $0.status == .true })
+        // Accepted did not change, so its transition time stays; the others moved now.
+        #expect(conditions.map(\.lastTransitionTime) == ["t1", "t2", "t2"])
+        #expect(second.statusUpdates["github"]?.internalURL == "http://api.github.com.egress.local")
+        apply(second, to: &snapshot)
+
+        // Converged: nothing to write.
+        let third = ReconcilePlan(snapshot)
+        #expect(third.statusUpdates.isEmpty)
+        #expect(third.allowList == snapshot.appliedAllowList)
+        #expect(third.dnsHosts == snapshot.dnsHosts)
+    }
+
+    @Test("a deleted host leaves DNS before it leaves the allow-list")
+    func removalOrder() {
+        var snapshot = ClusterSnapshot(
+            egressHosts: [],
+            appliedAllowList: AllowList(hosts: [.init(host: "api.github.com", port: 8443)]),
+            dnsHosts: ["api.github.com"],
+            proxyAvailable: true,
+            now: "t1"
+        )
+        let first = ReconcilePlan(snapshot)
+        #expect(first.dnsHosts == [])
+        // The routed host keeps its last applied entry, unchanged, for one more step.
+        #expect(first.allowList.hosts == [.init(host: "api.github.com", port: 8443)])
+        apply(first, to: &snapshot)
+        let second = ReconcilePlan(snapshot)
+        #expect(second.allowList.hosts == [])
+    }
+
+    @Test func rejectedObjectsSayWhy() {
+        let invalid = EgressHost(name: "bad", spec: .init(host: "api.github.com:443"))
+        let plan = ReconcilePlan(ClusterSnapshot(egressHosts: [invalid], now: "t"))
+        let status = plan.statusUpdates["bad"]
+        #expect(status?.conditions?.first?.reason == "InvalidSpec")
+        #expect(status?.conditions?.first?.message.contains("spec.port") == true)
+        #expect(status?.conditions?.dropFirst().allSatisfy { $0.reason == "NotAccepted" } == true)
+        #expect(status?.internalURL == nil)
+        #expect(plan.allowList.hosts.isEmpty)
+    }
+
+    @Test func insecureSkipVerifyIsAWarningCondition() {
+        let insecure = EgressHost(
+            name: "lab",
+            spec: .init(host: "lab.example.com", tls: .init(insecureSkipVerify: true))
+        )
+        let plan = ReconcilePlan(ClusterSnapshot(egressHosts: [insecure], now: "t"))
+        #expect(plan.statusUpdates["lab"]?.conditions?.last?.type == "InsecureSkipVerify")
+        #expect(plan.allowList.hosts.first?.tls.insecureSkipVerify == true)
+    }
+
+    @Test("the proxy going away keeps DNS but drops Ready")
+    func proxyUnavailable() {
+        var snapshot = ClusterSnapshot(egressHosts: [Self.github], proxyAvailable: true, now: "t1")
+        for _ in 0..<3 { apply(ReconcilePlan(snapshot), to: &snapshot) }
+        #expect(snapshot.dnsHosts == ["api.github.com"])
+        snapshot.proxyAvailable = false
+        let plan = ReconcilePlan(snapshot)
+        #expect(plan.dnsHosts == ["api.github.com"])
+        #expect(plan.statusUpdates["github"]?.conditions?.last?.reason == "ProxyUnavailable")
+    }
+}

@@ -1,0 +1,193 @@
+import Foundation
+import Manifests
+import NIOCore
+import Testing
+
+@testable import Proxy
+
+/// Malformed and hostile requests: each gets the right status and reason, and nothing reaches the upstream.
+@Suite struct HostileRequestTests {
+    struct Case: Sendable, CustomStringConvertible {
+        var name: String
+        var request: String
+        var status: Int
+        /// nil: any reason (the HTTP parser may refuse it before our own checks do).
+        var reason: String?
+        var description: String { self.name }
+    }
+
+    static let host = Fixtures.host("good.upstream.test")
+
+    static let cases: [Case] = [
+        Case(
+            name: "Content-Length with Transfer-Encoding",
+            request:
+                "POST /upload HTTP/1.1\r\nHost: \(host)\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            status: 400,
+            reason: nil
+        ),
+        Case(
+            name: "duplicate differing Content-Length",
+            request: "POST /upload HTTP/1.1\r\nHost: \(host)\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+            status: 400,
+            reason: nil
+        ),
+        Case(
+            name: "Transfer-Encoding other than chunked",
+            request: "POST /upload HTTP/1.1\r\nHost: \(host)\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+            status: 400,
+            reason: nil
+        ),
+        Case(
+            name: "oversized header",
+            request: "GET /hello HTTP/1.1\r\nHost: \(host)\r\nX-Big: \(String(repeating: "a", count: 40_000))\r\n\r\n",
+            status: 431,
+            reason: "headers-too-large"
+        ),
+        Case(
+            name: "too many headers",
+            request: "GET /hello HTTP/1.1\r\nHost: \(host)\r\n"
+                + (0..<150).map { "X-H\($0): v\r\n" }.joined() + "\r\n",
+            status: 431,
+            reason: "headers-too-large"
+        ),
+        Case(name: "missing Host", request: "GET /hello HTTP/1.1\r\n\r\n", status: 400, reason: "missing-host"),
+        Case(
+            name: "two Host headers",
+            request: "GET /hello HTTP/1.1\r\nHost: \(host)\r\nHost: other.upstream.test.egress.local\r\n\r\n",
+            status: 400,
+            reason: "bad-host"
+        ),
+        Case(
+            name: "Host not under the suffix",
+            request: "GET /hello HTTP/1.1\r\nHost: good.upstream.test\r\n\r\n",
+            status: 400,
+            reason: "not-under-suffix"
+        ),
+        Case(
+            name: "IP literal Host",
+            request: "GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+            status: 400,
+            reason: "ip-literal"
+        ),
+        Case(
+            name: "IP literal under the suffix",
+            request: "GET /hello HTTP/1.1\r\nHost: 127.0.0.1.egress.local\r\n\r\n",
+            status: 400,
+            reason: "ip-literal"
+        ),
+        Case(
+            name: "IPv6 literal Host",
+            request: "GET /hello HTTP/1.1\r\nHost: [::1]:80\r\n\r\n",
+            status: 400,
+            reason: "ip-literal"
+        ),
+        Case(
+            name: "user info in Host",
+            request: "GET /hello HTTP/1.1\r\nHost: evil.com@\(host)\r\n\r\n",
+            status: 400,
+            reason: "bad-host"
+        ),
+        Case(
+            name: "absolute URI to another site with an allowed Host",
+            request: "GET http://evil.com/ HTTP/1.1\r\nHost: \(host)\r\n\r\n",
+            status: 400,
+            reason: "not-under-suffix"
+        ),
+        Case(
+            name: "absolute URI naming a different allowed-looking host",
+            request: "GET http://other.upstream.test.egress.local/ HTTP/1.1\r\nHost: \(host)\r\n\r\n",
+            status: 400,
+            reason: "host-mismatch"
+        ),
+        Case(
+            name: "absolute URI with user info",
+            request: "GET http://evil.com@good.upstream.test.egress.local/ HTTP/1.1\r\nHost: \(host)\r\n\r\n",
+            status: 400,
+            reason: "bad-host"
+        ),
+        Case(
+            name: "CONNECT",
+            request: "CONNECT good.upstream.test:443 HTTP/1.1\r\nHost: \(host)\r\n\r\n",
+            status: 405,
+            reason: "connect-not-allowed"
+        ),
+        Case(
+            name: "not allowed",
+            request: "GET /hello HTTP/1.1\r\nHost: metadata.google.internal.egress.local\r\n\r\n",
+            status: 403,
+            reason: "not-allowed"
+        ),
+        Case(name: "garbage", request: "HELLO THERE\r\n\r\n", status: 400, reason: "malformed-request"),
+        Case(
+            name: "obsolete line folding",
+            request: "GET /hello HTTP/1.1\r\nHost: \(host)\r\nX-A: 1\r\n folded\r\n\r\n",
+            status: 400,
+            reason: nil
+        ),
+        Case(
+            name: "HTTP/2 preface on the HTTP/1 port",
+            request: "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            status: 400,
+            reason: nil
+        ),
+    ]
+
+    @Test func corpusIsRefusedAndNothingReachesTheUpstream() async throws {
+        let upstream = try await TestUpstream.start()
+        defer { Task { await upstream.stop() } }
+        try await ProxyHarness.with(
+            AllowList(hosts: [
+                Fixtures.entry("good.upstream.test", upstream: upstream),
+                Fixtures.entry("other.upstream.test", upstream: upstream),
+            ]),
+            configure: {
+                $0.maxHeaderBytes = 16 * 1024
+                $0.maxHeaderCount = 100
+            }
+        ) { proxy in
+            for item in Self.cases {
+                let raw = try await proxy.raw()
+                try await raw.send(item.request)
+                let response = await raw.readResponse() ?? "<closed without a response>"
+                #expect(response.hasPrefix("HTTP/1.1 \(item.status) "), "\(item.name): \(response.prefix(200))")
+                if let reason = item.reason {
+                    #expect(
+                        response.lowercased().contains("x-egress-error: \(reason)\r\n"),
+                        "\(item.name): \(response.prefix(300))"
+                    )
+                }
+                await raw.close()
+            }
+            #expect(upstream.requests == 0)
+            #expect(upstream.connections == 0)
+        }
+    }
+
+    @Test func slowlorisIsCutOff() async throws {
+        let upstream = try await TestUpstream.start()
+        defer { Task { await upstream.stop() } }
+        try await ProxyHarness.with(
+            AllowList(hosts: [Fixtures.entry("good.upstream.test", upstream: upstream)]),
+            configure: { $0.requestHeadTimeout = .milliseconds(500) }
+        ) { proxy in
+            let raw = try await proxy.raw()
+            try await raw.send("GET /hello HTTP/1.1\r\nHost: \(Self.host)\r\n")
+            // Keep trickling header bytes; the proxy must close the connection on its own anyway.
+            var sent = 0
+            while raw.channel.isActive, sent < 200 {
+                do {
+                    try await raw.send("X-\(sent): a\r\n")
+                } catch {
+                    break
+                }
+                sent += 1
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            await raw.waitForClose()
+            #expect(raw.isClosed)
+            #expect(sent < 200, "the proxy kept a trickling connection open")
+            #expect(upstream.requests == 0)
+        }
+    }
+}

@@ -1,0 +1,314 @@
+import Foundation
+import Manifests
+import NIOCore
+import NIOHTTP1
+import Testing
+
+@testable import Proxy
+
+/// End-to-end over real sockets: client → proxy (plain HTTP) → real HTTPS upstream with test certificates.
+@Suite struct RoutingAndTLSTests {
+    @Test func allowedRequestIsProxiedOverVerifiedTLSWithSanitizedHeaders() async throws {
+        let upstream = try await TestUpstream.start()
+        defer { Task { await upstream.stop() } }
+        try await ProxyHarness.with(AllowList(hosts: [Fixtures.entry("good.upstream.test", upstream: upstream)])) {
+            proxy in
+            let client = try await proxy.client()
+            let response = try await client.get(
+                "/hello",
+                host: Fixtures.host("good.upstream.test"),
+                headers: [
+                    ("Connection", "keep-alive, X-Hop"), ("X-Hop", "secret"), ("Keep-Alive", "timeout=5"),
+                    ("Proxy-Authorization", "Basic eA=="), ("TE", "trailers"), ("Upgrade", "h2c"),
+                    ("Authorization", "Bearer app-token"),
+                ]
+            )
+            #expect(response.status == .ok)
+            #expect(response.text == "hello from upstream\n")
+            #expect(response.headers["x-seen-host"] == ["good.upstream.test:\(upstream.port)"])
+            #expect(response.headers["x-seen-headers"] == ["authorization,host"])
+            #expect(response.headers["connection"].isEmpty)
+            await client.close()
+        }
+    }
+
+    @Test func deniedAndWildcardRouting() async throws {
+        let upstream = try await TestUpstream.start()
+        defer { Task { await upstream.stop() } }
+        let list = AllowList(hosts: [
+            Fixtures.entry("good.upstream.test", upstream: upstream),
+            Fixtures.entry("*.wild.upstream.test", upstream: upstream),
+        ])
+        try await ProxyHarness.with(list) { proxy in
+            let client = try await proxy.client()
+            let denied = try await client.get("/hello", host: Fixtures.host("api.github.com"))
+            #expect(denied.status == .forbidden)
+            #expect(denied.reason == "not-allowed")
+            #expect(upstream.requests == 0)
+            // The same connection stays usable after a denial.
+            let wild = try await client.get("/hello", host: Fixtures.host("a.wild.upstream.test"))
+            #expect(wild.status == .ok)
+            #expect(wild.headers["x-seen-host"] == ["a.wild.upstream.test:\(upstream.port)"])
+            let base = try await client.get("/hello", host: Fixtures.host("wild.upstream.test"))
+            #expect(base.status == .forbidden)
+            #expect(upstream.requests == 1)
+            await client.close()
+        }
+    }
+
+    @Test(arguments: [
+        ("unknown CA", TestPKI.shared.unknownCA), ("wrong host name", TestPKI.shared.wrongName),
+        ("expired", TestPKI.shared.expired),
+    ])
+    func certificateVerificationFailuresAre502(_ label: String, certificate: TestPKI.Issued) async throws {
+        let upstream = try await TestUpstream.start(certificate: certificate)
+        defer { Task { await upstream.stop() } }
+        try await ProxyHarness.with(AllowList(hosts: [Fixtures.entry("good.upstream.test", upstream: upstream)])) {
+            proxy in
+            let client = try await proxy.client()
+            let response = try await client.get("/hello", host: Fixtures.host("good.upstream.test"))
+            #expect(response.status == .badGateway, "\(label)")
+            #expect(response.reason == "upstream-certificate-invalid", "\(label): \(response.text)")
+            #expect(upstream.requests == 0)
+            await client.close()
+        }
+    }
+
+    @Test func systemTrustRootsDoNotTrustTheTestCAButInsecureSkipVerifyDoes() async throws {
+        let upstream = try await TestUpstream.start()
+        defer { Task { await upstream.stop() } }
+        let list = AllowList(hosts: [
+            Fixtures.entry("good.upstream.test", upstream: upstream, ca: nil),
+            Fixtures.entry(
+                "skip.upstream.test",
+                upstream: upstream,
+                tls: .init(insecureSkipVerify: true)
+            ),
+        ])
+        try await ProxyHarness.with(list) { proxy in
+            let client = try await proxy.client()
+            let verified = try await client.get("/hello", host: Fixtures.host("good.upstream.test"))
+            #expect(verified.status == .badGateway)
+            #expect(verified.reason == "upstream-certificate-invalid")
+            let skipped = try await client.get("/hello", host: Fixtures.host("skip.upstream.test"))
+            #expect(skipped.status == .ok)
+            await client.close()
+        }
+    }
+
+    @Test func upstreamRequiringAClientCertificate() async throws {
+        let pki = TestPKI.shared
+        let upstream = try await TestUpstream.start(requireClientCertificateFrom: pki.clientCA)
+        defer { Task { await upstream.stop() } }
+        let list = AllowList(hosts: [
+            Fixtures.entry("good.upstream.test", upstream: upstream),
+            Fixtures.entry(
+                "mtls.wild.upstream.test",
+                upstream: upstream,
+                tls: .init(
+                    caFile: pki.ca.certificatePath,
+                    clientCertificateFile: pki.client.certificatePath,
+                    clientKeyFile: pki.client.keyPath
+                )
+            ),
+        ])
+        try await ProxyHarness.with(list) { proxy in
+            let client = try await proxy.client()
+            let without = try await client.get("/hello", host: Fixtures.host("good.upstream.test"))
+            #expect(without.status == .badGateway)
+            #expect(without.reason != nil)
+            let with = try await client.get("/hello", host: Fixtures.host("mtls.wild.upstream.test"))
+            #expect(with.status == .ok)
+            #expect(upstream.requests == 1)
+            await client.close()
+        }
+    }
+
+    @Test func keepAliveReusesOneUpstreamConnection() async throws {
+        let upstream = try await TestUpstream.start()
+        defer { Task { await upstream.stop() } }
+        try await ProxyHarness.with(AllowList(hosts: [Fixtures.entry("good.upstream.test", upstream: upstream)])) {
+            proxy in
+            let client = try await proxy.client()
+            for _ in 0..<20 {
+                let response = try await client.get("/hello", host: Fixtures.host("good.upstream.test"))
+                #expect(response.status == .ok)
+            }
+            #expect(upstream.requests == 20)
+            #expect(upstream.connections == 1)
+            let text = proxy.metricsText
+            #expect(text.contains(#"egress_upstream_connections_total{host="good.upstream.test",kind="opened"} 1"#))
+            #expect(text.contains(#"egress_upstream_connections_total{host="good.upstream.test",kind="reused"} 19"#))
+            await client.close()
+        }
+    }
+
+    @Test func ssrfRefusesPrivateAddressesUnlessAllowed() async throws {
+        let upstream = try await TestUpstream.start()
+        defer { Task { await upstream.stop() } }
+        var resolved = AllowList.Entry(host: "localhost", port: upstream.port)
+        resolved.tls = .init(caFile: TestPKI.shared.ca.certificatePath)
+        let list = AllowList(hosts: [
+            Fixtures.entry("good.upstream.test", upstream: upstream, allowPrivateAddresses: false),
+            // Resolved through DNS (/etc/hosts): still refused, the check is on the resolved address.
+            resolved,
+        ])
+        try await ProxyHarness.with(list) { proxy in
+            let client = try await proxy.client()
+            let fixed = try await client.get("/hello", host: Fixtures.host("good.upstream.test"))
+            #expect(fixed.status == .badGateway)
+            #expect(fixed.reason == "private-address")
+            let dns = try await client.get("/hello", host: Fixtures.host("localhost"))
+            #expect(dns.status == .badGateway)
+            #expect(dns.reason == "private-address")
+            #expect(upstream.connections == 0)
+            #expect(proxy.metricsText.contains(#"egress_denials_total{reason="private-address"} 2"#))
+            await client.close()
+        }
+    }
+
+    @Test func upstreamFailures() async throws {
+        let upstream = try await TestUpstream.start()
+        defer { Task { await upstream.stop() } }
+        // A port with nothing listening: bind one, note it, close it.
+        let closed = try await TestUpstream.start()
+        let closedPort = closed.port
+        await closed.stop()
+        var refused = Fixtures.entry("refused.upstream.test", upstream: upstream)
+        refused.port = closedPort
+        let list = AllowList(hosts: [
+            Fixtures.entry("good.upstream.test", upstream: upstream, timeouts: .init(responseHeadersMillis: 300)),
+            refused,
+        ])
+        try await ProxyHarness.with(list) { proxy in
+            let client = try await proxy.client()
+            let timeout = try await client.get("/hang", host: Fixtures.host("good.upstream.test"))
+            #expect(timeout.status == .gatewayTimeout)
+            #expect(timeout.reason == "upstream-response-timeout")
+            let refusedResponse = try await client.get("/hello", host: Fixtures.host("refused.upstream.test"))
+            #expect(refusedResponse.status == .badGateway)
+            #expect(refusedResponse.reason == "upstream-connect-failed")
+            // Still healthy afterwards, on the same client connection.
+            let ok = try await client.get("/slow/10", host: Fixtures.host("good.upstream.test"))
+            #expect(ok.status == .ok)
+            await client.close()
+        }
+    }
+}
+
+@Suite struct HTTPSemanticsTests {
+    @Test func chunkedBothWaysHeadNoContentNotModified() async throws {
+        let upstream = try await TestUpstream.start()
+        defer { Task { await upstream.stop() } }
+        try await ProxyHarness.with(AllowList(hosts: [Fixtures.entry("good.upstream.test", upstream: upstream)])) {
+            proxy in
+            let client = try await proxy.client()
+            let host = Fixtures.host("good.upstream.test")
+            // Chunked upload (no Content-Length).
+            let count = 1 << 20
+            let upload = try await client.send(
+                HTTPRequestHead(
+                    version: .http1_1,
+                    method: .POST,
+                    uri: "/upload",
+                    headers: ["Host": host, "Transfer-Encoding": "chunked"]
+                ),
+                body: .generated(count: count, chunk: 16 * 1024)
+            )
+            #expect(upload.text == "received \(count) checksum \(TestClient.checksum(count: count))\n")
+            #expect(upstream.heads.last?.headers["transfer-encoding"] == ["chunked"])
+            // Chunked download.
+            let chunked = try await client.get("/chunked", host: host)
+            #expect(chunked.text == "one,two,three")
+            #expect(chunked.headers["transfer-encoding"] == ["chunked"])
+            // HEAD: the length of the would-be body, no body, and the connection stays in sync.
+            let head = try await client.get("/download-cl/1234", host: host, method: .HEAD)
+            #expect(head.status == .ok)
+            #expect(head.headers["content-length"] == ["1234"])
+            #expect(head.bodyCount == 0)
+            let noContent = try await client.get("/204", host: host)
+            #expect(noContent.status == .noContent)
+            #expect(noContent.bodyCount == 0)
+            let notModified = try await client.get("/304", host: host)
+            #expect(notModified.status == .notModified)
+            #expect(notModified.bodyCount == 0)
+            let after = try await client.get("/hello", host: host)
+            #expect(after.text == "hello from upstream\n")
+            #expect(upstream.connections == 1)
+            await client.close()
+        }
+    }
+
+    @Test func expectContinueAndPipelining() async throws {
+        let upstream = try await TestUpstream.start()
+        defer { Task { await upstream.stop() } }
+        try await ProxyHarness.with(AllowList(hosts: [Fixtures.entry("good.upstream.test", upstream: upstream)])) {
+            proxy in
+            let host = Fixtures.host("good.upstream.test")
+            let raw = try await proxy.raw()
+            try await raw.send(
+                "PUT /upload HTTP/1.1\r\nHost: \(host)\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+            )
+            let interim = await raw.readResponse()
+            #expect(interim?.hasPrefix("HTTP/1.1 100 Continue") == true)
+            try await raw.send("hello")
+            let final = await raw.readResponse()
+            #expect(final?.hasPrefix("HTTP/1.1 200 OK") == true)
+            #expect(final?.hasSuffix("received 5 checksum \(Self.checksum("hello"))\n") == true)
+            #expect(upstream.heads.last?.headers["expect"] == [])
+            // Two pipelined requests in one write: answered in order even though the first is slower.
+            try await raw.send(
+                "GET /slow/200 HTTP/1.1\r\nHost: \(host)\r\n\r\nGET /hello HTTP/1.1\r\nHost: \(host)\r\n\r\n"
+            )
+            let first = await raw.readResponse()
+            let second = await raw.readResponse()
+            #expect(first?.hasSuffix("slow\n") == true)
+            #expect(second?.hasSuffix("hello from upstream\n") == true)
+            await raw.close()
+        }
+    }
+
+    static func checksum(_ s: String) -> UInt64 {
+        s.utf8.reduce(0) { $0 &* 31 &+ UInt64($1) }
+    }
+}
+
+/// Large bodies through the proxy, with proxy memory measured two ways: the most bytes ever queued towards a
+/// client (an exact count kept by the proxy), and the growth of this process's resident set (coarse: the test
+/// process also hosts the client and the upstream, but a proxy that buffered the body would grow by 256 MiB).
+@Suite(.serialized) struct StreamingTests {
+    static let size = 256 << 20
+
+    @Test func largeDownloadAndUploadStreamWithBoundedMemory() async throws {
+        let upstream = try await TestUpstream.start()
+        defer { Task { await upstream.stop() } }
+        try await ProxyHarness.with(AllowList(hosts: [Fixtures.entry("good.upstream.test", upstream: upstream)])) {
+            proxy in
+            let client = try await proxy.client()
+            let host = Fixtures.host("good.upstream.test")
+            // Warm up (TLS contexts, pools), then measure.
+            _ = try await client.get("/hello", host: host)
+            let rssBefore = residentBytes()
+            let download = try await client.get("/download/\(Self.size)", host: host)
+            #expect(download.status == .ok)
+            #expect(download.bodyCount == Self.size)
+            let upload = try await client.send(
+                HTTPRequestHead(
+                    version: .http1_1,
+                    method: .PUT,
+                    uri: "/upload",
+                    headers: ["Host": host, "Content-Length": "\(Self.size)"]
+                ),
+                body: .generated(count: Self.size, chunk: 256 * 1024)
+            )
+            #expect(upload.text == "received \(Self.size) checksum \(TestClient.checksum(count: Self.size))\n")
+            let growth = residentBytes() - rssBefore
+            #expect(growth < 96 << 20, "resident memory grew by \(growth >> 20) MiB while streaming 2 x 256 MiB")
+            #expect(
+                proxy.stats.maxBufferedBytes < 4 << 20,
+                "the proxy queued up to \(proxy.stats.maxBufferedBytes) bytes towards the client"
+            )
+            await client.close()
+        }
+    }
+}

@@ -1,0 +1,229 @@
+import Foundation
+import Logging
+import Manifests
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Prometheus
+import ServiceLifecycle
+import Testing
+
+@testable import Proxy
+
+@Suite struct HotReloadTests {
+    /// A Kubernetes-style ConfigMap mount: `dir/allowlist.json → ..data/allowlist.json`, `..data → ..<version>`.
+    struct ConfigMapMount {
+        let directory: String
+        var path: String { "\(self.directory)/allowlist.json" }
+        private var version = 0
+
+        init() throws {
+            self.directory = NSTemporaryDirectory() + "egress-reload-\(UUID().uuidString)"
+            try FileManager.default.createDirectory(atPath: self.directory, withIntermediateDirectories: true)
+        }
+
+        /// Writes a new timestamped directory and atomically swaps the `..data` symlink to it.
+        mutating func publish(_ contents: String) throws {
+            self.version += 1
+            let versionDir = "..\(self.version)_\(UUID().uuidString.prefix(6))"
+            try FileManager.default.createDirectory(
+                atPath: "\(self.directory)/\(versionDir)",
+                withIntermediateDirectories: true
+            )
+            try contents.write(toFile: "\(self.directory)/\(versionDir)/allowlist.json", atomically: false, encoding: .utf8)
+            let tmpLink = "\(self.directory)/..data_tmp"
+            unlink(tmpLink)
+            try FileManager.default.createSymbolicLink(atPath: tmpLink, withDestinationPath: versionDir)
+            guard rename(tmpLink, "\(self.directory)/..data") == 0 else { throw CocoaError(.fileWriteUnknown) }
+            if !FileManager.default.fileExists(atPath: self.path) {
+                try FileManager.default.createSymbolicLink(atPath: self.path, withDestinationPath: "..data/allowlist.json")
+            }
+        }
+    }
+
+    @Test func reloadUnderLoadDropsNothingAndInvalidFilesKeepTheLastGoodList() async throws {
+        let upstream = try await TestUpstream.start()
+        defer { Task { await upstream.stop() } }
+        var mount = try ConfigMapMount()
+        let good = Fixtures.entry("good.upstream.test", upstream: upstream)
+        let other = Fixtures.entry("other.upstream.test", upstream: upstream)
+        try mount.publish(AllowList(hosts: [good]).encoded())
+
+        try await ProxyHarness.with(nil) { proxy in
+            var quiet = Logger(label: "watcher")
+            quiet.logLevel = .critical
+            let watcher = AllowListWatcher(path: mount.path, store: proxy.store, logger: quiet)
+            #expect(!proxy.store.isReady)
+            #expect(watcher.checkNow())
+            #expect(proxy.store.isReady)
+            #expect(!watcher.checkNow(), "unchanged file is not reloaded")
+
+            // Clients hammer the allowed host while the list is swapped back and forth.
+            let port = proxy.port
+            try await withThrowingTaskGroup(of: Int.self) { group in
+                for _ in 0..<4 {
+                    group.addTask {
+                        let client = try await TestClient.connect(port: port)
+                        var failures = 0
+                        for _ in 0..<40 {
+                            let r = try await client.get("/hello", host: Fixtures.host("good.upstream.test"))
+                            if r.status != .ok { failures += 1 }
+                        }
+                        await client.close()
+                        return failures
+                    }
+                }
+                for i in 0..<10 {
+                    try mount.publish(AllowList(hosts: i % 2 == 0 ? [good, other] : [good]).encoded())
+                    #expect(watcher.checkNow())
+                    await Task.yield()
+                }
+                var failures = 0
+                for try await f in group { failures += f }
+                #expect(failures == 0)
+            }
+
+            // An invalid document is rejected, counted, and the last good list stays.
+            try mount.publish("{ not json")
+            #expect(!watcher.checkNow())
+            try mount.publish(#"{"apiVersion":"egress.dev/v1alpha1","kind":"AllowList","hosts":[{"host":"Bad Host"}]}"#)
+            #expect(!watcher.checkNow())
+            let client = try await proxy.client()
+            let still = try await client.get("/hello", host: Fixtures.host("good.upstream.test"))
+            #expect(still.status == .ok)
+            #expect(proxy.metricsText.contains("egress_allowlist_reload_errors_total 2"))
+            #expect(proxy.metricsText.contains("egress_allowlist_reloads_total 12"))
+
+            // A valid list without the host takes effect for the next request on the same connection.
+            try mount.publish(AllowList(hosts: [other]).encoded())
+            #expect(watcher.checkNow())
+            let denied = try await client.get("/hello", host: Fixtures.host("good.upstream.test"))
+            #expect(denied.status == .forbidden)
+            await client.close()
+        }
+    }
+}
+
+@Suite struct AdminAndObservabilityTests {
+    @Test func readinessMetricsAndAccessLog() async throws {
+        let upstream = try await TestUpstream.start()
+        defer { Task { await upstream.stop() } }
+        try await ProxyHarness.with(nil) { proxy in
+            let admin = try await AdminServer.bind(host: "127.0.0.1", port: 0, registry: proxy.registry, store: proxy.store)
+            let adminPort = admin.localAddress.port!
+            func adminGet(_ path: String) async throws -> String {
+                let raw = try await RawConnection.connect(port: adminPort)
+                try await raw.send("GET \(path) HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
+                let response = await raw.readResponse() ?? ""
+                await raw.close()
+                return response
+            }
+            #expect(try await adminGet("/healthz").hasPrefix("HTTP/1.1 200"))
+            #expect(try await adminGet("/readyz").hasPrefix("HTTP/1.1 503"))
+            let client = try await proxy.client()
+            let notReady = try await client.get("/hello", host: Fixtures.host("good.upstream.test"))
+            #expect(notReady.status == .serviceUnavailable)
+
+            proxy.store.install(AllowList(hosts: [Fixtures.entry("good.upstream.test", upstream: upstream)]))
+            #expect(try await adminGet("/readyz").hasPrefix("HTTP/1.1 200"))
+            #expect(try await client.get("/hello", host: Fixtures.host("good.upstream.test")).status == .ok)
+            #expect(try await client.get("/x", host: Fixtures.host("nope.example.com")).status == .forbidden)
+            await client.close()
+
+            let metrics = try await adminGet("/metrics")
+            for line in [
+                #"egress_requests_total{host="good.upstream.test",code="2xx"} 1"#,
+                #"egress_requests_total{host="_denied",code="4xx"} 1"#,
+                #"egress_requests_total{host="_denied",code="5xx"} 1"#,
+                #"egress_denials_total{reason="not-allowed"} 1"#,
+                #"egress_denials_total{reason="not-ready"} 1"#,
+                #"egress_upstream_connections_total{host="good.upstream.test",kind="opened"} 1"#,
+                #"egress_request_duration_seconds_count{host="good.upstream.test"} 1"#,
+                "egress_allowlist_entries 1",
+                "egress_allowlist_reloads_total 1",
+                "# TYPE egress_requests_total counter",
+            ] {
+                #expect(metrics.contains(line + "\n"), "missing \(line)")
+            }
+
+            // One JSON line per request; no path unless configured.
+            let lines = proxy.accessLog.all
+            #expect(lines.count == 3)
+            let allowed = try #require(lines.first { $0.contains(#""status":200"#) })
+            let object = try JSONSerialization.jsonObject(with: Data(allowed.utf8)) as? [String: Any]
+            #expect(object?["host"] as? String == "good.upstream.test")
+            #expect(object?["decision"] as? String == "allow")
+            #expect(object?["method"] as? String == "GET")
+            #expect(object?["client"] as? String == "127.0.0.1")
+            #expect((object?["bytes_out"] as? Int) == 20)
+            #expect(object?["path"] == nil)
+            #expect(object?["time"] != nil && object?["duration_ms"] != nil)
+            let denied = try #require(lines.first { $0.contains(#""status":403"#) })
+            #expect(denied.contains(#""decision":"deny""#) && denied.contains(#""reason":"not-allowed""#))
+
+            await admin.close()
+        }
+    }
+
+    @Test func pathsAreLoggedOnlyWhenConfigured() async throws {
+        try await ProxyHarness.with(AllowList(hosts: []), configure: { $0.logPaths = true }) { proxy in
+            let client = try await proxy.client()
+            _ = try await client.get("/secret/path?q=1", host: Fixtures.host("nope.example.com"))
+            await client.close()
+            #expect(proxy.accessLog.all.first?.contains(#""path":"/secret/path?q=1""#) == true)
+        }
+    }
+}
+
+@Suite struct LifecycleTests {
+    @Test func gracefulShutdownDrainsAnInFlightRequest() async throws {
+        let upstream = try await TestUpstream.start()
+        defer { Task { await upstream.stop() } }
+        try await ProxyHarness.with(AllowList(hosts: [Fixtures.entry("good.upstream.test", upstream: upstream)])) {
+            proxy in
+            let port = proxy.port
+            let idle = try await proxy.client()
+            _ = try await idle.get("/hello", host: Fixtures.host("good.upstream.test"))
+            try await withThrowingTaskGroup(of: TestResponse.self) { group in
+                group.addTask {
+                    let client = try await TestClient.connect(port: port)
+                    return try await client.send(
+                        HTTPRequestHead(
+                            version: .http1_1,
+                            method: .GET,
+                            uri: "/slow/500",
+                            headers: ["Host": Fixtures.host("good.upstream.test")]
+                        )
+                    )
+                }
+                // Wait until the upstream has the request, then begin graceful shutdown.
+                while upstream.requests < 2 { try await Task.sleep(for: .milliseconds(10)) }
+                await proxy.serviceGroup.triggerGracefulShutdown()
+                let response = try await group.next()!
+                #expect(response.status == .ok)
+                #expect(response.text == "slow\n")
+                #expect(response.headers["connection"] == ["close"])
+            }
+            // The idle keep-alive connection was closed, and new connections are refused.
+            await #expect(throws: ClientClosedError.self) { _ = try await idle.next() }
+            await #expect(throws: (any Error).self) { _ = try await TestClient.connect(port: proxy.port) }
+        }
+    }
+
+    @Test func connectionLimit() async throws {
+        try await ProxyHarness.with(AllowList(hosts: []), configure: { $0.maxClientConnections = 2 }) { proxy in
+            let a = try await proxy.raw()
+            let b = try await proxy.raw()
+            // Make sure both are accepted before the third arrives.
+            try await a.send("GET / HTTP/1.1\r\nHost: x.y.egress.local\r\n\r\n")
+            _ = await a.readResponse()
+            try await b.send("GET / HTTP/1.1\r\nHost: x.y.egress.local\r\n\r\n")
+            _ = await b.readResponse()
+            let c = try await proxy.raw()
+            let refused = await c.readResponse()
+            #expect(refused?.hasPrefix("HTTP/1.1 503") == true)
+            #expect(refused?.contains("X-Egress-Error: too-many-connections") == true)
+            for connection in [a, b, c] { await connection.close() }
+        }
+    }
+}

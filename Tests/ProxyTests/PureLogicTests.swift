@@ -1,0 +1,266 @@
+import Manifests
+import NIOCore
+import NIOHTTP1
+import Testing
+
+@testable import Proxy
+
+@Suite struct RouterTests {
+    let router = Router(
+        AllowList(hosts: [
+            .init(host: "api.github.com"),
+            .init(host: "*.example.com", port: 8443),
+            .init(host: "*.deep.example.com", port: 9443),
+            .init(host: "example.com", port: 444),
+        ])
+    )
+
+    @Test func exactMatch() {
+        #expect(self.router.route(for: "api.github.com")?.entry.host == "api.github.com")
+        #expect(self.router.route(for: "api.github.com")?.upstreamHost == "api.github.com")
+        #expect(self.router.route(for: "github.com") == nil)
+        #expect(self.router.route(for: "x.api.github.com") == nil)
+    }
+
+    @Test func wildcardMatchesOneOrMoreLabelsNeverTheBase() {
+        #expect(self.router.route(for: "a.example.com")?.entry.port == 8443)
+        #expect(self.router.route(for: "a.b.example.com")?.entry.port == 8443)
+        #expect(self.router.route(for: "a.b.example.com")?.upstreamHost == "a.b.example.com")
+        // The base itself only matches its own exact entry.
+        #expect(self.router.route(for: "example.com")?.entry.port == 444)
+        #expect(self.router.route(for: "notexample.com") == nil)
+    }
+
+    @Test func mostSpecificWildcardWins() {
+        #expect(self.router.route(for: "x.deep.example.com")?.entry.port == 9443)
+        #expect(self.router.route(for: "deep.example.com")?.entry.port == 8443)
+    }
+
+    @Test func labelIsTheEntryHost() {
+        #expect(self.router.route(for: "q.example.com")?.label == "*.example.com")
+    }
+
+    @Test func buildsAHundredThousandEntries() {
+        let entries = (0..<100_000).map { AllowList.Entry(host: "host\($0).example\($0 % 97).com") }
+        let router = Router(AllowList(hosts: entries))
+        #expect(router.count == 100_000)
+        #expect(router.route(for: "host4242.example\(4242 % 97).com") != nil)
+    }
+}
+
+@Suite struct RequestTargetTests {
+    func head(_ uri: String = "/", hosts: [String]) -> HTTPRequestHead {
+        HTTPRequestHead(version: .http1_1, method: .GET, uri: uri, headers: HTTPHeaders(hosts.map { ("Host", $0) }))
+    }
+
+    func name(_ hosts: [String], uri: String = "/") -> String? {
+        try? RequestTarget.parse(head: self.head(uri, hosts: hosts), suffix: "egress.local").get().name
+    }
+
+    func reason(_ hosts: [String], uri: String = "/") -> String? {
+        if case .failure(let refusal) = RequestTarget.parse(head: self.head(uri, hosts: hosts), suffix: "egress.local") {
+            return refusal.reason
+        }
+        return nil
+    }
+
+    @Test func stripsSuffixPortCaseAndTrailingDot() {
+        #expect(self.name(["api.github.com.egress.local"]) == "api.github.com")
+        #expect(self.name(["API.GitHub.com.Egress.Local:8080"]) == "api.github.com")
+        #expect(self.name(["api.github.com.egress.local."]) == "api.github.com")
+        #expect(self.name(["api.github.com.egress.local.:80"]) == "api.github.com")
+    }
+
+    @Test func refusals() {
+        #expect(self.reason([]) == "missing-host")
+        #expect(self.reason(["api.github.com"]) == "not-under-suffix")
+        #expect(self.reason(["egress.local"]) == "not-under-suffix")
+        #expect(self.reason([".egress.local"]) == "not-under-suffix")
+        #expect(self.reason(["evilegress.local"]) == "not-under-suffix")
+        #expect(self.reason(["127.0.0.1"]) == "ip-literal")
+        #expect(self.reason(["127.0.0.1.egress.local"]) == "ip-literal")
+        #expect(self.reason(["2130706433.egress.local"]) == "ip-literal")
+        #expect(self.reason(["[::1]:80"]) == "ip-literal")
+        #expect(self.reason(["a..b.egress.local"]) == "bad-host")
+        #expect(self.reason(["a b.egress.local"]) == "bad-host")
+        #expect(self.reason(["user@a.b.egress.local"]) == "bad-host")
+        #expect(self.reason(["a.b.egress.local:99999"]) == "bad-host")
+        #expect(self.reason(["a.b.egress.local:"]) == "bad-host")
+        #expect(self.reason(["-a.b.egress.local"]) == "bad-host")
+        #expect(self.reason(["a.b.egress.local", "c.d.egress.local"]) == "bad-host")
+    }
+
+    @Test func absoluteForm() {
+        #expect(self.name(["a.b.egress.local"], uri: "http://a.b.egress.local/x") == "a.b")
+        #expect(self.name([], uri: "http://a.b.egress.local/x") == "a.b")
+        #expect(self.reason(["a.b.egress.local"], uri: "http://evil.com/") == "not-under-suffix")
+        #expect(self.reason(["a.b.egress.local"], uri: "http://c.d.egress.local/") == "host-mismatch")
+        #expect(self.reason(["a.b.egress.local"], uri: "http://x@a.b.egress.local/") == "bad-host")
+        #expect(self.reason(["a.b.egress.local"], uri: "ftp://a.b.egress.local/") == "bad-request-target")
+        #expect(self.reason(["a.b.egress.local"], uri: "*") == "bad-request-target")
+        let parsed = try? RequestTarget.parse(
+            head: self.head("HTTP://A.B.egress.local:80?q=1#frag", hosts: []),
+            suffix: "egress.local"
+        ).get()
+        #expect(parsed == RequestTarget.Parsed(name: "a.b", path: "/?q=1"))
+    }
+
+    @Test func configurableSuffix() {
+        let parsed = try? RequestTarget.parse(head: self.head(hosts: ["x.y.out.corp"]), suffix: "out.corp").get()
+        #expect(parsed?.name == "x.y")
+        #expect(RequestTarget.normalizeSuffix(".Out.Corp.") == "out.corp")
+    }
+}
+
+@Suite struct RequestValidationTests {
+    func validate(_ headers: [(String, String)], method: HTTPMethod = .POST, version: HTTPVersion = .http1_1)
+        -> Result<BodyFraming, Refusal>
+    {
+        RequestValidation.validate(HTTPRequestHead(version: version, method: method, uri: "/", headers: .init(headers)))
+    }
+
+    func reason(_ result: Result<BodyFraming, Refusal>) -> String? {
+        if case .failure(let r) = result { return r.reason }
+        return nil
+    }
+
+    @Test func framing() throws {
+        #expect(try self.validate([]).get() == .none)
+        #expect(try self.validate([("Content-Length", "10")]).get() == .contentLength(10))
+        #expect(try self.validate([("Content-Length", "0")]).get() == .none)
+        #expect(try self.validate([("Content-Length", "5"), ("Content-Length", "5")]).get() == .contentLength(5))
+        #expect(try self.validate([("Content-Length", "5, 5")]).get() == .contentLength(5))
+        #expect(try self.validate([("Transfer-Encoding", "Chunked")]).get() == .chunked)
+    }
+
+    @Test func smugglingDefences() {
+        #expect(self.reason(self.validate([("Content-Length", "5"), ("Transfer-Encoding", "chunked")]))
+            == "content-length-and-transfer-encoding")
+        #expect(self.reason(self.validate([("Content-Length", "5"), ("Content-Length", "6")])) == "bad-content-length")
+        #expect(self.reason(self.validate([("Content-Length", "5, 6")])) == "bad-content-length")
+        #expect(self.reason(self.validate([("Content-Length", "-1")])) == "bad-content-length")
+        #expect(self.reason(self.validate([("Content-Length", "+5")])) == "bad-content-length")
+        #expect(self.reason(self.validate([("Content-Length", "0x10")])) == "bad-content-length")
+        #expect(self.reason(self.validate([("Transfer-Encoding", "gzip, chunked")])) == "unsupported-transfer-encoding")
+        #expect(self.reason(self.validate([("Transfer-Encoding", "chunked")], version: .http1_0))
+            == "unsupported-transfer-encoding")
+        #expect(self.reason(self.validate([], method: .CONNECT)) == "connect-not-allowed")
+        if case .failure(let r) = self.validate([], method: .CONNECT) { #expect(r.status == .methodNotAllowed) }
+    }
+
+    @Test func expectContinue() {
+        let head = HTTPRequestHead(version: .http1_1, method: .PUT, uri: "/", headers: ["Expect": "100-Continue"])
+        #expect(RequestValidation.expectsContinue(head))
+    }
+}
+
+@Suite struct HeaderSanitizerTests {
+    @Test func removesHopByHopAndRewritesHost() {
+        let head = HTTPRequestHead(
+            version: .http1_1,
+            method: .GET,
+            uri: "/ignored",
+            headers: [
+                "Host": "api.github.com.egress.local", "Connection": "keep-alive, X-Secret", "X-Secret": "1",
+                "Keep-Alive": "timeout=5", "Proxy-Authorization": "Basic x", "Proxy-Connection": "keep-alive",
+                "TE": "trailers", "Trailer": "x", "Transfer-Encoding": "chunked", "Upgrade": "h2c",
+                "Expect": "100-continue", "Accept": "*/*", "Authorization": "Bearer t",
+            ]
+        )
+        let upstream = HeaderSanitizer.upstreamRequestHead(head, path: "/p", upstreamHost: "api.github.com", port: 443)
+        #expect(upstream.uri == "/p")
+        #expect(upstream.headers["host"] == ["api.github.com"])
+        let names = Set(upstream.headers.map { $0.name.lowercased() })
+        #expect(names == ["host", "accept", "authorization"])
+        let other = HeaderSanitizer.upstreamRequestHead(head, path: "/", upstreamHost: "h.example.com", port: 8443)
+        #expect(other.headers["host"] == ["h.example.com:8443"])
+    }
+
+    @Test func responseHead() {
+        let head = HTTPResponseHead(
+            version: .http1_1,
+            status: .ok,
+            headers: ["Connection": "close", "Keep-Alive": "x", "Content-Length": "3", "Transfer-Encoding": "chunked"]
+        )
+        let out = HeaderSanitizer.clientResponseHead(head, version: .http1_1, close: false)
+        #expect(out.headers.map { $0.name.lowercased() } == ["content-length"])
+        let closing = HeaderSanitizer.clientResponseHead(head, version: .http1_1, close: true)
+        #expect(closing.headers["connection"] == ["close"])
+    }
+}
+
+@Suite struct AddressClassificationTests {
+    @Test(arguments: [
+        ("8.8.8.8", AddressClass.public), ("1.1.1.1", .public), ("127.0.0.1", .loopback), ("127.255.0.9", .loopback),
+        ("10.1.2.3", .private), ("172.16.0.1", .private), ("172.31.255.255", .private), ("172.32.0.1", .public),
+        ("192.168.1.1", .private), ("169.254.169.254", .linkLocal), ("100.64.0.1", .sharedAddressSpace),
+        ("100.127.255.255", .sharedAddressSpace), ("100.128.0.1", .public), ("224.0.0.1", .multicast),
+        ("0.0.0.0", .unspecified), ("255.255.255.255", .reserved), ("::", .unspecified), ("::1", .loopback),
+        ("fc00::1", .private), ("fd12:3456::1", .private), ("fe80::1", .linkLocal), ("ff02::1", .multicast),
+        ("::ffff:127.0.0.1", .loopback), ("::ffff:10.0.0.1", .private), ("::ffff:8.8.8.8", .public),
+        ("64:ff9b::a9fe:a9fe", .linkLocal), ("2606:4700::1111", .public),
+    ])
+    func classify(address: String, expected: AddressClass) {
+        #expect(AddressClass.classify(ipAddress: address) == expected)
+    }
+}
+
+@Suite struct ClientStateMachineTests {
+    let refusal = Refusal(.forbidden, "not-allowed", "no")
+
+    @Test func happyPathKeepsAlive() {
+        var m = ClientStateMachine()
+        #expect(m.requestHead(refusal: nil, keepAlive: true, hasBody: false) == .acquireUpstream)
+        #expect(m.requestEnd() == .buffer)
+        #expect(m.upstreamReady() == .sendRequestHeadAndBuffered)
+        #expect(m.responseHead() == .writeResponseHead)
+        #expect(m.responseBody() == .writeResponseBody)
+        #expect(m.responseEnd(upstreamKeepAlive: true) == .finish(reuseUpstream: true, closeClient: false))
+        #expect(m.state == .idle)
+    }
+
+    @Test func refusalWithoutBodyKeepsConnection() {
+        var m = ClientStateMachine()
+        #expect(m.requestHead(refusal: self.refusal, keepAlive: true, hasBody: false) == .refuse(self.refusal, close: false))
+        #expect(m.requestEnd() == .none)
+        #expect(m.state == .idle)
+    }
+
+    @Test func refusalWithBodyCloses() {
+        var m = ClientStateMachine()
+        #expect(m.requestHead(refusal: self.refusal, keepAlive: true, hasBody: true) == .refuse(self.refusal, close: true))
+        #expect(m.requestBody() == .drop)
+    }
+
+    @Test func upstreamFailureBeforeResponseIsA502AfterItAnAbort() {
+        var m = ClientStateMachine()
+        _ = m.requestHead(refusal: nil, keepAlive: true, hasBody: false)
+        _ = m.requestEnd()
+        let bad = Refusal(.badGateway, "upstream-closed", "x")
+        #expect(m.upstreamFailed(bad) == .refuse(bad, close: false))
+        _ = m.requestHead(refusal: nil, keepAlive: true, hasBody: false)
+        _ = m.requestEnd()
+        _ = m.upstreamReady()
+        _ = m.responseHead()
+        #expect(m.upstreamFailed(bad) == .abort)
+    }
+
+    @Test func earlyResponseClosesBoth() {
+        var m = ClientStateMachine()
+        _ = m.requestHead(refusal: nil, keepAlive: true, hasBody: true)
+        _ = m.upstreamReady()
+        #expect(m.requestBody() == .forwardRequestPart)
+        _ = m.responseHead()
+        #expect(m.responseEnd(upstreamKeepAlive: true) == .finish(reuseUpstream: false, closeClient: true))
+    }
+
+    @Test func shutdownDrains() {
+        var m = ClientStateMachine()
+        _ = m.requestHead(refusal: nil, keepAlive: true, hasBody: false)
+        #expect(m.closeWhenIdle(drain: true) == .none)
+        _ = m.requestEnd()
+        _ = m.upstreamReady()
+        _ = m.responseHead()
+        #expect(m.responseEnd(upstreamKeepAlive: true) == .finish(reuseUpstream: true, closeClient: true))
+    }
+}

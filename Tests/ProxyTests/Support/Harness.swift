@@ -1,0 +1,122 @@
+import Foundation
+import Logging
+import Manifests
+import NIOConcurrencyHelpers
+import NIOCore
+import Prometheus
+import ServiceLifecycle
+
+@testable import Proxy
+
+/// Captures JSON log lines.
+final class LogCapture: Sendable {
+    private let lines = NIOLockedValueBox<[String]>([])
+    var all: [String] { self.lines.withLockedValue { $0 } }
+    func append(_ line: String) { self.lines.withLockedValue { $0.append(line) } }
+
+    func logger(_ label: String) -> Logger {
+        Logger(label: label) { label in JSONLogHandler(label: label, sink: { self.append($0) }) }
+    }
+}
+
+/// An in-process proxy on an ephemeral port, with its own metrics registry and captured logs.
+struct ProxyHarness: Sendable {
+    let registry: PrometheusCollectorRegistry
+    let metrics: ProxyMetrics
+    let store: AllowListStore
+    let proxy: ProxyServer
+    let stats: ProxyStats
+    let accessLog: LogCapture
+    let serviceGroup: ServiceGroup
+
+    var port: Int { self.proxy.localAddress.port! }
+    var metricsText: String { self.registry.emitToString() }
+
+    func client() async throws -> TestClient { try await TestClient.connect(port: self.port) }
+    func raw() async throws -> RawConnection { try await RawConnection.connect(port: self.port) }
+
+    /// Runs `body` against a fresh proxy, then shuts it down gracefully and waits for it to finish.
+    static func with(
+        _ list: AllowList?,
+        configure: (inout ProxyConfiguration) -> Void = { _ in },
+        _ body: (ProxyHarness) async throws -> Void
+    ) async throws {
+        var configuration = ProxyConfiguration()
+        configuration.host = "127.0.0.1"
+        configuration.port = 0
+        configuration.shutdownGracePeriod = .seconds(3)
+        configure(&configuration)
+        let registry = PrometheusCollectorRegistry()
+        let metrics = ProxyMetrics(factory: PrometheusMetricsFactory(registry: registry))
+        let store = AllowListStore(metrics: metrics)
+        if let list { store.install(list) }
+        let capture = LogCapture()
+        let stats = ProxyStats()
+        var quiet = Logger(label: "test")
+        quiet.logLevel = .critical
+        let proxy = try await ProxyServer.bind(
+            configuration: configuration,
+            store: store,
+            metrics: metrics,
+            logger: quiet,
+            accessLog: capture.logger("access"),
+            stats: stats
+        )
+        let group = ServiceGroup(services: [proxy], logger: quiet)
+        let harness = ProxyHarness(
+            registry: registry,
+            metrics: metrics,
+            store: store,
+            proxy: proxy,
+            stats: stats,
+            accessLog: capture,
+            serviceGroup: group
+        )
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            do {
+                try await body(harness)
+            } catch {
+                await group.triggerGracefulShutdown()
+                throw error
+            }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+    }
+}
+
+enum Fixtures {
+    static let suffix = "egress.local"
+
+    /// An entry reaching `upstream` on 127.0.0.1, trusting the test CA.
+    static func entry(
+        _ host: String,
+        upstream: TestUpstream,
+        ca: TestPKI.Issued? = TestPKI.shared.ca,
+        allowPrivateAddresses: Bool = true,
+        tls: AllowList.TLS? = nil,
+        timeouts: AllowList.Timeouts = .init()
+    ) -> AllowList.Entry {
+        AllowList.Entry(
+            host: host,
+            port: upstream.port,
+            tls: tls ?? AllowList.TLS(caFile: ca?.certificatePath),
+            addresses: ["127.0.0.1"],
+            allowPrivateAddresses: allowPrivateAddresses,
+            timeouts: timeouts
+        )
+    }
+
+    static func host(_ name: String) -> String { "\(name).\(suffix)" }
+}
+
+/// Resident set size of this process, from /proc (Linux).
+func residentBytes() -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+    for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+        let digits = line.filter { $0.isNumber }
+        return (Int(digits) ?? 0) * 1024
+    }
+    return 0
+}

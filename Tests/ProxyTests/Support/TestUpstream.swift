@@ -1,0 +1,193 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+
+/// A real HTTPS server on 127.0.0.1 used as the proxy's upstream. It counts accepted connections and received
+/// request heads so tests can prove reuse, and that refused requests never reached it.
+///
+/// Paths: `/hello` (small body, echoes the Host header and header names it received), `/download/N` (N generated
+/// bytes, chunked, written with backpressure), `/download-cl/N` (same with Content-Length), `/upload` (counts the
+/// request body and answers the count and a checksum), `/chunked` (three chunks), `/hang` (never answers),
+/// `/slow/MS` (answers after MS milliseconds), `/204`, `/304`.
+final class TestUpstream: Sendable {
+    struct Counters: Sendable {
+        var connections = 0
+        var requests = 0
+        var heads: [HTTPRequestHead] = []
+    }
+
+    let channel: Channel
+    let port: Int
+    private let counters: NIOLockedValueBox<Counters>
+
+    var connections: Int { self.counters.withLockedValue { $0.connections } }
+    var requests: Int { self.counters.withLockedValue { $0.requests } }
+    var heads: [HTTPRequestHead] { self.counters.withLockedValue { $0.heads } }
+
+    private init(channel: Channel, counters: NIOLockedValueBox<Counters>) {
+        self.channel = channel
+        self.port = channel.localAddress!.port!
+        self.counters = counters
+    }
+
+    static func start(
+        certificate: TestPKI.Issued = TestPKI.shared.leaf,
+        requireClientCertificateFrom clientCA: TestPKI.Issued? = nil
+    ) async throws -> TestUpstream {
+        var tls = TLSConfiguration.makeServerConfiguration(
+            certificateChain: [.certificate(certificate.nioCertificate)],
+            privateKey: .privateKey(certificate.nioKey)
+        )
+        if let clientCA {
+            tls.certificateVerification = .noHostnameVerification
+            tls.trustRoots = .certificates([clientCA.nioCertificate])
+        }
+        let context = try NIOSSLContext(configuration: tls)
+        let counters = NIOLockedValueBox(Counters())
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                counters.withLockedValue { $0.connections += 1 }
+                do {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(NIOSSLServerHandler(context: context))
+                    try sync.configureHTTPServerPipeline()
+                    try sync.addHandler(UpstreamTestHandler(counters: counters))
+                    return channel.eventLoop.makeSucceededVoidFuture()
+                } catch {
+                    return channel.eventLoop.makeFailedFuture(error)
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0)
+            .get()
+        return TestUpstream(channel: channel, counters: counters)
+    }
+
+    func stop() async {
+        try? await self.channel.close()
+    }
+}
+
+final class UpstreamTestHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    /// Only the first bytes are checksummed (a debug build cannot checksum 256 MiB quickly).
+    static let checksumLimit = 4 << 20
+
+    let counters: NIOLockedValueBox<TestUpstream.Counters>
+    private var head: HTTPRequestHead?
+    private var received = 0
+    private var checksum: UInt64 = 0
+    private var remainingDownload = 0
+    private var downloading = false
+    private var context: ChannelHandlerContext?
+
+    init(counters: NIOLockedValueBox<TestUpstream.Counters>) { self.counters = counters }
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch self.unwrapInboundIn(data) {
+        case .head(let head):
+            self.counters.withLockedValue {
+                $0.requests += 1
+                $0.heads.append(head)
+            }
+            self.head = head
+            self.received = 0
+            self.checksum = 0
+        case .body(let buffer):
+            let before = self.received
+            self.received += buffer.readableBytes
+            if before < Self.checksumLimit {
+                buffer.withUnsafeReadableBytes { bytes in
+                    for b in bytes.prefix(Self.checksumLimit - before) { self.checksum = self.checksum &* 31 &+ UInt64(b) }
+                }
+            }
+        case .end:
+            guard let head = self.head else { return }
+            self.respond(to: head, context: context)
+        }
+    }
+
+    private func respond(to head: HTTPRequestHead, context: ChannelHandlerContext) {
+        let parts = head.uri.split(separator: "/")
+        let route = parts.first.map(String.init) ?? ""
+        switch route {
+        case "hello":
+            var headers: HTTPHeaders = ["x-seen-host": head.headers["host"].joined(separator: ",")]
+            headers.add(name: "x-seen-headers", value: head.headers.map { $0.name.lowercased() }.sorted().joined(separator: ","))
+            self.send(.ok, body: "hello from upstream\n", headers: headers, context: context)
+        case "upload":
+            self.send(.ok, body: "received \(self.received) checksum \(self.checksum)\n", context: context)
+        case "chunked":
+            context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok))), promise: nil)
+            for piece in ["one,", "two,", "three"] {
+                context.write(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: piece)))), promise: nil)
+            }
+            context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+        case "download", "download-cl":
+            let count = parts.count > 1 ? Int(parts[1]) ?? 0 : 0
+            var headers = HTTPHeaders()
+            if route == "download-cl" { headers.add(name: "content-length", value: "\(count)") }
+            context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+            self.remainingDownload = count
+            self.downloading = true
+            self.pump(context: context)
+        case "hang":
+            break
+        case "slow":
+            let ms = parts.count > 1 ? Int64(parts[1]) ?? 0 : 0
+            context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(ms)) {
+                self.send(.ok, body: "slow\n", context: context)
+            }
+        case "204":
+            context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .noContent))), promise: nil)
+            context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+        case "304":
+            let headers: HTTPHeaders = ["etag": "\"x\""]
+            context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .notModified, headers: headers))), promise: nil)
+            context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+        default:
+            self.send(.notFound, body: "no such path\n", context: context)
+        }
+    }
+
+    /// Writes generated bytes while the channel is writable; resumes on writability (bounded memory).
+    private func pump(context: ChannelHandlerContext) {
+        let chunk = 64 * 1024
+        while self.downloading, self.remainingDownload > 0, context.channel.isWritable {
+            let n = min(chunk, self.remainingDownload)
+            var buffer = context.channel.allocator.buffer(capacity: n)
+            buffer.writeRepeatingByte(UInt8(truncatingIfNeeded: self.remainingDownload / chunk), count: n)
+            self.remainingDownload -= n
+            context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        }
+        if self.downloading, self.remainingDownload == 0 {
+            self.downloading = false
+            context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+        } else {
+            context.flush()
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, self.downloading { self.pump(context: context) }
+        context.fireChannelWritabilityChanged()
+    }
+
+    private func send(_ status: HTTPResponseStatus, body: String, headers: HTTPHeaders = [:], context: ChannelHandlerContext) {
+        var headers = headers
+        headers.add(name: "content-length", value: "\(body.utf8.count)")
+        context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        context.write(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
+        context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+}
