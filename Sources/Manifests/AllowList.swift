@@ -6,21 +6,14 @@ import Foundation
 /// hosts yields byte-identical output (no spurious ConfigMap writes, no spurious proxy reloads).
 ///
 /// ```json
-/// {
-///   "apiVersion": "egress.dev/v1alpha1",
-///   "kind": "AllowList",
-///   "hosts": [
-///     {
-///       "host": "api.github.com",
-///       "port": 443,
-///       "tls": { "caFile": "/etc/egress-proxy/tls/corp-api.ca.crt", "insecureSkipVerify": false },
-///       "addresses": [],
-///       "allowPrivateAddresses": false,
-///       "timeouts": { "connectMillis": 5000, "responseHeadersMillis": 30000, "idleMillis": 90000 }
-///     }
-///   ]
-/// }
+/// {"apiVersion":"egress.dev/v1alpha1","kind":"AllowList","hosts":[
+/// {"host":"*.googleapis.com","timeouts":{"responseHeadersMillis":60000}},
+/// {"host":"api.github.com"},
+/// {"host":"partner.example.com","port":8443,"tls":{"caFile":"/etc/egress-proxy/tls/partner.ca.crt"}}
+/// ]}
 /// ```
+/// Fields left out take their defaults: port 443, system trust roots, verification on, DNS resolution, no private
+/// addresses, timeouts 5s connect / 30s response headers / 90s idle.
 public struct AllowList: Codable, Sendable, Hashable {
     public static let apiVersion = "egress.dev/v1alpha1"
     public static let kind = "AllowList"
@@ -155,12 +148,13 @@ public struct AllowList: Codable, Sendable, Hashable {
 
 extension AllowList {
     /// The canonical serialization: sorted keys, pretty printed, trailing newline.
+    ///
+    /// One host per line, and fields at their default left out: a ConfigMap holds at most 1 MiB, so a plain host
+    /// costs about 30 bytes instead of 300 (tens of thousands of hosts fit), and a change is a one-line diff.
     public func encoded() -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-        // Encoding plain value types cannot fail.
-        let data = try! encoder.encode(self)
-        return String(decoding: data, as: UTF8.self) + "\n"
+        let head = JSON.object([("apiVersion", .string(apiVersion)), ("kind", .string(kind))]).serialized.dropLast()
+        guard !hosts.isEmpty else { return head + #","hosts":[]}"# + "\n" }
+        return head + #","hosts":["# + "\n" + hosts.map(\.compactJSON.serialized).joined(separator: ",\n") + "\n]}\n"
     }
 
     /// Decodes and validates a document; the error says what is wrong so the proxy can log it and keep the last
@@ -183,6 +177,37 @@ extension AllowList {
             }
         }
         return list
+    }
+}
+
+extension AllowList.Entry {
+    /// Only what differs from the defaults the reader fills in.
+    var compactJSON: JSON {
+        let defaults = AllowList.Timeouts()
+        let timeouts = JSON.object([
+            ("connectMillis", timeouts.connectMillis == defaults.connectMillis ? .null : .int(timeouts.connectMillis)),
+            (
+                "responseHeadersMillis",
+                timeouts.responseHeadersMillis == defaults.responseHeadersMillis
+                    ? .null : .int(timeouts.responseHeadersMillis)
+            ),
+            ("idleMillis", timeouts.idleMillis == defaults.idleMillis ? .null : .int(timeouts.idleMillis)),
+        ]).compacted
+        let tls = JSON.object([
+            ("caFile", JSON(self.tls.caFile)),
+            ("clientCertificateFile", JSON(self.tls.clientCertificateFile)),
+            ("clientKeyFile", JSON(self.tls.clientKeyFile)),
+            ("serverName", JSON(self.tls.serverName)),
+            ("insecureSkipVerify", self.tls.insecureSkipVerify ? true : nil),
+        ]).compacted
+        return JSON.object([
+            ("host", .string(host)),
+            ("port", port == 443 ? .null : .int(port)),
+            ("tls", tls == [:] ? .null : tls),
+            ("addresses", addresses.isEmpty ? .null : JSON(addresses)),
+            ("allowPrivateAddresses", allowPrivateAddresses ? true : nil),
+            ("timeouts", timeouts == [:] ? .null : timeouts),
+        ]).compacted
     }
 }
 

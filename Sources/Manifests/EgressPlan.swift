@@ -10,7 +10,11 @@ public struct EgressPlan: Sendable, Hashable {
     /// The hosts of accepted objects, sorted: what the proxy allows and (once it has them) DNS routes.
     public var hosts: [String] { allowList.hosts.map(\.host) }
 
-    public init(egressHosts: [EgressHost], material: TLSMaterial, tlsMountPath: String = ProxySettings.defaultTLSMountPath) {
+    public init(
+        egressHosts: [EgressHost],
+        material: TLSMaterial,
+        tlsMountPath: String = ProxySettings.defaultTLSMountPath
+    ) {
         var verdicts: [String: HostVerdict] = [:]
         var entries: [AllowList.Entry] = []
         var secretData: [String: String] = [:]

@@ -54,7 +54,11 @@ public struct ReconcilePlan: Sendable {
         suffix: String = HostName.reservedSuffix,
         tlsMountPath: String = ProxySettings.defaultTLSMountPath
     ) {
-        let plan = EgressPlan(egressHosts: snapshot.egressHosts, material: snapshot.material, tlsMountPath: tlsMountPath)
+        let plan = EgressPlan(
+            egressHosts: snapshot.egressHosts,
+            material: snapshot.material,
+            tlsMountPath: tlsMountPath
+        )
         let accepted = Set(plan.hosts)
         let currentDNS = Set(snapshot.dnsHosts)
         let appliedEntries = Dictionary(

@@ -228,3 +228,26 @@ struct AllowListTests {
         #expect(throws: AllowListError.self) { try AllowList.decode(Array(duplicate.utf8)) }
     }
 }
+
+struct AllowListEncodingTests {
+    @Test func everyFieldRoundTrips() throws {
+        let list = AllowList(hosts: [
+            .init(
+                host: "lab.example.com",
+                port: 8443,
+                tls: .init(serverName: "lab.internal.example.com", insecureSkipVerify: true),
+                addresses: ["127.0.0.1", "::1"],
+                allowPrivateAddresses: true,
+                timeouts: .init(connectMillis: 1, responseHeadersMillis: 2, idleMillis: 3)
+            ),
+            .init(host: "plain.example.com"),
+        ])
+        #expect(try AllowList.decode(Array(list.encoded().utf8)) == list)
+        #expect(list.encoded().contains(#"{"host":"plain.example.com"}"#))
+        #expect(
+            AllowList(hosts: []).encoded() == #"{"apiVersion":"egress.dev/v1alpha1","kind":"AllowList","hosts":[]}"#
+                + "\n"
+        )
+        #expect(try AllowList.decode(Array(AllowList(hosts: []).encoded().utf8)).hosts.isEmpty)
+    }
+}
