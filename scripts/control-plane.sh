@@ -7,7 +7,7 @@
 #   scripts/control-plane.sh env       # print `export KUBECONFIG=...`
 #   scripts/control-plane.sh status
 #   scripts/control-plane.sh restart-apiserver   # stop/start only kube-apiserver (etcd and its data stay)
-#   scripts/control-plane.sh logs      # last lines of the etcd and kube-apiserver logs
+#   scripts/control-plane.sh logs      # last lines of the etcd and kube-apiserver logs (LINES_TO_SHOW=40)
 #
 # Environment: EGRESS_CONTROL_PLANE_DIR (state dir, default /tmp/egress-control-plane), EGRESS_APISERVER_PORT
 # (6443), EGRESS_ETCD_PORT (2379), EGRESS_ETCD_PEER_PORT (2380), EGRESS_READY_TIMEOUT (seconds, 120).

@@ -185,6 +185,19 @@ public final class KubeClient: Sendable {
         return KubeObject(try await self.send(.POST, resource.path(namespace: namespace), body: body.json))
     }
 
+    /// Creates through a subresource of an existing object, e.g. `serviceaccounts/NAME/token` (TokenRequest) or
+    /// `pods/NAME/eviction`.
+    public func create(
+        _ resource: Resource,
+        _ object: KubeObject,
+        namespace: String?,
+        subresourceOf name: String,
+        subresource: String
+    ) async throws -> KubeObject {
+        let path = try self.objectPath(resource, namespace: namespace, name: name, subresource: subresource)
+        return KubeObject(try await self.send(.POST, path, body: object.json))
+    }
+
     /// Replaces `object` (PUT); fails with ``KubeError/Code/conflict`` if its resourceVersion is stale.
     public func replace(
         _ resource: Resource,

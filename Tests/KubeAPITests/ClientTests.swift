@@ -234,5 +234,68 @@ final class ClientTests: LiveTestCase {
         XCTAssertEqual(events.items.count, 1)
         XCTAssertEqual(events.items.first?["reason"], "NotServed")
         XCTAssertEqual(events.items.first?["type"], "Warning")
+
+        // Events about cluster-scoped objects go to the default namespace.
+        let namespaceEvent = try await self.client.createEvent(
+            regarding: ObjectReference(try await self.client.get(.namespaces, name: self.namespace)),
+            type: .normal,
+            reason: "Tested",
+            message: "an event about a cluster-scoped object",
+            reportingComponent: "egress-operator"
+        )
+        self.cleanUp(.events, name: namespaceEvent.name ?? "", namespace: "default")
+        XCTAssertEqual(namespaceEvent.namespace, "default")
+        XCTAssertEqual(namespaceEvent[path: "involvedObject", "kind"], "Namespace")
+    }
+
+    /// The in-cluster layout (token file, ca.crt, namespace) against the real server, with a token minted by the
+    /// TokenRequest API for a fresh ServiceAccount.
+    func testInClusterConfigurationAuthenticatesWithTheServiceAccountToken() async throws {
+        let account = self.uniqueName("sa")
+        self.cleanUp(.serviceAccounts, name: account, namespace: self.namespace)
+        _ = try await self.client.create(
+            .serviceAccounts,
+            KubeObject(apiVersion: "v1", kind: "ServiceAccount", name: account, namespace: self.namespace)
+        )
+        let request = KubeObject([
+            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": ["expirationSeconds": 600],
+        ])
+        let response = try await self.client.create(
+            Resource(group: "", version: "v1", name: "serviceaccounts", kind: "ServiceAccount", namespaced: true),
+            request,
+            namespace: self.namespace,
+            subresourceOf: account,
+            subresource: "token"
+        )
+        let token = try XCTUnwrap(response[path: "status", "token"]?.stringValue)
+
+        let directory = NSTemporaryDirectory() + "kubeapi-incluster-\(self.runID)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let admin = try TestCluster.adminConfig()
+        _ = FileManager.default.createFile(atPath: "\(directory)/token", contents: Data(token.utf8))
+        _ = FileManager.default.createFile(
+            atPath: "\(directory)/ca.crt",
+            contents: Data(try XCTUnwrap(admin.certificateAuthorityPEM))
+        )
+        _ = FileManager.default.createFile(atPath: "\(directory)/namespace", contents: Data(self.namespace.utf8))
+        let address = try XCTUnwrap(URLComponents(string: admin.server))
+        let config = try KubeConfig.inCluster(
+            directory: directory,
+            environment: [
+                "KUBERNETES_SERVICE_HOST": try XCTUnwrap(address.host),
+                "KUBERNETES_SERVICE_PORT": String(try XCTUnwrap(address.port)),
+            ]
+        )
+        let inCluster = try KubeClient(config: config)
+        do {
+            _ = try await inCluster.list(.configMaps, namespace: config.namespace)
+            XCTFail("a ServiceAccount without RBAC must not list configmaps")
+        } catch let error as KubeError {
+            // Forbidden (not unauthorized) proves the token authenticated as the ServiceAccount.
+            XCTAssertEqual(error.code, .forbidden, "\(error)")
+            XCTAssertTrue(error.message.contains("system:serviceaccount:\(self.namespace):\(account)"), error.message)
+        }
+        try await inCluster.shutdown()
     }
 }
