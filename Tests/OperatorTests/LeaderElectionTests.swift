@@ -130,7 +130,7 @@ final class OperatorProcess: @unchecked Sendable {
         self.identity = identity
         self.adminPort = try freePort()
         self.logPath = "\(NSTemporaryDirectory())/\(identity).log"
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)

@@ -210,30 +210,14 @@ final class ReconcileTests: OperatorTestCase {
         _ = try await waitForDeployment()
         let recorder = WriteRecorder()
         let watchClient = try await extraClient()
-        let (namespace, dnsNamespace) = (self.namespace, self.dnsNamespace)
         background(
-            Task {
-                await withDiscardingTaskGroup { group in
-                    group.addTask {
-                        await recorder.record(
-                            "allowlist",
-                            watchClient,
-                            namespace: namespace,
-                            name: "\(Self.proxyName)-allowlist",
-                            key: ProxySettings.allowListKey
-                        )
-                    }
-                    group.addTask {
-                        await recorder.record(
-                            "corefile",
-                            watchClient,
-                            namespace: dnsNamespace,
-                            name: "coredns",
-                            key: "Corefile"
-                        )
-                    }
-                }
-            }
+            recorder.start(
+                watchClient,
+                [
+                    ("allowlist", namespace, "\(Self.proxyName)-allowlist", ProxySettings.allowListKey),
+                    ("corefile", dnsNamespace, "coredns", "Corefile"),
+                ]
+            )
         )
         try await eventually("both watches to be open") { recorder.opened == 2 }
 
@@ -340,6 +324,17 @@ final class WriteRecorder: Sendable {
     private let openCount = Mutex(0)
 
     var opened: Int { openCount.withLock { $0 } }
+
+    /// Records (stream, namespace, ConfigMap name, data key) until cancelled.
+    func start(_ client: KubeClient, _ targets: [(String, String, String, String)]) -> Task<Void, Never> {
+        Task {
+            await withDiscardingTaskGroup { group in
+                for (stream, namespace, name, key) in targets {
+                    group.addTask { await self.record(stream, client, namespace: namespace, name: name, key: key) }
+                }
+            }
+        }
+    }
 
     func record(_ stream: String, _ client: KubeClient, namespace: String, name: String, key: String) async {
         do {

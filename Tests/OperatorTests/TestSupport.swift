@@ -107,6 +107,7 @@ func eventually(
 }
 
 /// Retries `body` until it succeeds (for writes right after an API server restart), failing after `timeout`.
+@discardableResult
 func retrying<T>(
     _ what: String,
     timeout: Duration = .seconds(30),
@@ -164,18 +165,10 @@ final class LogCapture: Sendable {
             set { metadata[key] = newValue }
         }
 
-        func log(
-            level: Logger.Level,
-            message: Logger.Message,
-            metadata: Logger.Metadata?,
-            source: String,
-            file: String,
-            function: String,
-            line: UInt
-        ) {
-            let all = self.metadata.merging(metadata ?? [:]) { $1 }
+        func log(event: LogEvent) {
+            let all = self.metadata.merging(event.metadata ?? [:]) { $1 }
             let text = all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-            capture.append(Record(level: level, message: message.description, metadata: text))
+            capture.append(Record(level: event.level, message: event.message.description, metadata: text))
         }
     }
 }
