@@ -114,7 +114,12 @@ public final class OperatorService: Service, Sendable {
         await queue.add(Self.key)
         await withDiscardingTaskGroup { group in
             while let key = await queue.next() {
-                guard !Task.isCancelled else { break }
+                guard !Task.isCancelled else {
+                    // Hand the key back, or it stays "processing" forever and a later term (after losing and
+                    // regaining the lease) could never process it again.
+                    _ = await queue.done(key, .success)
+                    break
+                }
                 let outcome = await reconcileOnce(reconciler)
                 let action = await queue.done(key, outcome)
                 metrics.queueDepth.record(await queue.depth)

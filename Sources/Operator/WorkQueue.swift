@@ -81,7 +81,8 @@ struct WorkQueueState<Key: Hashable & Sendable>: Sendable {
 /// The queue shared by event sources (informers, the resync timer) and the worker.
 actor WorkQueue<Key: Hashable & Sendable> {
     private var state: WorkQueueState<Key>
-    private var waiters: [CheckedContinuation<Key?, Never>] = []
+    private var waiters: [(id: Int, continuation: CheckedContinuation<Key?, Never>)] = []
+    private var nextWaiterID = 0
     private var shutDown = false
 
     init(baseDelay: Duration = .milliseconds(50), maxDelay: Duration = .seconds(60)) {
@@ -92,25 +93,41 @@ actor WorkQueue<Key: Hashable & Sendable> {
 
     func add(_ key: Key) {
         guard !shutDown, state.add(key), !waiters.isEmpty, let next = state.next() else { return }
-        waiters.removeFirst().resume(returning: next)
+        waiters.removeFirst().continuation.resume(returning: next)
     }
 
-    /// The next key to process; nil once the queue is shut down.
+    /// The next key to process; nil once the queue is shut down or the waiting task is cancelled.
+    ///
+    /// Cancellation must wake a waiting worker: otherwise a cancelled worker (shutdown, or a lost lease) waits
+    /// for a key that never comes, and the task group around it never finishes.
     func next() async -> Key? {
-        if shutDown { return nil }
+        if shutDown || Task.isCancelled { return nil }
         if let key = state.next() { return key }
-        return await withCheckedContinuation { waiters.append($0) }
+        let id = nextWaiterID
+        nextWaiterID += 1
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { waiters.append((id, $0)) }
+        } onCancel: {
+            // The handler is synchronous and outside the actor; the hop back is ordered after the append above,
+            // because the actor is busy until the continuation is stored.
+            Task { await self.cancelWaiter(id) }
+        }
+    }
+
+    private func cancelWaiter(_ id: Int) {
+        guard let index = waiters.firstIndex(where: { $0.id == id }) else { return }
+        waiters.remove(at: index).continuation.resume(returning: nil)
     }
 
     func done(_ key: Key, _ outcome: WorkQueueState<Key>.Outcome) -> WorkQueueState<Key>.Action {
         let action = state.done(key, outcome)
-        if !waiters.isEmpty, let next = state.next() { waiters.removeFirst().resume(returning: next) }
+        if !waiters.isEmpty, let next = state.next() { waiters.removeFirst().continuation.resume(returning: next) }
         return action
     }
 
     func shutdown() {
         shutDown = true
-        for waiter in waiters { waiter.resume(returning: nil) }
+        for waiter in waiters { waiter.continuation.resume(returning: nil) }
         waiters.removeAll()
     }
 }

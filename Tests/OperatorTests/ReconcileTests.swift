@@ -1,0 +1,368 @@
+import Foundation
+import KubeAPI
+import Manifests
+import Synchronization
+import XCTest
+
+@testable import Operator
+
+/// The operator in this process against the real API server: what it writes, in which order, and what it reports.
+final class ReconcileTests: OperatorTestCase {
+    /// Create, update, delete → the allow-list and the Corefile converge; the user's own Corefile lines survive
+    /// 100 passes (and every Corefile rewrite among them) byte for byte.
+    func testConvergesAndKeepsTheUsersCorefileLines() async throws {
+        try await createCoreDNS(CorefileFixtures.commentsAndQuotes)
+        let running = try await startOperator()
+        try await setProxyAvailable(2)
+
+        let (first, second, third) = (uniqueHost("a"), uniqueHost("b"), uniqueHost("c"))
+        let (one, two) = (uniqueName("eh"), uniqueName("eh"))
+        try await createEgressHost(one, host: first)
+        try await createEgressHost(two, host: second)
+        try await waitForConvergence([first, second])
+
+        // Update: the host of `two` changes; the old one leaves DNS, then the allow-list.
+        _ = try await client.patch(Self.egressHosts, name: two, patch: ["spec": ["host": .string(third)]])
+        try await waitForConvergence([first, third])
+
+        // Delete.
+        try await deleteEgressHost(one)
+        try await waitForConvergence([third])
+        let afterDelete = try await corefile()
+        XCTAssertEqual(Self.outsideManagedBlock(afterDelete), Self.outsideManagedBlock(originalCorefile))
+
+        // 100 passes: each label change is an event and a pass; every 10th also adds or removes a host, so the
+        // managed block is rewritten 10 times among them.
+        let toggled = uniqueName("eh")
+        let toggledHost = uniqueHost("t")
+        for index in 1...100 {
+            let before = running.service.passes
+            if index % 10 == 0 {
+                if index % 20 == 10 {
+                    try await createEgressHost(toggled, host: toggledHost)
+                    try await waitForConvergence([third, toggledHost])
+                } else {
+                    try await deleteEgressHost(toggled)
+                    try await waitForConvergence([third])
+                }
+            } else {
+                try await touch(two, "\(index)")
+            }
+            try await eventually("reconcile pass \(index) (passes so far: \(before))") {
+                running.service.passes > before
+            }
+            let text = try await corefile()
+            XCTAssertEqual(
+                Self.outsideManagedBlock(text),
+                Self.outsideManagedBlock(originalCorefile),
+                "the user's Corefile lines changed after pass \(index):\n\(text)"
+            )
+        }
+        XCTAssertGreaterThanOrEqual(running.service.passes, 100)
+    }
+
+    /// Deleting the last EgressHost removes the managed block: the Corefile is the original, byte for byte.
+    func testDeletingTheLastEgressHostRestoresTheOriginalCorefile() async throws {
+        try await createCoreDNS()
+        try await startOperator()
+        try await setProxyAvailable(1)
+        let (name, host) = (uniqueName("eh"), uniqueHost("last"))
+        try await createEgressHost(name, host: host)
+        try await waitForConvergence([host])
+        let withBlock = try await corefile()
+        XCTAssertNotEqual(withBlock, originalCorefile)
+
+        try await deleteEgressHost(name)
+        let last = Mutex("")
+        try await eventually("the Corefile to be the original again", observed: { last.withLock { $0 } }) {
+            let text = try await corefile()
+            last.withLock { $0 = text }
+            return text == originalCorefile
+        }
+        try await eventually("the allow-list to be empty") { try await allowListHosts().isEmpty }
+    }
+
+    /// Two objects claim one host: the older wins, the newer is refused with HostConflict (and wins once the
+    /// older one is gone).
+    func testHostConflictIsReportedOnTheNewerObject() async throws {
+        try await createCoreDNS()
+        try await startOperator()
+        try await setProxyAvailable(1)
+        let host = uniqueHost("shared")
+        // Names sort the other way round from ages: a name tie-break could not make this test pass.
+        let (older, newer) = (uniqueName("z-older"), uniqueName("a-newer"))
+        let created = try await createEgressHost(older, host: host)
+        try await waitForCondition(older, "Accepted", .true)
+        // creationTimestamp has one-second resolution: make sure the newer object is really newer.
+        let olderTime = created[path: "metadata", "creationTimestamp"]?.stringValue ?? ""
+        try await eventually("the clock to pass \(olderTime)") {
+            Date.now.formatted(.iso8601) > olderTime
+        }
+        try await Task.sleep(for: .seconds(1))
+        try await createEgressHost(newer, host: host)
+
+        try await waitForCondition(newer, "Accepted", .false, reason: "HostConflict")
+        let message = try await condition(newer, "Accepted")?.message ?? ""
+        XCTAssertTrue(message.contains(older), "the conflict message should name the winner: \(message)")
+        try await waitForCondition(newer, "Programmed", .false, reason: "NotAccepted")
+        let olderAccepted = try await condition(older, "Accepted")
+        XCTAssertEqual(olderAccepted?.status, .true)
+        try await waitForCondition(older, "Programmed", .true)
+        try await waitForConvergence([host])
+
+        try await deleteEgressHost(older)
+        try await waitForCondition(newer, "Accepted", .true)
+        try await waitForCondition(newer, "Programmed", .true)
+    }
+
+    /// A CA bundle ConfigMap that does not exist yet: MissingSecret; once created, the host is accepted and
+    /// programmed, and the bundle is copied into the proxy's TLS Secret.
+    func testMissingCABundleIsReportedUntilItExists() async throws {
+        try await createCoreDNS()
+        try await startOperator()
+        try await setProxyAvailable(1)
+        let (name, host, bundle) = (uniqueName("eh"), uniqueHost("partner"), uniqueName("partner-ca"))
+        try await createEgressHost(
+            name,
+            host: host,
+            tls: ["caBundle": ["kind": "ConfigMap", "name": .string(bundle), "key": "ca.crt"]]
+        )
+        try await waitForCondition(name, "Accepted", .false, reason: "MissingSecret")
+        let message = try await condition(name, "Accepted")?.message ?? ""
+        XCTAssertTrue(message.contains(bundle), "the message should name the missing ConfigMap: \(message)")
+        let (allowed, routed) = (try await allowListHosts(), try await corefileHosts())
+        XCTAssertFalse(allowed.contains(host))
+        XCTAssertFalse(routed.contains(host))
+
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+        var configMap = KubeObject(apiVersion: "v1", kind: "ConfigMap", name: bundle, namespace: namespace)
+        configMap["data"] = ["ca.crt": .string(pem)]
+        _ = try await client.create(.configMaps, configMap)
+
+        try await waitForCondition(name, "Accepted", .true)
+        try await waitForCondition(name, "Programmed", .true)
+        try await waitForConvergence([host])
+        let secret = try await client.get(.secrets, name: "\(Self.proxyName)-tls", namespace: namespace)
+        let copied = secret[path: "data", "\(name).ca.crt"]?.stringValue.flatMap { Data(base64Encoded: $0) }
+        XCTAssertEqual(copied.map { String(decoding: $0, as: UTF8.self) }, pem)
+        let entry = try await allowList()?.hosts.first { $0.host == host }
+        XCTAssertEqual(entry?.tls.caFile, "\(ProxySettings.tlsMountPath)/\(name).ca.crt")
+    }
+
+    /// Owned objects deleted or edited by hand come back.
+    func testOwnedObjectsAreRestored() async throws {
+        try await createCoreDNS()
+        let running = try await startOperator()
+        let deployment = try await waitForDeployment()
+        let service = try await client.get(.services, name: Self.proxyName, namespace: namespace)
+        let wantedReplicas = deployment[path: "spec", "replicas"]?.intValue
+        let wantedArgs = deployment[path: "spec", "template", "spec", "containers"]?.arrayValue?.first?["args"]
+        XCTAssertEqual(wantedReplicas, running.service.options.settings.proxy.replicas)
+        XCTAssertNotNil(wantedArgs)
+
+        // Delete the Service: it is recreated (a new uid).
+        try await client.delete(.services, name: Self.proxyName, namespace: namespace)
+        try await eventually("the proxy Service to be recreated") {
+            let current = try? await client.get(.services, name: Self.proxyName, namespace: namespace)
+            return current != nil && current?.uid != service.uid
+        }
+
+        // Scale the Deployment and change its first argument: both are reverted.
+        _ = try await client.patch(
+            .deployments,
+            name: Self.proxyName,
+            namespace: namespace,
+            patch: [
+                ["op": "replace", "path": "/spec/replicas", "value": 7],
+                ["op": "replace", "path": "/spec/template/spec/containers/0/args/0", "value": "--edited-by-hand"],
+            ],
+            type: .json,
+            fieldManager: "kubectl-edit"
+        )
+        let last = Mutex("")
+        try await eventually(
+            "the proxy Deployment's replicas and args to be restored",
+            observed: { last.withLock { $0 } }
+        ) {
+            let current = try await client.get(.deployments, name: Self.proxyName, namespace: namespace)
+            let replicas = current[path: "spec", "replicas"]?.intValue
+            let args = current[path: "spec", "template", "spec", "containers"]?.arrayValue?.first?["args"]
+            last.withLock {
+                $0 = "replicas \(replicas.map(String.init) ?? "nil"), args \(args.map { "\($0)" } ?? "nil")"
+            }
+            return replicas == wantedReplicas && args == wantedArgs
+        }
+
+        // The ServiceAccount too.
+        try await client.delete(.serviceAccounts, name: Self.proxyName, namespace: namespace)
+        try await eventually("the proxy ServiceAccount to be recreated") {
+            (try? await client.get(.serviceAccounts, name: Self.proxyName, namespace: namespace)) != nil
+        }
+    }
+
+    /// Allow-list before DNS, verified from the writes themselves (a watch on both ConfigMaps records every
+    /// version; resourceVersions are etcd revisions, so they order writes across objects): DNS does not route a
+    /// host while the proxy is unavailable even though the allow-list has it, and when both are written the
+    /// allow-list write comes first.
+    func testAllowListIsWrittenBeforeDNS() async throws {
+        try await createCoreDNS()
+        let running = try await startOperator()
+        _ = try await waitForDeployment()
+        let recorder = WriteRecorder()
+        let watchClient = try await extraClient()
+        background(
+            recorder.start(
+                watchClient,
+                [
+                    ("allowlist", namespace, "\(Self.proxyName)-allowlist", ProxySettings.allowListKey),
+                    ("corefile", dnsNamespace, "coredns", "Corefile"),
+                ]
+            )
+        )
+        try await eventually("both watches to be open") { recorder.opened == 2 }
+
+        // The proxy is unavailable: the allow-list gets the host, DNS does not.
+        let (early, earlyName) = (uniqueHost("early"), uniqueName("eh"))
+        try await createEgressHost(earlyName, host: early)
+        try await eventually("the allow-list to contain \(early)") { try await allowListHosts().contains(early) }
+        try await waitForCondition(earlyName, "Programmed", .false, reason: "Pending")
+        // A few more passes, each of which sees the applied allow-list: still no DNS for the host.
+        for index in 1...3 {
+            let before = running.service.passes
+            try await touch(earlyName, "\(index)")
+            try await eventually("another reconcile pass") { running.service.passes > before }
+            let routed = try await corefileHosts()
+            XCTAssertFalse(routed.contains(early), "DNS routes \(early) although the proxy Deployment is unavailable")
+        }
+        let programmed = try await condition(earlyName, "Programmed")
+        XCTAssertTrue(programmed?.message.contains("Deployment") ?? false, "\(String(describing: programmed))")
+
+        // The proxy becomes available: DNS follows.
+        try await setProxyAvailable(2)
+        try await waitForConvergence([early])
+        try await waitForCondition(earlyName, "Programmed", .true)
+
+        // With the proxy available, a new host is written to both within moments: the order must still hold.
+        let (late, lateName) = (uniqueHost("late"), uniqueName("eh"))
+        try await createEgressHost(lateName, host: late)
+        try await waitForConvergence([early, late])
+        try await waitForCondition(lateName, "Programmed", .true)
+
+        for host in [early, late] {
+            let allowListWrite = try XCTUnwrap(recorder.firstRevision("allowlist", containing: host))
+            let dnsWrite = try XCTUnwrap(recorder.firstRevision("corefile", containing: host))
+            XCTAssertLessThan(
+                allowListWrite,
+                dnsWrite,
+                "\(host): the Corefile (revision \(dnsWrite)) was written before the allow-list (\(allowListWrite))"
+            )
+        }
+    }
+
+    /// The Deployment's availability (written by the test) drives Ready; back to zero makes Ready False with
+    /// reason ProxyUnavailable while the host stays programmed.
+    func testProxyAvailabilityDrivesReady() async throws {
+        try await createCoreDNS()
+        try await startOperator()
+        let (name, host) = (uniqueName("eh"), uniqueHost("ready"))
+        try await createEgressHost(name, host: host)
+        try await waitForCondition(name, "Accepted", .true)
+        try await waitForCondition(name, "Ready", .false, reason: "Pending")
+
+        try await setProxyAvailable(2)
+        try await waitForCondition(name, "Ready", .true, reason: "Ready")
+        try await waitForCondition(name, "Programmed", .true)
+        let object = try await egressHost(name)
+        XCTAssertEqual(object.status?.internalURL, "http://\(host).egress.local")
+        XCTAssertEqual(object.status?.observedGeneration, object.metadata.generation)
+
+        try await setProxyAvailable(0)
+        try await waitForCondition(name, "Ready", .false, reason: "ProxyUnavailable")
+        let programmed = try await condition(name, "Programmed")
+        XCTAssertEqual(programmed?.status, .true, "a host stays programmed while the proxy is down")
+        let routed = try await corefileHosts()
+        XCTAssertTrue(routed.contains(host))
+
+        try await setProxyAvailable(1)
+        try await waitForCondition(name, "Ready", .true, reason: "Ready")
+    }
+
+    /// policy/v1 PodDisruptionBudgets: on a server that does not serve them (1.20) the operator says so once and
+    /// reconciles everything else; where they are served, it applies one.
+    func testPodDisruptionBudgetFollowsDiscovery() async throws {
+        try await createCoreDNS()
+        let running = try await startOperator()
+        let served = try await client.isServed(apiVersion: "policy/v1", kind: "PodDisruptionBudget")
+        _ = try await waitForDeployment()
+        try await eventually("the allow-list ConfigMap and a completed pass") {
+            try await allowList() != nil && running.service.passes > 0
+        }
+        let (name, host) = (uniqueName("eh"), uniqueHost("pdb"))
+        try await createEgressHost(name, host: host)
+        try await setProxyAvailable(1)
+        try await waitForConvergence([host])
+        let warnings = running.logs.all.filter { $0.message.contains("PodDisruptionBudget is not served") }
+        if served {
+            XCTAssertTrue(warnings.isEmpty)
+            try await eventually("the proxy PodDisruptionBudget") {
+                (try? await client.get(.podDisruptionBudgets, name: Self.proxyName, namespace: namespace)) != nil
+            }
+        } else {
+            XCTAssertEqual(warnings.count, 1, "the missing PDB API should be logged once")
+            XCTAssertFalse(
+                running.logs.all.contains { $0.message.contains("reconcile failed") },
+                "a missing PDB API must not make reconciles fail"
+            )
+        }
+        XCTAssertFalse(running.task.isCancelled)
+    }
+}
+
+/// Every version of some ConfigMaps, with the etcd revision that wrote it.
+final class WriteRecorder: Sendable {
+    private let writes = Mutex<[(stream: String, revision: Int, text: String)]>([])
+    private let openCount = Mutex(0)
+
+    var opened: Int { openCount.withLock { $0 } }
+
+    /// Records (stream, namespace, ConfigMap name, data key) until cancelled.
+    func start(_ client: KubeClient, _ targets: [(String, String, String, String)]) -> Task<Void, Never> {
+        Task {
+            await withDiscardingTaskGroup { group in
+                for (stream, namespace, name, key) in targets {
+                    group.addTask { await self.record(stream, client, namespace: namespace, name: name, key: key) }
+                }
+            }
+        }
+    }
+
+    func record(_ stream: String, _ client: KubeClient, namespace: String, name: String, key: String) async {
+        do {
+            let events = try await client.watch(
+                .configMaps,
+                namespace: namespace,
+                options: WatchOptions(
+                    fieldSelector: "metadata.name=\(name)",
+                    allowBookmarks: false,
+                    timeoutSeconds: 600
+                )
+            )
+            openCount.withLock { $0 += 1 }
+            for try await event in events where event.type == .added || event.type == .modified {
+                let revision = Int(event.object.resourceVersion ?? "") ?? -1
+                let text = event.object[path: "data", key]?.stringValue ?? ""
+                writes.withLock { $0.append((stream, revision, text)) }
+            }
+        } catch {
+            if !(error is CancellationError) && !Task.isCancelled { print("watch of \(name) ended: \(error)") }
+        }
+    }
+
+    /// The revision of the first recorded version of `stream` that mentions `host` (as a whole name).
+    func firstRevision(_ stream: String, containing host: String) -> Int? {
+        writes.withLock { writes in
+            writes.filter { $0.stream == stream && ($0.text.contains("\"\(host)\"") || $0.text.contains(" \(host).")) }
+                .map(\.revision).min()
+        }
+    }
+}
