@@ -1,8 +1,20 @@
 /// The proxy's workload, which the operator owns and applies: ServiceAccount, Deployment, Service,
-/// PodDisruptionBudget and NetworkPolicy. Every object carries `managedByLabels`, which is how the operator finds
+/// PodDisruptionBudget and NetworkPolicy. Every object carries `ownedLabels`, which is how the operator finds
 /// what it owns (and deletes what is no longer desired) without touching anything else.
 public enum ProxyWorkload {
     public static let managedByLabels = ["app.kubernetes.io/managed-by": "egress-operator"]
+    public static let installationLabel = "egress.dev/installation"
+
+    /// Managed by egress-operator, and by *this* installation (named by its namespace): an operator deletes only
+    /// objects with both, so two installations in one cluster never remove each other's lockdown policies.
+    public static func ownedLabels(_ settings: OperatorSettings) -> [String: String] {
+        managedByLabels.merging([installationLabel: settings.namespace]) { $1 }
+    }
+
+    /// The label selector matching `ownedLabels`.
+    public static func ownedSelector(_ settings: OperatorSettings) -> String {
+        ownedLabels(settings).map { "\($0.key)=\($0.value)" }.sorted().joined(separator: ",")
+    }
 
     public static func objects(_ settings: OperatorSettings) -> [JSON] {
         [
@@ -11,15 +23,15 @@ public enum ProxyWorkload {
         ]
     }
 
-    static func labels(_ proxy: ProxySettings) -> [String: String] {
-        proxy.labels.merging(managedByLabels) { $1 }
+    static func labels(_ settings: OperatorSettings) -> [String: String] {
+        settings.proxy.labels.merging(ownedLabels(settings)) { $1 }
     }
 
     static func metadata(_ settings: OperatorSettings, name: String? = nil) -> JSON {
         Kube.metadata(
             name: name ?? settings.proxy.name,
             namespace: settings.namespace,
-            labels: labels(settings.proxy)
+            labels: labels(settings)
         )
     }
 
@@ -185,7 +197,7 @@ public enum ProxyWorkload {
             metadata: Kube.metadata(
                 name: settings.lockdown.policyName,
                 namespace: namespace,
-                labels: managedByLabels.merging(["app.kubernetes.io/part-of": "egress-operator"]) { $1 }
+                labels: ownedLabels(settings).merging(["app.kubernetes.io/part-of": "egress-operator"]) { $1 }
             ),
             [
                 (

@@ -28,7 +28,7 @@ struct Caches: Sendable {
     static let ownedKinds: [Resource] = [.serviceAccounts, .deployments, .services, .podDisruptionBudgets]
 
     init(client: KubeClient, settings: OperatorSettings, servesPDB: Bool, logger: Logger) {
-        let managedBy = ProxyWorkload.managedByLabels.map { "\($0.key)=\($0.value)" }.sorted().joined(separator: ",")
+        let managedBy = ProxyWorkload.ownedSelector(settings)
         func informer(_ resource: Resource, _ namespace: String?, _ selector: String? = nil) -> Informer {
             Informer(client: client, resource: resource, namespace: namespace, labelSelector: selector, logger: logger)
         }

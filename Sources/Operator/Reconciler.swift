@@ -223,7 +223,7 @@ final class Reconciler: Sendable {
             metadata: Kube.metadata(
                 name: settings.proxy.tlsSecretName,
                 namespace: settings.namespace,
-                labels: ProxyWorkload.managedByLabels
+                labels: ProxyWorkload.ownedLabels(settings)
             ),
             [("type", "Opaque"), ("data", JSON(files.mapValues { Data($0.utf8).base64EncodedString() }))]
         )
@@ -236,7 +236,7 @@ final class Reconciler: Sendable {
             metadata: Kube.metadata(
                 name: settings.proxy.allowListConfigMapName,
                 namespace: settings.namespace,
-                labels: ProxyWorkload.managedByLabels
+                labels: ProxyWorkload.ownedLabels(settings)
             ),
             [("data", [ProxySettings.allowListKey: .string(allowList.encoded())])]
         )
@@ -276,7 +276,8 @@ final class Reconciler: Sendable {
                     )
                     logger.info("deleted unwanted owned object", metadata: ["object": "\(identity)"])
                     deletes += 1
-                } catch let error as KubeError where error.code == .notFound {
+                } catch let error as KubeError where error.code == .notFound || error.code == .conflict {
+                    // Gone already, or replaced by a newer object (uid precondition): the next pass sees which.
                     continue
                 }
             }

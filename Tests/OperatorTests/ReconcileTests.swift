@@ -146,7 +146,7 @@ final class ReconcileTests: OperatorTestCase {
         let copied = secret[path: "data", "\(name).ca.crt"]?.stringValue.flatMap { Data(base64Encoded: $0) }
         XCTAssertEqual(copied.map { String(decoding: $0, as: UTF8.self) }, pem)
         let entry = try await allowList()?.hosts.first { $0.host == host }
-        XCTAssertEqual(entry?.tls.caFile, "\(ProxySettings.tlsMountPath)/\(name).ca.crt")
+        XCTAssertEqual(entry?.tls.caFile, "\(ProxySettings.defaultTLSMountPath)/\(name).ca.crt")
     }
 
     /// Owned objects deleted or edited by hand come back.
