@@ -21,6 +21,25 @@ public final class ProxyStats: Sendable {
     }
 }
 
+/// Answers a connection over the limit with a 503 and closes it, without parsing anything it sent.
+final class RejectConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    static let response =
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n"
+        + "X-Egress-Error: too-many-connections\r\nConnection: close\r\n\r\ntoo many connections\n"
+
+    func channelActive(context: ChannelHandlerContext) {
+        let buffer = context.channel.allocator.buffer(string: Self.response)
+        context.writeAndFlush(self.wrapOutboundOut(buffer)).assumeIsolated().whenComplete { _ in
+            context.close(promise: nil)
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
+}
+
 /// Tracks live client connections: enforces the connection limit and drives graceful shutdown.
 final class ConnectionTracker: Sendable {
     fileprivate struct State {
@@ -151,13 +170,10 @@ public final class ProxyServer: Service, Sendable {
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 guard tracker.add(channel) else {
-                    // Over the connection limit: a canned 503, then close.
-                    let response =
-                        "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 21\r\nX-Egress-Error: too-many-connections"
-                        + "\r\nConnection: close\r\n\r\ntoo many connections\n"
-                    return channel.writeAndFlush(channel.allocator.buffer(string: response)).flatMap {
-                        channel.close()
-                    }.flatMapError { _ in channel.eventLoop.makeSucceededVoidFuture() }
+                    // Over the connection limit (or shutting down): a canned 503 once active, then close.
+                    return channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(RejectConnectionHandler())
+                    }
                 }
                 channel.closeFuture.whenComplete { _ in tracker.remove(channel) }
                 do {
