@@ -164,7 +164,8 @@ final class UpstreamTestHandler: ChannelInboundHandler {
             var buffer = context.channel.allocator.buffer(capacity: n)
             buffer.writeRepeatingByte(UInt8(truncatingIfNeeded: self.remainingDownload / chunk), count: n)
             self.remainingDownload -= n
-            context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            // Flush every chunk: TLS buffers unflushed writes, and writability only reflects flushed bytes.
+            context.writeAndFlush(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
         }
         if self.downloading, self.remainingDownload == 0 {
             self.downloading = false
