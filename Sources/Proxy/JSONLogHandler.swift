@@ -2,9 +2,9 @@ import Logging
 import NIOConcurrencyHelpers
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A swift-log handler writing one JSON object per line: `time`, `level`, `logger`, `message`, then the metadata

@@ -73,6 +73,8 @@ final class ProxyHandler: ChannelDuplexHandler {
     private var headTimer: Scheduled<Void>?
     private var responseTimer: Scheduled<Void>?
     private var record = RequestRecord()
+    /// The most bytes queued towards this client during the current request (published to `ProxyStats`).
+    private var maxQueued = 0
 
     init(loop: LoopContext) {
         self.loop = loop
@@ -345,7 +347,10 @@ final class ProxyHandler: ChannelDuplexHandler {
         if close { headers.add(name: "connection", value: "close") }
         let head = HTTPResponseHead(version: self.clientVersion, status: refusal.status, headers: headers)
         context.write(self.wrapOutboundOut(.head(head)), promise: nil)
-        context.write(self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
+        context.write(
+            self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))),
+            promise: nil
+        )
         self.record.bytesOut += body.utf8.count
         self.record.reason = refusal.reason
         self.loop.metrics.denial(reason: refusal.reason)
@@ -365,6 +370,10 @@ final class ProxyHandler: ChannelDuplexHandler {
         guard !self.record.logged else { return }
         self.record.logged = true
         self.record.status = status
+        if self.maxQueued > 0 {
+            self.loop.stats.observe(queuedBytes: self.maxQueued)
+            self.maxQueued = 0
+        }
         let nanos = (NIODeadline.now() - self.record.start).nanoseconds
         self.loop.metrics.request(host: self.record.label, status: status, durationNanoseconds: nanos)
         var metadata: Logger.Metadata = [
@@ -405,7 +414,9 @@ final class ProxyHandler: ChannelDuplexHandler {
         self.responseTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
             self.responseTimer = nil
             self.upstream?.handler.fail(
-                .responseHeadersTimeout("\(key.host) did not send response headers within \(timeout.nanoseconds / 1_000_000) ms")
+                .responseHeadersTimeout(
+                    "\(key.host) did not send response headers within \(timeout.nanoseconds / 1_000_000) ms"
+                )
             )
         }
     }
@@ -440,6 +451,12 @@ extension ProxyHandler: UpstreamConnectionDelegate {
             self.buffered.removeAll(keepingCapacity: true)
             self.upstreamKeepAlive = head.isKeepAlive
             self.record.status = head.status.code
+            if self.clientVersion.minor == 0, head.status.mayHaveResponseBody, self.record.method != .HEAD,
+                !head.headers.contains(name: "content-length")
+            {
+                // HTTP/1.0 has no chunked encoding: the body ends when the connection does.
+                self.machine.responseNeedsClose()
+            }
             let clientHead = HeaderSanitizer.clientResponseHead(
                 head,
                 version: self.clientVersion,
@@ -450,7 +467,11 @@ extension ProxyHandler: UpstreamConnectionDelegate {
             guard self.machine.responseBody() == .writeResponseBody else { return }
             self.record.bytesOut += buffer.readableBytes
             context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-            self.loop.stats.observeBuffered(context.channel)
+            if let queued = try? context.channel.syncOptions?.getOption(.bufferedWritableBytes),
+                queued > self.maxQueued
+            {
+                self.maxQueued = queued
+            }
         case .end(let trailers):
             guard let upstream = self.upstream else { return }
             let action = self.machine.responseEnd(upstreamKeepAlive: self.upstreamKeepAlive)

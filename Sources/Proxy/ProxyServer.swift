@@ -15,9 +15,8 @@ public final class ProxyStats: Sendable {
     /// The largest number of bytes ever queued in a client channel's outbound buffer.
     public var maxBufferedBytes: Int { self.maxBuffered.withLockedValue { $0 } }
 
-    func observeBuffered(_ channel: Channel) {
-        guard let buffered = try? channel.syncOptions?.getOption(.bufferedWritableBytes) else { return }
-        self.maxBuffered.withLockedValue { $0 = max($0, buffered) }
+    func observe(queuedBytes: Int) {
+        self.maxBuffered.withLockedValue { $0 = max($0, queuedBytes) }
     }
 }
 

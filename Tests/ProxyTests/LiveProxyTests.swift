@@ -305,7 +305,9 @@ import Testing
             )
             #expect(upload.text == "received \(Self.size) checksum \(TestClient.checksum(count: Self.size))\n")
             let growth = residentBytes() - rssBefore
-            print("streaming 2 x \(Self.size >> 20) MiB: RSS growth \(growth >> 20) MiB, max queued \(proxy.stats.maxBufferedBytes) B")
+            print(
+                "streaming 2 x \(Self.size >> 20) MiB: RSS growth \(growth >> 20) MiB, max queued \(proxy.stats.maxBufferedBytes) B"
+            )
             #expect(growth < 96 << 20, "resident memory grew by \(growth >> 20) MiB while streaming 2 x 256 MiB")
             #expect(
                 proxy.stats.maxBufferedBytes < 4 << 20,

@@ -30,13 +30,20 @@ import Testing
                 atPath: "\(self.directory)/\(versionDir)",
                 withIntermediateDirectories: true
             )
-            try contents.write(toFile: "\(self.directory)/\(versionDir)/allowlist.json", atomically: false, encoding: .utf8)
+            try contents.write(
+                toFile: "\(self.directory)/\(versionDir)/allowlist.json",
+                atomically: false,
+                encoding: .utf8
+            )
             let tmpLink = "\(self.directory)/..data_tmp"
             unlink(tmpLink)
             try FileManager.default.createSymbolicLink(atPath: tmpLink, withDestinationPath: versionDir)
             guard rename(tmpLink, "\(self.directory)/..data") == 0 else { throw CocoaError(.fileWriteUnknown) }
             if !FileManager.default.fileExists(atPath: self.path) {
-                try FileManager.default.createSymbolicLink(atPath: self.path, withDestinationPath: "..data/allowlist.json")
+                try FileManager.default.createSymbolicLink(
+                    atPath: self.path,
+                    withDestinationPath: "..data/allowlist.json"
+                )
             }
         }
     }
@@ -109,7 +116,12 @@ import Testing
         let upstream = try await TestUpstream.start()
         defer { Task { await upstream.stop() } }
         try await ProxyHarness.with(nil) { proxy in
-            let admin = try await AdminServer.bind(host: "127.0.0.1", port: 0, registry: proxy.registry, store: proxy.store)
+            let admin = try await AdminServer.bind(
+                host: "127.0.0.1",
+                port: 0,
+                registry: proxy.registry,
+                store: proxy.store
+            )
             let adminPort = admin.localAddress.port!
             func adminGet(_ path: String) async throws -> String {
                 let raw = try await RawConnection.connect(port: adminPort)
