@@ -71,7 +71,9 @@ final class ProxyHandler: ChannelDuplexHandler {
     private var clientVersion: HTTPVersion = .http1_1
     private var pendingRead = false
     private var headTimer: Scheduled<Void>?
+    private var headDeadline: NIODeadline?
     private var responseTimer: Scheduled<Void>?
+    private var responseDeadline: NIODeadline?
     private var record = RequestRecord()
     /// The most bytes queued towards this client during the current request (published to `ProxyStats`).
     private var maxQueued = 0
@@ -118,8 +120,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     private func receivedHead(_ head: HTTPRequestHead) {
-        self.headTimer?.cancel()
-        self.headTimer = nil
+        self.headDeadline = nil
         self.record = RequestRecord(method: head.method, logged: false)
         if self.loop.configuration.logPaths { self.record.path = head.uri }
         self.clientVersion = head.version
@@ -394,36 +395,57 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     // MARK: Timers
 
+    // Timers are lazy: arming one only stores a deadline; a scheduled task exists at most once per kind and, when
+    // it fires early (the deadline moved), re-schedules itself for the new deadline. This keeps two heap
+    // insertions and two cancellations per request off the hot path.
+
     private func armHeadTimer() {
+        let deadline = NIODeadline.now() + self.loop.configuration.requestHeadTimeout
+        self.headDeadline = deadline
+        if self.headTimer == nil { self.scheduleHeadTimer(at: deadline) }
+    }
+
+    private func scheduleHeadTimer(at deadline: NIODeadline) {
         guard let context = self.context else { return }
-        self.headTimer?.cancel()
-        self.headTimer = context.eventLoop.assumeIsolated().scheduleTask(
-            in: self.loop.configuration.requestHeadTimeout
-        ) { [self] in
+        self.headTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
             self.headTimer = nil
-            if case .idle = self.machine.state {
+            guard let current = self.headDeadline else { return }
+            if current > .now() {
+                self.scheduleHeadTimer(at: current)
+            } else if case .idle = self.machine.state {
+                self.headDeadline = nil
                 self.perform(self.machine.closeWhenIdle(drain: false))
             }
         }
     }
 
     private func armResponseTimer() {
-        guard let context = self.context, let key = self.key else { return }
-        self.responseTimer?.cancel()
-        let timeout = TimeAmount.milliseconds(Int64(key.entry.timeouts.responseHeadersMillis))
-        self.responseTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
+        guard let key = self.key else { return }
+        let deadline = NIODeadline.now() + .milliseconds(Int64(key.entry.timeouts.responseHeadersMillis))
+        self.responseDeadline = deadline
+        if self.responseTimer == nil { self.scheduleResponseTimer(at: deadline) }
+    }
+
+    private func scheduleResponseTimer(at deadline: NIODeadline) {
+        guard let context = self.context else { return }
+        self.responseTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
             self.responseTimer = nil
-            self.upstream?.handler.fail(
-                .responseHeadersTimeout(
-                    "\(key.host) did not send response headers within \(timeout.nanoseconds / 1_000_000) ms"
+            guard let current = self.responseDeadline else { return }
+            if current > .now() {
+                self.scheduleResponseTimer(at: current)
+            } else {
+                self.responseDeadline = nil
+                let host = self.key?.host ?? "the upstream"
+                let millis = self.key?.entry.timeouts.responseHeadersMillis ?? 0
+                self.upstream?.handler.fail(
+                    .responseHeadersTimeout("\(host) did not send response headers within \(millis) ms")
                 )
-            )
+            }
         }
     }
 
     private func upstreamError(_ error: ProxyError) {
-        self.responseTimer?.cancel()
-        self.responseTimer = nil
+        self.responseDeadline = nil
         self.record.reason = error.reason
         let action = self.machine.upstreamFailed(error.refusal)
         switch action {
@@ -445,8 +467,7 @@ extension ProxyHandler: UpstreamConnectionDelegate {
         switch part {
         case .head(let head):
             guard self.machine.responseHead() == .writeResponseHead else { return }
-            self.responseTimer?.cancel()
-            self.responseTimer = nil
+            self.responseDeadline = nil
             self.retryable = false
             self.buffered.removeAll(keepingCapacity: true)
             self.upstreamKeepAlive = head.isKeepAlive

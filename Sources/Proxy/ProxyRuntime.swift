@@ -88,6 +88,7 @@ public enum ProxyRuntime {
                 logger: logger
             )
         )
+        defer { JSONLogHandler.flushStandardOutput() }
         try await group.run()
     }
 }
