@@ -9,6 +9,8 @@
 # FIXED_CONNECTIONS * 1000 / DELAY_MS req/s. Latencies are wrk's (not corrected for coordinated omission; at
 # this low utilisation the difference is small, but say so when quoting them).
 # CPU per request: utime+stime of the proxy's processes (/proc/PID/stat) over the saturation phase / requests.
+# Each proxy gets one thread/process (egress-proxy --event-loops 1, nginx worker_processes 1, haproxy nbthread 1).
+# Access logs: egress-proxy writes its JSON line per request, nginx its combined log (buffered); HAProxy logs nothing.
 # RSS: sum of VmRSS of the proxy's processes after the saturation phase.
 # New upstream connections: requests logged by the upstream with $connection_requests == 1 during the proxy's run.
 #
@@ -216,7 +218,7 @@ bench() { # name port pids...
 
 # egress-proxy
 taskset -c "$PROXY_CPU" "$EGRESS" --allowlist "$WORK/allowlist.json" --host 127.0.0.1 --port "$EGRESS_PORT" \
-    --admin-host 127.0.0.1 --admin-port "$EGRESS_ADMIN" >"$WORK/egress.log" 2>&1 &
+    --admin-host 127.0.0.1 --admin-port "$EGRESS_ADMIN" --event-loops 1 >"$WORK/egress.log" 2>&1 &
 EPID=$!
 PIDS+=($EPID)
 bench egress-proxy "$EGRESS_PORT" "$EPID"
