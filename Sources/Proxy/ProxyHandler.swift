@@ -125,6 +125,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         if self.loop.configuration.logPaths { self.record.path = head.uri }
         self.clientVersion = head.version
         self.upstreamReused = false
+        self.upstreamKeepAlive = true
         self.retryable = false
         self.buffered.removeAll(keepingCapacity: true)
 
@@ -278,11 +279,18 @@ final class ProxyHandler: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         self.headTimer?.cancel()
         self.responseTimer?.cancel()
+        let wasForwarding = self.machine.state
         _ = self.machine.clientClosed()
         if let upstream = self.upstream {
             self.upstream = nil
-            upstream.handler.delegate = nil
-            upstream.channel.close(promise: nil)
+            if case .forwarding(requestEnded: true, _) = wasForwarding, self.upstreamKeepAlive {
+                // The request was sent completely: read the rest of the response into nothing and pool the
+                // connection instead of paying for a new TLS connection (clients abandoning requests is common).
+                UpstreamDrainer.drain(upstream, pool: self.loop.pool, responseStarted: self.record.status != 0)
+            } else {
+                upstream.handler.delegate = nil
+                upstream.channel.close(promise: nil)
+            }
         }
         if !self.record.logged {
             self.record.reason = self.record.reason ?? "client-closed"
@@ -459,6 +467,53 @@ final class ProxyHandler: ChannelDuplexHandler {
             break
         }
     }
+}
+
+/// Owns an upstream connection whose client went away after the request was fully sent: discards the response
+/// (up to `limit` bytes) and returns the connection to the pool, or closes it.
+final class UpstreamDrainer: UpstreamConnectionDelegate {
+    static let limit = 1 << 20
+
+    private let connection: UpstreamConnection
+    private let pool: UpstreamPool
+    private var drained = 0
+    private var keepAlive = true
+    private var retainSelf: UpstreamDrainer?
+
+    private init(connection: UpstreamConnection, pool: UpstreamPool) {
+        self.connection = connection
+        self.pool = pool
+    }
+
+    static func drain(_ connection: UpstreamConnection, pool: UpstreamPool, responseStarted: Bool) {
+        let drainer = UpstreamDrainer(connection: connection, pool: pool)
+        drainer.retainSelf = drainer  // the handler holds delegates weakly
+        connection.handler.delegate = drainer
+        connection.handler.resumeReading()
+    }
+
+    func upstreamRead(_ part: HTTPClientResponsePart) {
+        switch part {
+        case .head(let head):
+            self.keepAlive = head.isKeepAlive
+        case .body(let buffer):
+            self.drained += buffer.readableBytes
+            if self.drained > Self.limit { self.finish(reusable: false) }
+        case .end:
+            self.finish(reusable: self.keepAlive)
+        }
+    }
+
+    private func finish(reusable: Bool) {
+        guard self.retainSelf != nil else { return }
+        self.retainSelf = nil
+        self.pool.release(self.connection, reusable: reusable, tls: nil)
+    }
+
+    func upstreamReadComplete() {}
+    func upstreamWritabilityChanged() {}
+    func upstreamFailed(_ error: ProxyError) { self.retainSelf = nil }
+    var upstreamMayRead: Bool { true }
 }
 
 extension ProxyHandler: UpstreamConnectionDelegate {

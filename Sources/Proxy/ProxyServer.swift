@@ -230,6 +230,15 @@ public final class ProxyServer: Service, Sendable {
         self.pools = pools
     }
 
+    /// Idle pooled upstream connections over all event loops (for tests and debugging).
+    func idleUpstreamConnections() async throws -> Int {
+        var total = 0
+        for pool in self.pools {
+            total += try await pool.eventLoop.submit { pool.value.pool.idleCount }.get()
+        }
+        return total
+    }
+
     /// Number of open client connections.
     public var clientConnections: Int { self.tracker.count }
 
