@@ -84,7 +84,9 @@ final class AdminHandler: ChannelInboundHandler {
             let (status, contentType, body): (HTTPResponseStatus, String, [UInt8])
             switch (head.method, path) {
             case (.GET, "/metrics"):
-                (status, contentType, body) = (.ok, "text/plain; version=0.0.4; charset=utf-8", self.registry.emitToBuffer())
+                (status, contentType, body) = (
+                    .ok, "text/plain; version=0.0.4; charset=utf-8", self.registry.emitToBuffer()
+                )
             case (.GET, "/healthz"):
                 (status, contentType, body) = (.ok, "text/plain", Array("ok\n".utf8))
             case (.GET, "/readyz"):
@@ -99,8 +101,14 @@ final class AdminHandler: ChannelInboundHandler {
             headers.add(name: "content-type", value: contentType)
             headers.add(name: "content-length", value: "\(body.count)")
             if !head.isKeepAlive { headers.add(name: "connection", value: "close") }
-            context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
-            context.write(self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
+            context.write(
+                self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))),
+                promise: nil
+            )
+            context.write(
+                self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))),
+                promise: nil
+            )
             let keepAlive = head.isKeepAlive
             context.writeAndFlush(self.wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
                 if !keepAlive { context.close(promise: nil) }

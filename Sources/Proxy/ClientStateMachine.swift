@@ -118,6 +118,11 @@ struct ClientStateMachine {
         return .acquireUpstream
     }
 
+    /// The response cannot be delimited for this client other than by closing (HTTP/1.0 client, no length).
+    mutating func responseNeedsClose() {
+        self.closeAfterResponse = true
+    }
+
     mutating func responseHead() -> Action {
         guard case .forwarding(let requestEnded, false) = self.state else { return .none }
         self.state = .forwarding(requestEnded: requestEnded, responseStarted: true)

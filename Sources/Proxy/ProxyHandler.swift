@@ -71,8 +71,12 @@ final class ProxyHandler: ChannelDuplexHandler {
     private var clientVersion: HTTPVersion = .http1_1
     private var pendingRead = false
     private var headTimer: Scheduled<Void>?
+    private var headDeadline: NIODeadline?
     private var responseTimer: Scheduled<Void>?
+    private var responseDeadline: NIODeadline?
     private var record = RequestRecord()
+    /// The most bytes queued towards this client during the current request (published to `ProxyStats`).
+    private var maxQueued = 0
 
     init(loop: LoopContext) {
         self.loop = loop
@@ -116,12 +120,12 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     private func receivedHead(_ head: HTTPRequestHead) {
-        self.headTimer?.cancel()
-        self.headTimer = nil
+        self.headDeadline = nil
         self.record = RequestRecord(method: head.method, logged: false)
         if self.loop.configuration.logPaths { self.record.path = head.uri }
         self.clientVersion = head.version
         self.upstreamReused = false
+        self.upstreamKeepAlive = true
         self.retryable = false
         self.buffered.removeAll(keepingCapacity: true)
 
@@ -275,11 +279,18 @@ final class ProxyHandler: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         self.headTimer?.cancel()
         self.responseTimer?.cancel()
+        let wasForwarding = self.machine.state
         _ = self.machine.clientClosed()
         if let upstream = self.upstream {
             self.upstream = nil
-            upstream.handler.delegate = nil
-            upstream.channel.close(promise: nil)
+            if case .forwarding(requestEnded: true, _) = wasForwarding, self.upstreamKeepAlive {
+                // The request was sent completely: read the rest of the response into nothing and pool the
+                // connection instead of paying for a new TLS connection (clients abandoning requests is common).
+                UpstreamDrainer.drain(upstream, pool: self.loop.pool, responseStarted: self.record.status != 0)
+            } else {
+                upstream.handler.delegate = nil
+                upstream.channel.close(promise: nil)
+            }
         }
         if !self.record.logged {
             self.record.reason = self.record.reason ?? "client-closed"
@@ -345,7 +356,10 @@ final class ProxyHandler: ChannelDuplexHandler {
         if close { headers.add(name: "connection", value: "close") }
         let head = HTTPResponseHead(version: self.clientVersion, status: refusal.status, headers: headers)
         context.write(self.wrapOutboundOut(.head(head)), promise: nil)
-        context.write(self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
+        context.write(
+            self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))),
+            promise: nil
+        )
         self.record.bytesOut += body.utf8.count
         self.record.reason = refusal.reason
         self.loop.metrics.denial(reason: refusal.reason)
@@ -365,6 +379,10 @@ final class ProxyHandler: ChannelDuplexHandler {
         guard !self.record.logged else { return }
         self.record.logged = true
         self.record.status = status
+        if self.maxQueued > 0 {
+            self.loop.stats.observe(queuedBytes: self.maxQueued)
+            self.maxQueued = 0
+        }
         let nanos = (NIODeadline.now() - self.record.start).nanoseconds
         self.loop.metrics.request(host: self.record.label, status: status, durationNanoseconds: nanos)
         var metadata: Logger.Metadata = [
@@ -385,34 +403,57 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     // MARK: Timers
 
+    // Timers are lazy: arming one only stores a deadline; a scheduled task exists at most once per kind and, when
+    // it fires early (the deadline moved), re-schedules itself for the new deadline. This keeps two heap
+    // insertions and two cancellations per request off the hot path.
+
     private func armHeadTimer() {
+        let deadline = NIODeadline.now() + self.loop.configuration.requestHeadTimeout
+        self.headDeadline = deadline
+        if self.headTimer == nil { self.scheduleHeadTimer(at: deadline) }
+    }
+
+    private func scheduleHeadTimer(at deadline: NIODeadline) {
         guard let context = self.context else { return }
-        self.headTimer?.cancel()
-        self.headTimer = context.eventLoop.assumeIsolated().scheduleTask(
-            in: self.loop.configuration.requestHeadTimeout
-        ) { [self] in
+        self.headTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
             self.headTimer = nil
-            if case .idle = self.machine.state {
+            guard let current = self.headDeadline else { return }
+            if current > .now() {
+                self.scheduleHeadTimer(at: current)
+            } else if case .idle = self.machine.state {
+                self.headDeadline = nil
                 self.perform(self.machine.closeWhenIdle(drain: false))
             }
         }
     }
 
     private func armResponseTimer() {
-        guard let context = self.context, let key = self.key else { return }
-        self.responseTimer?.cancel()
-        let timeout = TimeAmount.milliseconds(Int64(key.entry.timeouts.responseHeadersMillis))
-        self.responseTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
+        guard let key = self.key else { return }
+        let deadline = NIODeadline.now() + .milliseconds(Int64(key.entry.timeouts.responseHeadersMillis))
+        self.responseDeadline = deadline
+        if self.responseTimer == nil { self.scheduleResponseTimer(at: deadline) }
+    }
+
+    private func scheduleResponseTimer(at deadline: NIODeadline) {
+        guard let context = self.context else { return }
+        self.responseTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
             self.responseTimer = nil
-            self.upstream?.handler.fail(
-                .responseHeadersTimeout("\(key.host) did not send response headers within \(timeout.nanoseconds / 1_000_000) ms")
-            )
+            guard let current = self.responseDeadline else { return }
+            if current > .now() {
+                self.scheduleResponseTimer(at: current)
+            } else {
+                self.responseDeadline = nil
+                let host = self.key?.host ?? "the upstream"
+                let millis = self.key?.entry.timeouts.responseHeadersMillis ?? 0
+                self.upstream?.handler.fail(
+                    .responseHeadersTimeout("\(host) did not send response headers within \(millis) ms")
+                )
+            }
         }
     }
 
     private func upstreamError(_ error: ProxyError) {
-        self.responseTimer?.cancel()
-        self.responseTimer = nil
+        self.responseDeadline = nil
         self.record.reason = error.reason
         let action = self.machine.upstreamFailed(error.refusal)
         switch action {
@@ -428,18 +469,70 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 }
 
+/// Owns an upstream connection whose client went away after the request was fully sent: discards the response
+/// (up to `limit` bytes) and returns the connection to the pool, or closes it.
+final class UpstreamDrainer: UpstreamConnectionDelegate {
+    static let limit = 1 << 20
+
+    private let connection: UpstreamConnection
+    private let pool: UpstreamPool
+    private var drained = 0
+    private var keepAlive = true
+    private var retainSelf: UpstreamDrainer?
+
+    private init(connection: UpstreamConnection, pool: UpstreamPool) {
+        self.connection = connection
+        self.pool = pool
+    }
+
+    static func drain(_ connection: UpstreamConnection, pool: UpstreamPool, responseStarted: Bool) {
+        let drainer = UpstreamDrainer(connection: connection, pool: pool)
+        drainer.retainSelf = drainer  // the handler holds delegates weakly
+        connection.handler.delegate = drainer
+        connection.handler.resumeReading()
+    }
+
+    func upstreamRead(_ part: HTTPClientResponsePart) {
+        switch part {
+        case .head(let head):
+            self.keepAlive = head.isKeepAlive
+        case .body(let buffer):
+            self.drained += buffer.readableBytes
+            if self.drained > Self.limit { self.finish(reusable: false) }
+        case .end:
+            self.finish(reusable: self.keepAlive)
+        }
+    }
+
+    private func finish(reusable: Bool) {
+        guard self.retainSelf != nil else { return }
+        self.retainSelf = nil
+        self.pool.release(self.connection, reusable: reusable, tls: nil)
+    }
+
+    func upstreamReadComplete() {}
+    func upstreamWritabilityChanged() {}
+    func upstreamFailed(_ error: ProxyError) { self.retainSelf = nil }
+    var upstreamMayRead: Bool { true }
+}
+
 extension ProxyHandler: UpstreamConnectionDelegate {
     func upstreamRead(_ part: HTTPClientResponsePart) {
         guard let context = self.context else { return }
         switch part {
         case .head(let head):
             guard self.machine.responseHead() == .writeResponseHead else { return }
-            self.responseTimer?.cancel()
-            self.responseTimer = nil
+            self.responseDeadline = nil
             self.retryable = false
             self.buffered.removeAll(keepingCapacity: true)
             self.upstreamKeepAlive = head.isKeepAlive
             self.record.status = head.status.code
+            if self.clientVersion.minor == 0, head.status.mayHaveResponseBody, self.record.method != .HEAD,
+                !head.headers.contains(name: "content-length")
+            {
+                // HTTP/1.0 has no chunked encoding: the body ends when the connection does.
+                self.machine.responseNeedsClose()
+            }
             let clientHead = HeaderSanitizer.clientResponseHead(
                 head,
                 version: self.clientVersion,
@@ -450,7 +543,11 @@ extension ProxyHandler: UpstreamConnectionDelegate {
             guard self.machine.responseBody() == .writeResponseBody else { return }
             self.record.bytesOut += buffer.readableBytes
             context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-            self.loop.stats.observeBuffered(context.channel)
+            if let queued = try? context.channel.syncOptions?.getOption(.bufferedWritableBytes),
+                queued > self.maxQueued
+            {
+                self.maxQueued = queued
+            }
         case .end(let trailers):
             guard let upstream = self.upstream else { return }
             let action = self.machine.responseEnd(upstreamKeepAlive: self.upstreamKeepAlive)

@@ -21,14 +21,12 @@ public final class ProxyMetrics: Sendable {
     private let reloads: Counter
     private let reloadErrors: Counter
     private let allowListSize: Gauge
-    private let activeClientConnections: Gauge
 
     public init(factory: any MetricsFactory) {
         self.factory = factory
         self.reloads = Counter(label: "egress_allowlist_reloads_total", factory: factory)
         self.reloadErrors = Counter(label: "egress_allowlist_reload_errors_total", factory: factory)
         self.allowListSize = Gauge(label: "egress_allowlist_entries", factory: factory)
-        self.activeClientConnections = Gauge(label: "egress_client_connections", factory: factory)
     }
 
     static func statusClass(_ code: UInt) -> String {
@@ -115,9 +113,5 @@ public final class ProxyMetrics: Sendable {
 
     public func reloadFailed() {
         self.reloadErrors.increment()
-    }
-
-    func clientConnections(_ count: Int) {
-        self.activeClientConnections.record(count)
     }
 }

@@ -18,6 +18,8 @@ public enum ProxyRuntime {
         /// An allow-list document, watched for changes.
         public var allowListPath: String?
         public var reloadInterval: Duration = .seconds(1)
+        /// Event loop threads; nil uses NIO's shared group (one per core).
+        public var eventLoops: Int?
 
         public init() {}
     }
@@ -57,16 +59,27 @@ public enum ProxyRuntime {
             }
             store.install(AllowList(hosts: entries))
         }
+        let group: any EventLoopGroup
+        let ownGroup: MultiThreadedEventLoopGroup?
+        if let threads = options.eventLoops {
+            ownGroup = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
+            group = ownGroup!
+        } else {
+            ownGroup = nil
+            group = MultiThreadedEventLoopGroup.singleton
+        }
         let admin = try await AdminServer.bind(
             host: options.adminHost,
             port: options.adminPort,
             registry: registry,
-            store: store
+            store: store,
+            group: group
         )
         let proxy = try await ProxyServer.bind(
             configuration: options.proxy,
             store: store,
             metrics: metrics,
+            group: group,
             logger: logger,
             accessLog: accessLog
         )
@@ -81,13 +94,20 @@ public enum ProxyRuntime {
         // /readyz failing, while draining), then the watcher.
         services.append(admin)
         services.append(proxy)
-        let group = ServiceGroup(
+        let serviceGroup = ServiceGroup(
             configuration: .init(
                 services: services.map { .init(service: $0) },
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )
         )
-        try await group.run()
+        defer { JSONLogHandler.flushStandardOutput() }
+        do {
+            try await serviceGroup.run()
+        } catch {
+            try? await ownGroup?.shutdownGracefully()
+            throw error
+        }
+        try? await ownGroup?.shutdownGracefully()
     }
 }

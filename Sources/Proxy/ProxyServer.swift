@@ -15,10 +15,28 @@ public final class ProxyStats: Sendable {
     /// The largest number of bytes ever queued in a client channel's outbound buffer.
     public var maxBufferedBytes: Int { self.maxBuffered.withLockedValue { $0 } }
 
-    func observeBuffered(_ channel: Channel) {
-        guard let buffered = try? channel.syncOptions?.getOption(.bufferedWritableBytes) else { return }
-        self.maxBuffered.withLockedValue { $0 = max($0, buffered) }
+    func observe(queuedBytes: Int) {
+        self.maxBuffered.withLockedValue { $0 = max($0, queuedBytes) }
     }
+}
+
+/// Answers a connection over the limit with a 503 and closes it, without parsing anything it sent.
+final class RejectConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    static let response =
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n"
+        + "X-Egress-Error: too-many-connections\r\nConnection: close\r\n\r\ntoo many connections\n"
+
+    func channelActive(context: ChannelHandlerContext) {
+        let buffer = context.channel.allocator.buffer(string: Self.response)
+        context.writeAndFlush(self.wrapOutboundOut(buffer)).assumeIsolated().whenComplete { _ in
+            context.close(promise: nil)
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
 }
 
 /// Tracks live client connections: enforces the connection limit and drives graceful shutdown.
@@ -151,13 +169,10 @@ public final class ProxyServer: Service, Sendable {
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 guard tracker.add(channel) else {
-                    // Over the connection limit: a canned 503, then close.
-                    let response =
-                        "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 21\r\nX-Egress-Error: too-many-connections"
-                        + "\r\nConnection: close\r\n\r\ntoo many connections\n"
-                    return channel.writeAndFlush(channel.allocator.buffer(string: response)).flatMap {
-                        channel.close()
-                    }.flatMapError { _ in channel.eventLoop.makeSucceededVoidFuture() }
+                    // Over the connection limit (or shutting down): a canned 503 once active, then close.
+                    return channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(RejectConnectionHandler())
+                    }
                 }
                 channel.closeFuture.whenComplete { _ in tracker.remove(channel) }
                 do {
@@ -213,6 +228,15 @@ public final class ProxyServer: Service, Sendable {
         self.store = store
         self.logger = logger
         self.pools = pools
+    }
+
+    /// Idle pooled upstream connections over all event loops (for tests and debugging).
+    func idleUpstreamConnections() async throws -> Int {
+        var total = 0
+        for pool in self.pools {
+            total += try await pool.eventLoop.submit { pool.value.pool.idleCount }.get()
+        }
+        return total
     }
 
     /// Number of open client connections.

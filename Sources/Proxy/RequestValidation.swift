@@ -149,8 +149,11 @@ public enum HeaderSanitizer {
 
     /// The response head sent to the client: hop-by-hop headers removed; `Connection: close` when the client
     /// connection ends after this response.
-    public static func clientResponseHead(_ head: HTTPResponseHead, version: HTTPVersion, close: Bool) -> HTTPResponseHead
-    {
+    public static func clientResponseHead(
+        _ head: HTTPResponseHead,
+        version: HTTPVersion,
+        close: Bool
+    ) -> HTTPResponseHead {
         var headers = head.headers
         Self.removeHopByHop(&headers)
         if close {

@@ -48,7 +48,10 @@ final class UpstreamPool {
             guard var list = self.waiters[key], let index = list.firstIndex(where: { $0.id == id }) else { return }
             let waiter = list.remove(at: index)
             self.waiters[key] = list.isEmpty ? nil : list
-            waiter.callback(.failure(.poolExhausted("all \(self.maxPerKey) connections to \(key.host) are busy")), false)
+            waiter.callback(
+                .failure(.poolExhausted("all \(self.maxPerKey) connections to \(key.host) are busy")),
+                false
+            )
         }
         self.waiters[key, default: []].append(Waiter(id: id, callback: callback, timeout: timeout))
     }

@@ -29,6 +29,7 @@ struct EgressProxyCommand: AsyncParsableCommand {
     @Option(help: "Seconds a client connection may be idle.") var clientIdleTimeout = 60
     @Option(help: "Seconds in-flight requests get on SIGTERM.") var shutdownGrace = 25
     @Option(help: "Seconds between allow-list file checks.") var reloadInterval = 1
+    @Option(help: "Event loop threads (default: one per core).") var eventLoops: Int?
     @Flag(help: "Include request paths in access logs.") var logPaths = false
 
     func validate() throws {
@@ -55,6 +56,7 @@ struct EgressProxyCommand: AsyncParsableCommand {
         options.allowHosts = self.allow
         options.allowListPath = self.allowList
         options.reloadInterval = .seconds(self.reloadInterval)
+        options.eventLoops = self.eventLoops
         try await ProxyRuntime.runProcess(options)
     }
 }

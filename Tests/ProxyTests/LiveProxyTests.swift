@@ -2,6 +2,7 @@ import Foundation
 import Manifests
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 import Testing
 
 @testable import Proxy
@@ -139,6 +140,41 @@ import Testing
             let text = proxy.metricsText
             #expect(text.contains(#"egress_upstream_connections_total{host="good.upstream.test",kind="opened"} 1"#))
             #expect(text.contains(#"egress_upstream_connections_total{host="good.upstream.test",kind="reused"} 19"#))
+            await client.close()
+        }
+    }
+
+    @Test func anAbandonedRequestDoesNotCostAnUpstreamConnection() async throws {
+        let upstream = try await TestUpstream.start()
+        defer { Task { await upstream.stop() } }
+        // One event loop, so every client shares one upstream pool.
+        let loop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { Task { try? await loop.shutdownGracefully() } }
+        try await ProxyHarness.with(
+            AllowList(hosts: [Fixtures.entry("good.upstream.test", upstream: upstream)]),
+            group: loop
+        ) { proxy in
+            let raw = try await proxy.raw()
+            try await raw.send("GET /slow/300 HTTP/1.1\r\nHost: \(Fixtures.host("good.upstream.test"))\r\n\r\n")
+            while upstream.requests < 1 { try await Task.sleep(for: .milliseconds(10)) }
+            await raw.close()
+            // The abandoned response is drained and the connection goes back to the pool.
+            var polls = 0
+            while try await proxy.proxy.idleUpstreamConnections() < 1, polls < 500 {
+                try await Task.sleep(for: .milliseconds(10))
+                polls += 1
+            }
+            #expect(try await proxy.proxy.idleUpstreamConnections() == 1)
+            let client = try await proxy.client()
+            for _ in 0..<3 {
+                #expect(try await client.get("/slow/400", host: Fixtures.host("good.upstream.test")).status == .ok)
+            }
+            #expect(upstream.connections == 1)
+            #expect(
+                proxy.metricsText.contains(
+                    #"egress_upstream_connections_total{host="good.upstream.test",kind="reused"} 3"#
+                )
+            )
             await client.close()
         }
     }
@@ -292,6 +328,8 @@ import Testing
             let download = try await client.get("/download/\(Self.size)", host: host)
             #expect(download.status == .ok)
             #expect(download.bodyCount == Self.size)
+            let afterDownload = residentBytes() - rssBefore
+            #expect(afterDownload < 64 << 20, "resident memory grew by \(afterDownload >> 20) MiB during the download")
             let upload = try await client.send(
                 HTTPRequestHead(
                     version: .http1_1,
@@ -303,6 +341,9 @@ import Testing
             )
             #expect(upload.text == "received \(Self.size) checksum \(TestClient.checksum(count: Self.size))\n")
             let growth = residentBytes() - rssBefore
+            print(
+                "streaming 2 x \(Self.size >> 20) MiB: RSS growth \(growth >> 20) MiB, max queued \(proxy.stats.maxBufferedBytes) B"
+            )
             #expect(growth < 96 << 20, "resident memory grew by \(growth >> 20) MiB while streaming 2 x 256 MiB")
             #expect(
                 proxy.stats.maxBufferedBytes < 4 << 20,

@@ -58,7 +58,8 @@ import Testing
     }
 
     func reason(_ hosts: [String], uri: String = "/") -> String? {
-        if case .failure(let refusal) = RequestTarget.parse(head: self.head(uri, hosts: hosts), suffix: "egress.local") {
+        if case .failure(let refusal) = RequestTarget.parse(head: self.head(uri, hosts: hosts), suffix: "egress.local")
+        {
             return refusal.reason
         }
         return nil
@@ -113,7 +114,11 @@ import Testing
 }
 
 @Suite struct RequestValidationTests {
-    func validate(_ headers: [(String, String)], method: HTTPMethod = .POST, version: HTTPVersion = .http1_1)
+    func validate(
+        _ headers: [(String, String)],
+        method: HTTPMethod = .POST,
+        version: HTTPVersion = .http1_1
+    )
         -> Result<BodyFraming, Refusal>
     {
         RequestValidation.validate(HTTPRequestHead(version: version, method: method, uri: "/", headers: .init(headers)))
@@ -134,16 +139,20 @@ import Testing
     }
 
     @Test func smugglingDefences() {
-        #expect(self.reason(self.validate([("Content-Length", "5"), ("Transfer-Encoding", "chunked")]))
-            == "content-length-and-transfer-encoding")
+        #expect(
+            self.reason(self.validate([("Content-Length", "5"), ("Transfer-Encoding", "chunked")]))
+                == "content-length-and-transfer-encoding"
+        )
         #expect(self.reason(self.validate([("Content-Length", "5"), ("Content-Length", "6")])) == "bad-content-length")
         #expect(self.reason(self.validate([("Content-Length", "5, 6")])) == "bad-content-length")
         #expect(self.reason(self.validate([("Content-Length", "-1")])) == "bad-content-length")
         #expect(self.reason(self.validate([("Content-Length", "+5")])) == "bad-content-length")
         #expect(self.reason(self.validate([("Content-Length", "0x10")])) == "bad-content-length")
         #expect(self.reason(self.validate([("Transfer-Encoding", "gzip, chunked")])) == "unsupported-transfer-encoding")
-        #expect(self.reason(self.validate([("Transfer-Encoding", "chunked")], version: .http1_0))
-            == "unsupported-transfer-encoding")
+        #expect(
+            self.reason(self.validate([("Transfer-Encoding", "chunked")], version: .http1_0))
+                == "unsupported-transfer-encoding"
+        )
         #expect(self.reason(self.validate([], method: .CONNECT)) == "connect-not-allowed")
         if case .failure(let r) = self.validate([], method: .CONNECT) { #expect(r.status == .methodNotAllowed) }
     }
@@ -221,14 +230,18 @@ import Testing
 
     @Test func refusalWithoutBodyKeepsConnection() {
         var m = ClientStateMachine()
-        #expect(m.requestHead(refusal: self.refusal, keepAlive: true, hasBody: false) == .refuse(self.refusal, close: false))
+        #expect(
+            m.requestHead(refusal: self.refusal, keepAlive: true, hasBody: false) == .refuse(self.refusal, close: false)
+        )
         #expect(m.requestEnd() == .none)
         #expect(m.state == .idle)
     }
 
     @Test func refusalWithBodyCloses() {
         var m = ClientStateMachine()
-        #expect(m.requestHead(refusal: self.refusal, keepAlive: true, hasBody: true) == .refuse(self.refusal, close: true))
+        #expect(
+            m.requestHead(refusal: self.refusal, keepAlive: true, hasBody: true) == .refuse(self.refusal, close: true)
+        )
         #expect(m.requestBody() == .drop)
     }
 

@@ -12,7 +12,9 @@ final class TestPKI: Sendable {
         let certificatePath: String
         let keyPath: String
 
-        var nioCertificate: NIOSSLCertificate { try! NIOSSLCertificate(bytes: Array(self.certificatePEM.utf8), format: .pem) }
+        var nioCertificate: NIOSSLCertificate {
+            try! NIOSSLCertificate(bytes: Array(self.certificatePEM.utf8), format: .pem)
+        }
         var nioKey: NIOSSLPrivateKey { try! NIOSSLPrivateKey(bytes: Array(self.keyPEM.utf8), format: .pem) }
     }
 
@@ -101,36 +103,40 @@ final class TestPKI: Sendable {
         self.otherCA = otherCA
         self.clientCA = clientCA
         self.leaf = make("leaf", cn: "good.upstream.test", sans: Self.names, isCA: false, issuer: (caName, caKey)).0
-        self.wrongName = make(
-            "wrong-name",
-            cn: "someone-else.test",
-            sans: ["someone-else.test"],
-            isCA: false,
-            issuer: (caName, caKey)
-        ).0
-        self.expired = make(
-            "expired",
-            cn: "good.upstream.test",
-            sans: Self.names,
-            isCA: false,
-            issuer: (caName, caKey),
-            notAfter: now.addingTimeInterval(-86_400),
-            notBefore: now.addingTimeInterval(-10 * 86_400)
-        ).0
-        self.unknownCA = make(
-            "unknown-ca-leaf",
-            cn: "good.upstream.test",
-            sans: Self.names,
-            isCA: false,
-            issuer: (otherName, otherKey)
-        ).0
-        self.client = make(
-            "client",
-            cn: "egress-proxy",
-            sans: ["egress-proxy.test"],
-            isCA: false,
-            issuer: (clientCAName, clientCAKey),
-            clientAuth: true
-        ).0
+        self.wrongName =
+            make(
+                "wrong-name",
+                cn: "someone-else.test",
+                sans: ["someone-else.test"],
+                isCA: false,
+                issuer: (caName, caKey)
+            ).0
+        self.expired =
+            make(
+                "expired",
+                cn: "good.upstream.test",
+                sans: Self.names,
+                isCA: false,
+                issuer: (caName, caKey),
+                notAfter: now.addingTimeInterval(-86_400),
+                notBefore: now.addingTimeInterval(-10 * 86_400)
+            ).0
+        self.unknownCA =
+            make(
+                "unknown-ca-leaf",
+                cn: "good.upstream.test",
+                sans: Self.names,
+                isCA: false,
+                issuer: (otherName, otherKey)
+            ).0
+        self.client =
+            make(
+                "client",
+                cn: "egress-proxy",
+                sans: ["egress-proxy.test"],
+                isCA: false,
+                issuer: (clientCAName, clientCAKey),
+                clientAuth: true
+            ).0
     }
 }

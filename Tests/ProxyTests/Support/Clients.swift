@@ -97,7 +97,12 @@ final class TestClient {
         return try await self.next()
     }
 
-    func get(_ path: String, host: String, headers: [(String, String)] = [], method: HTTPMethod = .GET) async throws
+    func get(
+        _ path: String,
+        host: String,
+        headers: [(String, String)] = [],
+        method: HTTPMethod = .GET
+    ) async throws
         -> TestResponse
     {
         var h = HTTPHeaders([("Host", host)])
@@ -258,4 +263,3 @@ private final class ByteCollector: ChannelInboundHandler {
         context.close(promise: nil)
     }
 }
-

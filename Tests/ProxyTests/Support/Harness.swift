@@ -3,6 +3,7 @@ import Logging
 import Manifests
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOPosix
 import Prometheus
 import ServiceLifecycle
 
@@ -39,6 +40,7 @@ struct ProxyHarness: Sendable {
     static func with(
         _ list: AllowList?,
         configure: (inout ProxyConfiguration) -> Void = { _ in },
+        group eventLoopGroup: (any EventLoopGroup)? = nil,
         _ body: (ProxyHarness) async throws -> Void
     ) async throws {
         var configuration = ProxyConfiguration()
@@ -58,6 +60,7 @@ struct ProxyHarness: Sendable {
             configuration: configuration,
             store: store,
             metrics: metrics,
+            group: eventLoopGroup ?? MultiThreadedEventLoopGroup.singleton,
             logger: quiet,
             accessLog: capture.logger("access"),
             stats: stats

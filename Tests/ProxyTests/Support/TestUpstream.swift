@@ -104,7 +104,9 @@ final class UpstreamTestHandler: ChannelInboundHandler {
             self.received += buffer.readableBytes
             if before < Self.checksumLimit {
                 buffer.withUnsafeReadableBytes { bytes in
-                    for b in bytes.prefix(Self.checksumLimit - before) { self.checksum = self.checksum &* 31 &+ UInt64(b) }
+                    for b in bytes.prefix(Self.checksumLimit - before) {
+                        self.checksum = self.checksum &* 31 &+ UInt64(b)
+                    }
                 }
             }
         case .end:
@@ -119,7 +121,10 @@ final class UpstreamTestHandler: ChannelInboundHandler {
         switch route {
         case "hello":
             var headers: HTTPHeaders = ["x-seen-host": head.headers["host"].joined(separator: ",")]
-            headers.add(name: "x-seen-headers", value: head.headers.map { $0.name.lowercased() }.sorted().joined(separator: ","))
+            headers.add(
+                name: "x-seen-headers",
+                value: head.headers.map { $0.name.lowercased() }.sorted().joined(separator: ",")
+            )
             self.send(.ok, body: "hello from upstream\n", headers: headers, context: context)
         case "upload":
             self.send(.ok, body: "received \(self.received) checksum \(self.checksum)\n", context: context)
@@ -133,7 +138,10 @@ final class UpstreamTestHandler: ChannelInboundHandler {
             let count = parts.count > 1 ? Int(parts[1]) ?? 0 : 0
             var headers = HTTPHeaders()
             if route == "download-cl" { headers.add(name: "content-length", value: "\(count)") }
-            context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+            context.write(
+                self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))),
+                promise: nil
+            )
             self.remainingDownload = count
             self.downloading = true
             self.pump(context: context)
@@ -145,11 +153,19 @@ final class UpstreamTestHandler: ChannelInboundHandler {
                 self.send(.ok, body: "slow\n", context: context)
             }
         case "204":
-            context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .noContent))), promise: nil)
+            context.write(
+                self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .noContent))),
+                promise: nil
+            )
             context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
         case "304":
             let headers: HTTPHeaders = ["etag": "\"x\""]
-            context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .notModified, headers: headers))), promise: nil)
+            context.write(
+                self.wrapOutboundOut(
+                    .head(HTTPResponseHead(version: .http1_1, status: .notModified, headers: headers))
+                ),
+                promise: nil
+            )
             context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
         default:
             self.send(.notFound, body: "no such path\n", context: context)
@@ -164,7 +180,8 @@ final class UpstreamTestHandler: ChannelInboundHandler {
             var buffer = context.channel.allocator.buffer(capacity: n)
             buffer.writeRepeatingByte(UInt8(truncatingIfNeeded: self.remainingDownload / chunk), count: n)
             self.remainingDownload -= n
-            context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            // Flush every chunk: TLS buffers unflushed writes, and writability only reflects flushed bytes.
+            context.writeAndFlush(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
         }
         if self.downloading, self.remainingDownload == 0 {
             self.downloading = false
@@ -179,10 +196,18 @@ final class UpstreamTestHandler: ChannelInboundHandler {
         context.fireChannelWritabilityChanged()
     }
 
-    private func send(_ status: HTTPResponseStatus, body: String, headers: HTTPHeaders = [:], context: ChannelHandlerContext) {
+    private func send(
+        _ status: HTTPResponseStatus,
+        body: String,
+        headers: HTTPHeaders = [:],
+        context: ChannelHandlerContext
+    ) {
         var headers = headers
         headers.add(name: "content-length", value: "\(body.utf8.count)")
-        context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        context.write(
+            self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))),
+            promise: nil
+        )
         context.write(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
         context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
     }

@@ -1,0 +1,266 @@
+#!/usr/bin/env bash
+# Benchmark: egress-proxy vs nginx vs HAProxy doing the same job on loopback:
+#   plain HTTP from the client  ->  proxy  ->  verified TLS (SNI, trusted test CA) to one HTTPS upstream,
+#   with an upstream keep-alive pool.
+#
+# Upstream: nginx serving a small static body over TLS (its own instance, pinned to its own core).
+# Load: wrk (Debian's wrk 4.1). wrk2 is not packaged in Debian, so the fixed-rate phase uses wrk with a Lua
+# `delay()` per request (each connection waits DELAY_MS between requests): the offered rate is about
+# FIXED_CONNECTIONS * 1000 / DELAY_MS req/s. Latencies are wrk's (not corrected for coordinated omission; at
+# this low utilisation the difference is small, but say so when quoting them).
+# CPU per request: utime+stime of the proxy's processes (/proc/PID/stat) over the saturation phase / requests.
+# Each proxy gets one thread/process (egress-proxy --event-loops 1, nginx worker_processes 1, haproxy nbthread 1).
+# Access logs: egress-proxy writes its JSON line per request, nginx its combined log (buffered); HAProxy logs nothing.
+# RSS: sum of VmRSS of the proxy's processes after the saturation phase.
+# New upstream connections: requests logged by the upstream with $connection_requests == 1 during the proxy's run.
+#
+# Usage: benchmarks/proxy/run.sh            (builds egress-proxy in release mode if needed)
+# Env: DURATION (s, default 10), CONNECTIONS (default 32), FIXED_CONNECTIONS (20), DELAY_MS (10),
+#      PROXY_CPU (default 0), LOAD_CPU (default 1: upstream and wrk).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+DURATION="${DURATION:-10}"
+CONNECTIONS="${CONNECTIONS:-32}"
+FIXED_CONNECTIONS="${FIXED_CONNECTIONS:-20}"
+DELAY_MS="${DELAY_MS:-10}"
+PROXY_CPU="${PROXY_CPU:-0}"
+LOAD_CPU="${LOAD_CPU:-1}"
+UP_PORT=18443
+EGRESS_PORT=18080
+EGRESS_ADMIN=19090
+NGINX_PORT=18081
+HAPROXY_PORT=18082
+UP_HOST=upstream.bench.test
+HOST_HEADER="$UP_HOST.egress.local"
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need nginx || ! need haproxy || ! need wrk || ! need openssl; then
+    echo "installing nginx haproxy wrk openssl (apt)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y nginx haproxy wrk openssl >/dev/null
+fi
+NGINX="$(command -v nginx)"
+HAPROXY="$(command -v haproxy)"
+
+EGRESS="$ROOT/.build/release/egress-proxy"
+if [ ! -x "$EGRESS" ]; then
+    (cd "$ROOT" && swift build -c release --product egress-proxy >&2)
+fi
+
+WORK="$(mktemp -d /tmp/egress-bench.XXXXXX)"
+chmod 755 "$WORK"
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+# --- certificates: a CA and an upstream leaf for upstream.bench.test -------------------------------------------
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=bench CA" \
+    -keyout "$WORK/ca.key" -out "$WORK/ca.crt" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$UP_HOST" \
+    -keyout "$WORK/up.key" -out "$WORK/up.csr" 2>/dev/null
+printf "subjectAltName=DNS:%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n" "$UP_HOST" >"$WORK/up.ext"
+openssl x509 -req -in "$WORK/up.csr" -CA "$WORK/ca.crt" -CAkey "$WORK/ca.key" -CAcreateserial -days 2 \
+    -extfile "$WORK/up.ext" -out "$WORK/up.crt" 2>/dev/null
+
+# --- upstream: nginx over TLS, small static body ------------------------------------------------------------------
+mkdir -p "$WORK/up"
+cat >"$WORK/up/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $WORK/up/nginx.pid;
+error_log $WORK/up/error.log warn;
+events { worker_connections 4096; }
+http {
+    log_format conn '\$connection \$connection_requests \$status';
+    access_log $WORK/up/access.log conn buffer=256k flush=1s;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+    client_body_temp_path $WORK/up; proxy_temp_path $WORK/up; fastcgi_temp_path $WORK/up;
+    uwsgi_temp_path $WORK/up; scgi_temp_path $WORK/up;
+    server {
+        listen 127.0.0.1:$UP_PORT ssl;
+        ssl_certificate $WORK/up.crt;
+        ssl_certificate_key $WORK/up.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location / { default_type text/plain; return 200 "hello from the benchmark upstream, 64 bytes of body.........\n"; }
+    }
+}
+EOF
+taskset -c "$LOAD_CPU" "$NGINX" -c "$WORK/up/nginx.conf" -p "$WORK/up" &
+PIDS+=($!)
+
+# --- the three proxies --------------------------------------------------------------------------------------------
+cat >"$WORK/allowlist.json" <<EOF
+{"apiVersion":"egress.dev/v1alpha1","kind":"AllowList","hosts":[{"host":"$UP_HOST","port":$UP_PORT,
+ "tls":{"caFile":"$WORK/ca.crt","insecureSkipVerify":false},"addresses":["127.0.0.1"],"allowPrivateAddresses":true,
+ "timeouts":{"connectMillis":5000,"responseHeadersMillis":30000,"idleMillis":300000}}]}
+EOF
+
+mkdir -p "$WORK/ngx"
+cat >"$WORK/ngx/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $WORK/ngx/nginx.pid;
+error_log $WORK/ngx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log $WORK/ngx/access.log combined buffer=256k flush=1s;
+    client_body_temp_path $WORK/ngx; proxy_temp_path $WORK/ngx; fastcgi_temp_path $WORK/ngx;
+    uwsgi_temp_path $WORK/ngx; scgi_temp_path $WORK/ngx;
+    upstream up { server 127.0.0.1:$UP_PORT; keepalive 64; keepalive_requests 1000000; keepalive_timeout 300s; }
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location / {
+            proxy_pass https://up;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $UP_HOST;
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate $WORK/ca.crt;
+            proxy_ssl_server_name on;
+            proxy_ssl_name $UP_HOST;
+            proxy_ssl_session_reuse on;
+        }
+    }
+}
+EOF
+
+cat >"$WORK/haproxy.cfg" <<EOF
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout http-keep-alive 300s
+frontend fe
+    bind 127.0.0.1:$HAPROXY_PORT
+    default_backend up
+backend up
+    http-reuse always
+    http-request set-header Host $UP_HOST
+    server s1 127.0.0.1:$UP_PORT ssl verify required ca-file $WORK/ca.crt sni str($UP_HOST) verifyhost $UP_HOST
+EOF
+
+cat >"$WORK/fixed.lua" <<EOF
+local d = $DELAY_MS
+function delay() return d end
+EOF
+
+wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+wait_port "$UP_PORT"
+
+cpu_ticks() { # utime+stime of the given pids
+    local total=0
+    for pid in "$@"; do
+        local fields
+        fields=$(sed 's/.*) //' "/proc/$pid/stat")
+        total=$((total + $(echo "$fields" | awk '{print $12 + $13}')))
+    done
+    echo "$total"
+}
+rss_kib() { local t=0; for pid in "$@"; do t=$((t + $(awk '/VmRSS/ {print $2}' "/proc/$pid/status"))); done; echo "$t"; }
+to_ms() { # wrk latency value like 1.23ms / 456.00us / 1.01s -> ms
+    awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
+}
+pct() { grep -E "^ +$1%" "$2" | awk '{print $2}'; }
+new_upstream_connections() { awk '$2 == 1' "$WORK/up/access.log" | wc -l; }
+
+HZ=$(getconf CLK_TCK)
+RESULTS="$WORK/results.tsv"
+: >"$RESULTS"
+
+bench() { # name port pids...
+    local name=$1 port=$2
+    shift 2
+    local pids=("$@")
+    wait_port "$port"
+    curl_check=$(printf 'GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$HOST_HEADER" |
+        timeout 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port; cat >&3; cat <&3" | head -1 | tr -d '\r')
+    echo "[$name] check: $curl_check" >&2
+    sleep 1.5 # let the upstream's buffered access log flush
+    local up_before
+    up_before=$(new_upstream_connections)
+    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d2s -H "Host: $HOST_HEADER" "http://127.0.0.1:$port/" >/dev/null
+    local cpu0
+    cpu0=$(cpu_ticks "${pids[@]}")
+    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "Host: $HOST_HEADER" \
+        "http://127.0.0.1:$port/" >"$WORK/$name.sat.txt"
+    local cpu1
+    cpu1=$(cpu_ticks "${pids[@]}")
+    local rss
+    rss=$(rss_kib "${pids[@]}")
+    taskset -c "$LOAD_CPU" wrk -t1 -c"$FIXED_CONNECTIONS" -d"${DURATION}s" --latency -s "$WORK/fixed.lua" \
+        -H "Host: $HOST_HEADER" "http://127.0.0.1:$port/" >"$WORK/$name.fixed.txt"
+    sleep 1.5
+    local up_after
+    up_after=$(new_upstream_connections)
+    local rps requests errors
+    rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/$name.sat.txt")
+    requests=$(awk '/requests in/ {print $1}' "$WORK/$name.sat.txt")
+    errors=$(awk '/Non-2xx/ {print $NF}' "$WORK/$name.sat.txt")
+    errors=${errors:-0}
+    local cpu_us
+    cpu_us=$(awk -v c=$((cpu1 - cpu0)) -v hz="$HZ" -v r="$requests" 'BEGIN { printf "%.1f", c / hz * 1e6 / r }')
+    local frps
+    frps=$(awk '/Requests\/sec/ {print $2}' "$WORK/$name.fixed.txt")
+    printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n" "$name" "$rps" \
+        "$(to_ms "$(pct 50 "$WORK/$name.sat.txt")")" "$(to_ms "$(pct 99 "$WORK/$name.sat.txt")")" \
+        "$frps" "$(to_ms "$(pct 50 "$WORK/$name.fixed.txt")")" "$(to_ms "$(pct 90 "$WORK/$name.fixed.txt")")" \
+        "$(to_ms "$(pct 99 "$WORK/$name.fixed.txt")")" "$cpu_us" "$((rss / 1024))" "$((up_after - up_before))" \
+        "$errors" >>"$RESULTS"
+}
+
+# egress-proxy
+taskset -c "$PROXY_CPU" "$EGRESS" --allowlist "$WORK/allowlist.json" --host 127.0.0.1 --port "$EGRESS_PORT" \
+    --admin-host 127.0.0.1 --admin-port "$EGRESS_ADMIN" --event-loops 1 >"$WORK/egress.log" 2>&1 &
+EPID=$!
+PIDS+=($EPID)
+bench egress-proxy "$EGRESS_PORT" "$EPID"
+kill "$EPID"
+wait "$EPID" 2>/dev/null || true
+
+# nginx
+taskset -c "$PROXY_CPU" "$NGINX" -c "$WORK/ngx/nginx.conf" -p "$WORK/ngx" &
+NPID=$!
+PIDS+=($NPID)
+wait_port "$NGINX_PORT"
+bench nginx "$NGINX_PORT" "$NPID" $(pgrep -P "$NPID")
+kill "$NPID"
+wait "$NPID" 2>/dev/null || true
+
+# HAProxy
+taskset -c "$PROXY_CPU" "$HAPROXY" -f "$WORK/haproxy.cfg" -db &
+HPID=$!
+PIDS+=($HPID)
+bench haproxy "$HAPROXY_PORT" "$HPID"
+kill "$HPID"
+wait "$HPID" 2>/dev/null || true
+
+# --- report ---------------------------------------------------------------------------------------------------------
+echo
+echo "Loopback, proxy pinned to CPU $PROXY_CPU, upstream nginx + wrk on CPU $LOAD_CPU; ${DURATION}s per phase."
+echo "Saturation: wrk -t1 -c$CONNECTIONS. Fixed rate: wrk -t1 -c$FIXED_CONNECTIONS with a ${DELAY_MS} ms Lua delay."
+echo
+echo "| proxy | req/s (saturation) | p50 ms | p99 ms | req/s (fixed) | p50 ms | p90 ms | p99 ms | CPU µs/req | RSS MiB | new upstream conns | non-2xx |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+awk -F'\t' '{ printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12 }' "$RESULTS"
+echo
+awk -F'\t' '
+    $1 == "egress-proxy" { e_rps = $2; e_p99 = $8; e_cpu = $9; e_rss = $10 }
+    $1 != "egress-proxy" { name[++n] = $1; rps[n] = $2; p99[n] = $8; cpu[n] = $9; rss[n] = $10 }
+    END {
+        print "Ratios, egress-proxy relative to each peer (throughput: >1 is better; p99, CPU, RSS: <1 is better):"
+        print ""
+        print "| peer | throughput | fixed-rate p99 | CPU per request | RSS |"
+        print "|---|---|---|---|---|"
+        for (i = 1; i <= n; i++)
+            printf "| %s | %.2f | %.2f | %.2f | %.2f |\n", name[i], e_rps / rps[i], e_p99 / p99[i], e_cpu / cpu[i], e_rss / rss[i]
+    }' "$RESULTS"
+echo
+echo "raw wrk output: $WORK" >&2
