@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOConcurrencyHelpers
 
@@ -47,18 +48,16 @@ public struct JSONLogHandler: LogHandler {
         self.sink(line)
     }
 
+    /// Lines are appended to a process-wide buffer that is written to standard output when it passes 64 KiB and
+    /// at least every 100 ms (and by `flushStandardOutput()` at exit): one `write` per request would cost more CPU
+    /// than the proxying itself.
     public static let standardOutput: @Sendable (String) -> Void = { line in
-        var line = line
-        line.withUTF8 { bytes in
-            stdoutLock.withLock {
-                var offset = 0
-                while offset < bytes.count {
-                    let written = write(1, bytes.baseAddress! + offset, bytes.count - offset)
-                    if written <= 0 { break }
-                    offset += written
-                }
-            }
-        }
+        StandardOutputBuffer.shared.append(line)
+    }
+
+    /// Writes out buffered log lines now.
+    public static func flushStandardOutput() {
+        StandardOutputBuffer.shared.flush()
     }
 
     private static func append(_ value: Logger.MetadataValue, to line: inout String) {
@@ -125,4 +124,59 @@ public struct JSONLogHandler: LogHandler {
     }
 }
 
-private let stdoutLock = NIOLock()
+final class StandardOutputBuffer: Sendable {
+    static let shared = StandardOutputBuffer()
+
+    private struct State {
+        var bytes: [UInt8] = []
+        var flusherStarted = false
+    }
+    private let state = NIOLockedValueBox(State())
+    /// Serializes writes so lines from concurrent flushes never interleave.
+    private let writeLock = NIOLock()
+
+    func append(_ line: String) {
+        let (full, startFlusher): ([UInt8]?, Bool) = self.state.withLockedValue { state in
+            state.bytes.append(contentsOf: line.utf8)
+            let start = !state.flusherStarted
+            state.flusherStarted = true
+            guard state.bytes.count >= 64 * 1024 else { return (nil, start) }
+            defer { state.bytes.removeAll(keepingCapacity: true) }
+            return (state.bytes, start)
+        }
+        if startFlusher { self.startFlusher() }
+        if let full { self.write(full) }
+    }
+
+    func flush() {
+        let pending: [UInt8] = self.state.withLockedValue { state in
+            defer { state.bytes.removeAll(keepingCapacity: true) }
+            return state.bytes
+        }
+        if !pending.isEmpty { self.write(pending) }
+    }
+
+    private func startFlusher() {
+        let thread = Thread { [self] in
+            while true {
+                Thread.sleep(forTimeInterval: 0.1)
+                self.flush()
+            }
+        }
+        thread.name = "log-flusher"
+        thread.start()
+    }
+
+    private func write(_ bytes: [UInt8]) {
+        self.writeLock.withLock {
+            bytes.withUnsafeBytes { raw in
+                var offset = 0
+                while offset < raw.count {
+                    let written = Glibc.write(1, raw.baseAddress! + offset, raw.count - offset)
+                    if written <= 0 { break }
+                    offset += written
+                }
+            }
+        }
+    }
+}

@@ -1,3 +1,4 @@
+import Observability
 import Logging
 import Manifests
 import Metrics
@@ -72,7 +73,7 @@ public enum ProxyRuntime {
             host: options.adminHost,
             port: options.adminPort,
             registry: registry,
-            store: store,
+            readiness: { store.isReady ? nil : "allow-list not loaded" },
             group: group
         )
         let proxy = try await ProxyServer.bind(

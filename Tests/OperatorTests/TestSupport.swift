@@ -56,22 +56,30 @@ enum TestCluster {
         return client
     }
 
-    /// Runs `scripts/control-plane.sh ARGS` (with this process's environment, so its ports) and fails with its
-    /// output if it fails.
+    /// Runs `scripts/control-plane.sh ARGS` (its output goes to the test log) and fails if it fails.
+    ///
+    /// posix_spawn + waitpid on a Dispatch thread: Foundation's `Process.waitUntilExit()` was seen never to reap
+    /// the child inside the test process.
     static func script(_ arguments: String...) async throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = ["\(repoRoot)/scripts/control-plane.sh"] + arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let data = try await Task.detached { try output.fileHandleForReading.readToEnd() ?? Data() }.value
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
+        let argv = ["/bin/bash", "\(repoRoot)/scripts/control-plane.sh"] + arguments
+        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                var cArguments = argv.map { strdup($0) } + [nil]
+                defer { for argument in cArguments { free(argument) } }
+                var pid: pid_t = 0
+                let spawned = posix_spawn(&pid, "/bin/bash", nil, nil, &cArguments, environ)
+                guard spawned == 0 else {
+                    continuation.resume(throwing: TestFailure("cannot run control-plane.sh: errno \(spawned)"))
+                    return
+                }
+                var status: Int32 = 0
+                while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+                continuation.resume(returning: status)
+            }
+        }
+        guard status == 0 else {
             throw TestFailure(
-                "control-plane.sh \(arguments.joined(separator: " ")) failed: "
-                    + String(decoding: data, as: UTF8.self)
+                "control-plane.sh \(arguments.joined(separator: " ")) failed (wait status \(status)); see its output above"
             )
         }
     }

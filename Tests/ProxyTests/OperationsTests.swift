@@ -1,3 +1,4 @@
+import Observability
 import Foundation
 import Logging
 import Manifests
@@ -120,7 +121,7 @@ import Testing
                 host: "127.0.0.1",
                 port: 0,
                 registry: proxy.registry,
-                store: proxy.store
+                readiness: { [store = proxy.store] in store.isReady ? nil : "allow-list not loaded" }
             )
             let adminPort = admin.localAddress.port!
             func adminGet(_ path: String) async throws -> String {
