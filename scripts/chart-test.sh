@@ -177,6 +177,12 @@ else
         clusterrole/egress-operator clusterrolebinding/egress-operator
     check "CoreDNS Role and RoleBinding exist in kube-system" kubectl get -n kube-system \
         role/egress-operator-coredns rolebinding/egress-operator-coredns
+    if kubectl api-versions | grep -qx policy/v1; then
+        check "the operator PodDisruptionBudget exists (policy/v1 served)" kubectl -n "$NAMESPACE" get pdb/egress-operator
+    else
+        check "no PodDisruptionBudget in the release (this cluster does not serve policy/v1)" bash -c \
+            "! helm get manifest $RELEASE -n $NAMESPACE | grep -q PodDisruptionBudget"
+    fi
     check "the CRD is established" kubectl wait --for condition=established --timeout=30s crd/egresshosts.egress.dev
     check "the CRD is served (kubectl get eh)" kubectl get eh
     check "the ServiceAccount may patch EgressHost status, take Leases, edit CoreDNS, not read other Secrets" bash -c "

@@ -25,7 +25,9 @@ struct ManifestsCommand: ParsableCommand {
     @Flag(help: "Do not write: exit non-zero if the directory differs from what the code generates.")
     var check = false
 
-    @Option(help: "Also write (or check) the chart's generated files (CRD, RBAC rules) here, e.g. \(ChartBundle.directory).")
+    @Option(
+        help: "Also write (or check) the chart's generated files (CRD, RBAC rules) here, e.g. \(ChartBundle.directory)."
+    )
     var chart: String?
 
     func run() throws {
