@@ -25,10 +25,21 @@ struct ManifestsCommand: ParsableCommand {
     @Flag(help: "Do not write: exit non-zero if the directory differs from what the code generates.")
     var check = false
 
+    @Option(
+        help: "Also write (or check) the chart's generated files (CRD, RBAC rules) here, e.g. \(ChartBundle.directory)."
+    )
+    var chart: String?
+
     func run() throws {
+        let command = "egress-operator manifests --output \(output)" + (chart.map { " --chart \($0)" } ?? "")
+        try sync(ConfigBundle.files(), into: output, command: command)
+        if let chart { try sync(ChartBundle.files(), into: chart, command: command) }
+    }
+
+    func sync(_ files: [(path: String, text: String)], into output: String, command: String) throws {
         let root = URL(fileURLWithPath: output, isDirectory: true)
         var drifted: [String] = []
-        for file in ConfigBundle.files() {
+        for file in files {
             let url = root.appendingPathComponent(file.path)
             let current = try? String(contentsOf: url, encoding: .utf8)
             guard current != file.text else { continue }
@@ -43,7 +54,7 @@ struct ManifestsCommand: ParsableCommand {
         }
         if check, !drifted.isEmpty {
             throw ValidationError(
-                "\(output) is out of date (\(drifted.joined(separator: ", "))): run `egress-operator manifests --output \(output)`"
+                "\(output) is out of date (\(drifted.joined(separator: ", "))): run `\(command)`"
             )
         }
         print(check ? "\(output) is up to date" : "wrote \(drifted.count) file(s) under \(output)")

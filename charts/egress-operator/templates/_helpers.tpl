@@ -1,0 +1,89 @@
+{{/* The chart name, truncated for label values. */}}
+{{- define "egress-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The full name of the operator's objects: `egress-operator` for a release named like it. */}}
+{{- define "egress-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "egress-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "egress-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "egress-operator.labels" -}}
+{{ include "egress-operator.selectorLabels" . }}
+app.kubernetes.io/part-of: egress-operator
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end }}
+
+{{- define "egress-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "egress-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* repository[:tag][@digest]; the tag defaults to the chart's appVersion. Call with (list image root). */}}
+{{- define "egress-operator.image" -}}
+{{- $image := index . 0 }}
+{{- $root := index . 1 }}
+{{- if $image.digest }}
+{{- printf "%s@%s" $image.repository $image.digest }}
+{{- else }}
+{{- printf "%s:%s" $image.repository (default $root.Chart.AppVersion $image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* The operator's flags (see `egress-operator run --help`); the same flags config/operator passes. */}}
+{{- define "egress-operator.args" -}}
+- run
+- --namespace={{ .Release.Namespace }}
+{{- if .Values.leaderElection.enabled }}
+- --leader-elect
+- --lease-duration-seconds={{ .Values.leaderElection.leaseDurationSeconds }}
+{{- else }}
+- --no-leader-elect
+{{- end }}
+- --admin-port={{ .Values.adminPort }}
+- --log-level={{ .Values.logLevel }}
+- --log-format={{ .Values.logFormat }}
+- --coredns-mode={{ .Values.coredns.mode }}
+- --coredns-namespace={{ .Values.coredns.namespace }}
+- --dns-rules={{ .Values.coredns.dnsRules }}
+- --proxy-image={{ include "egress-operator.image" (list .Values.proxy.image .) }}
+- --proxy-replicas={{ .Values.proxy.replicas }}
+- --suffix={{ .Values.proxy.suffix }}
+{{- range $key, $value := .Values.proxy.podAnnotations }}
+- {{ printf "--proxy-pod-annotation=%s=%s" $key $value | quote }}
+{{- else }}
+- --proxy-pod-annotation=none
+{{- end }}
+- --proxy-tls-mount-path={{ .Values.proxy.tlsMountPath }}
+{{- if .Values.lockdown.enabled }}
+- --lockdown
+{{- end }}
+- --resync-seconds={{ .Values.resyncSeconds }}
+{{- end }}
+
+{{/* "true" when the cluster serves policy/v1 PodDisruptionBudgets (Kubernetes 1.21+), else empty. */}}
+{{- define "egress-operator.pdbServed" -}}
+{{- if and (.Capabilities.APIVersions.Has "policy/v1") (semverCompare ">=1.21.0-0" .Capabilities.KubeVersion.Version) -}}
+true
+{{- end }}
+{{- end }}
