@@ -95,7 +95,11 @@ want = ["run", "--namespace=egress-system", "--leader-elect", "--lease-duration-
         "--dns-rules=suffix", "--proxy-image=registry.example.com/platform/egress-proxy:0.1.0-rc1",
         "--proxy-replicas=4", "--suffix=egress.internal",
         "--proxy-pod-annotation=config.linkerd.io/proxy-cpu-request=50m", "--proxy-pod-annotation=linkerd.io/inject=enabled",
-        "--proxy-tls-mount-path=/var/run/egress/tls", "--lockdown", "--resync-seconds=600"]
+        "--proxy-tls-mount-path=/var/run/egress/tls", "--proxy-port=18080", "--proxy-cpu-request=250m",
+        "--proxy-memory-request=128Mi", "--proxy-memory-limit=512Mi", "--proxy-max-connections=20000",
+        "--proxy-client-namespace-label=egress.dev/client=true", "--cluster-domain=corp.local",
+        "--coredns-configmap=coredns-main", "--coredns-custom-configmap=coredns-extra", "--lockdown",
+        "--lockdown-cluster-cidr=10.96.0.0/12", "--lockdown-cluster-cidr=10.244.0.0/16", "--resync-seconds=600"]
 assert args == want, f"args {args}"
 assert dep["spec"]["replicas"] == 3
 assert c["image"].endswith("@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"), c["image"]
@@ -106,6 +110,7 @@ assert {e["name"] for e in c["env"]} == {"POD_NAME", "POD_NAMESPACE"}
 assert c["readinessProbe"]["httpGet"]["path"] == "/readyz" and c["livenessProbe"]["httpGet"]["path"] == "/healthz"
 assert c["securityContext"]["readOnlyRootFilesystem"] and spec["securityContext"]["runAsNonRoot"]
 assert docs[("Role", "egress-coredns")]["metadata"]["namespace"] == "dns-system"
+assert any(r.get("resourceNames") == ["coredns-main", "coredns-extra"] for r in docs[("Role", "egress-coredns")]["rules"])
 assert docs[("PodDisruptionBudget", "egress")]["spec"]["minAvailable"] == 2
 sm = docs[("ServiceMonitor", "egress")]
 assert sm["apiVersion"] == "monitoring.coreos.com/v1" and sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"

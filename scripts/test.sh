@@ -5,6 +5,7 @@
 #   2. generated config/ has not drifted from the Swift sources
 #   3. manifests validate offline (kubernetes-validate --strict, CRD schema vs samples and bad fixtures)
 #   4. swift test: pure tests, proxy tests over real TLS, KubeAPI/operator tests against the control plane
+#   5. the Helm chart and config/default against the same control plane (scripts/chart-test.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,11 +30,14 @@ if grep -E "^$PWD/(Sources|Tests)/.*(warning|error):" "$build_log"; then
     echo "our sources have compiler warnings (listed above)"; exit 1
 fi
 
-log "checking that config/ matches the generators"
-swift run --skip-build egress-operator manifests --output config --check
+log "checking that config/ and the chart's generated files match the generators"
+swift run --skip-build egress-operator manifests --output config --chart charts/egress-operator --check
 
 log "validating manifests offline"
 egress-python scripts/validate-manifests.py
 
 log "swift test"
 swift test --skip-build
+
+log "Helm chart and kustomize: lint, schema, template | kubernetes-validate, install/upgrade/uninstall"
+scripts/chart-test.sh

@@ -16,13 +16,21 @@ public enum ChartBundle {
         ]
     }
 
+    /// The CoreDNS ConfigMap names are chart values: the rules name them as template expressions.
+    static func templated(_ coreDNS: CoreDNSSettings) -> CoreDNSSettings {
+        var coreDNS = coreDNS
+        coreDNS.configMapName = "{{ .Values.coredns.configMap }}"
+        coreDNS.customConfigMapName = "{{ .Values.coredns.customConfigMap }}"
+        return coreDNS
+    }
+
     /// Three named templates, `egress-operator.rules.cluster`, `.namespace` and `.coredns`, each a YAML list of
     /// policy rules.
     static func rbacRules(_ settings: OperatorSettings) -> String {
         let sets: [(String, [RBAC.Rule])] = [
             ("cluster", RBAC.clusterRules),
             ("namespace", RBAC.namespaceRules),
-            ("coredns", RBAC.coreDNSRules(settings.coreDNS)),
+            ("coredns", RBAC.coreDNSRules(templated(settings.coreDNS))),
         ]
         var text = templateHeader
         for (name, rules) in sets {

@@ -1,9 +1,9 @@
-import Observability
 import Logging
 import Manifests
 import Metrics
 import NIOCore
 import NIOPosix
+import Observability
 import Prometheus
 import ServiceLifecycle
 

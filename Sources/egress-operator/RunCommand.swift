@@ -61,13 +61,49 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Mesh injection annotation for proxy pods (KEY=VALUE, repeatable; `none` for none).")
     var proxyPodAnnotation: [String] = ["linkerd.io/inject=enabled"]
 
-    @Option(name: .customLong("proxy-tls-mount-path"), help: "Where proxy pods mount the TLS Secret; allow-list file paths point under it.")
+    @Option(
+        name: .customLong("proxy-tls-mount-path"),
+        help: "Where proxy pods mount the TLS Secret; allow-list file paths point under it."
+    )
     var proxyTLSMountPath = ProxySettings.defaultTLSMountPath
 
     @Flag(
         help: "Give namespaces labelled egress.dev/lockdown=true a NetworkPolicy that allows egress only via the proxy."
     )
     var lockdown = false
+
+    @Option(help: "Proxy container port.")
+    var proxyPort = ProxySettings().port
+
+    @Option(help: "Proxy CPU request.")
+    var proxyCPURequest = ProxySettings().cpuRequest
+
+    @Option(help: "Proxy memory request.")
+    var proxyMemoryRequest = ProxySettings().memoryRequest
+
+    @Option(help: "Proxy memory limit.")
+    var proxyMemoryLimit = ProxySettings().memoryLimit
+
+    @Option(help: "Maximum concurrent client connections per proxy pod.")
+    var proxyMaxConnections = ProxySettings().maxClientConnections
+
+    @Option(
+        help:
+            "Only namespaces with this label (KEY=VALUE, repeatable) may call the proxy; default: every namespace."
+    )
+    var proxyClientNamespaceLabel: [String] = []
+
+    @Option(help: "In-cluster CIDR that lockdown keeps reachable (repeatable); default: the RFC 1918 ranges.")
+    var lockdownClusterCIDR: [String] = []
+
+    @Option(help: "The cluster's DNS domain (the proxy Service's FQDN ends in it).")
+    var clusterDomain = ProxySettings().clusterDomain
+
+    @Option(help: "CoreDNS's ConfigMap (holding the Corefile).")
+    var corednsConfigmap = CoreDNSSettings().configMapName
+
+    @Option(help: "The ConfigMap CoreDNS imports *.override files from (k3s, AKS).")
+    var corednsCustomConfigmap = CoreDNSSettings().customConfigMapName
 
     @Option(help: "Seconds between full passes without events.")
     var resyncSeconds = 300
@@ -99,6 +135,16 @@ struct RunCommand: AsyncParsableCommand {
         settings.proxy.suffix = suffix
         settings.proxy.podAnnotations = try Self.annotations(proxyPodAnnotation)
         settings.proxy.tlsMountPath = proxyTLSMountPath
+        settings.proxy.port = proxyPort
+        settings.proxy.cpuRequest = proxyCPURequest
+        settings.proxy.memoryRequest = proxyMemoryRequest
+        settings.proxy.memoryLimit = proxyMemoryLimit
+        settings.proxy.maxClientConnections = proxyMaxConnections
+        settings.proxy.clientNamespaceLabels = try Self.annotations(proxyClientNamespaceLabel)
+        settings.proxy.clusterDomain = clusterDomain
+        settings.coreDNS.configMapName = corednsConfigmap
+        settings.coreDNS.customConfigMapName = corednsCustomConfigmap
+        if !lockdownClusterCIDR.isEmpty { settings.lockdown.clusterCIDRs = lockdownClusterCIDR }
         settings.lockdown.enabled = lockdown
         guard let rules = OperatorOptions.DNSRules(rawValue: dnsRules) else {
             throw ValidationError("--dns-rules must be per-host or suffix")
@@ -143,6 +189,7 @@ struct RunCommand: AsyncParsableCommand {
         try await client.shutdown()
     }
 
+    /// `KEY=VALUE` pairs (annotations, labels); `none` stands for no pair at all.
     static func annotations(_ values: [String]) throws -> [String: String] {
         var result: [String: String] = [:]
         for value in values where value != "none" {

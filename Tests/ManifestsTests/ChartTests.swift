@@ -31,7 +31,9 @@ struct ChartTests {
         for name in ["cluster", "namespace", "coredns"] {
             #expect(rules.contains("{{- define \"egress-operator.rules.\(name)\" }}"))
         }
-        for rule in RBAC.clusterRules + RBAC.namespaceRules + RBAC.coreDNSRules(CoreDNSSettings()) {
+        for rule in RBAC.clusterRules + RBAC.namespaceRules
+            + RBAC.coreDNSRules(ChartBundle.templated(CoreDNSSettings()))
+        {
             let text = YAML.render(.array([rule.json]))
             #expect(rules.contains(text))
         }

@@ -1,10 +1,10 @@
-import Observability
 import Foundation
 import Logging
 import Manifests
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Observability
 import Prometheus
 import ServiceLifecycle
 import Testing

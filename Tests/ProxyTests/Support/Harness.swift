@@ -1,10 +1,10 @@
-import Observability
 import Foundation
 import Logging
 import Manifests
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import Observability
 import Prometheus
 import ServiceLifecycle
 

@@ -75,8 +75,22 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 - --proxy-pod-annotation=none
 {{- end }}
 - --proxy-tls-mount-path={{ .Values.proxy.tlsMountPath }}
+- --proxy-port={{ .Values.proxy.port }}
+- --proxy-cpu-request={{ .Values.proxy.resources.cpuRequest }}
+- --proxy-memory-request={{ .Values.proxy.resources.memoryRequest }}
+- --proxy-memory-limit={{ .Values.proxy.resources.memoryLimit }}
+- --proxy-max-connections={{ .Values.proxy.maxConnections }}
+{{- range $key, $value := .Values.proxy.clientNamespaceLabels }}
+- {{ printf "--proxy-client-namespace-label=%s=%s" $key $value | quote }}
+{{- end }}
+- --cluster-domain={{ .Values.clusterDomain }}
+- --coredns-configmap={{ .Values.coredns.configMap }}
+- --coredns-custom-configmap={{ .Values.coredns.customConfigMap }}
 {{- if .Values.lockdown.enabled }}
 - --lockdown
+{{- range .Values.lockdown.clusterCIDRs }}
+- --lockdown-cluster-cidr={{ . }}
+{{- end }}
 {{- end }}
 - --resync-seconds={{ .Values.resyncSeconds }}
 {{- end }}

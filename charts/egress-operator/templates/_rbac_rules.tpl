@@ -121,8 +121,8 @@
   resources:
   - configmaps
   resourceNames:
-  - coredns
-  - coredns-custom
+  - "{{ .Values.coredns.configMap }}"
+  - "{{ .Values.coredns.customConfigMap }}"
   verbs:
   - patch
   - update
