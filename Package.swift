@@ -106,6 +106,15 @@ let package = Package(
             dependencies: ["Manifests", .product(name: "Yams", package: "Yams")],
             resources: [.copy("Golden")]
         ),
+        .testTarget(
+            name: "ObservabilityTests",
+            dependencies: [
+                "Observability",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
         .testTarget(name: "KubeAPITests", dependencies: ["KubeAPI", "Manifests"]),
         .testTarget(name: "OperatorTests", dependencies: ["Operator", "KubeAPI", "Manifests"]),
         .testTarget(

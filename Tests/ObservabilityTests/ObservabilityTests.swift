@@ -1,0 +1,86 @@
+import CoreMetrics
+import Foundation
+import Logging
+import Observability
+import Prometheus
+import Synchronization
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+struct JSONLogHandlerTests {
+    @Test func oneJSONObjectPerLineWithTypedMetadata() throws {
+        let lines = Mutex<[String]>([])
+        var logger = Logger(label: "test") { label in
+            JSONLogHandler(label: label, sink: { line in lines.withLock { $0.append(line) } })
+        }
+        logger[metadataKey: "component"] = "proxy"
+        logger.info(
+            "request \"quoted\"\nnext",
+            metadata: ["status": .stringConvertible(403), "host": "api.github.com", "ok": .stringConvertible(false)]
+        )
+        let line = try #require(lines.withLock { $0.first })
+        #expect(line.hasSuffix("}\n") && line.filter { $0 == "\n" }.count == 1)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect(object["message"] as? String == "request \"quoted\"\nnext")
+        #expect(object["level"] as? String == "info")
+        #expect(object["logger"] as? String == "test")
+        #expect(object["component"] as? String == "proxy")
+        #expect(object["host"] as? String == "api.github.com")
+        #expect(object["status"] as? Int == 403)
+        #expect(object["ok"] as? Bool == false)
+        #expect((object["time"] as? String)?.hasSuffix("Z") == true)
+    }
+}
+
+struct AdminServerTests {
+    @Test func healthReadinessAndMetrics() async throws {
+        let registry = PrometheusCollectorRegistry()
+        PrometheusMetricsFactory(registry: registry).makeCounter(label: "things_total", dimensions: []).increment(by: 3)
+        let ready = Mutex<String?>("caches not synced")
+        let server = try await AdminServer.bind(
+            host: "127.0.0.1",
+            port: 0,
+            registry: registry,
+            readiness: { ready.withLock { $0 } }
+        )
+        let port = try #require(server.localAddress.port)
+        #expect(try get(port, "/healthz").hasPrefix("HTTP/1.1 200"))
+        let notReady = try get(port, "/readyz")
+        #expect(notReady.hasPrefix("HTTP/1.1 503") && notReady.hasSuffix("caches not synced\n"))
+        ready.withLock { $0 = nil }
+        #expect(try get(port, "/readyz").hasPrefix("HTTP/1.1 200"))
+        let metrics = try get(port, "/metrics")
+        #expect(metrics.contains("\r\n\r\n# TYPE things_total counter\nthings_total 3\n"))
+        #expect(try get(port, "/nope").hasPrefix("HTTP/1.1 404"))
+        await server.close()
+    }
+
+    /// A blocking HTTP/1.0-style exchange over a real socket: the server closes after the response.
+    private func get(_ port: Int, _ path: String) throws -> String {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
+        let request = Array("GET \(path) HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n".utf8)
+        _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        var response: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if count <= 0 { break }
+            response += buffer[0..<count]
+        }
+        return String(decoding: response, as: UTF8.self)
+    }
+}
