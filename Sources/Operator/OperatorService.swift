@@ -10,13 +10,19 @@ import Synchronization
 /// Every informer event enqueues the same key, because each pass computes the whole desired state: a burst of a
 /// thousand EgressHost creations coalesces into a few passes (and a few Corefile writes), not a thousand.
 public final class OperatorService: Service, Sendable {
-    static let key = "egress"
+    /// What a worker does: bring the cluster's configuration (proxy, allow-list, DNS) to the desired state, or
+    /// write the statuses the last configuration pass planned. Two keys, two workers: status writes for thousands
+    /// of hosts never delay the next configuration change.
+    enum WorkKey: Hashable, Sendable {
+        case configuration
+        case status
+    }
 
     let client: KubeClient
     let options: OperatorOptions
     let logger: Logger
     let metrics = OperatorMetrics()
-    private let queue = WorkQueue<String>()
+    private let queue = WorkQueue<WorkKey>()
     private let state = Mutex(State())
 
     private struct State {
@@ -66,7 +72,7 @@ public final class OperatorService: Service, Sendable {
                 for informer in caches.all {
                     group.addTask { await informer.run() }
                     group.addTask {
-                        for await _ in informer.changes() { await self.queue.add(Self.key) }
+                        for await _ in informer.changes() { await self.queue.add(.configuration) }
                     }
                 }
                 group.addTask { await self.resync() }
@@ -111,7 +117,15 @@ public final class OperatorService: Service, Sendable {
     /// The worker: one pass at a time, with the queue deciding retries.
     private func work(_ reconciler: Reconciler) async {
         // A new leader starts from a full pass.
-        await queue.add(Self.key)
+        await queue.add(.configuration)
+        await withDiscardingTaskGroup { group in
+            for _ in 0..<2 {
+                group.addTask { await self.worker(reconciler) }
+            }
+        }
+    }
+
+    private func worker(_ reconciler: Reconciler) async {
         await withDiscardingTaskGroup { group in
             while let key = await queue.next() {
                 guard !Task.isCancelled else {
@@ -120,7 +134,7 @@ public final class OperatorService: Service, Sendable {
                     _ = await queue.done(key, .success)
                     break
                 }
-                let outcome = await reconcileOnce(reconciler)
+                let outcome = await process(key, reconciler)
                 let action = await queue.done(key, outcome)
                 metrics.queueDepth.record(await queue.depth)
                 if case .requeue(let delay) = action {
@@ -134,7 +148,25 @@ public final class OperatorService: Service, Sendable {
         }
     }
 
-    private func reconcileOnce(_ reconciler: Reconciler) async -> WorkQueueState<String>.Outcome {
+    private func process(_ key: WorkKey, _ reconciler: Reconciler) async -> WorkQueueState<WorkKey>.Outcome {
+        switch key {
+        case .configuration:
+            return await reconcileOnce(reconciler)
+        case .status:
+            do {
+                let writes = try await reconciler.writeStatuses()
+                metrics.apiWrites.increment(by: writes)
+                return .success
+            } catch is CancellationError {
+                return .success
+            } catch {
+                logger.warning("status write failed; retrying with backoff", metadata: ["error": "\(error)"])
+                return .retry
+            }
+        }
+    }
+
+    private func reconcileOnce(_ reconciler: Reconciler) async -> WorkQueueState<WorkKey>.Outcome {
         let clock = ContinuousClock()
         let start = clock.now
         defer {
@@ -149,6 +181,7 @@ public final class OperatorService: Service, Sendable {
             metrics.reconcileSuccess.increment()
             metrics.apiWrites.increment(by: summary.writes)
             metrics.managedHosts.record(summary.managedHosts)
+            if summary.statusPending { await queue.add(.status) }
             if summary.writes > 0 {
                 logger.info(
                     "reconciled",
@@ -173,7 +206,7 @@ public final class OperatorService: Service, Sendable {
     private func resync() async {
         while !Task.isCancelled {
             try? await Task.sleep(for: options.resyncPeriod)
-            await queue.add(Self.key)
+            await queue.add(.configuration)
         }
     }
 

@@ -19,6 +19,8 @@ final class Reconciler: Sendable {
     let servesPDB: Bool
     /// Objects this process has applied once: the first pass re-asserts everything (settings may have changed).
     private let appliedOnce = Mutex<Set<String>>([])
+    /// The status the last pass planned for each EgressHost whose status must change.
+    private let pendingStatus = Mutex<[String: EgressHost.Status]>([:])
 
     init(
         client: KubeClient,
@@ -43,6 +45,7 @@ final class Reconciler: Sendable {
     struct Summary: Sendable {
         var writes = 0
         var managedHosts = 0
+        var statusPending = false
     }
 
     func reconcile() async throws -> Summary {
@@ -95,10 +98,25 @@ final class Reconciler: Sendable {
         // 2. DNS, only for hosts in a stored allow-list.
         summary.writes += try await writeDNS(plan.dnsHosts, current: dns)
 
-        // 3. Status and Events, a few at a time: with thousands of hosts, one by one would dominate convergence.
-        let objectsByName = Dictionary(egressHostObjects.map { ($0.name ?? "", $0) }) { first, _ in first }
-        let updates = plan.statusUpdates.sorted { $0.key < $1.key }.compactMap { name, status in
-            objectsByName[name].map { (name, status, $0) }
+        // 3. Status and Events are written by the status worker (`writeStatuses`), so that thousands of status
+        //    writes never hold back the next allow-list or DNS change.
+        pendingStatus.withLock { pending in
+            pending = plan.statusUpdates
+            summary.statusPending = !pending.isEmpty
+        }
+        return summary
+    }
+
+    /// Writes the statuses the last pass planned, a few at a time, with an Event for every transition. A status
+    /// the cache already shows is skipped; one a newer pass replaced meanwhile stays pending for the next call.
+    func writeStatuses() async throws -> Int {
+        let pending = pendingStatus.withLock { $0 }
+        let updates = pending.sorted { $0.key < $1.key }.compactMap {
+            name,
+            status -> (String, EgressHost.Status, KubeObject)? in
+            guard let object = caches.egressHosts.get(name: name), object.deletionTimestamp == nil else { return nil }
+            let current = try? object.decode(EgressHost.self).status
+            return current == status ? nil : (name, status, object)
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for (index, (name, status, object)) in updates.enumerated() {
@@ -111,8 +129,10 @@ final class Reconciler: Sendable {
             }
             try await group.waitForAll()
         }
-        summary.writes += updates.count
-        return summary
+        pendingStatus.withLock { current in
+            for (name, status) in pending where current[name] == status { current[name] = nil }
+        }
+        return updates.count
     }
 
     // MARK: - Reading
