@@ -17,6 +17,13 @@ struct EventRecorder: Sendable {
             guard previous?.status != condition.status || previous?.reason != condition.reason else { continue }
             // Pending states are transient: they would only be noise in `describe`.
             guard condition.reason != "Pending" && condition.reason != "NotAccepted" else { continue }
+            logger.info(
+                "condition changed",
+                metadata: [
+                    "egresshost": "\(object.name ?? "")", "condition": "\(condition.type)",
+                    "status": "\(condition.status.rawValue)", "reason": "\(condition.reason)",
+                ]
+            )
             let warning =
                 condition.type == "InsecureSkipVerify" || (condition.status == .false && condition.type == "Accepted")
                 || condition.reason == "ProxyUnavailable"

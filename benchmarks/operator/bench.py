@@ -79,7 +79,9 @@ def create(i, run):
 
 
 def delete_all():
-    session.delete(SERVER + EH + "?labelSelector=bench%3Dtrue", timeout=120)
+    names = [item["metadata"]["name"] for item in get(EH + "?labelSelector=bench%3Dtrue")["items"]]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda name: session.delete(SERVER + EH + "/" + name, timeout=30), names))
     deadline = time.time() + 300
     while time.time() < deadline:
         if "bench.example.com" not in allowlist_text() and "bench" not in corefile_text():
