@@ -115,8 +115,10 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
-        .testTarget(name: "KubeAPITests", dependencies: ["KubeAPI", "Manifests"]),
-        .testTarget(name: "OperatorTests", dependencies: ["Operator", "KubeAPI", "Manifests"]),
+        /// Shared by the test targets that run against the local control plane (not a product).
+        .target(name: "ControlPlaneTesting", dependencies: ["KubeAPI"], path: "Tests/ControlPlaneTesting"),
+        .testTarget(name: "KubeAPITests", dependencies: ["KubeAPI", "Manifests", "ControlPlaneTesting"]),
+        .testTarget(name: "OperatorTests", dependencies: ["Operator", "KubeAPI", "Manifests", "ControlPlaneTesting"]),
         .testTarget(
             name: "ProxyTests",
             dependencies: [

@@ -317,7 +317,7 @@ final class Reconciler: Sendable {
                     "metadata": ["resourceVersion": .string(object.resourceVersion ?? "")],
                     "data": [coreDNS.corefileKey: .string(edited)],
                 ]
-                _ = try await client.patch(
+                let written = try await client.patch(
                     .configMaps,
                     name: coreDNS.configMapName,
                     namespace: coreDNS.namespace,
@@ -326,6 +326,7 @@ final class Reconciler: Sendable {
                     fieldManager: options.fieldManager
                 )
                 writes += 1
+                await waitForCache(caches.coreDNS, toSee: written)
             }
         }
         // The override key: the hosts in custom mode; released in corefile mode.
@@ -352,6 +353,18 @@ final class Reconciler: Sendable {
             writes += 1
         }
         return writes
+    }
+
+    /// Read-your-writes for the Corefile: the next pass edits it under a resourceVersion precondition, so it must
+    /// start from what we just wrote, not from a cache one event behind (that would be a needless 409 and retry).
+    /// Bounded: if the watch is slow, the precondition still protects the edit.
+    private func waitForCache(_ informer: Informer, toSee object: KubeObject) async {
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(2)
+        while clock.now < deadline, !Task.isCancelled {
+            if informer.get(object.key)?.resourceVersion == object.resourceVersion { return }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
     }
 
     private func writeStatus(name: String, _ status: EgressHost.Status) async throws {

@@ -1,3 +1,4 @@
+import ControlPlaneTesting
 import Foundation
 import KubeAPI
 import XCTest
