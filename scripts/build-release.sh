@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the release binaries exactly as the Dockerfile's build stage does, without a container engine, and
 # checks that they would run in the runtime image (gcr.io/distroless/cc-debian12:nonroot):
-#   - both start (`--help`; `egress-operator --version` prints the chart's appVersion)
+#   - both start (`--help`; `--version` prints the chart's appVersion)
 #   - `ldd` lists only libraries that image provides: glibc (libc, libm, libpthread, libdl, librt, libutil,
 #     the loader), libstdc++, libgcc_s, plus libz.so.1, which the Dockerfile copies in from the build stage.
 #     Anything else (libFoundation, libicu, libcurl, libssl, ...) would be missing at runtime, and fails this
@@ -42,12 +42,14 @@ for product in "${PRODUCTS[@]}"; do
         fi
     done
 done
-version=$("$OUT/egress-operator" --version)
-if [ "$version" = "$APP_VERSION" ]; then
-    echo "==> egress-operator --version: $version (= chart appVersion)"
-else
-    echo "==> egress-operator --version is '$version', the chart's appVersion is '$APP_VERSION'"
-    status=1
-fi
+for product in egress-operator egress-proxy; do
+    version=$("$OUT/$product" --version)
+    if [ "$version" = "$APP_VERSION" ]; then
+        echo "==> $product --version: $version (= chart appVersion)"
+    else
+        echo "==> $product --version is '$version', the chart's appVersion is '$APP_VERSION'"
+        status=1
+    fi
+done
 [ "$status" -eq 0 ] && echo "release binaries in $OUT: ok"
 exit "$status"

@@ -184,7 +184,8 @@ extension JSON: Codable {
         }
     }
 
-    static func writeQuoted(_ string: String, to out: inout String) {
+    /// Appends `string` as a JSON string literal (also what the JSON log handler writes).
+    public static func writeQuoted(_ string: String, to out: inout String) {
         out += "\""
         for scalar in string.unicodeScalars {
             switch scalar {

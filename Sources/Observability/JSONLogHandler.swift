@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Manifests
 import NIOConcurrencyHelpers
 
 #if canImport(Glibc)
@@ -91,21 +92,7 @@ public struct JSONLogHandler: LogHandler {
     }
 
     static func appendString(_ s: String, to line: inout String) {
-        line += "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": line += "\\\""
-            case "\\": line += "\\\\"
-            case "\n": line += "\\n"
-            case "\r": line += "\\r"
-            case "\t": line += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                line += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: line.unicodeScalars.append(scalar)
-            }
-        }
-        line += "\""
+        JSON.writeQuoted(s, to: &line)
     }
 
     /// RFC 3339 UTC with milliseconds, without Foundation's formatter.

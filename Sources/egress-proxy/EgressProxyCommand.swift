@@ -7,7 +7,8 @@ import Proxy
 struct EgressProxyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "egress-proxy",
-        abstract: "HTTP egress proxy: NAME.egress.local → verified TLS to NAME, for allow-listed names only."
+        abstract: "HTTP egress proxy: NAME.egress.local → verified TLS to NAME, for allow-listed names only.",
+        version: "0.1.0"
     )
 
     @Option(name: .customLong("allow"), help: "Allow this host (repeatable; port 443, system trust roots).")
