@@ -216,7 +216,7 @@ public final class Informer: Sendable {
             var changed: [ObjectKey] = []
             for object in list.items {
                 let key = object.key
-                fresh[key] = object
+                fresh[key] = Self.slimmed(object)
                 if state.objects[key]?.resourceVersion != object.resourceVersion { changed.append(key) }
             }
             for key in state.objects.keys where fresh[key] == nil { changed.append(key) }
@@ -259,7 +259,7 @@ public final class Informer: Sendable {
                 let key = event.object.key
                 switch event.type {
                 case .added, .modified:
-                    state.objects[key] = self.withTypeMeta(event.object)
+                    state.objects[key] = Self.slimmed(self.withTypeMeta(event.object))
                     state.notify([key])
                 case .deleted:
                     state.objects[key] = nil
@@ -270,6 +270,15 @@ public final class Informer: Sendable {
             }
         }
         return count
+    }
+
+    /// Cached objects drop `metadata.managedFields`: server-side apply bookkeeping that no reader of the cache
+    /// needs and that, with thousands of objects, is most of the cache's memory (client-go's informers strip it too).
+    static func slimmed(_ object: KubeObject) -> KubeObject {
+        guard object.metadata["managedFields"] != nil else { return object }
+        var object = object
+        object.metadata["managedFields"] = nil
+        return object
     }
 
     private func withTypeMeta(_ object: KubeObject) -> KubeObject {

@@ -111,4 +111,14 @@ final class ValueTests: XCTestCase {
             "?labelSelector=a%3Db%2Cc%21%3Dd&limit=2"
         )
     }
+
+    func testInformerCachesDropManagedFields() {
+        var object = KubeObject(apiVersion: "v1", kind: "ConfigMap", name: "a", namespace: "ns")
+        object.metadata["managedFields"] = [["manager": "egress-operator", "operation": "Apply"]]
+        object.labels = ["keep": "me"]
+        let slim = Informer.slimmed(object)
+        XCTAssertNil(slim.metadata["managedFields"])
+        XCTAssertEqual(slim.labels, ["keep": "me"])
+        XCTAssertEqual(slim.name, "a")
+    }
 }
