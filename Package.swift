@@ -99,6 +99,7 @@ let package = Package(
             name: "egress-proxy",
             dependencies: [
                 "Proxy",
+                "Manifests",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

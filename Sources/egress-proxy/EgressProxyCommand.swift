@@ -1,4 +1,6 @@
 import ArgumentParser
+import Foundation
+import Manifests
 import Proxy
 
 /// `egress-proxy`: parse arguments, bootstrap process-wide logging/metrics, run the services. Everything else is in
@@ -32,6 +34,8 @@ struct EgressProxyCommand: AsyncParsableCommand {
     @Option(help: "Seconds between allow-list file checks.") var reloadInterval = 1
     @Option(help: "Event loop threads (default: one per core).") var eventLoops: Int?
     @Flag(help: "Include request paths in access logs.") var logPaths = false
+    @Flag(help: "Load and index --allowlist, print its size and how long that took, and exit (no listening).")
+    var check = false
 
     func validate() throws {
         if self.allow.isEmpty == (self.allowList == nil) {
@@ -40,6 +44,10 @@ struct EgressProxyCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if self.check, let path = self.allowList {
+            try Self.check(path)
+            return
+        }
         var options = ProxyRuntime.Options()
         options.proxy.host = self.host
         options.proxy.port = self.port
@@ -59,5 +67,28 @@ struct EgressProxyCommand: AsyncParsableCommand {
         options.reloadInterval = .seconds(self.reloadInterval)
         options.eventLoops = self.eventLoops
         try await ProxyRuntime.runProcess(options)
+    }
+
+    /// What a reload costs: reading, decoding and validating the document, and building the router.
+    static func check(_ path: String) throws {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let bytes = try Array(Data(contentsOf: URL(fileURLWithPath: path)))
+        let read = clock.now
+        let list = try AllowList.decode(bytes)
+        let decoded = clock.now
+        let router = Router(list)
+        let indexed = clock.now
+        func ms(_ duration: Swift.Duration) -> String {
+            String(
+                format: "%.1f ms",
+                Double(duration.components.attoseconds) / 1e15 + Double(duration.components.seconds) * 1e3
+            )
+        }
+        print(
+            "\(router.count) hosts, \(bytes.count) bytes: read \(ms(start.duration(to: read))), "
+                + "decode+validate \(ms(read.duration(to: decoded))), index \(ms(decoded.duration(to: indexed))), "
+                + "total \(ms(start.duration(to: indexed)))"
+        )
     }
 }
