@@ -37,7 +37,7 @@ log "validating manifests offline"
 egress-python scripts/validate-manifests.py
 
 log "swift test"
-swift test --skip-build
+timeout 2400 swift test --skip-build
 
 log "Helm chart and kustomize: lint, schema, template | kubernetes-validate, install/upgrade/uninstall"
 scripts/chart-test.sh

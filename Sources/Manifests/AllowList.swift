@@ -160,9 +160,17 @@ extension AllowList {
     /// Decodes and validates a document; the error says what is wrong so the proxy can log it and keep the last
     /// good list.
     public static func decode(_ data: some Collection<UInt8>) throws -> AllowList {
-        let list = try JSONDecoder().decode(AllowList.self, from: Data(data))
-        guard list.apiVersion == Self.apiVersion, list.kind == Self.kind else {
-            throw AllowListError("unsupported allow-list document \(list.apiVersion)/\(list.kind)")
+        let document = try JSONReader.parse(Array(data))
+        let apiVersion = document["apiVersion"]?.stringValue ?? "?"
+        let kind = document["kind"]?.stringValue ?? "?"
+        guard apiVersion == Self.apiVersion, kind == Self.kind else {
+            throw AllowListError("unsupported allow-list document \(apiVersion)/\(kind)")
+        }
+        guard case .array(let items)? = document["hosts"] else { throw AllowListError("hosts must be an array") }
+        var list = AllowList(hosts: [])
+        list.hosts.reserveCapacity(items.count)
+        for (index, item) in items.enumerated() {
+            list.hosts.append(try Entry(item, path: "hosts[\(index)]"))
         }
         var seen = Set<String>()
         for entry in list.hosts {
@@ -181,6 +189,34 @@ extension AllowList {
 }
 
 extension AllowList.Entry {
+    /// Reads one entry of a document; only `host` is required, unknown fields are ignored (newer writers).
+    init(_ json: JSON, path: String) throws(AllowListError) {
+        guard case .object = json else { throw AllowListError("\(path) must be an object") }
+        let reader = FieldReader(json: json, path: path)
+        let tls = try reader.object("tls")
+        let timeouts = try reader.object("timeouts")
+        let defaults = AllowList.Timeouts()
+        guard let host = try reader.string("host") else { throw AllowListError("\(path).host is required") }
+        self.init(
+            host: host,
+            port: try reader.int("port") ?? 443,
+            tls: AllowList.TLS(
+                caFile: try tls.string("caFile"),
+                clientCertificateFile: try tls.string("clientCertificateFile"),
+                clientKeyFile: try tls.string("clientKeyFile"),
+                serverName: try tls.string("serverName"),
+                insecureSkipVerify: try tls.bool("insecureSkipVerify") ?? false
+            ),
+            addresses: try reader.strings("addresses") ?? [],
+            allowPrivateAddresses: try reader.bool("allowPrivateAddresses") ?? false,
+            timeouts: AllowList.Timeouts(
+                connectMillis: try timeouts.int("connectMillis") ?? defaults.connectMillis,
+                responseHeadersMillis: try timeouts.int("responseHeadersMillis") ?? defaults.responseHeadersMillis,
+                idleMillis: try timeouts.int("idleMillis") ?? defaults.idleMillis
+            )
+        )
+    }
+
     /// Only what differs from the defaults the reader fills in.
     var compactJSON: JSON {
         let defaults = AllowList.Timeouts()
@@ -208,6 +244,44 @@ extension AllowList.Entry {
             ("allowPrivateAddresses", allowPrivateAddresses ? true : nil),
             ("timeouts", timeouts == [:] ? .null : timeouts),
         ]).compacted
+    }
+}
+
+/// Typed access to an object's fields, with errors that name the field.
+private struct FieldReader {
+    let json: JSON
+    let path: String
+
+    private func field<T>(_ key: String, _ type: String, _ extract: (JSON) -> T?) throws(AllowListError) -> T? {
+        guard let value = json[key], value != .null else { return nil }
+        guard let result = extract(value) else { throw AllowListError("\(path).\(key) must be \(type)") }
+        return result
+    }
+
+    func string(_ key: String) throws(AllowListError) -> String? { try field(key, "a string") { $0.stringValue } }
+
+    func int(_ key: String) throws(AllowListError) -> Int? {
+        try field(key, "an integer") { if case .int(let value) = $0 { value } else { nil } }
+    }
+
+    func bool(_ key: String) throws(AllowListError) -> Bool? {
+        try field(key, "true or false") { if case .bool(let value) = $0 { value } else { nil } }
+    }
+
+    func strings(_ key: String) throws(AllowListError) -> [String]? {
+        try field(key, "a list of strings") { value -> [String]? in
+            guard case .array(let values) = value else { return nil }
+            let strings = values.compactMap(\.stringValue)
+            return strings.count == values.count ? strings : nil
+        }
+    }
+
+    /// A nested object's reader (empty when absent).
+    func object(_ key: String) throws(AllowListError) -> FieldReader {
+        let nested = try field(key, "an object") { value -> JSON? in
+            if case .object = value { value } else { nil }
+        }
+        return FieldReader(json: nested ?? [:], path: "\(path).\(key)")
     }
 }
 

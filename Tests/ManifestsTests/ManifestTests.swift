@@ -215,13 +215,25 @@ struct AllowListTests {
                 #"{"apiVersion":"egress.dev/v1alpha1","kind":"AllowList","hosts":[{"host":"10.0.0.1","port":443}]}"#,
                 "IP addresses"
             ),
-            ("not json", "The data couldn"),
+            ("not json", "invalid JSON at byte 0"),
+            (
+                #"{"apiVersion":"egress.dev/v1alpha1","kind":"AllowList","hosts":[{"port":443}]}"#,
+                "hosts[0].host is required"
+            ),
+            (
+                #"{"apiVersion":"egress.dev/v1alpha1","kind":"AllowList","hosts":[{"host":"a.example.com","port":"443"}]}"#,
+                "hosts[0].port must be an integer"
+            ),
+            (
+                #"{"apiVersion":"egress.dev/v1alpha1","kind":"AllowList","hosts":[{"host":"a.example.com","tls":[]}]}"#,
+                "hosts[0].tls must be an object"
+            ),
         ]
         for (document, expected) in cases {
             #expect {
                 _ = try AllowList.decode(Array(document.utf8))
             } throws: { error in
-                "\(error)".contains(expected) || error is DecodingError
+                "\(error)".contains(expected)
             }
         }
         let duplicate = AllowList(hosts: [.init(host: "a.example.com"), .init(host: "a.example.com")]).encoded()
@@ -249,5 +261,28 @@ struct AllowListEncodingTests {
                 + "\n"
         )
         #expect(try AllowList.decode(Array(AllowList(hosts: []).encoded().utf8)).hosts.isEmpty)
+    }
+}
+
+struct JSONReaderTests {
+    @Test func readsWhatTheSerializerWrites() throws {
+        let value: JSON = [
+            "s": "quote\" backslash\\ newline\n tab\t ctrl\u{01} é 🚀", "n": -42, "big": 9_007_199_254_740_993,
+            "t": true, "f": false, "z": nil, "a": [1, [2, [:]], []], "o": ["k": "v"],
+        ]
+        #expect(try JSONReader.parse(Array(value.serialized.utf8)) == value)
+    }
+
+    @Test func escapesAndWhitespace() throws {
+        let text = " { \"a\" : [ \"\\u00e9\\ud83d\\ude80\\/\" , 0 ] } \n"
+        #expect(try JSONReader.parse(Array(text.utf8)) == ["a": ["é🚀/", 0]])
+    }
+
+    @Test(arguments: [
+        "", "{", "[1,]", "{\"a\" 1}", "1.5", "1e3", "\"unterminated", "tru", "[1] x", "\"\\ud800\"",
+        "99999999999999999999",
+    ])
+    func rejects(_ text: String) {
+        #expect(throws: AllowListError.self) { try JSONReader.parse(Array(text.utf8)) }
     }
 }
