@@ -37,7 +37,7 @@ public struct EgressPlan: Sendable, Hashable {
                 verdicts[name] = HostVerdict(.hostConflict(owner: owner))
                 continue
             }
-            let resolved: ResolvedTLS
+            let resolved: TLSMaterial.Resolved
             switch material.resolve(spec.tls, for: name, mountPath: tlsMountPath) {
             case .failure(let missing):
                 verdicts[name] = HostVerdict(.missingMaterial(missing.description))
@@ -126,8 +126,8 @@ public struct TLSMaterial: Sendable, Hashable {
         var files: [String: String]
     }
 
-    func resolve(_ tls: EgressHost.TLS?, for name: String, mountPath: String) -> Result<ResolvedTLS, Missing> {
-        var result = ResolvedTLS(
+    func resolve(_ tls: EgressHost.TLS?, for name: String, mountPath: String) -> Result<Resolved, Missing> {
+        var result = Resolved(
             tls: AllowList.TLS(serverName: tls?.serverName, insecureSkipVerify: tls?.insecureSkipVerify ?? false),
             files: [:]
         )
@@ -161,5 +161,3 @@ public struct TLSMaterial: Sendable, Hashable {
         return .success(result)
     }
 }
-
-typealias ResolvedTLS = TLSMaterial.Resolved

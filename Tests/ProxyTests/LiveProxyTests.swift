@@ -10,10 +10,7 @@ import Testing
 /// End-to-end over real sockets: client → proxy (plain HTTP) → real HTTPS upstream with test certificates.
 @Suite struct RoutingAndTLSTests {
     @Test func allowedRequestIsProxiedOverVerifiedTLSWithSanitizedHeaders() async throws {
-        let upstream = try await TestUpstream.start()
-        defer { Task { await upstream.stop() } }
-        try await ProxyHarness.with(AllowList(hosts: [Fixtures.entry("good.upstream.test", upstream: upstream)])) {
-            proxy in
+        try await ProxyHarness.withGoodUpstream { proxy, upstream in
             let client = try await proxy.client()
             let response = try await client.get(
                 "/hello",
@@ -126,10 +123,7 @@ import Testing
     }
 
     @Test func keepAliveReusesOneUpstreamConnection() async throws {
-        let upstream = try await TestUpstream.start()
-        defer { Task { await upstream.stop() } }
-        try await ProxyHarness.with(AllowList(hosts: [Fixtures.entry("good.upstream.test", upstream: upstream)])) {
-            proxy in
+        try await ProxyHarness.withGoodUpstream { proxy, upstream in
             let client = try await proxy.client()
             for _ in 0..<20 {
                 let response = try await client.get("/hello", host: Fixtures.host("good.upstream.test"))
@@ -234,10 +228,7 @@ import Testing
 
 @Suite struct HTTPSemanticsTests {
     @Test func chunkedBothWaysHeadNoContentNotModified() async throws {
-        let upstream = try await TestUpstream.start()
-        defer { Task { await upstream.stop() } }
-        try await ProxyHarness.with(AllowList(hosts: [Fixtures.entry("good.upstream.test", upstream: upstream)])) {
-            proxy in
+        try await ProxyHarness.withGoodUpstream { proxy, upstream in
             let client = try await proxy.client()
             let host = Fixtures.host("good.upstream.test")
             // Chunked upload (no Content-Length).
@@ -276,10 +267,7 @@ import Testing
     }
 
     @Test func expectContinueAndPipelining() async throws {
-        let upstream = try await TestUpstream.start()
-        defer { Task { await upstream.stop() } }
-        try await ProxyHarness.with(AllowList(hosts: [Fixtures.entry("good.upstream.test", upstream: upstream)])) {
-            proxy in
+        try await ProxyHarness.withGoodUpstream { proxy, upstream in
             let host = Fixtures.host("good.upstream.test")
             let raw = try await proxy.raw()
             try await raw.send(
@@ -316,10 +304,7 @@ import Testing
     static let size = 256 << 20
 
     @Test func largeDownloadAndUploadStreamWithBoundedMemory() async throws {
-        let upstream = try await TestUpstream.start()
-        defer { Task { await upstream.stop() } }
-        try await ProxyHarness.with(AllowList(hosts: [Fixtures.entry("good.upstream.test", upstream: upstream)])) {
-            proxy in
+        try await ProxyHarness.withGoodUpstream { proxy, upstream in
             let client = try await proxy.client()
             let host = Fixtures.host("good.upstream.test")
             // Warm up (TLS contexts, pools), then measure.

@@ -190,10 +190,7 @@ import Testing
 
 @Suite struct LifecycleTests {
     @Test func gracefulShutdownDrainsAnInFlightRequest() async throws {
-        let upstream = try await TestUpstream.start()
-        defer { Task { await upstream.stop() } }
-        try await ProxyHarness.with(AllowList(hosts: [Fixtures.entry("good.upstream.test", upstream: upstream)])) {
-            proxy in
+        try await ProxyHarness.withGoodUpstream { proxy, upstream in
             let port = proxy.port
             let idle = try await proxy.client()
             _ = try await idle.get("/hello", host: Fixtures.host("good.upstream.test"))

@@ -37,6 +37,21 @@ struct ProxyHarness: Sendable {
     func client() async throws -> TestClient { try await TestClient.connect(port: self.port) }
     func raw() async throws -> RawConnection { try await RawConnection.connect(port: self.port) }
 
+    /// The common case: one TLS upstream and a proxy allowing `good.upstream.test` to it. The upstream is stopped
+    /// (and awaited) when the body ends, so no test leaves a server running behind it.
+    static func withGoodUpstream(_ body: (ProxyHarness, TestUpstream) async throws -> Void) async throws {
+        let upstream = try await TestUpstream.start()
+        do {
+            try await with(AllowList(hosts: [Fixtures.entry("good.upstream.test", upstream: upstream)])) { proxy in
+                try await body(proxy, upstream)
+            }
+        } catch {
+            await upstream.stop()
+            throw error
+        }
+        await upstream.stop()
+    }
+
     /// Runs `body` against a fresh proxy, then shuts it down gracefully and waits for it to finish.
     static func with(
         _ list: AllowList?,
