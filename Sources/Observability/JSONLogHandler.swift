@@ -56,6 +56,12 @@ public struct JSONLogHandler: LogHandler {
         StandardOutputBuffer.shared.append(line)
     }
 
+    /// Appends already formatted lines (UTF-8, newline-terminated) to the same buffer, for writers that format
+    /// their own lines (the proxy's access log).
+    public static func writeStandardOutput(_ bytes: [UInt8]) {
+        StandardOutputBuffer.shared.append(bytes)
+    }
+
     /// Writes out buffered log lines now.
     public static func flushStandardOutput() {
         StandardOutputBuffer.shared.flush()
@@ -122,9 +128,13 @@ final class StandardOutputBuffer: Sendable {
     /// Serializes writes so lines from concurrent flushes never interleave.
     private let writeLock = NIOLock()
 
-    func append(_ line: String) {
+    func append(_ line: String) { self.append(bytes: line.utf8) }
+
+    func append(_ line: [UInt8]) { self.append(bytes: line) }
+
+    private func append(bytes line: some Sequence<UInt8>) {
         let (full, startFlusher): ([UInt8]?, Bool) = self.state.withLockedValue { state in
-            state.bytes.append(contentsOf: line.utf8)
+            state.bytes.append(contentsOf: line)
             let start = !state.flusherStarted
             state.flusherStarted = true
             guard state.bytes.count >= 64 * 1024 else { return (nil, start) }

@@ -1,4 +1,3 @@
-import Logging
 import NIOCore
 import NIOHTTP1
 
@@ -11,7 +10,7 @@ final class LoopContext {
     let store: AllowListStore
     let pool: UpstreamPool
     let metrics: ProxyMetrics
-    let accessLog: Logger
+    let accessLog: AccessLogFormatter
     let stats: ProxyStats
 
     init(
@@ -19,14 +18,14 @@ final class LoopContext {
         store: AllowListStore,
         pool: UpstreamPool,
         metrics: ProxyMetrics,
-        accessLog: Logger,
+        accessLog: AccessLog,
         stats: ProxyStats
     ) {
         self.configuration = configuration
         self.store = store
         self.pool = pool
         self.metrics = metrics
-        self.accessLog = accessLog
+        self.accessLog = AccessLogFormatter(accessLog)
         self.stats = stats
     }
 }
@@ -34,6 +33,10 @@ final class LoopContext {
 /// One client connection: validates and routes each request, then relays it to an upstream connection on the same
 /// event loop, with backpressure both ways (a side's `read()` is held while the other side is not writable), so a
 /// body of any size passes with a bounded amount of memory.
+///
+/// Pipelined requests (parts of the next request arriving before the current response ended) are queued and
+/// replayed in order once the connection is idle; reading is held only while that queue is not empty, so the
+/// common keep-alive exchange never toggles the socket's read interest.
 final class ProxyHandler: ChannelDuplexHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
@@ -70,13 +73,22 @@ final class ProxyHandler: ChannelDuplexHandler {
     private var retryable = false
     private var clientVersion: HTTPVersion = .http1_1
     private var pendingRead = false
-    private var headTimer: Scheduled<Void>?
-    private var headDeadline: NIODeadline?
-    private var responseTimer: Scheduled<Void>?
-    private var responseDeadline: NIODeadline?
+    /// Parts (or a parse error) of requests that arrived while the current one was still being answered.
+    private var pipelined = CircularBuffer<PipelinedInput>()
+    private var replaying = false
+    /// Slowloris defence: a request head must be complete this long after the connection became idle.
+    private var headTimeout: LazyTimeout?
+    private var responseTimeout: LazyTimeout?
+    /// No bytes either way for the configured client idle timeout closes the connection.
+    private var idleTimeout: LazyTimeout?
     private var record = RequestRecord()
     /// The most bytes queued towards this client during the current request (published to `ProxyStats`).
     private var maxQueued = 0
+
+    private enum PipelinedInput {
+        case part(HTTPServerRequestPart)
+        case malformed(HTTPParserError)
+    }
 
     init(loop: LoopContext) {
         self.loop = loop
@@ -85,18 +97,68 @@ final class ProxyHandler: ChannelDuplexHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         self.client = context.channel.remoteAddress?.ipAddress ?? ""
-        if context.channel.isActive { self.armHeadTimer() }
+        self.headTimeout = LazyTimeout(eventLoop: context.eventLoop) { [self] in
+            if case .idle = self.machine.state { self.perform(self.machine.closeWhenIdle(drain: false)) }
+        }
+        self.responseTimeout = LazyTimeout(eventLoop: context.eventLoop) { [self] in
+            let host = self.key?.host ?? "the upstream"
+            let millis = self.key?.entry.timeouts.responseHeadersMillis ?? 0
+            self.upstream?.handler.fail(
+                .responseHeadersTimeout("\(host) did not send response headers within \(millis) ms")
+            )
+        }
+        self.idleTimeout = LazyTimeout(eventLoop: context.eventLoop) { [self] in
+            self.record.reason = "client-idle-timeout"
+            self.context?.close(promise: nil)
+        }
+        if context.channel.isActive { self.connectionStarted() }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.stopTimers()
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        self.armHeadTimer()
+        self.connectionStarted()
         context.fireChannelActive()
+    }
+
+    private func connectionStarted() {
+        self.headTimeout?.arm(in: self.loop.configuration.requestHeadTimeout)
+        self.noteActivity()
+    }
+
+    private func noteActivity() {
+        self.idleTimeout?.arm(in: self.loop.configuration.clientIdleTimeout)
+    }
+
+    private func stopTimers() {
+        self.headTimeout?.cancel()
+        self.responseTimeout?.cancel()
+        self.idleTimeout?.cancel()
     }
 
     // MARK: Client side
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = self.unwrapInboundIn(data)
+        if !self.pipelined.isEmpty || self.requestComplete {
+            self.pipelined.append(.part(part))
+        } else {
+            self.handle(part)
+        }
+    }
+
+    /// The current request has been read completely and its response has not ended: anything read now belongs to
+    /// the next request.
+    private var requestComplete: Bool {
+        switch self.machine.state {
+        case .connecting(requestEnded: true), .forwarding(requestEnded: true, _): true
+        default: false
+        }
+    }
+
+    private func handle(_ part: HTTPServerRequestPart) {
         switch part {
         case .head(let head):
             self.receivedHead(head)
@@ -110,17 +172,31 @@ final class ProxyHandler: ChannelDuplexHandler {
         }
     }
 
-    /// Ready for the next request: start its head timer and resume reading if a read was held.
+    /// Ready for the next request: start its head timer, replay pipelined input, and resume reading if a read was
+    /// held.
     private func enteredIdle() {
-        self.armHeadTimer()
-        if self.pendingRead, let context = self.context {
+        self.headTimeout?.arm(in: self.loop.configuration.requestHeadTimeout)
+        self.replayPipelined()
+        if self.pendingRead, self.pipelined.isEmpty, let context = self.context {
             self.pendingRead = false
             context.read()
         }
     }
 
+    private func replayPipelined() {
+        guard !self.replaying else { return }
+        self.replaying = true
+        defer { self.replaying = false }
+        while !self.requestComplete, self.machine.state != .closed, let input = self.pipelined.popFirst() {
+            switch input {
+            case .part(let part): self.handle(part)
+            case .malformed(let error): self.requestMalformed(error)
+            }
+        }
+    }
+
     private func receivedHead(_ head: HTTPRequestHead) {
-        self.headDeadline = nil
+        self.headTimeout?.disarm()
         self.record = RequestRecord(method: head.method, logged: false)
         if self.loop.configuration.logPaths { self.record.path = head.uri }
         self.clientVersion = head.version
@@ -253,6 +329,10 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     func read(context: ChannelHandlerContext) {
+        if !self.pipelined.isEmpty {
+            self.pendingRead = true
+            return
+        }
         switch self.machine.state {
         case .connecting:
             self.pendingRead = true
@@ -268,6 +348,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        self.noteActivity()
         self.upstream?.handler.flush()
     }
 
@@ -277,8 +358,8 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        self.headTimer?.cancel()
-        self.responseTimer?.cancel()
+        self.stopTimers()
+        self.pipelined.removeAll()
         let wasForwarding = self.machine.state
         _ = self.machine.clientClosed()
         if let upstream = self.upstream {
@@ -300,46 +381,52 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if let parserError = error as? HTTPParserError {
-            let refusal: Refusal
-            if case .headerOverflow = parserError {
-                refusal = Refusal(
-                    .requestHeaderFieldsTooLarge,
-                    "headers-too-large",
-                    "request headers are too large",
-                    closeConnection: true
-                )
-            } else {
-                refusal = Refusal(.badRequest, "malformed-request", "malformed HTTP request", closeConnection: true)
-            }
-            switch self.machine.state {
-            case .idle:
-                self.record = RequestRecord(logged: false)
-                self.writeRefusal(refusal, close: true, context: context)
-                return
-            case .connecting, .forwarding(_, responseStarted: false):
-                // The body of a request being forwarded turned out malformed.
-                self.record.reason = refusal.reason
-                if let upstream = self.upstream {
-                    self.upstream = nil
-                    upstream.handler.delegate = nil
-                    upstream.channel.close(promise: nil)
-                }
-                self.writeRefusal(refusal, close: true, context: context)
-                return
-            default:
-                break
-            }
+        guard let parserError = error as? HTTPParserError else {
+            context.close(promise: nil)
+            return
         }
-        context.close(promise: nil)
+        if !self.pipelined.isEmpty || self.requestComplete {
+            // The malformed bytes belong to a pipelined request: answer it in turn.
+            self.pipelined.append(.malformed(parserError))
+        } else {
+            self.requestMalformed(parserError)
+        }
+    }
+
+    private func requestMalformed(_ parserError: HTTPParserError) {
+        guard let context = self.context else { return }
+        let refusal: Refusal
+        if case .headerOverflow = parserError {
+            refusal = Refusal(
+                .requestHeaderFieldsTooLarge,
+                "headers-too-large",
+                "request headers are too large",
+                closeConnection: true
+            )
+        } else {
+            refusal = Refusal(.badRequest, "malformed-request", "malformed HTTP request", closeConnection: true)
+        }
+        switch self.machine.state {
+        case .idle:
+            self.record = RequestRecord(logged: false)
+            self.writeRefusal(refusal, close: true, context: context)
+        case .connecting, .forwarding(_, responseStarted: false):
+            // The body of a request being forwarded turned out malformed.
+            self.record.reason = refusal.reason
+            if let upstream = self.upstream {
+                self.upstream = nil
+                upstream.handler.delegate = nil
+                upstream.channel.close(promise: nil)
+            }
+            self.writeRefusal(refusal, close: true, context: context)
+        default:
+            context.close(promise: nil)
+        }
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ProxyShutdownEvent {
             self.perform(self.machine.closeWhenIdle(drain: true))
-        } else if event is IdleStateHandler.IdleStateEvent {
-            self.record.reason = "client-idle-timeout"
-            context.close(promise: nil)
         } else {
             context.fireUserInboundEventTriggered(event)
         }
@@ -385,75 +472,31 @@ final class ProxyHandler: ChannelDuplexHandler {
         }
         let nanos = (NIODeadline.now() - self.record.start).nanoseconds
         self.loop.metrics.request(host: self.record.label, status: status, durationNanoseconds: nanos)
-        var metadata: Logger.Metadata = [
-            "client": "\(self.client)",
-            "method": "\(self.record.method.rawValue)",
-            "status": .stringConvertible(status),
-            "bytes_in": .stringConvertible(self.record.bytesIn),
-            "bytes_out": .stringConvertible(self.record.bytesOut),
-            "duration_ms": .stringConvertible(Double(nanos / 1000) / 1000),
-            "decision": "\(decision)",
-        ]
-        if let name = self.record.name { metadata["host"] = "\(name)" }
-        if let reason = self.record.reason { metadata["reason"] = "\(reason)" }
-        if let path = self.record.path { metadata["path"] = "\(path)" }
-        if decision == "allow" { metadata["upstream_reused"] = .stringConvertible(self.record.reusedUpstream) }
-        self.loop.accessLog.info("request", metadata: metadata)
+        self.loop.accessLog.write(
+            AccessRecord(
+                client: self.client,
+                method: self.record.method.rawValue,
+                host: self.record.name,
+                path: self.record.path,
+                status: status,
+                bytesIn: self.record.bytesIn,
+                bytesOut: self.record.bytesOut,
+                durationNanoseconds: nanos,
+                decision: decision,
+                reason: self.record.reason,
+                upstreamReused: decision == "allow" ? self.record.reusedUpstream : nil
+            )
+        )
     }
 
-    // MARK: Timers
-
-    // Timers are lazy: arming one only stores a deadline; a scheduled task exists at most once per kind and, when
-    // it fires early (the deadline moved), re-schedules itself for the new deadline. This keeps two heap
-    // insertions and two cancellations per request off the hot path.
-
-    private func armHeadTimer() {
-        let deadline = NIODeadline.now() + self.loop.configuration.requestHeadTimeout
-        self.headDeadline = deadline
-        if self.headTimer == nil { self.scheduleHeadTimer(at: deadline) }
-    }
-
-    private func scheduleHeadTimer(at deadline: NIODeadline) {
-        guard let context = self.context else { return }
-        self.headTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
-            self.headTimer = nil
-            guard let current = self.headDeadline else { return }
-            if current > .now() {
-                self.scheduleHeadTimer(at: current)
-            } else if case .idle = self.machine.state {
-                self.headDeadline = nil
-                self.perform(self.machine.closeWhenIdle(drain: false))
-            }
-        }
-    }
-
+    /// Response headers must start arriving within the entry's timeout after the request was sent.
     private func armResponseTimer() {
         guard let key = self.key else { return }
-        let deadline = NIODeadline.now() + .milliseconds(Int64(key.entry.timeouts.responseHeadersMillis))
-        self.responseDeadline = deadline
-        if self.responseTimer == nil { self.scheduleResponseTimer(at: deadline) }
-    }
-
-    private func scheduleResponseTimer(at deadline: NIODeadline) {
-        guard let context = self.context else { return }
-        self.responseTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
-            self.responseTimer = nil
-            guard let current = self.responseDeadline else { return }
-            if current > .now() {
-                self.scheduleResponseTimer(at: current)
-            } else {
-                self.responseDeadline = nil
-                let host = self.key?.host ?? "the upstream"
-                let millis = self.key?.entry.timeouts.responseHeadersMillis ?? 0
-                self.upstream?.handler.fail(
-                    .responseHeadersTimeout("\(host) did not send response headers within \(millis) ms")
-                )
-            }
-        }
+        self.responseTimeout?.arm(in: .milliseconds(Int64(key.entry.timeouts.responseHeadersMillis)))
     }
 
     private func upstreamError(_ error: ProxyError) {
-        self.responseDeadline = nil
+        self.responseTimeout?.disarm()
         self.record.reason = error.reason
         let action = self.machine.upstreamFailed(error.refusal)
         switch action {
@@ -522,7 +565,7 @@ extension ProxyHandler: UpstreamConnectionDelegate {
         switch part {
         case .head(let head):
             guard self.machine.responseHead() == .writeResponseHead else { return }
-            self.responseDeadline = nil
+            self.responseTimeout?.disarm()
             self.retryable = false
             self.buffered.removeAll(keepingCapacity: true)
             self.upstreamKeepAlive = head.isKeepAlive
@@ -567,6 +610,7 @@ extension ProxyHandler: UpstreamConnectionDelegate {
     }
 
     func upstreamReadComplete() {
+        self.noteActivity()
         self.context?.flush()
     }
 

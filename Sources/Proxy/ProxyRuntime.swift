@@ -21,6 +21,8 @@ public enum ProxyRuntime {
         public var reloadInterval: Duration = .seconds(1)
         /// Event loop threads; nil uses NIO's shared group (one per core).
         public var eventLoops: Int?
+        /// One JSON line per request on standard output.
+        public var accessLog = true
 
         public init() {}
     }
@@ -41,7 +43,6 @@ public enum ProxyRuntime {
 
     public static func run(_ options: Options, registry: PrometheusCollectorRegistry) async throws {
         let logger = Logger(label: "egress-proxy")
-        let accessLog = Logger(label: "egress-proxy.access")
         let metrics = ProxyMetrics(factory: PrometheusMetricsFactory(registry: registry))
         let store = AllowListStore(metrics: metrics)
 
@@ -82,7 +83,7 @@ public enum ProxyRuntime {
             metrics: metrics,
             group: group,
             logger: logger,
-            accessLog: accessLog
+            accessLog: options.accessLog ? .standardOutput : .disabled
         )
         logger.info(
             "egress-proxy listening",

@@ -131,7 +131,7 @@ public final class ProxyServer: Service, Sendable {
         metrics: ProxyMetrics,
         group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger,
-        accessLog: Logger,
+        accessLog: AccessLog,
         stats: ProxyStats = ProxyStats()
     ) async throws -> ProxyServer {
         let tracker = ConnectionTracker(limit: configuration.maxClientConnections, eventLoop: group.next())
@@ -161,7 +161,6 @@ public final class ProxyServer: Service, Sendable {
         decoderLimits.maxHeaderFieldSize = configuration.maxHeaderBytes
         decoderLimits.maxHeaderFieldCount = configuration.maxHeaderCount
         let limits = decoderLimits
-        let clientIdle = configuration.clientIdleTimeout
 
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
@@ -180,10 +179,14 @@ public final class ProxyServer: Service, Sendable {
                         throw ProxyError.configuration("event loop not in the proxy's group")
                     }
                     let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(IdleStateHandler(allTimeout: clientIdle))
+                    // No pipelining assistance: `ProxyHandler` queues pipelined requests itself and holds reads
+                    // only while it has some (NIO's handler holds them during every response).
+                    // No outbound header validator either: every header the proxy writes was parsed (strictly) by
+                    // the upstream's HTTP decoder or is one of the proxy's own constants.
                     try sync.configureHTTPServerPipeline(
-                        withPipeliningAssistance: true,
+                        withPipeliningAssistance: false,
                         withErrorHandling: false,
+                        withOutboundHeaderValidation: false,
                         withEncoderConfiguration: .init(),
                         withDecoderLimitConfiguration: limits
                     )

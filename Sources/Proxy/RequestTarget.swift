@@ -114,7 +114,7 @@ public enum RequestTarget {
                 return .failure(Refusal(.badRequest, "bad-host", "the Host header is not a valid host name"))
             }
         }
-        let suffixBytes = Array(suffix.utf8)
+        let suffixBytes = suffix.utf8
         guard bytes.count > suffixBytes.count + 1,
             bytes.suffix(suffixBytes.count).elementsEqual(suffixBytes),
             bytes[bytes.count - suffixBytes.count - 1] == UInt8(ascii: ".")
@@ -125,12 +125,8 @@ public enum RequestTarget {
             return .failure(Refusal(.badRequest, "not-under-suffix", "the host is not under .\(suffix)"))
         }
         let name = bytes[..<(bytes.count - suffixBytes.count - 1)]
-        // Every label 1-63 characters, not starting or ending with "-".
-        for label in name.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false) {
-            guard (1...63).contains(label.count), label.first != UInt8(ascii: "-"), label.last != UInt8(ascii: "-")
-            else {
-                return .failure(Refusal(.badRequest, "bad-host", "the host has an empty or invalid label"))
-            }
+        guard Self.labelsAreValid(name) else {
+            return .failure(Refusal(.badRequest, "bad-host", "the host has an empty or invalid label"))
         }
         if self.looksLikeIPLiteral(name) {
             return .failure(Refusal(.badRequest, "ip-literal", "IP literals cannot be routed: use NAME.\(suffix)"))
@@ -138,10 +134,28 @@ public enum RequestTarget {
         return .success(String(decoding: name, as: UTF8.self))
     }
 
+    /// Every label 1-63 characters, not starting or ending with "-" (one pass, no allocation).
+    static func labelsAreValid(_ name: ArraySlice<UInt8>) -> Bool {
+        var length = 0
+        var previous: UInt8 = UInt8(ascii: ".")
+        for byte in name {
+            if byte == UInt8(ascii: ".") {
+                guard length > 0, previous != UInt8(ascii: "-") else { return false }
+                length = 0
+            } else {
+                if length == 0, byte == UInt8(ascii: "-") { return false }
+                length += 1
+                guard length <= 63 else { return false }
+            }
+            previous = byte
+        }
+        return length > 0 && previous != UInt8(ascii: "-")
+    }
+
     /// A name whose last label is all digits (`127.0.0.1`, `2130706433`, `0x7f.1`) is treated as an IP literal:
     /// resolvers accept many numeric spellings, and no valid DNS name has a numeric top-level label.
     static func looksLikeIPLiteral(_ name: ArraySlice<UInt8>) -> Bool {
-        let lastLabel = name.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false).last ?? []
+        let lastLabel = name[((name.lastIndex(of: UInt8(ascii: ".")) ?? name.startIndex - 1) + 1)...]
         return !lastLabel.isEmpty && lastLabel.allSatisfy { $0 >= 48 && $0 <= 57 }
     }
 }

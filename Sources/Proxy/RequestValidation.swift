@@ -83,10 +83,6 @@ public enum RequestValidation {
 
 /// Removal of hop-by-hop headers (RFC 9110 §7.6.1) in both directions, and the upstream Host rewrite.
 public enum HeaderSanitizer {
-    static let hopByHop: Set<String> = [
-        "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "expect",
-    ]
-
     /// Removes `Connection` and every header it names, `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`,
     /// `Transfer-Encoding`, `Upgrade` (and `Expect`, which the proxy answers itself).
     public static func removeHopByHop(_ headers: inout HTTPHeaders) {
@@ -113,17 +109,17 @@ public enum HeaderSanitizer {
         headers = result
     }
 
-    @inline(__always)
+    /// Compared byte by byte, ignoring ASCII case, so the common (not hop-by-hop) header costs no allocation.
     static func isHopByHop(_ name: String) -> Bool {
-        // Cheap length/first-byte gate before lowercasing: most headers are not hop-by-hop.
-        guard let first = name.utf8.first else { return false }
-        switch first | 0x20 {
-        case UInt8(ascii: "c"), UInt8(ascii: "k"), UInt8(ascii: "t"), UInt8(ascii: "u"), UInt8(ascii: "e"),
-            UInt8(ascii: "p"):
-            let lower = name.lowercased()
-            return Self.hopByHop.contains(lower) || lower.hasPrefix("proxy-")
-        default:
-            return false
+        let utf8 = name.utf8
+        if utf8.prefix(6).equalsIgnoringASCIICase("proxy-") { return true }
+        switch utf8.count {
+        case 2: return utf8.equalsIgnoringASCIICase("te")
+        case 6: return utf8.equalsIgnoringASCIICase("expect")
+        case 7: return utf8.equalsIgnoringASCIICase("trailer") || utf8.equalsIgnoringASCIICase("upgrade")
+        case 10: return utf8.equalsIgnoringASCIICase("connection") || utf8.equalsIgnoringASCIICase("keep-alive")
+        case 17: return utf8.equalsIgnoringASCIICase("transfer-encoding")
+        default: return false
         }
     }
 
@@ -162,6 +158,17 @@ public enum HeaderSanitizer {
             headers.add(name: "connection", value: "keep-alive")
         }
         return HTTPResponseHead(version: version, status: head.status, headers: headers)
+    }
+}
+
+extension Sequence<UInt8> {
+    /// Whether these bytes spell `lowercase` (given in lowercase ASCII), ignoring ASCII case.
+    func equalsIgnoringASCIICase(_ lowercase: StaticString) -> Bool {
+        lowercase.withUTF8Buffer { expected in
+            self.elementsEqual(expected) { byte, lower in
+                byte == lower || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") && byte | 0x20 == lower)
+            }
+        }
     }
 }
 

@@ -59,9 +59,31 @@ final class UpstreamHandler: ChannelDuplexHandler {
     private(set) var context: ChannelHandlerContext?
     private var pendingRead = false
     private var lastError: ProxyError?
+    /// No traffic for this long: evicted when idle in the pool, failed when a response stalls.
+    private let idleTimeAmount: TimeAmount
+    private var idleTimeout: LazyTimeout?
 
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
-    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+    init(idleTimeout: TimeAmount) {
+        self.idleTimeAmount = idleTimeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        self.idleTimeout = LazyTimeout(eventLoop: context.eventLoop) { [self] in
+            // Idle in the pool: evict. Idle while in use: a stalled stream.
+            self.fail(.idleTimeout("no upstream traffic within the idle timeout"))
+        }
+        self.noteActivity()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.idleTimeout?.cancel()
+        self.context = nil
+    }
+
+    private func noteActivity() {
+        self.idleTimeout?.arm(in: self.idleTimeAmount)
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = self.unwrapInboundIn(data)
@@ -74,6 +96,7 @@ final class UpstreamHandler: ChannelDuplexHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        self.noteActivity()
         self.delegate?.upstreamReadComplete()
     }
 
@@ -100,17 +123,25 @@ final class UpstreamHandler: ChannelDuplexHandler {
         self.context?.write(self.wrapOutboundOut(part), promise: nil)
     }
 
-    func flush() { self.context?.flush() }
+    func flush() {
+        self.noteActivity()
+        self.context?.flush()
+    }
 
     var isWritable: Bool { self.context?.channel.isWritable ?? false }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if self.lastError == nil { self.lastError = Self.map(error) }
-        context.close(promise: nil)
+        self.fail(Self.map(error))
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        let error = self.lastError ?? .upstreamClosed("the upstream closed the connection")
+        self.idleTimeout?.cancel()
+        self.detach(self.lastError ?? .upstreamClosed("the upstream closed the connection"))
+        context.fireChannelInactive()
+    }
+
+    /// Tells the owner (the handshake waiter, the client request, the pool) that this connection is gone; once.
+    private func detach(_ error: ProxyError) {
         if let onHandshake = self.onHandshake {
             self.onHandshake = nil
             onHandshake(.failure(error))
@@ -121,7 +152,6 @@ final class UpstreamHandler: ChannelDuplexHandler {
         let onClose = self.onClose
         self.onClose = nil
         onClose?()
-        context.fireChannelInactive()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -130,20 +160,19 @@ final class UpstreamHandler: ChannelDuplexHandler {
                 self.onHandshake = nil
                 onHandshake(.success(()))
             }
-        } else if event is IdleStateHandler.IdleStateEvent {
-            // Idle in the pool: evict. Idle while in use: a stalled stream.
-            if self.delegate != nil, self.lastError == nil {
-                self.lastError = .idleTimeout("no upstream traffic within the idle timeout")
-            }
-            context.close(promise: nil)
         } else {
             context.fireUserInboundEventTriggered(event)
         }
     }
 
-    /// Fails the connection with a specific error (timeouts decided by the owner).
+    /// Fails the connection with a specific error (timeouts decided by the owner, or an error in the pipeline).
+    ///
+    /// The owner hears of it now, not when the channel finally goes inactive: closing a TLS connection waits for
+    /// the peer's close_notify (up to NIOSSL's shutdown timeout of seconds), and neither a client waiting for its
+    /// 502/504 nor the pool handing out connections should wait for that.
     func fail(_ error: ProxyError) {
         if self.lastError == nil { self.lastError = error }
+        self.detach(self.lastError ?? error)
         self.context?.close(promise: nil)
     }
 
@@ -267,9 +296,10 @@ enum UpstreamConnector {
                     let sync = channel.pipeline.syncOperations
                     let tlsHandler = try NIOSSLClientHandler(context: sslContext, serverHostname: serverName)
                     try sync.addHandler(tlsHandler)
-                    try sync.addHTTPClientHandlers()
-                    try sync.addHandler(IdleStateHandler(allTimeout: idle))
-                    try sync.addHandler(UpstreamHandler())
+                    // Request headers were parsed (strictly) from the client, or set by the proxy from the allow-list:
+                    // NIO's outbound header validator would check them a second time.
+                    try sync.addHTTPClientHandlers(enableOutboundHeaderValidation: false)
+                    try sync.addHandler(UpstreamHandler(idleTimeout: idle))
                     return channel.eventLoop.makeSucceededVoidFuture()
                 } catch {
                     return channel.eventLoop.makeFailedFuture(error)

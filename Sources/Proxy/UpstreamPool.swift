@@ -3,8 +3,8 @@ import NIOCore
 /// Keep-alive upstream connections for one event loop, keyed by (upstream host, allow-list entry).
 ///
 /// There is one pool per event loop and client connections only use the pool of their own loop, so the pool needs
-/// no locks and a request never hops threads. Idle connections are evicted by the `IdleStateHandler` in their
-/// pipeline (the entry's idle timeout) or when the upstream closes them. At most `maxPerKey` connections
+/// no locks and a request never hops threads. Idle connections are evicted by the idle timeout of their
+/// upstream handler (the entry's idle timeout) or when the upstream closes them. At most `maxPerKey` connections
 /// (idle + busy) exist per key; further requests wait for a released connection until their connect deadline.
 final class UpstreamPool {
     typealias Callback = (Result<UpstreamConnection, ProxyError>, _ reused: Bool) -> Void

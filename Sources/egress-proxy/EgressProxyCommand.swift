@@ -34,6 +34,8 @@ struct EgressProxyCommand: AsyncParsableCommand {
     @Option(help: "Seconds between allow-list file checks.") var reloadInterval = 1
     @Option(help: "Event loop threads (default: one per core).") var eventLoops: Int?
     @Flag(help: "Include request paths in access logs.") var logPaths = false
+    @Flag(inversion: .prefixedNo, help: "Write one JSON access log line per request to standard output.")
+    var accessLog = true
     @Flag(help: "Load and index --allowlist, print its size and how long that took, and exit (no listening).")
     var check = false
 
@@ -66,6 +68,7 @@ struct EgressProxyCommand: AsyncParsableCommand {
         options.allowListPath = self.allowList
         options.reloadInterval = .seconds(self.reloadInterval)
         options.eventLoops = self.eventLoops
+        options.accessLog = self.accessLog
         try await ProxyRuntime.runProcess(options)
     }
 

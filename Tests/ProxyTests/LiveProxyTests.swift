@@ -292,6 +292,33 @@ import Testing
         }
     }
 
+    /// The proxy queues pipelined requests itself: a slow allowed request, a denied one, one with a body and
+    /// finally bytes that do not parse, all in one write, are answered in order, and only the allowed two reach the
+    /// upstream.
+    @Test func pipelinedRequestsAreAnsweredInOrder() async throws {
+        try await ProxyHarness.withGoodUpstream { proxy, upstream in
+            let host = Fixtures.host("good.upstream.test")
+            let raw = try await proxy.raw()
+            try await raw.send(
+                "GET /slow/200 HTTP/1.1\r\nHost: \(host)\r\n\r\n"
+                    + "GET /hello HTTP/1.1\r\nHost: \(Fixtures.host("nope.example.com"))\r\n\r\n"
+                    + "PUT /upload HTTP/1.1\r\nHost: \(host)\r\nContent-Length: 5\r\n\r\nhello"
+                    + "NOT HTTP AT ALL\r\n\r\n"
+            )
+            let slow = await raw.readResponse()
+            let denied = await raw.readResponse()
+            let upload = await raw.readResponse()
+            let malformed = await raw.readResponse()
+            #expect(slow?.hasPrefix("HTTP/1.1 200 OK") == true && slow?.hasSuffix("slow\n") == true)
+            #expect(denied?.hasPrefix("HTTP/1.1 403 Forbidden") == true)
+            #expect(upload?.hasSuffix("received 5 checksum \(Self.checksum("hello"))\n") == true)
+            #expect(malformed?.hasPrefix("HTTP/1.1 400 Bad Request") == true)
+            #expect(await raw.readResponse() == nil, "the connection closes after the malformed request")
+            #expect(upstream.heads.map(\.uri) == ["/slow/200", "/upload"])
+            await raw.close()
+        }
+    }
+
     static func checksum(_ s: String) -> UInt64 {
         s.utf8.reduce(0) { $0 &* 31 &+ UInt64($1) }
     }
@@ -335,6 +362,96 @@ import Testing
                 "the proxy queued up to \(proxy.stats.maxBufferedBytes) bytes towards the client"
             )
             await client.close()
+        }
+    }
+}
+
+/// Each timeout of an entry and of the client connection, provoked for real: a port whose backlog is full (the
+/// connect never completes), a port that accepts and never speaks TLS, an upstream that stops mid-body, a pooled
+/// connection left idle, and a client that goes quiet. A broken timeout would hang its test, hence the time limit.
+@Suite(.timeLimit(.minutes(1))) struct TimeoutTests {
+    static func silentEntry(_ host: String, _ listener: SilentListener) -> AllowList.Entry {
+        AllowList.Entry(
+            host: host,
+            port: listener.port,
+            tls: AllowList.TLS(caFile: TestPKI.shared.ca.certificatePath),
+            addresses: ["127.0.0.1"],
+            allowPrivateAddresses: true,
+            timeouts: .init(connectMillis: 300)
+        )
+    }
+
+    @Test func connectAndHandshakeTimeoutsAre504() async throws {
+        let noSynAck = try SilentListener(completesConnections: false)
+        let noTLS = try SilentListener(completesConnections: true)
+        defer {
+            noSynAck.close()
+            noTLS.close()
+        }
+        let list = AllowList(hosts: [
+            Self.silentEntry("syn.upstream.test", noSynAck), Self.silentEntry("tls.upstream.test", noTLS),
+        ])
+        try await ProxyHarness.with(list) { proxy in
+            let client = try await proxy.client()
+            for host in ["syn.upstream.test", "tls.upstream.test"] {
+                let response = try await client.get("/", host: Fixtures.host(host))
+                #expect(response.status == .gatewayTimeout, "\(host)")
+                #expect(response.reason == "upstream-connect-timeout", "\(host)")
+            }
+            await client.close()
+            #expect(proxy.metricsText.contains(#"egress_denials_total{reason="upstream-connect-timeout"} 2"#))
+        }
+    }
+
+    @Test func upstreamIdleTimeoutEndsAStalledResponseAndEvictsPooledConnections() async throws {
+        let upstream = try await TestUpstream.start()
+        let entry = Fixtures.entry("good.upstream.test", upstream: upstream, timeouts: .init(idleMillis: 1000))
+        do {
+            try await ProxyHarness.with(AllowList(hosts: [entry])) { proxy in
+                // Headers and 5 of 10 body bytes, then nothing: the client gets what was sent, then a close (a
+                // truncated response is detectable; a silently completed one would not be).
+                let raw = try await proxy.raw()
+                try await raw.send("GET /stall HTTP/1.1\r\nHost: \(Fixtures.host("good.upstream.test"))\r\n\r\n")
+                let stalled = await raw.readResponse()
+                #expect(stalled?.hasPrefix("HTTP/1.1 200 OK") == true)
+                #expect(stalled?.hasSuffix("\r\n\r\n12345") == true)
+                await raw.close()
+                let line = proxy.accessLog.all.first { $0.contains(#""reason":"upstream-idle-timeout""#) }
+                #expect(line != nil)
+
+                // A pooled connection left idle is closed and forgotten.
+                let client = try await proxy.client()
+                #expect(try await client.get("/hello", host: Fixtures.host("good.upstream.test")).status == .ok)
+                await client.close()
+                #expect(try await proxy.proxy.idleUpstreamConnections() == 1)
+                var polls = 0
+                while try await proxy.proxy.idleUpstreamConnections() > 0, polls < 500 {
+                    try await Task.sleep(for: .milliseconds(10))
+                    polls += 1
+                }
+                #expect(try await proxy.proxy.idleUpstreamConnections() == 0)
+            }
+        } catch {
+            await upstream.stop()
+            throw error
+        }
+        await upstream.stop()
+    }
+
+    @Test func aQuietClientIsDisconnected() async throws {
+        try await ProxyHarness.with(
+            AllowList(hosts: []),
+            configure: {
+                $0.clientIdleTimeout = .milliseconds(300)
+                $0.requestHeadTimeout = .seconds(3600)
+            }
+        ) { proxy in
+            let raw = try await proxy.raw()
+            try await raw.send("GET / HTTP/1.1\r\nHost: \(Fixtures.host("nope.example.com"))\r\n\r\n")
+            #expect(await raw.readResponse()?.hasPrefix("HTTP/1.1 403") == true)
+            // Nothing else is sent: only the idle timeout can close the connection (the head timeout is an hour).
+            #expect(await raw.readResponse() == nil)
+            await raw.close()
         }
     }
 }

@@ -1,4 +1,6 @@
+import Foundation
 import Manifests
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import Testing
@@ -185,6 +187,16 @@ import Testing
         #expect(other.headers["host"] == ["h.example.com:8443"])
     }
 
+    @Test(arguments: [
+        ("TE", true), ("te", true), ("Expect", true), ("TRAILER", true), ("Upgrade", true), ("Connection", true),
+        ("keep-ALIVE", true), ("Transfer-Encoding", true), ("Proxy-", true), ("proxy-authorization", true),
+        ("Proxy-A", true), ("proxy", false), ("ta", false), ("Trailers", false), ("Content-Type", false),
+        ("connections", false), ("x-te", false), ("", false), ("Accept", false), ("Transfer-Encodings", false),
+    ])
+    func hopByHopNamesIgnoreCase(name: String, hopByHop: Bool) {
+        #expect(HeaderSanitizer.isHopByHop(name) == hopByHop)
+    }
+
     @Test func responseHead() {
         let head = HTTPResponseHead(
             version: .http1_1,
@@ -275,5 +287,55 @@ import Testing
         _ = m.upstreamReady()
         _ = m.responseHead()
         #expect(m.responseEnd(upstreamKeepAlive: true) == .finish(reuseUpstream: true, closeClient: true))
+    }
+}
+
+@Suite struct AccessLogTests {
+    @Test func linesAreJSONWithEveryField() throws {
+        let lines = NIOLockedValueBox<[String]>([])
+        let formatter = AccessLogFormatter(
+            AccessLog(label: "egress-proxy.access") { bytes in
+                lines.withLockedValue { $0.append(String(decoding: bytes, as: UTF8.self)) }
+            }
+        )
+        var record = AccessRecord(
+            client: "10.0.0.7",
+            method: "POST",
+            host: "api.github.com",
+            path: "/a\"b\\c\u{1}\u{7F}/é?q=\t",
+            status: 201,
+            bytesIn: 12,
+            bytesOut: 3456,
+            durationNanoseconds: 1_234_567,
+            decision: "allow",
+            reason: nil,
+            upstreamReused: true
+        )
+        formatter.write(record)
+        record.durationNanoseconds = 500_000
+        record.upstreamReused = nil
+        record.reason = "not-allowed"
+        record.host = nil
+        formatter.write(record)
+        let written = lines.withLockedValue { $0 }
+        #expect(written.count == 2 && written.allSatisfy { $0.hasSuffix("}\n") && $0.hasPrefix("{\"time\":\"") })
+        let first = try #require(
+            try JSONSerialization.jsonObject(with: Data(written[0].utf8)) as? [String: Any]
+        )
+        #expect(first["logger"] as? String == "egress-proxy.access")
+        #expect(first["message"] as? String == "request")
+        #expect(first["path"] as? String == "/a\"b\\c\u{1}\u{7F}/é?q=\t")
+        #expect(first["status"] as? Int == 201 && first["bytes_out"] as? Int == 3456)
+        #expect(first["duration_ms"] as? Double == 1.234)
+        #expect(first["upstream_reused"] as? Bool == true)
+        #expect((first["time"] as? String)?.count == 24)
+        let second = try #require(
+            try JSONSerialization.jsonObject(with: Data(written[1].utf8)) as? [String: Any]
+        )
+        #expect(second["duration_ms"] as? Double == 0.5)
+        #expect(second["host"] == nil && second["upstream_reused"] == nil)
+        #expect(second["reason"] as? String == "not-allowed")
+        // Keys in order, as the JSON log handler writes them.
+        #expect(written[1].contains(#""bytes_in":12,"bytes_out":3456,"client":"10.0.0.7","decision":"allow""#))
     }
 }

@@ -10,15 +10,11 @@ import ServiceLifecycle
 
 @testable import Proxy
 
-/// Captures JSON log lines.
+/// Captures access log lines.
 final class LogCapture: Sendable {
     private let lines = NIOLockedValueBox<[String]>([])
     var all: [String] { self.lines.withLockedValue { $0 } }
     func append(_ line: String) { self.lines.withLockedValue { $0.append(line) } }
-
-    func logger(_ label: String) -> Logger {
-        Logger(label: label) { label in JSONLogHandler(label: label, sink: { self.append($0) }) }
-    }
 }
 
 /// An in-process proxy on an ephemeral port, with its own metrics registry and captured logs.
@@ -78,7 +74,7 @@ struct ProxyHarness: Sendable {
             metrics: metrics,
             group: eventLoopGroup ?? MultiThreadedEventLoopGroup.singleton,
             logger: quiet,
-            accessLog: capture.logger("access"),
+            accessLog: AccessLog(label: "access") { capture.append(String(decoding: $0, as: UTF8.self)) },
             stats: stats
         )
         let group = ServiceGroup(services: [proxy], logger: quiet)

@@ -147,6 +147,11 @@ final class UpstreamTestHandler: ChannelInboundHandler {
             self.pump(context: context)
         case "hang":
             break
+        case "stall":
+            // Headers and half of the body, then silence.
+            let head = HTTPResponseHead(version: .http1_1, status: .ok, headers: ["content-length": "10"])
+            context.write(self.wrapOutboundOut(.head(head)), promise: nil)
+            context.writeAndFlush(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: "12345")))), promise: nil)
         case "slow":
             let ms = parts.count > 1 ? Int64(parts[1]) ?? 0 : 0
             context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(ms)) {
