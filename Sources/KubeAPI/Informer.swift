@@ -272,12 +272,19 @@ public final class Informer: Sendable {
         return count
     }
 
-    /// Cached objects drop `metadata.managedFields`: server-side apply bookkeeping that no reader of the cache
-    /// needs and that, with thousands of objects, is most of the cache's memory (client-go's informers strip it too).
+    /// Cached objects drop `metadata.managedFields` and kubectl's last-applied-configuration annotation: apply
+    /// bookkeeping that no reader of the cache needs and that, with thousands of objects, is most of the cache's
+    /// memory (client-go's informers strip managed fields too).
     static func slimmed(_ object: KubeObject) -> KubeObject {
-        guard object.metadata["managedFields"] != nil else { return object }
+        let lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
+        let hasLastApplied = object.metadata["annotations"]?[lastApplied] != nil
+        guard object.metadata["managedFields"] != nil || hasLastApplied else { return object }
         var object = object
         object.metadata["managedFields"] = nil
+        if hasLastApplied {
+            object.metadata["annotations"]?[lastApplied] = nil
+            if object.metadata["annotations"]?.objectValue?.isEmpty == true { object.metadata["annotations"] = nil }
+        }
         return object
     }
 

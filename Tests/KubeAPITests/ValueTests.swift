@@ -112,7 +112,7 @@ final class ValueTests: XCTestCase {
         )
     }
 
-    func testInformerCachesDropManagedFields() {
+    func testInformerCachesDropApplyBookkeeping() {
         var object = KubeObject(apiVersion: "v1", kind: "ConfigMap", name: "a", namespace: "ns")
         object.metadata["managedFields"] = [["manager": "egress-operator", "operation": "Apply"]]
         object.labels = ["keep": "me"]
@@ -120,5 +120,11 @@ final class ValueTests: XCTestCase {
         XCTAssertNil(slim.metadata["managedFields"])
         XCTAssertEqual(slim.labels, ["keep": "me"])
         XCTAssertEqual(slim.name, "a")
+
+        let lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
+        object.metadata["annotations"] = [lastApplied: "{\"big\":\"json\"}", "keep": "this"]
+        XCTAssertEqual(Informer.slimmed(object).metadata["annotations"], ["keep": "this"])
+        object.metadata["annotations"] = [lastApplied: "{}"]
+        XCTAssertNil(Informer.slimmed(object).metadata["annotations"])
     }
 }

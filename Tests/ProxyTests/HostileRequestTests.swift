@@ -134,60 +134,60 @@ import Testing
     ]
 
     @Test func corpusIsRefusedAndNothingReachesTheUpstream() async throws {
-        let upstream = try await TestUpstream.start()
-        defer { Task { await upstream.stop() } }
-        try await ProxyHarness.with(
-            AllowList(hosts: [
-                Fixtures.entry("good.upstream.test", upstream: upstream),
-                Fixtures.entry("other.upstream.test", upstream: upstream),
-            ]),
-            configure: {
-                $0.maxHeaderBytes = 16 * 1024
-                $0.maxHeaderCount = 100
-            }
-        ) { proxy in
-            for item in Self.cases {
-                let raw = try await proxy.raw()
-                try await raw.send(item.request)
-                let response = await raw.readResponse() ?? "<closed without a response>"
-                #expect(response.hasPrefix("HTTP/1.1 \(item.status) "), "\(item.name): \(response.prefix(200))")
-                if let reason = item.reason {
-                    #expect(
-                        response.lowercased().contains("x-egress-error: \(reason)\r\n"),
-                        "\(item.name): \(response.prefix(300))"
-                    )
+        try await TestUpstream.with { upstream in
+            try await ProxyHarness.with(
+                AllowList(hosts: [
+                    Fixtures.entry("good.upstream.test", upstream: upstream),
+                    Fixtures.entry("other.upstream.test", upstream: upstream),
+                ]),
+                configure: {
+                    $0.maxHeaderBytes = 16 * 1024
+                    $0.maxHeaderCount = 100
                 }
-                await raw.close()
+            ) { proxy in
+                for item in Self.cases {
+                    let raw = try await proxy.raw()
+                    try await raw.send(item.request)
+                    let response = await raw.readResponse() ?? "<closed without a response>"
+                    #expect(response.hasPrefix("HTTP/1.1 \(item.status) "), "\(item.name): \(response.prefix(200))")
+                    if let reason = item.reason {
+                        #expect(
+                            response.lowercased().contains("x-egress-error: \(reason)\r\n"),
+                            "\(item.name): \(response.prefix(300))"
+                        )
+                    }
+                    await raw.close()
+                }
+                #expect(upstream.requests == 0)
+                #expect(upstream.connections == 0)
             }
-            #expect(upstream.requests == 0)
-            #expect(upstream.connections == 0)
         }
     }
 
     @Test func slowlorisIsCutOff() async throws {
-        let upstream = try await TestUpstream.start()
-        defer { Task { await upstream.stop() } }
-        try await ProxyHarness.with(
-            AllowList(hosts: [Fixtures.entry("good.upstream.test", upstream: upstream)]),
-            configure: { $0.requestHeadTimeout = .milliseconds(500) }
-        ) { proxy in
-            let raw = try await proxy.raw()
-            try await raw.send("GET /hello HTTP/1.1\r\nHost: \(Self.host)\r\n")
-            // Keep trickling header bytes; the proxy must close the connection on its own anyway.
-            var sent = 0
-            while raw.channel.isActive, sent < 200 {
-                do {
-                    try await raw.send("X-\(sent): a\r\n")
-                } catch {
-                    break
+        try await TestUpstream.with { upstream in
+            try await ProxyHarness.with(
+                AllowList(hosts: [Fixtures.entry("good.upstream.test", upstream: upstream)]),
+                configure: { $0.requestHeadTimeout = .milliseconds(500) }
+            ) { proxy in
+                let raw = try await proxy.raw()
+                try await raw.send("GET /hello HTTP/1.1\r\nHost: \(Self.host)\r\n")
+                // Keep trickling header bytes; the proxy must close the connection on its own anyway.
+                var sent = 0
+                while raw.channel.isActive, sent < 200 {
+                    do {
+                        try await raw.send("X-\(sent): a\r\n")
+                    } catch {
+                        break
+                    }
+                    sent += 1
+                    try await Task.sleep(for: .milliseconds(50))
                 }
-                sent += 1
-                try await Task.sleep(for: .milliseconds(50))
+                await raw.waitForClose()
+                #expect(raw.isClosed)
+                #expect(sent < 200, "the proxy kept a trickling connection open")
+                #expect(upstream.requests == 0)
             }
-            await raw.waitForClose()
-            #expect(raw.isClosed)
-            #expect(sent < 200, "the proxy kept a trickling connection open")
-            #expect(upstream.requests == 0)
         }
     }
 }

@@ -31,26 +31,26 @@ import Testing
     }
 
     @Test func deniedAndWildcardRouting() async throws {
-        let upstream = try await TestUpstream.start()
-        defer { Task { await upstream.stop() } }
-        let list = AllowList(hosts: [
-            Fixtures.entry("good.upstream.test", upstream: upstream),
-            Fixtures.entry("*.wild.upstream.test", upstream: upstream),
-        ])
-        try await ProxyHarness.with(list) { proxy in
-            let client = try await proxy.client()
-            let denied = try await client.get("/hello", host: Fixtures.host("api.github.com"))
-            #expect(denied.status == .forbidden)
-            #expect(denied.reason == "not-allowed")
-            #expect(upstream.requests == 0)
-            // The same connection stays usable after a denial.
-            let wild = try await client.get("/hello", host: Fixtures.host("a.wild.upstream.test"))
-            #expect(wild.status == .ok)
-            #expect(wild.headers["x-seen-host"] == ["a.wild.upstream.test:\(upstream.port)"])
-            let base = try await client.get("/hello", host: Fixtures.host("wild.upstream.test"))
-            #expect(base.status == .forbidden)
-            #expect(upstream.requests == 1)
-            await client.close()
+        try await TestUpstream.with { upstream in
+            let list = AllowList(hosts: [
+                Fixtures.entry("good.upstream.test", upstream: upstream),
+                Fixtures.entry("*.wild.upstream.test", upstream: upstream),
+            ])
+            try await ProxyHarness.with(list) { proxy in
+                let client = try await proxy.client()
+                let denied = try await client.get("/hello", host: Fixtures.host("api.github.com"))
+                #expect(denied.status == .forbidden)
+                #expect(denied.reason == "not-allowed")
+                #expect(upstream.requests == 0)
+                // The same connection stays usable after a denial.
+                let wild = try await client.get("/hello", host: Fixtures.host("a.wild.upstream.test"))
+                #expect(wild.status == .ok)
+                #expect(wild.headers["x-seen-host"] == ["a.wild.upstream.test:\(upstream.port)"])
+                let base = try await client.get("/hello", host: Fixtures.host("wild.upstream.test"))
+                #expect(base.status == .forbidden)
+                #expect(upstream.requests == 1)
+                await client.close()
+            }
         }
     }
 
@@ -59,66 +59,66 @@ import Testing
         ("expired", TestPKI.shared.expired),
     ])
     func certificateVerificationFailuresAre502(_ label: String, certificate: TestPKI.Issued) async throws {
-        let upstream = try await TestUpstream.start(certificate: certificate)
-        defer { Task { await upstream.stop() } }
-        try await ProxyHarness.with(AllowList(hosts: [Fixtures.entry("good.upstream.test", upstream: upstream)])) {
-            proxy in
-            let client = try await proxy.client()
-            let response = try await client.get("/hello", host: Fixtures.host("good.upstream.test"))
-            #expect(response.status == .badGateway, "\(label)")
-            #expect(response.reason == "upstream-certificate-invalid", "\(label): \(response.text)")
-            #expect(upstream.requests == 0)
-            await client.close()
+        try await TestUpstream.with(certificate: certificate) { upstream in
+            try await ProxyHarness.with(AllowList(hosts: [Fixtures.entry("good.upstream.test", upstream: upstream)])) {
+                proxy in
+                let client = try await proxy.client()
+                let response = try await client.get("/hello", host: Fixtures.host("good.upstream.test"))
+                #expect(response.status == .badGateway, "\(label)")
+                #expect(response.reason == "upstream-certificate-invalid", "\(label): \(response.text)")
+                #expect(upstream.requests == 0)
+                await client.close()
+            }
         }
     }
 
     @Test func systemTrustRootsDoNotTrustTheTestCAButInsecureSkipVerifyDoes() async throws {
-        let upstream = try await TestUpstream.start()
-        defer { Task { await upstream.stop() } }
-        let list = AllowList(hosts: [
-            Fixtures.entry("good.upstream.test", upstream: upstream, ca: nil),
-            Fixtures.entry(
-                "skip.upstream.test",
-                upstream: upstream,
-                tls: .init(insecureSkipVerify: true)
-            ),
-        ])
-        try await ProxyHarness.with(list) { proxy in
-            let client = try await proxy.client()
-            let verified = try await client.get("/hello", host: Fixtures.host("good.upstream.test"))
-            #expect(verified.status == .badGateway)
-            #expect(verified.reason == "upstream-certificate-invalid")
-            let skipped = try await client.get("/hello", host: Fixtures.host("skip.upstream.test"))
-            #expect(skipped.status == .ok)
-            await client.close()
+        try await TestUpstream.with { upstream in
+            let list = AllowList(hosts: [
+                Fixtures.entry("good.upstream.test", upstream: upstream, ca: nil),
+                Fixtures.entry(
+                    "skip.upstream.test",
+                    upstream: upstream,
+                    tls: .init(insecureSkipVerify: true)
+                ),
+            ])
+            try await ProxyHarness.with(list) { proxy in
+                let client = try await proxy.client()
+                let verified = try await client.get("/hello", host: Fixtures.host("good.upstream.test"))
+                #expect(verified.status == .badGateway)
+                #expect(verified.reason == "upstream-certificate-invalid")
+                let skipped = try await client.get("/hello", host: Fixtures.host("skip.upstream.test"))
+                #expect(skipped.status == .ok)
+                await client.close()
+            }
         }
     }
 
     @Test func upstreamRequiringAClientCertificate() async throws {
         let pki = TestPKI.shared
-        let upstream = try await TestUpstream.start(requireClientCertificateFrom: pki.clientCA)
-        defer { Task { await upstream.stop() } }
-        let list = AllowList(hosts: [
-            Fixtures.entry("good.upstream.test", upstream: upstream),
-            Fixtures.entry(
-                "mtls.wild.upstream.test",
-                upstream: upstream,
-                tls: .init(
-                    caFile: pki.ca.certificatePath,
-                    clientCertificateFile: pki.client.certificatePath,
-                    clientKeyFile: pki.client.keyPath
-                )
-            ),
-        ])
-        try await ProxyHarness.with(list) { proxy in
-            let client = try await proxy.client()
-            let without = try await client.get("/hello", host: Fixtures.host("good.upstream.test"))
-            #expect(without.status == .badGateway)
-            #expect(without.reason != nil)
-            let with = try await client.get("/hello", host: Fixtures.host("mtls.wild.upstream.test"))
-            #expect(with.status == .ok)
-            #expect(upstream.requests == 1)
-            await client.close()
+        try await TestUpstream.with(requireClientCertificateFrom: pki.clientCA) { upstream in
+            let list = AllowList(hosts: [
+                Fixtures.entry("good.upstream.test", upstream: upstream),
+                Fixtures.entry(
+                    "mtls.wild.upstream.test",
+                    upstream: upstream,
+                    tls: .init(
+                        caFile: pki.ca.certificatePath,
+                        clientCertificateFile: pki.client.certificatePath,
+                        clientKeyFile: pki.client.keyPath
+                    )
+                ),
+            ])
+            try await ProxyHarness.with(list) { proxy in
+                let client = try await proxy.client()
+                let without = try await client.get("/hello", host: Fixtures.host("good.upstream.test"))
+                #expect(without.status == .badGateway)
+                #expect(without.reason != nil)
+                let with = try await client.get("/hello", host: Fixtures.host("mtls.wild.upstream.test"))
+                #expect(with.status == .ok)
+                #expect(upstream.requests == 1)
+                await client.close()
+            }
         }
     }
 
@@ -139,89 +139,91 @@ import Testing
     }
 
     @Test func anAbandonedRequestDoesNotCostAnUpstreamConnection() async throws {
-        let upstream = try await TestUpstream.start()
-        defer { Task { await upstream.stop() } }
         // One event loop, so every client shares one upstream pool.
-        let loop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        defer { Task { try? await loop.shutdownGracefully() } }
-        try await ProxyHarness.with(
-            AllowList(hosts: [Fixtures.entry("good.upstream.test", upstream: upstream)]),
-            group: loop
-        ) { proxy in
-            let raw = try await proxy.raw()
-            try await raw.send("GET /slow/300 HTTP/1.1\r\nHost: \(Fixtures.host("good.upstream.test"))\r\n\r\n")
-            while upstream.requests < 1 { try await Task.sleep(for: .milliseconds(10)) }
-            await raw.close()
-            // The abandoned response is drained and the connection goes back to the pool.
-            var polls = 0
-            while try await proxy.proxy.idleUpstreamConnections() < 1, polls < 500 {
-                try await Task.sleep(for: .milliseconds(10))
-                polls += 1
+        try await withEventLoopGroup(threads: 1) { loop in
+            try await TestUpstream.with { upstream in
+                try await ProxyHarness.with(
+                    AllowList(hosts: [Fixtures.entry("good.upstream.test", upstream: upstream)]),
+                    group: loop
+                ) { proxy in
+                    let raw = try await proxy.raw()
+                    try await raw.send("GET /slow/300 HTTP/1.1\r\nHost: \(Fixtures.host("good.upstream.test"))\r\n\r\n")
+                    while upstream.requests < 1 { try await Task.sleep(for: .milliseconds(10)) }
+                    await raw.close()
+                    // The abandoned response is drained and the connection goes back to the pool.
+                    var polls = 0
+                    while try await proxy.proxy.idleUpstreamConnections() < 1, polls < 500 {
+                        try await Task.sleep(for: .milliseconds(10))
+                        polls += 1
+                    }
+                    #expect(try await proxy.proxy.idleUpstreamConnections() == 1)
+                    let client = try await proxy.client()
+                    for _ in 0..<3 {
+                        #expect(
+                            try await client.get("/slow/400", host: Fixtures.host("good.upstream.test")).status == .ok
+                        )
+                    }
+                    #expect(upstream.connections == 1)
+                    #expect(
+                        proxy.metricsText.contains(
+                            #"egress_upstream_connections_total{host="good.upstream.test",kind="reused"} 3"#
+                        )
+                    )
+                    await client.close()
+                }
             }
-            #expect(try await proxy.proxy.idleUpstreamConnections() == 1)
-            let client = try await proxy.client()
-            for _ in 0..<3 {
-                #expect(try await client.get("/slow/400", host: Fixtures.host("good.upstream.test")).status == .ok)
-            }
-            #expect(upstream.connections == 1)
-            #expect(
-                proxy.metricsText.contains(
-                    #"egress_upstream_connections_total{host="good.upstream.test",kind="reused"} 3"#
-                )
-            )
-            await client.close()
         }
     }
 
     @Test func ssrfRefusesPrivateAddressesUnlessAllowed() async throws {
-        let upstream = try await TestUpstream.start()
-        defer { Task { await upstream.stop() } }
-        var resolved = AllowList.Entry(host: "localhost", port: upstream.port)
-        resolved.tls = .init(caFile: TestPKI.shared.ca.certificatePath)
-        let list = AllowList(hosts: [
-            Fixtures.entry("good.upstream.test", upstream: upstream, allowPrivateAddresses: false),
-            // Resolved through DNS (/etc/hosts): still refused, the check is on the resolved address.
-            resolved,
-        ])
-        try await ProxyHarness.with(list) { proxy in
-            let client = try await proxy.client()
-            let fixed = try await client.get("/hello", host: Fixtures.host("good.upstream.test"))
-            #expect(fixed.status == .badGateway)
-            #expect(fixed.reason == "private-address")
-            let dns = try await client.get("/hello", host: Fixtures.host("localhost"))
-            #expect(dns.status == .badGateway)
-            #expect(dns.reason == "private-address")
-            #expect(upstream.connections == 0)
-            #expect(proxy.metricsText.contains(#"egress_denials_total{reason="private-address"} 2"#))
-            await client.close()
+        try await TestUpstream.with { upstream in
+            var resolved = AllowList.Entry(host: "localhost", port: upstream.port)
+            resolved.tls = .init(caFile: TestPKI.shared.ca.certificatePath)
+            let list = AllowList(hosts: [
+                Fixtures.entry("good.upstream.test", upstream: upstream, allowPrivateAddresses: false),
+                // Resolved through DNS (/etc/hosts): still refused, the check is on the resolved address.
+                resolved,
+            ])
+            try await ProxyHarness.with(list) { proxy in
+                let client = try await proxy.client()
+                let fixed = try await client.get("/hello", host: Fixtures.host("good.upstream.test"))
+                #expect(fixed.status == .badGateway)
+                #expect(fixed.reason == "private-address")
+                let dns = try await client.get("/hello", host: Fixtures.host("localhost"))
+                #expect(dns.status == .badGateway)
+                #expect(dns.reason == "private-address")
+                #expect(upstream.connections == 0)
+                #expect(proxy.metricsText.contains(#"egress_denials_total{reason="private-address"} 2"#))
+                await client.close()
+            }
         }
     }
 
     @Test func upstreamFailures() async throws {
-        let upstream = try await TestUpstream.start()
-        defer { Task { await upstream.stop() } }
-        // A port with nothing listening: bind one, note it, close it.
-        let closed = try await TestUpstream.start()
-        let closedPort = closed.port
-        await closed.stop()
-        var refused = Fixtures.entry("refused.upstream.test", upstream: upstream)
-        refused.port = closedPort
-        let list = AllowList(hosts: [
-            Fixtures.entry("good.upstream.test", upstream: upstream, timeouts: .init(responseHeadersMillis: 300)),
-            refused,
-        ])
-        try await ProxyHarness.with(list) { proxy in
-            let client = try await proxy.client()
-            let timeout = try await client.get("/hang", host: Fixtures.host("good.upstream.test"))
-            #expect(timeout.status == .gatewayTimeout)
-            #expect(timeout.reason == "upstream-response-timeout")
-            let refusedResponse = try await client.get("/hello", host: Fixtures.host("refused.upstream.test"))
-            #expect(refusedResponse.status == .badGateway)
-            #expect(refusedResponse.reason == "upstream-connect-failed")
-            // Still healthy afterwards, on the same client connection.
-            let ok = try await client.get("/slow/10", host: Fixtures.host("good.upstream.test"))
-            #expect(ok.status == .ok)
-            await client.close()
+        try await TestUpstream.with { upstream in
+            // A port with nothing listening: bind one, note it, close it.
+            let closed = try await TestUpstream.start()
+            let closedPort = closed.port
+            await closed.stop()
+            var refused = Fixtures.entry("refused.upstream.test", upstream: upstream)
+            refused.port = closedPort
+            let list = AllowList(hosts: [
+                Fixtures.entry("good.upstream.test", upstream: upstream, timeouts: .init(responseHeadersMillis: 300)),
+                refused,
+            ])
+            try await ProxyHarness.with(list) { proxy in
+                let client = try await proxy.client()
+                let timeout = try await client.get("/hang", host: Fixtures.host("good.upstream.test"))
+                #expect(timeout.status == .gatewayTimeout)
+                #expect(timeout.reason == "upstream-response-timeout")
+                let refusedResponse = try await client.get("/hello", host: Fixtures.host("refused.upstream.test"))
+                #expect(refusedResponse.status == .badGateway)
+                #expect(refusedResponse.reason == "upstream-connect-failed")
+                // Still healthy afterwards, on the same client connection.
+                let ok = try await client.get("/slow/10", host: Fixtures.host("good.upstream.test"))
+                #expect(ok.status == .ok)
+                await client.close()
+            }
         }
     }
 }
@@ -404,9 +406,8 @@ import Testing
     }
 
     @Test func upstreamIdleTimeoutEndsAStalledResponseAndEvictsPooledConnections() async throws {
-        let upstream = try await TestUpstream.start()
-        let entry = Fixtures.entry("good.upstream.test", upstream: upstream, timeouts: .init(idleMillis: 1000))
-        do {
+        try await TestUpstream.with { upstream in
+            let entry = Fixtures.entry("good.upstream.test", upstream: upstream, timeouts: .init(idleMillis: 1000))
             try await ProxyHarness.with(AllowList(hosts: [entry])) { proxy in
                 // Headers and 5 of 10 body bytes, then nothing: the client gets what was sent, then a close (a
                 // truncated response is detectable; a silently completed one would not be).
@@ -431,11 +432,7 @@ import Testing
                 }
                 #expect(try await proxy.proxy.idleUpstreamConnections() == 0)
             }
-        } catch {
-            await upstream.stop()
-            throw error
         }
-        await upstream.stop()
     }
 
     @Test func aQuietClientIsDisconnected() async throws {

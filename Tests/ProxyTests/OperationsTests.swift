@@ -50,131 +50,133 @@ import Testing
     }
 
     @Test func reloadUnderLoadDropsNothingAndInvalidFilesKeepTheLastGoodList() async throws {
-        let upstream = try await TestUpstream.start()
-        defer { Task { await upstream.stop() } }
-        var mount = try ConfigMapMount()
-        let good = Fixtures.entry("good.upstream.test", upstream: upstream)
-        let other = Fixtures.entry("other.upstream.test", upstream: upstream)
-        try mount.publish(AllowList(hosts: [good]).encoded())
+        try await TestUpstream.with { upstream in
+            var mount = try ConfigMapMount()
+            let good = Fixtures.entry("good.upstream.test", upstream: upstream)
+            let other = Fixtures.entry("other.upstream.test", upstream: upstream)
+            try mount.publish(AllowList(hosts: [good]).encoded())
 
-        try await ProxyHarness.with(nil) { proxy in
-            var quiet = Logger(label: "watcher")
-            quiet.logLevel = .critical
-            let watcher = AllowListWatcher(path: mount.path, store: proxy.store, logger: quiet)
-            #expect(!proxy.store.isReady)
-            #expect(watcher.checkNow())
-            #expect(proxy.store.isReady)
-            #expect(!watcher.checkNow(), "unchanged file is not reloaded")
+            try await ProxyHarness.with(nil) { proxy in
+                var quiet = Logger(label: "watcher")
+                quiet.logLevel = .critical
+                let watcher = AllowListWatcher(path: mount.path, store: proxy.store, logger: quiet)
+                #expect(!proxy.store.isReady)
+                #expect(watcher.checkNow())
+                #expect(proxy.store.isReady)
+                #expect(!watcher.checkNow(), "unchanged file is not reloaded")
 
-            // Clients hammer the allowed host while the list is swapped back and forth.
-            let port = proxy.port
-            try await withThrowingTaskGroup(of: Int.self) { group in
-                for _ in 0..<4 {
-                    group.addTask {
-                        let client = try await TestClient.connect(port: port)
-                        var failures = 0
-                        for _ in 0..<40 {
-                            let r = try await client.get("/hello", host: Fixtures.host("good.upstream.test"))
-                            if r.status != .ok { failures += 1 }
+                // Clients hammer the allowed host while the list is swapped back and forth.
+                let port = proxy.port
+                try await withThrowingTaskGroup(of: Int.self) { group in
+                    for _ in 0..<4 {
+                        group.addTask {
+                            let client = try await TestClient.connect(port: port)
+                            var failures = 0
+                            for _ in 0..<40 {
+                                let r = try await client.get("/hello", host: Fixtures.host("good.upstream.test"))
+                                if r.status != .ok { failures += 1 }
+                            }
+                            await client.close()
+                            return failures
                         }
-                        await client.close()
-                        return failures
                     }
+                    for i in 0..<10 {
+                        try mount.publish(AllowList(hosts: i % 2 == 0 ? [good, other] : [good]).encoded())
+                        #expect(watcher.checkNow())
+                        await Task.yield()
+                    }
+                    var failures = 0
+                    for try await f in group { failures += f }
+                    #expect(failures == 0)
                 }
-                for i in 0..<10 {
-                    try mount.publish(AllowList(hosts: i % 2 == 0 ? [good, other] : [good]).encoded())
-                    #expect(watcher.checkNow())
-                    await Task.yield()
-                }
-                var failures = 0
-                for try await f in group { failures += f }
-                #expect(failures == 0)
+
+                // An invalid document is rejected, counted, and the last good list stays.
+                try mount.publish("{ not json")
+                #expect(!watcher.checkNow())
+                try mount.publish(
+                    #"{"apiVersion":"egress.dev/v1alpha1","kind":"AllowList","hosts":[{"host":"Bad Host"}]}"#
+                )
+                #expect(!watcher.checkNow())
+                let client = try await proxy.client()
+                let still = try await client.get("/hello", host: Fixtures.host("good.upstream.test"))
+                #expect(still.status == .ok)
+                #expect(proxy.metricsText.contains("egress_allowlist_reload_errors_total 2"))
+                #expect(proxy.metricsText.contains("egress_allowlist_reloads_total 11"))
+
+                // A valid list without the host takes effect for the next request on the same connection.
+                try mount.publish(AllowList(hosts: [other]).encoded())
+                #expect(watcher.checkNow())
+                let denied = try await client.get("/hello", host: Fixtures.host("good.upstream.test"))
+                #expect(denied.status == .forbidden)
+                await client.close()
             }
-
-            // An invalid document is rejected, counted, and the last good list stays.
-            try mount.publish("{ not json")
-            #expect(!watcher.checkNow())
-            try mount.publish(#"{"apiVersion":"egress.dev/v1alpha1","kind":"AllowList","hosts":[{"host":"Bad Host"}]}"#)
-            #expect(!watcher.checkNow())
-            let client = try await proxy.client()
-            let still = try await client.get("/hello", host: Fixtures.host("good.upstream.test"))
-            #expect(still.status == .ok)
-            #expect(proxy.metricsText.contains("egress_allowlist_reload_errors_total 2"))
-            #expect(proxy.metricsText.contains("egress_allowlist_reloads_total 11"))
-
-            // A valid list without the host takes effect for the next request on the same connection.
-            try mount.publish(AllowList(hosts: [other]).encoded())
-            #expect(watcher.checkNow())
-            let denied = try await client.get("/hello", host: Fixtures.host("good.upstream.test"))
-            #expect(denied.status == .forbidden)
-            await client.close()
         }
     }
 }
 
 @Suite struct AdminAndObservabilityTests {
     @Test func readinessMetricsAndAccessLog() async throws {
-        let upstream = try await TestUpstream.start()
-        defer { Task { await upstream.stop() } }
-        try await ProxyHarness.with(nil) { proxy in
-            let admin = try await AdminServer.bind(
-                host: "127.0.0.1",
-                port: 0,
-                registry: proxy.registry,
-                readiness: { [store = proxy.store] in store.isReady ? nil : "allow-list not loaded" }
-            )
-            let adminPort = admin.localAddress.port!
-            func adminGet(_ path: String) async throws -> String {
-                let raw = try await RawConnection.connect(port: adminPort)
-                try await raw.send("GET \(path) HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
-                let response = await raw.readResponse() ?? ""
-                await raw.close()
-                return response
+        try await TestUpstream.with { upstream in
+            try await ProxyHarness.with(nil) { proxy in
+                let admin = try await AdminServer.bind(
+                    host: "127.0.0.1",
+                    port: 0,
+                    registry: proxy.registry,
+                    readiness: { [store = proxy.store] in store.isReady ? nil : "allow-list not loaded" }
+                )
+                let adminPort = admin.localAddress.port!
+                func adminGet(_ path: String) async throws -> String {
+                    let raw = try await RawConnection.connect(port: adminPort)
+                    try await raw.send("GET \(path) HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
+                    let response = await raw.readResponse() ?? ""
+                    await raw.close()
+                    return response
+                }
+                #expect(try await adminGet("/healthz").hasPrefix("HTTP/1.1 200"))
+                #expect(try await adminGet("/readyz").hasPrefix("HTTP/1.1 503"))
+                let client = try await proxy.client()
+                let notReady = try await client.get("/hello", host: Fixtures.host("good.upstream.test"))
+                #expect(notReady.status == .serviceUnavailable)
+
+                proxy.store.install(AllowList(hosts: [Fixtures.entry("good.upstream.test", upstream: upstream)]))
+                #expect(try await adminGet("/readyz").hasPrefix("HTTP/1.1 200"))
+                #expect(try await client.get("/hello", host: Fixtures.host("good.upstream.test")).status == .ok)
+                #expect(try await client.get("/x", host: Fixtures.host("nope.example.com")).status == .forbidden)
+                await client.close()
+
+                let metrics = try await adminGet("/metrics")
+                for line in [
+                    #"egress_requests_total{host="good.upstream.test",code="2xx"} 1"#,
+                    #"egress_requests_total{host="_denied",code="4xx"} 1"#,
+                    #"egress_requests_total{host="_denied",code="5xx"} 1"#,
+                    #"egress_denials_total{reason="not-allowed"} 1"#,
+                    #"egress_denials_total{reason="not-ready"} 1"#,
+                    #"egress_upstream_connections_total{host="good.upstream.test",kind="opened"} 1"#,
+                    #"egress_request_duration_seconds_count{host="good.upstream.test"} 1"#,
+                    "egress_allowlist_entries 1.0",
+                    "egress_allowlist_reloads_total 1",
+                    "# TYPE egress_requests_total counter",
+                ] {
+                    #expect(metrics.contains(line + "\n"), "missing \(line)")
+                }
+
+                // One JSON line per request; no path unless configured.
+                let lines = proxy.accessLog.all
+                #expect(lines.count == 3)
+                let allowed = try #require(lines.first { $0.contains(#""status":200"#) })
+                let object = try JSONSerialization.jsonObject(with: Data(allowed.utf8)) as? [String: Any]
+                #expect(object?["host"] as? String == "good.upstream.test")
+                #expect(object?["decision"] as? String == "allow")
+                #expect(object?["method"] as? String == "GET")
+                #expect(object?["client"] as? String == "127.0.0.1")
+                #expect((object?["bytes_out"] as? Int) == 20)
+                #expect(object?["path"] == nil)
+                #expect(object?["time"] != nil && object?["duration_ms"] != nil)
+                let denied = try #require(lines.first { $0.contains(#""status":403"#) })
+                #expect(denied.contains(#""decision":"deny""#) && denied.contains(#""reason":"not-allowed""#))
+
+                await admin.close()
             }
-            #expect(try await adminGet("/healthz").hasPrefix("HTTP/1.1 200"))
-            #expect(try await adminGet("/readyz").hasPrefix("HTTP/1.1 503"))
-            let client = try await proxy.client()
-            let notReady = try await client.get("/hello", host: Fixtures.host("good.upstream.test"))
-            #expect(notReady.status == .serviceUnavailable)
-
-            proxy.store.install(AllowList(hosts: [Fixtures.entry("good.upstream.test", upstream: upstream)]))
-            #expect(try await adminGet("/readyz").hasPrefix("HTTP/1.1 200"))
-            #expect(try await client.get("/hello", host: Fixtures.host("good.upstream.test")).status == .ok)
-            #expect(try await client.get("/x", host: Fixtures.host("nope.example.com")).status == .forbidden)
-            await client.close()
-
-            let metrics = try await adminGet("/metrics")
-            for line in [
-                #"egress_requests_total{host="good.upstream.test",code="2xx"} 1"#,
-                #"egress_requests_total{host="_denied",code="4xx"} 1"#,
-                #"egress_requests_total{host="_denied",code="5xx"} 1"#,
-                #"egress_denials_total{reason="not-allowed"} 1"#,
-                #"egress_denials_total{reason="not-ready"} 1"#,
-                #"egress_upstream_connections_total{host="good.upstream.test",kind="opened"} 1"#,
-                #"egress_request_duration_seconds_count{host="good.upstream.test"} 1"#,
-                "egress_allowlist_entries 1.0",
-                "egress_allowlist_reloads_total 1",
-                "# TYPE egress_requests_total counter",
-            ] {
-                #expect(metrics.contains(line + "\n"), "missing \(line)")
-            }
-
-            // One JSON line per request; no path unless configured.
-            let lines = proxy.accessLog.all
-            #expect(lines.count == 3)
-            let allowed = try #require(lines.first { $0.contains(#""status":200"#) })
-            let object = try JSONSerialization.jsonObject(with: Data(allowed.utf8)) as? [String: Any]
-            #expect(object?["host"] as? String == "good.upstream.test")
-            #expect(object?["decision"] as? String == "allow")
-            #expect(object?["method"] as? String == "GET")
-            #expect(object?["client"] as? String == "127.0.0.1")
-            #expect((object?["bytes_out"] as? Int) == 20)
-            #expect(object?["path"] == nil)
-            #expect(object?["time"] != nil && object?["duration_ms"] != nil)
-            let denied = try #require(lines.first { $0.contains(#""status":403"#) })
-            #expect(denied.contains(#""decision":"deny""#) && denied.contains(#""reason":"not-allowed""#))
-
-            await admin.close()
         }
     }
 

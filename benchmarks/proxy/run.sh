@@ -44,7 +44,8 @@ HAPROXY="$(command -v haproxy)"
 
 EGRESS="$ROOT/.build/release/egress-proxy"
 if [ ! -x "$EGRESS" ]; then
-    (cd "$ROOT" && swift build -c release --product egress-proxy >&2)
+    # Static Swift runtime, as shipped (scripts/build-release.sh): RSS then counts only the pages the proxy touches.
+    (cd "$ROOT" && swift build -c release --static-swift-stdlib --product egress-proxy >&2)
 fi
 
 WORK="$(mktemp -d /tmp/egress-bench.XXXXXX)"

@@ -36,16 +36,11 @@ struct ProxyHarness: Sendable {
     /// The common case: one TLS upstream and a proxy allowing `good.upstream.test` to it. The upstream is stopped
     /// (and awaited) when the body ends, so no test leaves a server running behind it.
     static func withGoodUpstream(_ body: (ProxyHarness, TestUpstream) async throws -> Void) async throws {
-        let upstream = try await TestUpstream.start()
-        do {
+        try await TestUpstream.with { upstream in
             try await with(AllowList(hosts: [Fixtures.entry("good.upstream.test", upstream: upstream)])) { proxy in
                 try await body(proxy, upstream)
             }
-        } catch {
-            await upstream.stop()
-            throw error
         }
-        await upstream.stop()
     }
 
     /// Runs `body` against a fresh proxy, then shuts it down gracefully and waits for it to finish.

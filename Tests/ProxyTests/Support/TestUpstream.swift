@@ -68,6 +68,36 @@ final class TestUpstream: Sendable {
     func stop() async {
         try? await self.channel.close()
     }
+
+    /// Runs `body` against a fresh upstream, which is stopped (and awaited) however `body` ends.
+    static func with<T>(
+        certificate: TestPKI.Issued = TestPKI.shared.leaf,
+        requireClientCertificateFrom clientCA: TestPKI.Issued? = nil,
+        _ body: (TestUpstream) async throws -> T
+    ) async throws -> T {
+        let upstream = try await Self.start(certificate: certificate, requireClientCertificateFrom: clientCA)
+        do {
+            let result = try await body(upstream)
+            await upstream.stop()
+            return result
+        } catch {
+            await upstream.stop()
+            throw error
+        }
+    }
+}
+
+/// Runs `body` with a dedicated event loop group, shut down (and awaited) however `body` ends.
+func withEventLoopGroup<T>(threads: Int, _ body: (MultiThreadedEventLoopGroup) async throws -> T) async throws -> T {
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+    do {
+        let result = try await body(group)
+        try await group.shutdownGracefully()
+        return result
+    } catch {
+        try? await group.shutdownGracefully()
+        throw error
+    }
 }
 
 final class UpstreamTestHandler: ChannelInboundHandler {
