@@ -46,13 +46,27 @@ struct ClientStateMachine {
     /// Whether the current request has a body (its framing says so).
     private var requestHasBody = false
 
-    mutating func requestHead(refusal: Refusal?, keepAlive: Bool, hasBody: Bool) -> Action {
+    /// What follows a request head.
+    enum RequestBody: Equatable {
+        case none
+        /// A `Content-Length` body of at most `discardLimit` bytes.
+        case small
+        /// A larger or chunked body, or one the client may never send (`Expect: 100-continue`).
+        case large
+
+        /// A refused request's body up to this size is read and discarded, so the connection stays usable.
+        static let discardLimit = 64 * 1024
+    }
+
+    mutating func requestHead(refusal: Refusal?, keepAlive: Bool, body: RequestBody) -> Action {
         guard case .idle = self.state else { return .none }
         if !keepAlive { self.closeAfterResponse = true }
+        let hasBody = body != .none
         self.requestHasBody = hasBody
         if let refusal {
-            // A refused request with a body: rather than reading a possibly huge body to stay in sync, close.
-            let close = refusal.closeConnection || hasBody || self.closeAfterResponse
+            // A refused request with a small body is answered and its body discarded (as nginx does); rather than
+            // reading a large or unbounded one to stay in sync, close.
+            let close = refusal.closeConnection || body == .large || self.closeAfterResponse
             self.state = .refused(close: close)
             return .refuse(refusal, close: close)
         }

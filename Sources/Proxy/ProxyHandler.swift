@@ -206,12 +206,18 @@ final class ProxyHandler: ChannelDuplexHandler {
         self.buffered.removeAll(keepingCapacity: true)
 
         var refusal: Refusal? = nil
-        var hasBody = true
+        var body = ClientStateMachine.RequestBody.large
         switch RequestValidation.validate(head) {
         case .failure(let r):
             refusal = r
         case .success(let framing):
-            hasBody = framing != .none
+            switch framing {
+            case .none: body = .none
+            case .contentLength(let length):
+                let small = length <= ClientStateMachine.RequestBody.discardLimit
+                body = small && !RequestValidation.expectsContinue(head) ? .small : .large
+            case .chunked: body = .large
+            }
             switch RequestTarget.parse(head: head, suffix: self.loop.configuration.suffix) {
             case .failure(let r):
                 refusal = r
@@ -238,7 +244,7 @@ final class ProxyHandler: ChannelDuplexHandler {
                 }
             }
         }
-        self.perform(self.machine.requestHead(refusal: refusal, keepAlive: head.isKeepAlive, hasBody: hasBody))
+        self.perform(self.machine.requestHead(refusal: refusal, keepAlive: head.isKeepAlive, body: body))
     }
 
     private func perform(_ action: ClientStateMachine.Action, part: HTTPServerRequestPart? = nil) {

@@ -294,6 +294,35 @@ import Testing
         }
     }
 
+    /// A refused request's small body is read and discarded so the connection stays usable; a large one (or one
+    /// the client may hold back for `100 Continue`) is not worth reading, so that connection is closed.
+    @Test func refusedRequestBodies() async throws {
+        try await ProxyHarness.withGoodUpstream { proxy, upstream in
+            let denied = Fixtures.host("nope.example.com")
+            let raw = try await proxy.raw()
+            try await raw.send(
+                "POST /x HTTP/1.1\r\nHost: \(denied)\r\nContent-Length: 5\r\n\r\nhello"
+                    + "GET /hello HTTP/1.1\r\nHost: \(Fixtures.host("good.upstream.test"))\r\n\r\n"
+            )
+            let refused = await raw.readResponse()
+            #expect(refused?.hasPrefix("HTTP/1.1 403") == true)
+            #expect(refused?.lowercased().contains("connection: close") == false)
+            #expect(await raw.readResponse()?.hasSuffix("hello from upstream\n") == true)
+            try await raw.send("POST /x HTTP/1.1\r\nHost: \(denied)\r\nContent-Length: 100000\r\n\r\nhello")
+            #expect(await raw.readResponse()?.lowercased().contains("connection: close") == true)
+            #expect(await raw.readResponse() == nil)
+            await raw.close()
+
+            let waiting = try await proxy.raw()
+            try await waiting.send(
+                "PUT /x HTTP/1.1\r\nHost: \(denied)\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+            )
+            #expect(await waiting.readResponse()?.lowercased().contains("connection: close") == true)
+            await waiting.close()
+            #expect(upstream.heads.map(\.uri) == ["/hello"])
+        }
+    }
+
     /// The proxy queues pipelined requests itself: a slow allowed request, a denied one, one with a body and
     /// finally bytes that do not parse, all in one write, are answered in order, and only the allowed two reach the
     /// upstream.

@@ -231,7 +231,7 @@ import Testing
 
     @Test func happyPathKeepsAlive() {
         var m = ClientStateMachine()
-        #expect(m.requestHead(refusal: nil, keepAlive: true, hasBody: false) == .acquireUpstream)
+        #expect(m.requestHead(refusal: nil, keepAlive: true, body: .none) == .acquireUpstream)
         #expect(m.requestEnd() == .buffer)
         #expect(m.upstreamReady() == .sendRequestHeadAndBuffered)
         #expect(m.responseHead() == .writeResponseHead)
@@ -243,27 +243,37 @@ import Testing
     @Test func refusalWithoutBodyKeepsConnection() {
         var m = ClientStateMachine()
         #expect(
-            m.requestHead(refusal: self.refusal, keepAlive: true, hasBody: false) == .refuse(self.refusal, close: false)
+            m.requestHead(refusal: self.refusal, keepAlive: true, body: .none) == .refuse(self.refusal, close: false)
         )
         #expect(m.requestEnd() == .none)
         #expect(m.state == .idle)
     }
 
-    @Test func refusalWithBodyCloses() {
+    @Test func refusalWithALargeBodyCloses() {
         var m = ClientStateMachine()
         #expect(
-            m.requestHead(refusal: self.refusal, keepAlive: true, hasBody: true) == .refuse(self.refusal, close: true)
+            m.requestHead(refusal: self.refusal, keepAlive: true, body: .large) == .refuse(self.refusal, close: true)
         )
         #expect(m.requestBody() == .drop)
     }
 
+    @Test func refusalWithASmallBodyDiscardsItAndKeepsTheConnection() {
+        var m = ClientStateMachine()
+        #expect(
+            m.requestHead(refusal: self.refusal, keepAlive: true, body: .small) == .refuse(self.refusal, close: false)
+        )
+        #expect(m.requestBody() == .drop)
+        #expect(m.requestEnd() == .none)
+        #expect(m.state == .idle)
+    }
+
     @Test func upstreamFailureBeforeResponseIsA502AfterItAnAbort() {
         var m = ClientStateMachine()
-        _ = m.requestHead(refusal: nil, keepAlive: true, hasBody: false)
+        _ = m.requestHead(refusal: nil, keepAlive: true, body: .none)
         _ = m.requestEnd()
         let bad = Refusal(.badGateway, "upstream-closed", "x")
         #expect(m.upstreamFailed(bad) == .refuse(bad, close: false))
-        _ = m.requestHead(refusal: nil, keepAlive: true, hasBody: false)
+        _ = m.requestHead(refusal: nil, keepAlive: true, body: .none)
         _ = m.requestEnd()
         _ = m.upstreamReady()
         _ = m.responseHead()
@@ -272,7 +282,7 @@ import Testing
 
     @Test func earlyResponseClosesBoth() {
         var m = ClientStateMachine()
-        _ = m.requestHead(refusal: nil, keepAlive: true, hasBody: true)
+        _ = m.requestHead(refusal: nil, keepAlive: true, body: .large)
         _ = m.upstreamReady()
         #expect(m.requestBody() == .forwardRequestPart)
         _ = m.responseHead()
@@ -281,7 +291,7 @@ import Testing
 
     @Test func shutdownDrains() {
         var m = ClientStateMachine()
-        _ = m.requestHead(refusal: nil, keepAlive: true, hasBody: false)
+        _ = m.requestHead(refusal: nil, keepAlive: true, body: .none)
         #expect(m.closeWhenIdle(drain: true) == .none)
         _ = m.requestEnd()
         _ = m.upstreamReady()
