@@ -7,6 +7,8 @@ let package = Package(
     products: [
         .executable(name: "egress-operator", targets: ["egress-operator"]),
         .executable(name: "egress-proxy", targets: ["egress-proxy"]),
+        /// For the allow-list microbenchmarks in benchmarks/allowlist (a package of their own).
+        .library(name: "EgressProxyCore", targets: ["Manifests", "Proxy"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),

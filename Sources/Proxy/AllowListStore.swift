@@ -21,14 +21,19 @@ public final class AllowListStore: Sendable {
         self.state = NIOLockedValueBox(State(router: nil, tlsContexts: TLSContextCache()))
     }
 
-    /// Installs a validated list. TLS contexts are rebuilt lazily for the new list, so changed CA files take
-    /// effect for new connections.
+    /// Installs a validated list. TLS contexts that read files are rebuilt lazily for the new list, so changed CA
+    /// files take effect for new connections.
     public func install(_ list: AllowList) {
         let router = Router(list)
-        self.state.withLockedValue {
-            $0.router = router
-            $0.tlsContexts = TLSContextCache()
+        let previous = self.state.withLockedValue { state in
+            let previous = (state.router, state.tlsContexts)
+            state.router = router
+            state.tlsContexts = state.tlsContexts.keepingFilelessContexts()
+            return previous
         }
+        // The old router (100,000 entries: milliseconds to free) is released here, not while holding the lock that
+        // every new request takes; requests still using it keep it alive until they finish.
+        withExtendedLifetime(previous) {}
         self.metrics.reloaded(entries: router.count)
     }
 
@@ -47,9 +52,27 @@ public final class AllowListStore: Sendable {
 
 /// NIOSSL client contexts, one per distinct TLS setting of the current list, created on first use.
 public final class TLSContextCache: Sendable {
-    private let contexts = NIOLockedValueBox<[AllowList.TLS: Result<NIOSSLContext, ProxyError>]>([:])
+    private let contexts: NIOLockedValueBox<[AllowList.TLS: Result<NIOSSLContext, ProxyError>]>
 
-    public init() {}
+    public init() { self.contexts = NIOLockedValueBox([:]) }
+
+    private init(_ contexts: [AllowList.TLS: Result<NIOSSLContext, ProxyError>]) {
+        self.contexts = NIOLockedValueBox(contexts)
+    }
+
+    /// A cache for the next list with the contexts built from no files (system trust roots, no client certificate):
+    /// a reload cannot have changed those, and rebuilding one (reading the system trust store) would delay the first
+    /// request to each host after every reload.
+    func keepingFilelessContexts() -> TLSContextCache {
+        TLSContextCache(
+            self.contexts.withLockedValue { contexts in
+                contexts.filter { tls, result in
+                    guard case .success = result else { return false }
+                    return tls.caFile == nil && tls.clientCertificateFile == nil && tls.clientKeyFile == nil
+                }
+            }
+        )
+    }
 
     public func context(for tls: AllowList.TLS) -> Result<NIOSSLContext, ProxyError> {
         if let cached = self.contexts.withLockedValue({ $0[tls] }) { return cached }

@@ -16,43 +16,52 @@ public struct Route: Sendable, Hashable {
 ///
 /// Built once per loaded list (off the event loops) and then only read, so it is freely shared between threads.
 public final class Router: Sendable {
-    /// Keyed by `Substring` so a lookup of a slice of the request's host allocates nothing.
-    private let exact: [Substring: AllowList.Entry]
-    /// Keyed by the wildcard's base: `*.example.com` is stored under `example.com`.
-    private let wildcards: [Substring: AllowList.Entry]
+    /// Exact hosts.
+    private let exact: HostTable
+    /// Wildcards, by their base: `*.example.com` is found under `example.com`.
+    private let wildcards: HostTable
+    private let hasWildcards: Bool
     public let list: AllowList
 
     public var count: Int { self.list.hosts.count }
 
     public init(_ list: AllowList) {
-        var exact: [Substring: AllowList.Entry] = [:]
-        var wildcards: [Substring: AllowList.Entry] = [:]
-        exact.reserveCapacity(list.hosts.count)
-        for entry in list.hosts {
-            if let base = HostName.wildcardBase(entry.host) {
-                wildcards[base[...]] = entry
+        let wildcardCount = list.hosts.count { Self.isWildcard($0.host) }
+        var exact = HostTable(capacity: list.hosts.count - wildcardCount)
+        var wildcards = HostTable(capacity: wildcardCount)
+        for index in list.hosts.indices {
+            if Self.isWildcard(list.hosts[index].host) {
+                wildcards.insert(Self.wildcardBase(list, index), index: index) { Self.wildcardBase(list, $0) }
             } else {
-                exact[entry.host[...]] = entry
+                exact.insert(list.hosts[index].host[...], index: index) { list.hosts[$0].host[...] }
             }
         }
         self.exact = exact
         self.wildcards = wildcards
+        self.hasWildcards = wildcardCount > 0
         self.list = list
+    }
+
+    private static func isWildcard(_ host: String) -> Bool { host.utf8.starts(with: "*.".utf8) }
+
+    /// `example.com` for `*.example.com`, sharing the host's storage.
+    private static func wildcardBase(_ list: AllowList, _ index: Int) -> Substring {
+        Substring(list.hosts[index].host.utf8.dropFirst(2))
     }
 
     /// The route for a normalized (lowercase, no trailing dot) upstream name, or nil when it is not allowed.
     public func route(for name: Substring) -> Route? {
-        if let entry = self.exact[name] {
-            return Route(entry: entry, upstreamHost: String(name))
+        if let index = self.exact.find(name, keyAt: { self.list.hosts[$0].host[...] }) {
+            return Route(entry: self.list.hosts[index], upstreamHost: String(name))
         }
-        guard !self.wildcards.isEmpty else { return nil }
+        guard self.hasWildcards else { return nil }
         // Suffix walk: for a.b.example.com try b.example.com, then example.com, then com. A wildcard never matches
         // its own base, so the name itself is not tried.
         var rest = name[...]
         while let dot = rest.utf8.firstIndex(of: UInt8(ascii: ".")) {
             rest = rest[rest.utf8.index(after: dot)...]
-            if let entry = self.wildcards[rest] {
-                return Route(entry: entry, upstreamHost: String(name))
+            if let index = self.wildcards.find(rest, keyAt: { Self.wildcardBase(self.list, $0) }) {
+                return Route(entry: self.list.hosts[index], upstreamHost: String(name))
             }
         }
         return nil

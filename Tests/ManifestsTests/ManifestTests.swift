@@ -239,6 +239,47 @@ struct AllowListTests {
         let duplicate = AllowList(hosts: [.init(host: "a.example.com"), .init(host: "a.example.com")]).encoded()
         #expect(throws: AllowListError.self) { try AllowList.decode(Array(duplicate.utf8)) }
     }
+
+    /// Entries are read while the document is parsed; the errors still come in the order of a whole-document read.
+    @Test func readerReportsProblemsInDocumentOrder() {
+        let cases: [(String, String)] = [
+            (#"{"apiVersion":"v0","kind":"AllowList","hosts":[{"port":1}]}"#, "unsupported"),
+            (#"{"apiVersion":"egress.dev/v1alpha1","kind":"AllowList","hosts":[{"port":1}] x"#, "invalid JSON"),
+            (#"{"apiVersion":"egress.dev/v1alpha1","kind":"AllowList","hosts":{}}"#, "hosts must be an array"),
+            (
+                #"{"hosts":[{"host":"a.example.com"},{"host":"b.example.com","tls":{"caFile":1}}],"kind":"AllowList","apiVersion":"egress.dev/v1alpha1"}"#,
+                "hosts[1].tls.caFile must be a string"
+            ),
+            (
+                #"{"apiVersion":"egress.dev/v1alpha1","kind":"AllowList","hosts":[{"host":"b.example.com"},{"host":"a.example.com"},{"host":"b.example.com"}]}"#,
+                #"host "b.example.com" is listed twice"#
+            ),
+            (
+                #"{"apiVersion":"egress.dev/v1alpha1","kind":"AllowList","hosts":[{"host":"a.example.com","port":0}]}"#,
+                "port 0 is out of range"
+            ),
+        ]
+        for (document, expected) in cases {
+            #expect {
+                _ = try AllowList.decode(Array(document.utf8))
+            } throws: { error in
+                "\(error)".contains(expected)
+            }
+        }
+    }
+
+    @Test func hostTableFindsAndReportsDuplicates() {
+        let hosts = (0..<1_000).map { "host\($0).example.com" } + ["host7.example.com"]
+        var table = HostTable(capacity: hosts.count)
+        for (index, host) in hosts.enumerated().dropLast() {
+            #expect(table.insert(host[...], index: index) { hosts[$0][...] } == nil)
+        }
+        #expect(table.insert(hosts[1_000][...], index: 1_000) { hosts[$0][...] } == 7)
+        #expect(table.find("host7.example.com", keyAt: { hosts[$0][...] }) == 1_000)
+        #expect(table.find("host999.example.com", keyAt: { hosts[$0][...] }) == 999)
+        #expect(table.find("host1000.example.com", keyAt: { hosts[$0][...] }) == nil)
+        #expect(HostTable(capacity: 0).find("a.example.com", keyAt: { hosts[$0][...] }) == nil)
+    }
 }
 
 struct AllowListEncodingTests {
@@ -284,5 +325,15 @@ struct JSONReaderTests {
     ])
     func rejects(_ text: String) {
         #expect(throws: AllowListError.self) { try JSONReader.parse(Array(text.utf8)) }
+    }
+
+    @Test func streamsOnlyTheFirstTopLevelArrayOfTheKey() throws {
+        let text = #"{"n":{"hosts":[9]},"hosts":[1,{"a":[2]}],"hosts":[3]}"#
+        var streamed: [String] = []
+        let document = try JSONReader.parse(Array(text.utf8), streaming: "hosts") { index, value in
+            streamed.append("\(index):\(value.serialized)")
+        }
+        #expect(streamed == ["0:1", #"1:{"a":[2]}"#])
+        #expect(document == .object([("n", ["hosts": [9]]), ("hosts", []), ("hosts", [3])]))
     }
 }

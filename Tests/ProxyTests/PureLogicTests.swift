@@ -42,6 +42,20 @@ import Testing
         #expect(self.router.route(for: "q.example.com")?.label == "*.example.com")
     }
 
+    @Test func laterDuplicateWinsAndMissesStayMisses() {
+        let router = Router(
+            AllowList(hosts: [
+                .init(host: "a.example.com", port: 1), .init(host: "*.example.com", port: 2),
+                .init(host: "a.example.com", port: 3),
+            ])
+        )
+        #expect(router.route(for: "a.example.com")?.entry.port == 3)
+        #expect(router.route(for: "b.example.com")?.entry.port == 2)
+        #expect(router.route(for: "example.com") == nil)
+        #expect(router.route(for: "a.example.org") == nil)
+        #expect(Router(AllowList(hosts: [])).route(for: "a.example.com") == nil)
+    }
+
     @Test func buildsAHundredThousandEntries() {
         let entries = (0..<100_000).map { AllowList.Entry(host: "host\($0).example\($0 % 97).com") }
         let router = Router(AllowList(hosts: entries))
@@ -347,5 +361,17 @@ import Testing
         #expect(second["reason"] as? String == "not-allowed")
         // Keys in order, as the JSON log handler writes them.
         #expect(written[1].contains(#""bytes_in":12,"bytes_out":3456,"client":"10.0.0.7","decision":"allow""#))
+    }
+}
+
+@Suite struct TLSContextCacheTests {
+    /// A reload keeps the contexts built from no files (they cannot have changed) instead of rebuilding them on the
+    /// first request after it.
+    @Test func reloadKeepsContextsThatReadNoFiles() throws {
+        let cache = TLSContextCache()
+        let system = try cache.context(for: AllowList.TLS()).get()
+        let next = cache.keepingFilelessContexts()
+        #expect(try next.context(for: AllowList.TLS()).get() === system)
+        #expect(try TLSContextCache().context(for: AllowList.TLS()).get() !== system)
     }
 }
