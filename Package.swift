@@ -52,9 +52,12 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
+        /// glibc's malloc_trim, which Swift's Glibc module does not import.
+        .target(name: "CMallocTrim"),
         .target(
             name: "Operator",
             dependencies: [
+                "CMallocTrim",
                 "Manifests",
                 "KubeAPI",
                 "Observability",

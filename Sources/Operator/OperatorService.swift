@@ -23,6 +23,7 @@ public final class OperatorService: Service, Sendable {
     let logger: Logger
     let metrics = OperatorMetrics()
     private let queue = WorkQueue<WorkKey>()
+    private let heapTrim = HeapTrim()
     private let state = Mutex(State())
 
     private struct State {
@@ -136,7 +137,9 @@ public final class OperatorService: Service, Sendable {
                 }
                 let outcome = await process(key, reconciler)
                 let action = await queue.done(key, outcome)
-                metrics.queueDepth.record(await queue.depth)
+                let depth = await queue.depth
+                metrics.queueDepth.record(depth)
+                if depth == 0 { heapTrim.queueWentIdle() }
                 if case .requeue(let delay) = action {
                     group.addTask {
                         try? await Task.sleep(for: delay)

@@ -15,14 +15,14 @@
 # New upstream connections: requests logged by the upstream with $connection_requests == 1 during the proxy's run.
 #
 # Usage: benchmarks/proxy/run.sh            (builds egress-proxy in release mode if needed)
-# Env: DURATION (s, default 10), CONNECTIONS (default 32), FIXED_CONNECTIONS (20), DELAY_MS (10),
+# Env: DURATION (s, default 10), CONNECTIONS (default 32), FIXED_CONNECTIONS (10: about 1,000 req/s), DELAY_MS (10),
 #      PROXY_CPU (default 0), LOAD_CPU (default 1: upstream and wrk).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 DURATION="${DURATION:-10}"
 CONNECTIONS="${CONNECTIONS:-32}"
-FIXED_CONNECTIONS="${FIXED_CONNECTIONS:-20}"
+FIXED_CONNECTIONS="${FIXED_CONNECTIONS:-10}"
 DELAY_MS="${DELAY_MS:-10}"
 PROXY_CPU="${PROXY_CPU:-0}"
 LOAD_CPU="${LOAD_CPU:-1}"
@@ -253,15 +253,16 @@ echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 awk -F'\t' '{ printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12 }' "$RESULTS"
 echo
 awk -F'\t' '
-    $1 == "egress-proxy" { e_rps = $2; e_p99 = $8; e_cpu = $9; e_rss = $10 }
-    $1 != "egress-proxy" { name[++n] = $1; rps[n] = $2; p99[n] = $8; cpu[n] = $9; rss[n] = $10 }
+    $1 == "egress-proxy" { e_rps = $2; e_p50 = $6; e_p99 = $8; e_cpu = $9; e_rss = $10 }
+    $1 != "egress-proxy" { name[++n] = $1; rps[n] = $2; p50[n] = $6; p99[n] = $8; cpu[n] = $9; rss[n] = $10 }
     END {
-        print "Ratios, egress-proxy relative to each peer (throughput: >1 is better; p99, CPU, RSS: <1 is better):"
+        print "Ratios, egress-proxy relative to each peer (throughput: >1 is better; latency, CPU, RSS: <1 is better):"
         print ""
-        print "| peer | throughput | fixed-rate p99 | CPU per request | RSS |"
-        print "|---|---|---|---|---|"
+        print "| peer | throughput | fixed-rate p50 | fixed-rate p99 | CPU per request | RSS |"
+        print "|---|---|---|---|---|---|"
         for (i = 1; i <= n; i++)
-            printf "| %s | %.2f | %.2f | %.2f | %.2f |\n", name[i], e_rps / rps[i], e_p99 / p99[i], e_cpu / cpu[i], e_rss / rss[i]
+            printf "| %s | %.2f | %.2f | %.2f | %.2f | %.2f |\n", name[i], e_rps / rps[i], e_p50 / p50[i], e_p99 / p99[i],
+                e_cpu / cpu[i], e_rss / rss[i]
     }' "$RESULTS"
 echo
 echo "raw wrk output: $WORK" >&2
