@@ -48,7 +48,7 @@ public enum ProxyWorkload {
             "--suffix=\(proxy.suffix)",
             "--allowlist=\(ProxySettings.allowListMountPath)/\(ProxySettings.allowListKey)",
             "--max-connections=\(proxy.maxClientConnections)",
-        ] + (proxy.logPaths ? ["--log-paths"] : [])
+        ] + (proxy.logPaths ? ["--log-paths"] : []) + (proxy.accessLog ? [] : ["--no-access-log"])
     }
 
     static func deployment(_ settings: OperatorSettings) -> JSON {

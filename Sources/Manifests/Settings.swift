@@ -45,7 +45,10 @@ public struct ProxySettings: Sendable, Hashable {
     /// Label selector (matchLabels) of namespaces whose pods may call the proxy; empty: every namespace of the
     /// cluster (and nothing outside it).
     public var clientNamespaceLabels: [String: String] = [:]
+    /// Request paths in the proxy's access log (off: paths can carry secrets).
     public var logPaths = false
+    /// One JSON access log line per request (`--no-access-log` turns it off, e.g. where the mesh logs requests).
+    public var accessLog = true
 
     public init() {}
 

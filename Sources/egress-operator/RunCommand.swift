@@ -87,6 +87,12 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Maximum concurrent client connections per proxy pod.")
     var proxyMaxConnections = ProxySettings().maxClientConnections
 
+    @Flag(inversion: .prefixedNo, help: "Proxy pods write one JSON access log line per request.")
+    var proxyAccessLog = ProxySettings().accessLog
+
+    @Flag(help: "Proxy access log lines include request paths (paths can carry secrets).")
+    var proxyLogPaths = ProxySettings().logPaths
+
     @Option(
         help:
             "Only namespaces with this label (KEY=VALUE, repeatable) may call the proxy; default: every namespace."
@@ -140,6 +146,8 @@ struct RunCommand: AsyncParsableCommand {
         settings.proxy.memoryRequest = proxyMemoryRequest
         settings.proxy.memoryLimit = proxyMemoryLimit
         settings.proxy.maxClientConnections = proxyMaxConnections
+        settings.proxy.accessLog = proxyAccessLog
+        settings.proxy.logPaths = proxyLogPaths
         settings.proxy.clientNamespaceLabels = try Self.annotations(proxyClientNamespaceLabel)
         settings.proxy.clusterDomain = clusterDomain
         settings.coreDNS.configMapName = corednsConfigmap

@@ -33,6 +33,7 @@ struct ManifestTests {
         settings.proxy.podAnnotations = [:]
         settings.proxy.clientNamespaceLabels = ["egress.dev/client": "true"]
         settings.proxy.logPaths = true
+        settings.proxy.accessLog = false
         try Golden.check(YAML.renderStream(ProxyWorkload.objects(settings)), "proxy-customised.yaml")
         let deployment = ProxyWorkload.objects(settings)[1]
         #expect(deployment["spec"]?["template"]?["metadata"]?["annotations"] == nil)

@@ -80,6 +80,14 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 - --proxy-memory-request={{ .Values.proxy.resources.memoryRequest }}
 - --proxy-memory-limit={{ .Values.proxy.resources.memoryLimit }}
 - --proxy-max-connections={{ .Values.proxy.maxConnections }}
+{{- if .Values.proxy.accessLog.enabled }}
+- --proxy-access-log
+{{- else }}
+- --no-proxy-access-log
+{{- end }}
+{{- if .Values.proxy.accessLog.paths }}
+- --proxy-log-paths
+{{- end }}
 {{- range $key, $value := .Values.proxy.clientNamespaceLabels }}
 - {{ printf "--proxy-client-namespace-label=%s=%s" $key $value | quote }}
 {{- end }}
