@@ -1,51 +1,66 @@
 import CMallocTrim
 import Synchronization
 
-/// Gives memory that was freed back to the operating system when the work queue goes idle.
+/// When to return freed heap to the operating system: pure, so the rate limiting is unit-tested with explicit
+/// instants.
 ///
 /// A burst of thousands of changes allocates a lot briefly (watch events decoded, whole desired states planned,
 /// objects encoded), and glibc keeps freed heap pages mapped for reuse, so RSS would stay at the burst's peak
-/// instead of showing the much smaller steady state. Rate-limited to once per `interval`; an idle moment inside
-/// the interval schedules one trailing trim, so the end of a burst is always trimmed.
-final class HeapTrim: Sendable {
-    private struct State {
-        var last: ContinuousClock.Instant?
-        var trailingScheduled = false
+/// instead of showing the much smaller steady state. Trims happen when the work queue goes idle, at most once per
+/// `interval`; an idle moment inside the interval schedules one trailing trim, so the end of a burst is always
+/// trimmed.
+struct HeapTrimSchedule {
+    enum Action: Equatable {
+        case trimNow
+        case trimAfter(Duration)
+        case none
     }
-    private let interval: Duration
-    private let state = Mutex(State())
 
-    init(interval: Duration = .seconds(1)) {
+    let interval: Duration
+    private(set) var lastTrim: ContinuousClock.Instant?
+    private(set) var trailingScheduled = false
+
+    init(interval: Duration) {
         self.interval = interval
     }
 
-    func queueWentIdle() {
-        let now = ContinuousClock.now
-        let wait: Duration? = self.state.withLock { state in
-            if let last = state.last, last.duration(to: now) < self.interval {
-                guard !state.trailingScheduled else { return nil }
-                state.trailingScheduled = true
-                return self.interval - last.duration(to: now)
-            }
-            state.last = now
-            return .zero
+    mutating func queueWentIdle(at now: ContinuousClock.Instant) -> Action {
+        if let last = self.lastTrim, last.duration(to: now) < self.interval {
+            guard !self.trailingScheduled else { return .none }
+            self.trailingScheduled = true
+            return .trimAfter(self.interval - last.duration(to: now))
         }
-        guard let wait else { return }
-        if wait == .zero {
-            Self.trim()
-            return
-        }
-        Task {
-            try? await Task.sleep(for: wait)
-            self.state.withLock {
-                $0.last = .now
-                $0.trailingScheduled = false
-            }
-            Self.trim()
-        }
+        self.lastTrim = now
+        return .trimNow
     }
 
-    private static func trim() {
-        egress_malloc_trim()
+    /// The trailing trim ran.
+    mutating func trailingTrimmed(at now: ContinuousClock.Instant) {
+        self.lastTrim = now
+        self.trailingScheduled = false
+    }
+}
+
+/// Performs `HeapTrimSchedule`'s actions with glibc's `malloc_trim` (a no-op where there is none).
+final class HeapTrim: Sendable {
+    private let schedule: Mutex<HeapTrimSchedule>
+
+    init(interval: Duration = .seconds(1)) {
+        self.schedule = Mutex(HeapTrimSchedule(interval: interval))
+    }
+
+    func queueWentIdle() {
+        switch self.schedule.withLock({ $0.queueWentIdle(at: .now) }) {
+        case .none:
+            break
+        case .trimNow:
+            egress_malloc_trim()
+        case .trimAfter(let wait):
+            Task {
+                try? await Task.sleep(for: wait)
+                self.schedule.withLock { $0.trailingTrimmed(at: .now) }
+                egress_malloc_trim()
+            }
+        }
     }
 }
