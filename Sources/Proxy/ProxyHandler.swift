@@ -9,7 +9,7 @@ final class LoopContext {
     let configuration: ProxyConfiguration
     let store: AllowListStore
     let pool: UpstreamPool
-    let metrics: ProxyMetrics
+    let metrics: LoopMetrics
     let accessLog: AccessLogFormatter
     let stats: ProxyStats
 
@@ -24,7 +24,7 @@ final class LoopContext {
         self.configuration = configuration
         self.store = store
         self.pool = pool
-        self.metrics = metrics
+        self.metrics = LoopMetrics(metrics)
         self.accessLog = AccessLogFormatter(accessLog)
         self.stats = stats
     }

@@ -29,65 +29,75 @@ public final class ProxyMetrics: Sendable {
         self.allowListSize = Gauge(label: "egress_allowlist_entries", factory: factory)
     }
 
-    static func statusClass(_ code: UInt) -> String {
+    static let statusClasses = ["1xx", "2xx", "3xx", "4xx", "5xx"]
+
+    /// The index in `statusClasses`; anything outside 1xx–4xx counts as 5xx.
+    static func statusClassIndex(_ code: UInt) -> Int {
         switch code {
-        case 100..<200: "1xx"
-        case 200..<300: "2xx"
-        case 300..<400: "3xx"
-        case 400..<500: "4xx"
-        default: "5xx"
+        case 100..<200: 0
+        case 200..<300: 1
+        case 300..<400: 2
+        case 400..<500: 3
+        default: 4
         }
     }
 
+    static func statusClass(_ code: UInt) -> String { Self.statusClasses[Self.statusClassIndex(code)] }
+
     /// One finished request: `egress_requests_total{host,code}` and `egress_request_duration_seconds{host}`.
     public func request(host: String, status: UInt, durationNanoseconds: Int64) {
-        let statusClass = Self.statusClass(status)
-        let key = host + " " + statusClass
-        let (counter, timer) = self.handles.withLockedValue { handles in
-            let counter =
-                handles.requests[key]
-                ?? {
-                    let c = Counter(
-                        label: "egress_requests_total",
-                        dimensions: [("host", host), ("code", statusClass)],
-                        factory: self.factory
-                    )
-                    handles.requests[key] = c
-                    return c
-                }()
-            let timer =
-                handles.latency[host]
-                ?? {
-                    let t = Timer(
-                        label: "egress_request_duration_seconds",
-                        dimensions: [("host", host)],
-                        factory: self.factory
-                    )
-                    handles.latency[host] = t
-                    return t
-                }()
-            return (counter, timer)
-        }
-        counter.increment()
-        timer.recordNanoseconds(durationNanoseconds)
+        self.requestCounter(host: host, statusClass: Self.statusClass(status)).increment()
+        self.latencyTimer(host: host).recordNanoseconds(durationNanoseconds)
     }
 
     /// `egress_upstream_connections_total{host,kind="opened"|"reused"}`.
     public func upstreamConnection(host: String, reused: Bool) {
+        self.upstreamCounter(host: host, reused: reused).increment()
+    }
+
+    // The handles behind those, created once per label set (under the lock) and cached by each event loop's
+    // `LoopMetrics`.
+
+    func requestCounter(host: String, statusClass: String) -> Counter {
+        let key = host + " " + statusClass
+        return self.handles.withLockedValue { handles in
+            if let counter = handles.requests[key] { return counter }
+            let counter = Counter(
+                label: "egress_requests_total",
+                dimensions: [("host", host), ("code", statusClass)],
+                factory: self.factory
+            )
+            handles.requests[key] = counter
+            return counter
+        }
+    }
+
+    func latencyTimer(host: String) -> Timer {
+        self.handles.withLockedValue { handles in
+            if let timer = handles.latency[host] { return timer }
+            let timer = Timer(
+                label: "egress_request_duration_seconds",
+                dimensions: [("host", host)],
+                factory: self.factory
+            )
+            handles.latency[host] = timer
+            return timer
+        }
+    }
+
+    func upstreamCounter(host: String, reused: Bool) -> Counter {
         let kind = reused ? "reused" : "opened"
         let key = host + " " + kind
-        self.handles.withLockedValue { handles in
-            handles.upstream[key]
-                ?? {
-                    let c = Counter(
-                        label: "egress_upstream_connections_total",
-                        dimensions: [("host", host), ("kind", kind)],
-                        factory: self.factory
-                    )
-                    handles.upstream[key] = c
-                    return c
-                }()
-        }.increment()
+        return self.handles.withLockedValue { handles in
+            if let counter = handles.upstream[key] { return counter }
+            let counter = Counter(
+                label: "egress_upstream_connections_total",
+                dimensions: [("host", host), ("kind", kind)],
+                factory: self.factory
+            )
+            handles.upstream[key] = counter
+            return counter
+        }
     }
 
     /// `egress_denials_total{reason}`: every request the proxy answered itself.
@@ -113,5 +123,65 @@ public final class ProxyMetrics: Sendable {
 
     public func reloadFailed() {
         self.reloadErrors.increment()
+    }
+}
+
+/// The metric handles one event loop uses, by allow-list host label: looked up in the shared `ProxyMetrics` (a lock
+/// and a string key) once per host and status class, then updated per request with neither. Loop-bound, like the
+/// rest of `LoopContext`.
+final class LoopMetrics {
+    private final class Host {
+        let latency: Timer
+        /// Indexed like `ProxyMetrics.statusClasses`.
+        var requests: [Counter?] = Array(repeating: nil, count: 5)
+        var opened: Counter?
+        var reused: Counter?
+
+        init(latency: Timer) { self.latency = latency }
+    }
+
+    let shared: ProxyMetrics
+    private var hosts: [String: Host] = [:]
+
+    init(_ shared: ProxyMetrics) {
+        self.shared = shared
+    }
+
+    private func host(_ label: String) -> Host {
+        if let host = self.hosts[label] { return host }
+        let host = Host(latency: self.shared.latencyTimer(host: label))
+        self.hosts[label] = host
+        return host
+    }
+
+    func request(host label: String, status: UInt, durationNanoseconds: Int64) {
+        let host = self.host(label)
+        let index = ProxyMetrics.statusClassIndex(status)
+        let counter: Counter
+        if let existing = host.requests[index] {
+            counter = existing
+        } else {
+            counter = self.shared.requestCounter(host: label, statusClass: ProxyMetrics.statusClass(status))
+            host.requests[index] = counter
+        }
+        counter.increment()
+        host.latency.recordNanoseconds(durationNanoseconds)
+    }
+
+    func upstreamConnection(host label: String, reused: Bool) {
+        let host = self.host(label)
+        if reused {
+            let counter = host.reused ?? self.shared.upstreamCounter(host: label, reused: true)
+            host.reused = counter
+            counter.increment()
+        } else {
+            let counter = host.opened ?? self.shared.upstreamCounter(host: label, reused: false)
+            host.opened = counter
+            counter.increment()
+        }
+    }
+
+    func denial(reason: String) {
+        self.shared.denial(reason: reason)
     }
 }

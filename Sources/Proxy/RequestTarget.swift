@@ -19,9 +19,12 @@ public enum RequestTarget {
     }
 
     public static func parse(head: HTTPRequestHead, suffix: String) -> Result<Parsed, Refusal> {
-        let hosts = head.headers["host"]
-        if hosts.count > 1 {
-            return .failure(Refusal(.badRequest, "bad-host", "more than one Host header", closeConnection: true))
+        var host: String? = nil
+        for (name, value) in head.headers where name.utf8.count == 4 && name.utf8.equalsIgnoringASCIICase("host") {
+            guard host == nil else {
+                return .failure(Refusal(.badRequest, "bad-host", "more than one Host header", closeConnection: true))
+            }
+            host = value
         }
         var path = head.uri
         var uriName: String? = nil
@@ -36,7 +39,7 @@ public enum RequestTarget {
                 path = rest
             }
         }
-        guard let host = hosts.first else {
+        guard let host else {
             if let uriName { return .success(Parsed(name: uriName, path: path)) }
             return .failure(Refusal(.badRequest, "missing-host", "the request has no Host header"))
         }
@@ -83,59 +86,82 @@ public enum RequestTarget {
     }
 
     /// `api.github.com.egress.local:80` → `api.github.com`, or why not.
+    ///
+    /// Works on the UTF-8 bytes throughout (no `Character` iteration, which pays for grapheme breaking) and
+    /// allocates only the returned name.
     public static func upstreamName(authority: Substring, suffix: String) -> Result<String, Refusal> {
-        var host = authority
-        if host.hasPrefix("[") {
+        var host = authority.utf8[...]
+        if host.first == UInt8(ascii: "[") {
             return .failure(Refusal(.badRequest, "ip-literal", "IP literals cannot be routed: use NAME.\(suffix)"))
         }
-        if let colon = host.lastIndex(of: ":") {
+        if let colon = host.lastIndex(of: UInt8(ascii: ":")) {
             let port = host[host.index(after: colon)...]
-            guard !port.isEmpty, port.count <= 5, port.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), Int(port)! <= 65535
-            else {
+            guard Self.isPort(port) else {
                 return .failure(Refusal(.badRequest, "bad-host", "the Host header has an invalid port"))
             }
             host = host[..<colon]
         }
-        if host.hasSuffix(".") { host = host.dropLast() }
-        guard !host.isEmpty, host.utf8.count <= 253 + 1 + suffix.utf8.count else {
+        if host.last == UInt8(ascii: ".") { host = host.dropLast() }
+        let suffixBytes = suffix.utf8
+        guard !host.isEmpty, host.count <= 253 + 1 + suffixBytes.count else {
             return .failure(Refusal(.badRequest, "bad-host", "the Host header is empty or too long"))
         }
-        // Lowercase ASCII and refuse anything that is not a DNS name character.
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(host.utf8.count)
-        for byte in host.utf8 {
-            switch byte {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"),
-                UInt8(ascii: "."):
-                bytes.append(byte)
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"):
-                bytes.append(byte + 32)
-            default:
-                return .failure(Refusal(.badRequest, "bad-host", "the Host header is not a valid host name"))
-            }
+        // Only DNS name characters (compared ignoring ASCII case; the name is lowercased when it is copied out).
+        guard host.allSatisfy(Self.isHostNameByte) else {
+            return .failure(Refusal(.badRequest, "bad-host", "the Host header is not a valid host name"))
         }
-        let suffixBytes = suffix.utf8
-        guard bytes.count > suffixBytes.count + 1,
-            bytes.suffix(suffixBytes.count).elementsEqual(suffixBytes),
-            bytes[bytes.count - suffixBytes.count - 1] == UInt8(ascii: ".")
+        let nameCount = host.count - suffixBytes.count - 1
+        guard nameCount > 0,
+            host.suffix(suffixBytes.count).elementsEqual(suffixBytes, by: { Self.lowercased($0) == $1 }),
+            host[host.index(host.startIndex, offsetBy: nameCount)] == UInt8(ascii: ".")
         else {
-            if self.looksLikeIPLiteral(bytes[...]) {
+            if self.looksLikeIPLiteral(host) {
                 return .failure(Refusal(.badRequest, "ip-literal", "IP literals cannot be routed: use NAME.\(suffix)"))
             }
             return .failure(Refusal(.badRequest, "not-under-suffix", "the host is not under .\(suffix)"))
         }
-        let name = bytes[..<(bytes.count - suffixBytes.count - 1)]
+        let name = host.prefix(nameCount)
         guard Self.labelsAreValid(name) else {
             return .failure(Refusal(.badRequest, "bad-host", "the host has an empty or invalid label"))
         }
         if self.looksLikeIPLiteral(name) {
             return .failure(Refusal(.badRequest, "ip-literal", "IP literals cannot be routed: use NAME.\(suffix)"))
         }
-        return .success(String(decoding: name, as: UTF8.self))
+        return .success(
+            String(unsafeUninitializedCapacity: nameCount) { buffer in
+                _ = buffer.initialize(from: name.lazy.map(Self.lowercased))
+                return nameCount
+            }
+        )
+    }
+
+    /// 1–5 digits, at most 65535.
+    static func isPort(_ digits: some Collection<UInt8>) -> Bool {
+        guard (1...5).contains(digits.count) else { return false }
+        var value = 0
+        for byte in digits {
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return false }
+            value = value * 10 + Int(byte - UInt8(ascii: "0"))
+        }
+        return value <= 65535
+    }
+
+    static func isHostNameByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."):
+            true
+        default:
+            false
+        }
+    }
+
+    static func lowercased(_ byte: UInt8) -> UInt8 {
+        byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte + 32 : byte
     }
 
     /// Every label 1-63 characters, not starting or ending with "-" (one pass, no allocation).
-    static func labelsAreValid(_ name: ArraySlice<UInt8>) -> Bool {
+    static func labelsAreValid(_ name: some Collection<UInt8>) -> Bool {
         var length = 0
         var previous: UInt8 = UInt8(ascii: ".")
         for byte in name {
@@ -154,8 +180,8 @@ public enum RequestTarget {
 
     /// A name whose last label is all digits (`127.0.0.1`, `2130706433`, `0x7f.1`) is treated as an IP literal:
     /// resolvers accept many numeric spellings, and no valid DNS name has a numeric top-level label.
-    static func looksLikeIPLiteral(_ name: ArraySlice<UInt8>) -> Bool {
-        let lastLabel = name[((name.lastIndex(of: UInt8(ascii: ".")) ?? name.startIndex - 1) + 1)...]
+    static func looksLikeIPLiteral(_ name: some BidirectionalCollection<UInt8>) -> Bool {
+        let lastLabel = name.reversed().prefix { $0 != UInt8(ascii: ".") }
         return !lastLabel.isEmpty && lastLabel.allSatisfy { $0 >= 48 && $0 <= 57 }
     }
 }

@@ -86,32 +86,37 @@ public enum HeaderSanitizer {
     /// Removes `Connection` and every header it names, `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`,
     /// `Transfer-Encoding`, `Upgrade` (and `Expect`, which the proxy answers itself).
     public static func removeHopByHop(_ headers: inout HTTPHeaders) {
+        // One pass to find out whether anything must go (usually only a `Connection: keep-alive`), and which
+        // extra names `Connection` lists.
         var named: Set<String> = []
-        for value in headers["connection"] {
-            for token in value.split(separator: ",") {
-                named.insert(token.trimmingASCIISpaces().lowercased())
-            }
-        }
-        var needsRemoval = !named.isEmpty
-        if !needsRemoval {
-            for (name, _) in headers where Self.isHopByHop(name) {
-                needsRemoval = true
-                break
+        var needsRemoval = false
+        for (name, value) in headers where Self.isHopByHop(name) {
+            needsRemoval = true
+            if name.utf8.count == 10, name.utf8.equalsIgnoringASCIICase("connection") {
+                // Tokens split by hand: `split` would allocate an array for the usual lone `keep-alive`.
+                var rest = value[...]
+                while !rest.isEmpty {
+                    let comma = rest.utf8.firstIndex(of: UInt8(ascii: ",")) ?? rest.endIndex
+                    let token = rest[..<comma].trimmingASCIISpaces()
+                    if !token.isEmpty, !Self.isHopByHop(token.utf8) { named.insert(token.lowercased()) }
+                    rest = comma == rest.endIndex ? rest[rest.endIndex...] : rest[rest.utf8.index(after: comma)...]
+                }
             }
         }
         guard needsRemoval else { return }
         var result = HTTPHeaders()
+        result.reserveCapacity(headers.count)
         for (name, value) in headers {
-            let lower = name.lowercased()
-            if Self.isHopByHop(name) || named.contains(lower) { continue }
+            if Self.isHopByHop(name) || (!named.isEmpty && named.contains(name.lowercased())) { continue }
             result.add(name: name, value: value)
         }
         headers = result
     }
 
     /// Compared byte by byte, ignoring ASCII case, so the common (not hop-by-hop) header costs no allocation.
-    static func isHopByHop(_ name: String) -> Bool {
-        let utf8 = name.utf8
+    static func isHopByHop(_ name: String) -> Bool { Self.isHopByHop(name.utf8) }
+
+    static func isHopByHop(_ utf8: some Collection<UInt8>) -> Bool {
         if utf8.prefix(6).equalsIgnoringASCIICase("proxy-") { return true }
         switch utf8.count {
         case 2: return utf8.equalsIgnoringASCIICase("te")
@@ -175,8 +180,12 @@ extension Sequence<UInt8> {
 extension StringProtocol {
     func trimmingASCIISpaces() -> Substring {
         var s = Substring(self)
-        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
-        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
+        while let first = s.utf8.first, first == UInt8(ascii: " ") || first == UInt8(ascii: "\t") {
+            s = s[s.utf8.index(after: s.startIndex)...]
+        }
+        while let last = s.utf8.last, last == UInt8(ascii: " ") || last == UInt8(ascii: "\t") {
+            s = s[..<s.utf8.index(before: s.endIndex)]
+        }
         return s
     }
 }

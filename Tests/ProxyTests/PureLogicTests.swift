@@ -3,6 +3,7 @@ import Manifests
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
+import Prometheus
 import Testing
 
 @testable import Proxy
@@ -211,6 +212,14 @@ import Testing
         #expect(HeaderSanitizer.isHopByHop(name) == hopByHop)
     }
 
+    @Test func connectionTokensWithSpacesTabsAndEmptyItems() {
+        var headers: HTTPHeaders = [
+            "Connection": " , x-a ,\tX-B\t,, keep-alive", "X-A": "1", "x-b": "2", "X-Keep": "3", "Keep-Alive": "t=1",
+        ]
+        HeaderSanitizer.removeHopByHop(&headers)
+        #expect(headers.map(\.name) == ["X-Keep"])
+    }
+
     @Test func responseHead() {
         let head = HTTPResponseHead(
             version: .http1_1,
@@ -373,5 +382,39 @@ import Testing
         let next = cache.keepingFilelessContexts()
         #expect(try next.context(for: AllowList.TLS()).get() === system)
         #expect(try TLSContextCache().context(for: AllowList.TLS()).get() !== system)
+    }
+}
+
+@Suite struct LoopMetricsTests {
+    @Test(arguments: [(99, "5xx"), (100, "1xx"), (204, "2xx"), (308, "3xx"), (499, "4xx"), (503, "5xx"), (600, "5xx")])
+    func statusClasses(code: UInt, expected: String) {
+        #expect(ProxyMetrics.statusClass(code) == expected)
+    }
+
+    /// The per-loop cache writes to the same series as the shared metrics, one per host and status class.
+    @Test func cachedHandlesCountIntoTheSharedSeries() {
+        let registry = PrometheusCollectorRegistry()
+        let shared = ProxyMetrics(factory: PrometheusMetricsFactory(registry: registry))
+        let first = LoopMetrics(shared)
+        let second = LoopMetrics(shared)
+        for status: UInt in [200, 201, 503, 99] {
+            first.request(host: "api.github.com", status: status, durationNanoseconds: 1_000_000)
+        }
+        second.request(host: "api.github.com", status: 204, durationNanoseconds: 1_000_000)
+        shared.request(host: "api.github.com", status: 200, durationNanoseconds: 1_000_000)
+        first.upstreamConnection(host: "api.github.com", reused: false)
+        second.upstreamConnection(host: "api.github.com", reused: true)
+        second.upstreamConnection(host: "api.github.com", reused: true)
+        let text = registry.emitToString()
+        for line in [
+            #"egress_requests_total{host="api.github.com",code="2xx"} 4"#,
+            #"egress_requests_total{host="api.github.com",code="5xx"} 2"#,
+            #"egress_request_duration_seconds_count{host="api.github.com"} 6"#,
+            #"egress_upstream_connections_total{host="api.github.com",kind="opened"} 1"#,
+            #"egress_upstream_connections_total{host="api.github.com",kind="reused"} 2"#,
+        ] {
+            #expect(text.contains(line + "\n"), "missing \(line)")
+        }
+        #expect(!text.contains(#"code="1xx""#))
     }
 }
