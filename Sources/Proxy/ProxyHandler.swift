@@ -73,6 +73,12 @@ final class ProxyHandler: ChannelDuplexHandler {
     private var retryable = false
     private var clientVersion: HTTPVersion = .http1_1
     private var pendingRead = false
+    /// Inside a batch of client reads, writes to the upstream are flushed once, at `channelReadComplete` (a GET's
+    /// head and end arrive in one batch: one flush through TLS instead of three).
+    private var inClientReadBatch = false
+    private var upstreamFlushPending = false
+    /// Response parts written to the client and not yet flushed.
+    private var clientFlushPending = false
     /// Parts (or a parse error) of requests that arrived while the current one was still being answered.
     private var pipelined = CircularBuffer<PipelinedInput>()
     private var replaying = false
@@ -141,6 +147,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     // MARK: Client side
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        self.inClientReadBatch = true
         let part = self.unwrapInboundIn(data)
         if !self.pipelined.isEmpty || self.requestComplete {
             self.pipelined.append(.part(part))
@@ -271,10 +278,8 @@ final class ProxyHandler: ChannelDuplexHandler {
         case .forwardRequestPart:
             if let part, let upstream = self.upstream {
                 upstream.handler.write(Self.clientPart(part))
-                if case .end = part {
-                    upstream.handler.flush()
-                    self.armResponseTimer()
-                }
+                self.flushUpstreamSoon()
+                if case .end = part { self.armResponseTimer() }
             }
         case .sendRequestHeadAndBuffered:
             self.sendRequest()
@@ -323,7 +328,7 @@ final class ProxyHandler: ChannelDuplexHandler {
             upstream.handler.write(Self.clientPart(part))
             if case .end = part { ended = true }
         }
-        upstream.handler.flush()
+        self.flushUpstreamSoon()
         // Keep the parts for a transparent retry only when the request is complete and small.
         self.retryable = ended && self.upstreamReused && self.buffered.count <= 2
         if !self.retryable { self.buffered.removeAll(keepingCapacity: true) }
@@ -354,8 +359,22 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        self.inClientReadBatch = false
         self.noteActivity()
-        self.upstream?.handler.flush()
+        if self.upstreamFlushPending {
+            self.upstreamFlushPending = false
+            self.upstream?.handler.flush()
+        }
+    }
+
+    /// Flushes the upstream now, or at the end of the current batch of client reads.
+    private func flushUpstreamSoon() {
+        if self.inClientReadBatch {
+            self.upstreamFlushPending = true
+        } else {
+            self.upstreamFlushPending = false
+            self.upstream?.handler.flush()
+        }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -588,10 +607,12 @@ extension ProxyHandler: UpstreamConnectionDelegate {
                 close: self.machine.closeAfterResponse
             )
             context.write(self.wrapOutboundOut(.head(clientHead)), promise: nil)
+            self.clientFlushPending = true
         case .body(let buffer):
             guard self.machine.responseBody() == .writeResponseBody else { return }
             self.record.bytesOut += buffer.readableBytes
             context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            self.clientFlushPending = true
             if let queued = try? context.channel.syncOptions?.getOption(.bufferedWritableBytes),
                 queued > self.maxQueued
             {
@@ -604,6 +625,7 @@ extension ProxyHandler: UpstreamConnectionDelegate {
             self.upstream = nil
             self.loop.pool.release(upstream, reusable: reuse, tls: self.tls)
             self.finishRecord(status: self.record.status, decision: "allow")
+            self.clientFlushPending = false
             if closeClient {
                 context.writeAndFlush(self.wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { _ in
                     context.close(promise: nil)
@@ -617,7 +639,10 @@ extension ProxyHandler: UpstreamConnectionDelegate {
 
     func upstreamReadComplete() {
         self.noteActivity()
-        self.context?.flush()
+        if self.clientFlushPending {
+            self.clientFlushPending = false
+            self.context?.flush()
+        }
     }
 
     func upstreamWritabilityChanged() {
