@@ -33,8 +33,6 @@ public struct AccessLog: Sendable {
 
     /// No access log (`--access-log=false`).
     public static let disabled = AccessLog(disabledWithLabel: "egress-proxy.access")
-
-    var isEnabled: Bool { self.sink != nil }
 }
 
 /// What one access log line says about a request.
