@@ -438,7 +438,7 @@ import Testing
 
     @Test func upstreamIdleTimeoutEndsAStalledResponseAndEvictsPooledConnections() async throws {
         try await TestUpstream.with { upstream in
-            let entry = Fixtures.entry("good.upstream.test", upstream: upstream, timeouts: .init(idleMillis: 1000))
+            let entry = Fixtures.entry("good.upstream.test", upstream: upstream, timeouts: .init(idleMillis: 2500))
             try await ProxyHarness.with(AllowList(hosts: [entry])) { proxy in
                 // Headers and 5 of 10 body bytes, then nothing: the client gets what was sent, then a close (a
                 // truncated response is detectable; a silently completed one would not be).
@@ -470,7 +470,7 @@ import Testing
         try await ProxyHarness.with(
             AllowList(hosts: []),
             configure: {
-                $0.clientIdleTimeout = .milliseconds(300)
+                $0.clientIdleTimeout = .seconds(2)
                 $0.requestHeadTimeout = .seconds(3600)
             }
         ) { proxy in
