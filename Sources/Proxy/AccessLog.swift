@@ -189,6 +189,12 @@ struct JSONLineWriter {
     /// A JSON string literal. Bytes of 0x80 and above pass through: the input is valid UTF-8 (a Swift String).
     mutating func appendQuoted(_ text: String) {
         self.bytes.append(UInt8(ascii: "\""))
+        // The usual value (a host name, a method, a reason) needs no escaping: copy it in one go.
+        if !text.utf8.contains(where: Self.needsEscape) {
+            self.bytes.append(contentsOf: text.utf8)
+            self.bytes.append(UInt8(ascii: "\""))
+            return
+        }
         for byte in text.utf8 {
             switch byte {
             case UInt8(ascii: "\""): self.append("\\\"")
@@ -205,6 +211,10 @@ struct JSONLineWriter {
             }
         }
         self.bytes.append(UInt8(ascii: "\""))
+    }
+
+    private static func needsEscape(_ byte: UInt8) -> Bool {
+        byte < 0x20 || byte == 0x7F || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\")
     }
 
     private static func hexDigit(_ nibble: UInt8) -> UInt8 {
