@@ -117,62 +117,115 @@ public struct JSONLogHandler: LogHandler {
     }
 }
 
-final class StandardOutputBuffer: Sendable {
+/// Standard output for log lines, written by one background thread, so no event loop ever blocks on a slow reader
+/// of the process's output (a container runtime's pipe).
+///
+/// Lines collect in a buffer that the writer thread empties every `interval`, or as soon as it holds
+/// `flushThreshold` bytes. If the output stops taking bytes, the buffer stops growing at `capacity`: further lines
+/// are dropped and counted, and a warning line says how many once output resumes. Serving requests matters more
+/// than a complete log, and memory stays bounded.
+final class StandardOutputBuffer: @unchecked Sendable {
     static let shared = StandardOutputBuffer()
 
-    private struct State {
-        var bytes: [UInt8] = []
-        var flusherStarted = false
-    }
-    private let state = NIOLockedValueBox(State())
-    /// Serializes writes so lines from concurrent flushes never interleave.
+    let flushThreshold: Int
+    let capacity: Int
+    let interval: Double
+    private let output: @Sendable ([UInt8]) -> Void
+    /// Its value says whether a flush is due now; it also guards the three variables below.
+    private let condition = ConditionLock(value: false)
+    private var buffer: [UInt8] = []
+    private var dropped = 0
+    private var writerStarted = false
+    private var writerStopped = false
+    /// Serializes writes so lines from the writer thread and an explicit `flush()` never interleave.
     private let writeLock = NIOLock()
+
+    init(
+        flushThreshold: Int = 64 * 1024,
+        capacity: Int = 16 << 20,
+        interval: Double = 0.1,
+        output: @escaping @Sendable ([UInt8]) -> Void = StandardOutputBuffer.writeToStandardOutput
+    ) {
+        self.flushThreshold = flushThreshold
+        self.capacity = capacity
+        self.interval = interval
+        self.output = output
+    }
 
     func append(_ line: String) { self.append(bytes: line.utf8) }
 
     func append(_ line: [UInt8]) { self.append(bytes: line) }
 
-    private func append(bytes line: some Sequence<UInt8>) {
-        let (full, startFlusher): ([UInt8]?, Bool) = self.state.withLockedValue { state in
-            state.bytes.append(contentsOf: line)
-            let start = !state.flusherStarted
-            state.flusherStarted = true
-            guard state.bytes.count >= 64 * 1024 else { return (nil, start) }
-            defer { state.bytes.removeAll(keepingCapacity: true) }
-            return (state.bytes, start)
+    private func append(bytes line: some Collection<UInt8>) {
+        self.condition.lock()
+        let startWriter = !self.writerStarted
+        self.writerStarted = true
+        var flushDue = false
+        if self.buffer.count + line.count > self.capacity {
+            self.dropped += 1
+        } else {
+            self.buffer.append(contentsOf: line)
+            flushDue = self.buffer.count >= self.flushThreshold
         }
-        if startFlusher { self.startFlusher() }
-        if let full { self.write(full) }
+        if flushDue {
+            self.condition.unlock(withValue: true)
+        } else {
+            self.condition.unlock()
+        }
+        if startWriter { self.startWriter() }
     }
 
+    /// Writes out everything buffered now, on the calling thread (at exit, and by the writer thread).
     func flush() {
-        let pending: [UInt8] = self.state.withLockedValue { state in
-            defer { state.bytes.removeAll(keepingCapacity: true) }
-            return state.bytes
+        self.writeLock.withLock {
+            self.condition.lock()
+            var pending: [UInt8] = []
+            swap(&pending, &self.buffer)
+            let dropped = self.dropped
+            self.dropped = 0
+            self.condition.unlock(withValue: false)
+            if dropped > 0 {
+                let warning =
+                    "{\"time\":\"\(JSONLogHandler.timestamp())\",\"level\":\"warning\",\"logger\":\"egress.log\","
+                    + "\"message\":\"standard output was not keeping up: log lines dropped\",\"dropped\":\(dropped)}\n"
+                pending.append(contentsOf: warning.utf8)
+            }
+            if !pending.isEmpty { self.output(pending) }
         }
-        if !pending.isEmpty { self.write(pending) }
     }
 
-    private func startFlusher() {
+    private func startWriter() {
         let thread = Thread { [self] in
             while true {
-                Thread.sleep(forTimeInterval: 0.1)
+                // Wakes up when a flush is due or the interval passed, whichever comes first.
+                if self.condition.lock(whenValue: true, timeoutSeconds: self.interval) { self.condition.unlock() }
                 self.flush()
+                self.condition.lock()
+                let stopped = self.writerStopped
+                self.condition.unlock()
+                if stopped { return }
             }
         }
-        thread.name = "log-flusher"
+        thread.name = "log-writer"
         thread.start()
     }
 
-    private func write(_ bytes: [UInt8]) {
-        self.writeLock.withLock {
-            bytes.withUnsafeBytes { raw in
-                var offset = 0
-                while offset < raw.count {
-                    let written = Glibc.write(1, raw.baseAddress! + offset, raw.count - offset)
-                    if written <= 0 { break }
-                    offset += written
-                }
+    /// Ends the writer thread after its next flush (tests; the process-wide buffer lives as long as the process).
+    func stopWriter() {
+        self.condition.lock()
+        self.writerStopped = true
+        self.condition.unlock(withValue: true)
+    }
+
+    /// Blocking `write(2)` to file descriptor 1, retried until everything is written (or output is gone).
+    static let writeToStandardOutput: @Sendable ([UInt8]) -> Void = { bytes in
+        bytes.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let written = Glibc.write(1, raw.baseAddress! + offset, raw.count - offset)
+                if written < 0, errno == EINTR { continue }
+                if written <= 0 { break }
+                offset += written
             }
         }
     }

@@ -1,10 +1,11 @@
 import CoreMetrics
 import Foundation
 import Logging
-import Observability
 import Prometheus
 import Synchronization
 import Testing
+
+@testable import Observability
 
 #if canImport(Glibc)
     import Glibc
@@ -32,6 +33,54 @@ struct JSONLogHandlerTests {
         #expect(object["status"] as? Int == 403)
         #expect(object["ok"] as? Bool == false)
         #expect((object["time"] as? String)?.hasSuffix("Z") == true)
+    }
+}
+
+struct StandardOutputBufferTests {
+    /// Waits (bounded) until `condition` holds.
+    static func eventually(_ condition: () -> Bool) async throws {
+        for _ in 0..<500 where !condition() { try await Task.sleep(for: .milliseconds(10)) }
+    }
+
+    @Test func linesReachTheOutputInOrder() async throws {
+        let written = Mutex<[UInt8]>([])
+        let buffer = StandardOutputBuffer(interval: 0.02) { bytes in written.withLock { $0 += bytes } }
+        defer { buffer.stopWriter() }
+        for i in 0..<3 { buffer.append("line \(i)\n") }
+        try await Self.eventually { written.withLock { $0.count } == 21 }
+        #expect(String(decoding: written.withLock { $0 }, as: UTF8.self) == "line 0\nline 1\nline 2\n")
+    }
+
+    /// A stalled output never blocks whoever logs: the buffer stops at its capacity, later lines are dropped and
+    /// counted, and a warning line reports them once output resumes.
+    @Test func aStalledOutputDropsLinesBeyondCapacityInsteadOfBlocking() async throws {
+        let entered = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        let calls = Mutex(0)
+        let written = Mutex<[UInt8]>([])
+        let buffer = StandardOutputBuffer(flushThreshold: 10, capacity: 100, interval: 0.02) { bytes in
+            if calls.withLock({
+                $0 += 1; return $0
+            }) == 1 {
+                entered.signal()
+                release.wait()
+            }
+            written.withLock { $0 += bytes }
+        }
+        defer { buffer.stopWriter() }
+        buffer.append("first ...\n")
+        entered.wait()  // the writer thread is now stuck in the output
+        for i in 0..<50 { buffer.append("line \(i < 10 ? "0" : "")\(i)..\n") }  // 10 bytes each
+        release.signal()
+        try await Self.eventually { String(decoding: written.withLock { $0 }, as: UTF8.self).contains("dropped") }
+        let text = String(decoding: written.withLock { $0 }, as: UTF8.self)
+        let lines = text.split(separator: "\n")
+        #expect(lines.first == "first ...")
+        #expect(lines.dropFirst().prefix(10) == (0..<10).map { "line 0\($0).." }[...])
+        let warning = try #require(lines.last)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(warning.utf8)) as? [String: Any])
+        #expect(object["dropped"] as? Int == 40)
+        #expect(object["level"] as? String == "warning")
     }
 }
 
