@@ -55,65 +55,55 @@ public final class ProxyMetrics: Sendable {
         self.upstreamCounter(host: host, reused: reused).increment()
     }
 
+    /// `egress_denials_total{reason}`: every request the proxy answered itself.
+    public func denial(reason: String) {
+        self.handle(\.denials, reason) {
+            Counter(label: "egress_denials_total", dimensions: [("reason", reason)], factory: self.factory)
+        }.increment()
+    }
+
     // The handles behind those, created once per label set (under the lock) and cached by each event loop's
     // `LoopMetrics`.
 
     func requestCounter(host: String, statusClass: String) -> Counter {
-        let key = host + " " + statusClass
-        return self.handles.withLockedValue { handles in
-            if let counter = handles.requests[key] { return counter }
-            let counter = Counter(
+        self.handle(\.requests, host + " " + statusClass) {
+            Counter(
                 label: "egress_requests_total",
                 dimensions: [("host", host), ("code", statusClass)],
                 factory: self.factory
             )
-            handles.requests[key] = counter
-            return counter
         }
     }
 
     func latencyTimer(host: String) -> Timer {
-        self.handles.withLockedValue { handles in
-            if let timer = handles.latency[host] { return timer }
-            let timer = Timer(
-                label: "egress_request_duration_seconds",
-                dimensions: [("host", host)],
-                factory: self.factory
-            )
-            handles.latency[host] = timer
-            return timer
+        self.handle(\.latency, host) {
+            Timer(label: "egress_request_duration_seconds", dimensions: [("host", host)], factory: self.factory)
         }
     }
 
     func upstreamCounter(host: String, reused: Bool) -> Counter {
         let kind = reused ? "reused" : "opened"
-        let key = host + " " + kind
-        return self.handles.withLockedValue { handles in
-            if let counter = handles.upstream[key] { return counter }
-            let counter = Counter(
+        return self.handle(\.upstream, host + " " + kind) {
+            Counter(
                 label: "egress_upstream_connections_total",
                 dimensions: [("host", host), ("kind", kind)],
                 factory: self.factory
             )
-            handles.upstream[key] = counter
-            return counter
         }
     }
 
-    /// `egress_denials_total{reason}`: every request the proxy answered itself.
-    public func denial(reason: String) {
+    /// The handle stored under `key` in one of the tables, made on first use.
+    private func handle<Handle>(
+        _ table: WritableKeyPath<Handles, [String: Handle]>,
+        _ key: String,
+        make: () -> Handle
+    ) -> Handle {
         self.handles.withLockedValue { handles in
-            handles.denials[reason]
-                ?? {
-                    let c = Counter(
-                        label: "egress_denials_total",
-                        dimensions: [("reason", reason)],
-                        factory: self.factory
-                    )
-                    handles.denials[reason] = c
-                    return c
-                }()
-        }.increment()
+            if let existing = handles[keyPath: table][key] { return existing }
+            let made = make()
+            handles[keyPath: table][key] = made
+            return made
+        }
     }
 
     public func reloaded(entries: Int) {
