@@ -1,5 +1,5 @@
-/// The life of one client connection, one request at a time (pipelined requests are queued in front of us by
-/// NIO's `HTTPServerPipelineHandler`, which answers them in order).
+/// The life of one client connection, one request at a time (`ProxyHandler` queues pipelined requests and feeds
+/// them in, in order, once the machine is idle again).
 ///
 /// Pure: events in, an action out; `ProxyHandler` performs the actions. No NIO types, so it is unit-tested
 /// without channels.
