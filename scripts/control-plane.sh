@@ -106,6 +106,12 @@ is_running() {
     tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$name"
 }
 
+# is_alive PIDFILE: the pid in PIDFILE is alive. For a process this script has just started: until it has exec'ed,
+# its command line is still this script's, so is_running would call a slow starter dead.
+is_alive() {
+    [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+}
+
 # stop_pid PIDFILE NAME: TERM, wait up to 20 s, then KILL; removes the pid file.
 stop_pid() {
     local pidfile=$1 name=$2 pid
@@ -223,7 +229,7 @@ start_etcd() {
     local i
     for i in $(seq 1 60); do
         if curl -fsS "http://127.0.0.1:$ETCD_PORT/health" 2>/dev/null | grep -q '"health":"true"'; then return 0; fi
-        if ! is_running "$ETCD_PID" etcd; then break; fi
+        if ! is_alive "$ETCD_PID"; then break; fi
         sleep 0.5
     done
     log "etcd did not become healthy; last log lines:"
@@ -260,9 +266,9 @@ wait_ready() {
             return 0
         fi
         now=$(date +%s)
-        if ! is_running "$APISERVER_PID" kube-apiserver || [ $((now - start)) -ge "$READY_TIMEOUT" ]; then
+        if ! is_alive "$APISERVER_PID" || [ $((now - start)) -ge "$READY_TIMEOUT" ]; then
             printf '\n' >&2
-            if is_running "$APISERVER_PID" kube-apiserver; then
+            if is_alive "$APISERVER_PID"; then
                 log "kube-apiserver not ready after ${READY_TIMEOUT}s; last log lines:"
             else
                 log "kube-apiserver exited; last log lines:"
