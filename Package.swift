@@ -31,7 +31,6 @@ let package = Package(
         .target(
             name: "Observability",
             dependencies: [
-                "Manifests",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -1,6 +1,5 @@
 import Foundation
 import Logging
-import Manifests
 import NIOConcurrencyHelpers
 
 #if canImport(Glibc)
@@ -10,7 +9,8 @@ import NIOConcurrencyHelpers
 #endif
 
 /// A swift-log handler writing one JSON object per line: `time`, `level`, `logger`, `message`, then the metadata
-/// fields. Used by both executables, and for the proxy's access log (one line per request).
+/// fields in key order. Used by both executables; the proxy's access log writes the same shape with
+/// `JSONLineWriter` directly.
 public struct JSONLogHandler: LogHandler {
     public var metadata: Logger.Metadata = [:]
     public var logLevel: Logger.Level = .info
@@ -29,29 +29,29 @@ public struct JSONLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        var line = "{\"time\":\""
-        line += Self.timestamp()
-        line += "\",\"level\":\""
-        line += event.level.rawValue
-        line += "\",\"logger\":"
-        Self.appendString(self.label, to: &line)
-        line += ",\"message\":"
-        Self.appendString("\(event.message)", to: &line)
+        var line = JSONLineWriter()
+        line.appendTime(JSONLineWriter.now())
+        line.append(",\"level\":")
+        line.appendQuoted(event.level.rawValue)
+        line.append(",\"logger\":")
+        line.appendQuoted(self.label)
+        line.append(",\"message\":")
+        line.appendQuoted("\(event.message)")
         var merged = self.metadata
         if let extra = event.metadata { merged.merge(extra) { $1 } }
         for key in merged.keys.sorted() {
-            line += ","
-            Self.appendString(key, to: &line)
-            line += ":"
+            line.append(",")
+            line.appendQuoted(key)
+            line.append(":")
             Self.append(merged[key]!, to: &line)
         }
-        line += "}\n"
-        self.sink(line)
+        line.append("}\n")
+        self.sink(String(decoding: line.bytes, as: UTF8.self))
     }
 
-    /// Lines are appended to a process-wide buffer that is written to standard output when it passes 64 KiB and
-    /// at least every 100 ms (and by `flushStandardOutput()` at exit): one `write` per request would cost more CPU
-    /// than the proxying itself.
+    /// Lines are appended to a process-wide buffer that a background thread writes to standard output when it
+    /// passes 64 KiB and at least every 100 ms (and `flushStandardOutput()` at exit): one `write` per request would
+    /// cost more CPU than the proxying itself.
     public static let standardOutput: @Sendable (String) -> Void = { line in
         StandardOutputBuffer.shared.append(line)
     }
@@ -67,53 +67,34 @@ public struct JSONLogHandler: LogHandler {
         StandardOutputBuffer.shared.flush()
     }
 
-    private static func append(_ value: Logger.MetadataValue, to line: inout String) {
+    private static func append(_ value: Logger.MetadataValue, to line: inout JSONLineWriter) {
         switch value {
         case .string(let s):
-            Self.appendString(s, to: &line)
+            line.appendQuoted(s)
         case .stringConvertible(let s):
             // Numbers and booleans given as values (not strings) are written as JSON numbers and booleans.
             if s is any BinaryInteger || s is Bool || (s as? Double)?.isFinite == true {
-                line += s.description
+                line.bytes.append(contentsOf: s.description.utf8)
             } else {
-                Self.appendString(s.description, to: &line)
+                line.appendQuoted(s.description)
             }
         case .array(let values):
-            line += "["
+            line.append("[")
             for (i, v) in values.enumerated() {
-                if i > 0 { line += "," }
+                if i > 0 { line.append(",") }
                 Self.append(v, to: &line)
             }
-            line += "]"
+            line.append("]")
         case .dictionary(let dict):
-            line += "{"
+            line.append("{")
             for (i, key) in dict.keys.sorted().enumerated() {
-                if i > 0 { line += "," }
-                Self.appendString(key, to: &line)
-                line += ":"
+                if i > 0 { line.append(",") }
+                line.appendQuoted(key)
+                line.append(":")
                 Self.append(dict[key]!, to: &line)
             }
-            line += "}"
+            line.append("}")
         }
-    }
-
-    static func appendString(_ s: String, to line: inout String) {
-        JSON.writeQuoted(s, to: &line)
-    }
-
-    /// RFC 3339 UTC with milliseconds, without Foundation's formatter.
-    static func timestamp() -> String {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        var t = time_t(ts.tv_sec)
-        var tm = tm()
-        gmtime_r(&t, &tm)
-        func pad(_ v: Int32, _ width: Int) -> String {
-            let s = String(v)
-            return String(repeating: "0", count: max(0, width - s.count)) + s
-        }
-        return "\(pad(tm.tm_year + 1900, 4))-\(pad(tm.tm_mon + 1, 2))-\(pad(tm.tm_mday, 2))T"
-            + "\(pad(tm.tm_hour, 2)):\(pad(tm.tm_min, 2)):\(pad(tm.tm_sec, 2)).\(pad(Int32(ts.tv_nsec / 1_000_000), 3))Z"
     }
 }
 
@@ -185,10 +166,13 @@ final class StandardOutputBuffer: @unchecked Sendable {
             self.dropped = 0
             self.condition.unlock(withValue: false)
             if dropped > 0 {
-                let warning =
-                    "{\"time\":\"\(JSONLogHandler.timestamp())\",\"level\":\"warning\",\"logger\":\"egress.log\","
-                    + "\"message\":\"standard output was not keeping up: log lines dropped\",\"dropped\":\(dropped)}\n"
-                pending.append(contentsOf: warning.utf8)
+                var warning = JSONLineWriter()
+                warning.appendTime(JSONLineWriter.now())
+                warning.append(",\"level\":\"warning\",\"logger\":\"egress.log\",")
+                warning.append("\"message\":\"standard output was not keeping up: log lines dropped\",\"dropped\":")
+                warning.appendInteger(dropped)
+                warning.append("}\n")
+                pending.append(contentsOf: warning.bytes)
             }
             if !pending.isEmpty { self.output(pending) }
         }

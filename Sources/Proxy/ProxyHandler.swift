@@ -497,6 +497,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         }
         let nanos = (NIODeadline.now() - self.record.start).nanoseconds
         self.loop.metrics.request(host: self.record.label, status: status, durationNanoseconds: nanos)
+        guard self.loop.accessLog.isEnabled else { return }
         self.loop.accessLog.write(
             AccessRecord(
                 client: self.client,

@@ -44,17 +44,6 @@ public final class ProxyMetrics: Sendable {
 
     static func statusClass(_ code: UInt) -> String { Self.statusClasses[Self.statusClassIndex(code)] }
 
-    /// One finished request: `egress_requests_total{host,code}` and `egress_request_duration_seconds{host}`.
-    public func request(host: String, status: UInt, durationNanoseconds: Int64) {
-        self.requestCounter(host: host, statusClass: Self.statusClass(status)).increment()
-        self.latencyTimer(host: host).recordNanoseconds(durationNanoseconds)
-    }
-
-    /// `egress_upstream_connections_total{host,kind="opened"|"reused"}`.
-    public func upstreamConnection(host: String, reused: Bool) {
-        self.upstreamCounter(host: host, reused: reused).increment()
-    }
-
     /// `egress_denials_total{reason}`: every request the proxy answered itself.
     public func denial(reason: String) {
         self.handle(\.denials, reason) {
@@ -62,8 +51,9 @@ public final class ProxyMetrics: Sendable {
         }.increment()
     }
 
-    // The handles behind those, created once per label set (under the lock) and cached by each event loop's
-    // `LoopMetrics`.
+    // The handles of the per-request metrics, created once per label set (under the lock) and cached by each
+    // event loop's `LoopMetrics`: `egress_requests_total{host,code}`, `egress_request_duration_seconds{host}` and
+    // `egress_upstream_connections_total{host,kind="opened"|"reused"}`.
 
     func requestCounter(host: String, statusClass: String) -> Counter {
         self.handle(\.requests, host + " " + statusClass) {

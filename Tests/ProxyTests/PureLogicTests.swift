@@ -391,7 +391,7 @@ import Testing
         #expect(ProxyMetrics.statusClass(code) == expected)
     }
 
-    /// The per-loop cache writes to the same series as the shared metrics, one per host and status class.
+    /// Every loop's cached handles write to the same series: one per host and status class.
     @Test func cachedHandlesCountIntoTheSharedSeries() {
         let registry = PrometheusCollectorRegistry()
         let shared = ProxyMetrics(factory: PrometheusMetricsFactory(registry: registry))
@@ -401,7 +401,7 @@ import Testing
             first.request(host: "api.github.com", status: status, durationNanoseconds: 1_000_000)
         }
         second.request(host: "api.github.com", status: 204, durationNanoseconds: 1_000_000)
-        shared.request(host: "api.github.com", status: 200, durationNanoseconds: 1_000_000)
+        LoopMetrics(shared).request(host: "api.github.com", status: 200, durationNanoseconds: 1_000_000)
         first.upstreamConnection(host: "api.github.com", reused: false)
         second.upstreamConnection(host: "api.github.com", reused: true)
         second.upstreamConnection(host: "api.github.com", reused: true)

@@ -1,0 +1,127 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// Builds one JSON log line as UTF-8 bytes: the proxy's access log and `JSONLogHandler` share it, so every line the
+/// processes write has the same time format and string escaping.
+public struct JSONLineWriter {
+    public var bytes: [UInt8] = []
+
+    public init() {}
+
+    /// Starts a line with `{"time":"2026-11-27T19:18:32.123Z"` for `now` (UTC). `prefix` may be a cached
+    /// `timePrefix(second:)` of the same second, which saves the calendar arithmetic on hot paths.
+    public mutating func appendTime(_ now: timespec, prefix: [UInt8]? = nil) {
+        self.bytes.append(contentsOf: prefix ?? Self.timePrefix(second: now.tv_sec))
+        self.appendPadded(Int(now.tv_nsec / 1_000_000), width: 3)
+        self.append("Z\"")
+    }
+
+    public static func now() -> timespec {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return now
+    }
+
+    /// `{"time":"2026-11-27T19:18:32.` (RFC 3339, UTC) for a second since the epoch.
+    public static func timePrefix(second: Int) -> [UInt8] {
+        var t = time_t(second)
+        var tm = tm()
+        gmtime_r(&t, &tm)
+        var line = JSONLineWriter()
+        line.append("{\"time\":\"")
+        line.appendPadded(Int(tm.tm_year) + 1900, width: 4)
+        line.append("-")
+        line.appendPadded(Int(tm.tm_mon) + 1, width: 2)
+        line.append("-")
+        line.appendPadded(Int(tm.tm_mday), width: 2)
+        line.append("T")
+        line.appendPadded(Int(tm.tm_hour), width: 2)
+        line.append(":")
+        line.appendPadded(Int(tm.tm_min), width: 2)
+        line.append(":")
+        line.appendPadded(Int(tm.tm_sec), width: 2)
+        line.append(".")
+        return line.bytes
+    }
+
+    public mutating func append(_ text: StaticString) {
+        text.withUTF8Buffer { self.bytes.append(contentsOf: $0) }
+    }
+
+    public mutating func appendInteger(_ value: Int) {
+        if value < 0 {
+            self.bytes.append(UInt8(ascii: "-"))
+            self.appendPadded(-value, width: 1)
+        } else {
+            self.appendPadded(value, width: 1)
+        }
+    }
+
+    /// Decimal digits of a non-negative value, left-padded with zeros to `width`.
+    public mutating func appendPadded(_ value: Int, width: Int) {
+        var divisor = 1
+        var digits = 1
+        while divisor <= value / 10 {
+            divisor *= 10
+            digits += 1
+        }
+        for _ in digits..<max(digits, width) { self.bytes.append(UInt8(ascii: "0")) }
+        var rest = value
+        while divisor > 0 {
+            self.bytes.append(UInt8(ascii: "0") + UInt8(rest / divisor))
+            rest %= divisor
+            divisor /= 10
+        }
+    }
+
+    /// `1234` µs → `1.234`, `500` → `0.5`, `12000` → `12.0` (a JSON number in milliseconds).
+    public mutating func appendMilliseconds(microseconds: Int) {
+        self.appendInteger(microseconds / 1000)
+        self.bytes.append(UInt8(ascii: "."))
+        var fraction = microseconds % 1000
+        var width = 3
+        while width > 1, fraction % 10 == 0 {
+            fraction /= 10
+            width -= 1
+        }
+        self.appendPadded(fraction, width: width)
+    }
+
+    /// A JSON string literal. Bytes of 0x80 and above pass through: the input is valid UTF-8 (a Swift String).
+    public mutating func appendQuoted(_ text: String) {
+        self.bytes.append(UInt8(ascii: "\""))
+        // The usual value (a host name, a method, a reason) needs no escaping: copy it in one go.
+        if !text.utf8.contains(where: Self.needsEscape) {
+            self.bytes.append(contentsOf: text.utf8)
+            self.bytes.append(UInt8(ascii: "\""))
+            return
+        }
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): self.append("\\\"")
+            case UInt8(ascii: "\\"): self.append("\\\\")
+            case UInt8(ascii: "\n"): self.append("\\n")
+            case UInt8(ascii: "\r"): self.append("\\r")
+            case UInt8(ascii: "\t"): self.append("\\t")
+            case 0..<0x20, 0x7F:
+                self.append("\\u00")
+                self.bytes.append(Self.hexDigit(byte >> 4))
+                self.bytes.append(Self.hexDigit(byte & 0xF))
+            default:
+                self.bytes.append(byte)
+            }
+        }
+        self.bytes.append(UInt8(ascii: "\""))
+    }
+
+    private static func needsEscape(_ byte: UInt8) -> Bool {
+        byte < 0x20 || byte == 0x7F || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\")
+    }
+
+    private static func hexDigit(_ nibble: UInt8) -> UInt8 {
+        nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") + nibble - 10
+    }
+}
