@@ -154,7 +154,7 @@ final class ReconcileTests: OperatorTestCase {
         try await createCoreDNS()
         let running = try await startOperator()
         let deployment = try await waitForDeployment()
-        let service = try await client.get(.services, name: Self.proxyName, namespace: namespace)
+        let service = try await waitForProxyObject(.services)
         let wantedReplicas = deployment[path: "spec", "replicas"]?.intValue
         let wantedArgs = deployment[path: "spec", "template", "spec", "containers"]?.arrayValue?.first?["args"]
         XCTAssertEqual(wantedReplicas, running.service.options.settings.proxy.replicas)

@@ -397,9 +397,14 @@ class OperatorTestCase: XCTestCase {
     // MARK: - The proxy Deployment (no controller-manager runs: the test writes its status)
 
     func waitForDeployment() async throws -> KubeObject {
+        try await waitForProxyObject(.deployments)
+    }
+
+    /// The operator applies its objects one after another, so one existing says nothing about the next.
+    func waitForProxyObject(_ resource: Resource) async throws -> KubeObject {
         var found: KubeObject?
-        try await eventually("the operator to create the proxy Deployment \(namespace)/\(Self.proxyName)") {
-            found = try? await client.get(.deployments, name: Self.proxyName, namespace: namespace)
+        try await eventually("the operator to create the proxy \(resource.kind) \(namespace)/\(Self.proxyName)") {
+            found = try? await client.get(resource, name: Self.proxyName, namespace: namespace)
             return found != nil
         }
         return found!
