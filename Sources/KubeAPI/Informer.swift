@@ -42,16 +42,27 @@ public final class Informer: Sendable {
         var resourceVersion = ""
         var synced = false
         var syncWaiters: [Int: CheckedContinuation<Void, any Error>] = [:]
-        var subscribers: [Int: AsyncStream<ObjectKey>.Continuation] = [:]
+        var subscribers: [Int: Subscriber] = [:]
         var nextID = 0
         var lists = 0
         var watches = 0
 
-        mutating func notify(_ keys: [ObjectKey]) {
-            for key in keys {
-                for subscriber in self.subscribers.values { subscriber.yield(key) }
+        /// Tells every subscriber that `key` went from `old` to `new` (nil: absent), unless it ignores that change.
+        func notify(_ key: ObjectKey, old: KubeObject?, new: KubeObject?) {
+            for subscriber in self.subscribers.values {
+                if let old, let new, let ignores = subscriber.ignores, ignores(old, new) { continue }
+                subscriber.continuation.yield(key)
             }
         }
+    }
+
+    /// Decides that an update (old, new) of one object is not worth a pass, e.g. a write of its status only. It runs
+    /// under the informer's lock, for every update: keep it cheap.
+    public typealias UpdateFilter = @Sendable (_ old: KubeObject, _ new: KubeObject) -> Bool
+
+    private struct Subscriber {
+        var continuation: AsyncStream<ObjectKey>.Continuation
+        var ignores: UpdateFilter?
     }
 
     /// - Parameters:
@@ -92,8 +103,15 @@ public final class Informer: Sendable {
     }
 
     /// All cached objects, ordered by namespace/name.
+    /// The cached objects in no particular order, for consumers that order them their own way.
+    public func unorderedList() -> [KubeObject] {
+        self.state.withLock { Array($0.objects.values) }
+    }
+
     public func list() -> [KubeObject] {
-        self.state.withLock { state in state.objects.sorted { $0.key < $1.key }.map(\.value) }
+        // Sorted outside the lock: with thousands of objects, sorting under it would hold up the watch.
+        let objects = self.state.withLock { Array($0.objects) }
+        return objects.sorted { $0.key < $1.key }.map(\.value)
     }
 
     /// Whether the first list has completed (the cache then reflects the server).
@@ -133,12 +151,13 @@ public final class Informer: Sendable {
     }
 
     /// Keys of objects that were added, changed or deleted. With `includeExisting`, the keys of all cached objects
-    /// come first, so a late subscriber misses nothing. The stream finishes when ``run()`` returns.
-    public func changes(includeExisting: Bool = true) -> AsyncStream<ObjectKey> {
+    /// come first, so a late subscriber misses nothing. Updates `ignoring` returns true for are left out (additions
+    /// and deletions never are). The stream finishes when ``run()`` returns.
+    public func changes(includeExisting: Bool = true, ignoring: UpdateFilter? = nil) -> AsyncStream<ObjectKey> {
         let (stream, continuation) = AsyncStream.makeStream(of: ObjectKey.self)
         let id = self.state.withLock { state in
             state.nextID += 1
-            state.subscribers[state.nextID] = continuation
+            state.subscribers[state.nextID] = Subscriber(continuation: continuation, ignores: ignoring)
             if includeExisting {
                 for key in state.objects.keys.sorted() { continuation.yield(key) }
             }
@@ -157,7 +176,7 @@ public final class Informer: Sendable {
         defer {
             let subscribers = self.state.withLock { state in
                 defer { state.subscribers.removeAll() }
-                return Array(state.subscribers.values)
+                return state.subscribers.values.map(\.continuation)
             }
             for subscriber in subscribers { subscriber.finish() }
         }
@@ -220,10 +239,11 @@ public final class Informer: Sendable {
                 if state.objects[key]?.resourceVersion != object.resourceVersion { changed.append(key) }
             }
             for key in state.objects.keys where fresh[key] == nil { changed.append(key) }
+            let previous = state.objects
             state.objects = fresh
             state.resourceVersion = list.resourceVersion
             state.lists += 1
-            state.notify(changed.sorted())
+            for key in changed.sorted() { state.notify(key, old: previous[key], new: fresh[key]) }
             state.synced = true
             defer { state.syncWaiters.removeAll() }
             return Array(state.syncWaiters.values)
@@ -259,11 +279,12 @@ public final class Informer: Sendable {
                 let key = event.object.key
                 switch event.type {
                 case .added, .modified:
-                    state.objects[key] = Self.slimmed(self.withTypeMeta(event.object))
-                    state.notify([key])
+                    let object = Self.slimmed(self.withTypeMeta(event.object))
+                    let old = state.objects.updateValue(object, forKey: key)
+                    state.notify(key, old: old, new: object)
                 case .deleted:
-                    state.objects[key] = nil
-                    state.notify([key])
+                    let old = state.objects.removeValue(forKey: key)
+                    state.notify(key, old: old, new: nil)
                 case .bookmark:
                     break
                 }

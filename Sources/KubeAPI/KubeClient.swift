@@ -233,6 +233,28 @@ public final class KubeClient: Sendable {
         )
     }
 
+    /// Server-side apply of an object already serialized as JSON, `apiVersion` and `kind` included. For large objects
+    /// (an allow-list of thousands of hosts), which a caller would otherwise parse only for this call to encode again.
+    public func apply(
+        _ resource: Resource,
+        name: String,
+        namespace: String?,
+        json: Data,
+        fieldManager: String,
+        force: Bool = false
+    ) async throws -> KubeObject {
+        let path = try self.objectPath(resource, namespace: namespace, name: name)
+        return KubeObject(
+            try await self.send(
+                .PATCH,
+                path,
+                query: [("fieldManager", fieldManager), ("force", force ? "true" : "false")],
+                bodyData: json,
+                contentType: "application/apply-patch+yaml"
+            )
+        )
+    }
+
     /// Server-side apply of the `status` subresource (`object` carries the status the manager owns).
     public func applyStatus(
         _ resource: Resource,
@@ -329,7 +351,17 @@ public final class KubeClient: Sendable {
         body: JSONValue? = nil,
         contentType: String = "application/json"
     ) async throws -> JSONValue {
-        let response = try await self.execute(method, path, query: query, body: body, contentType: contentType)
+        try await self.send(method, path, query: query, bodyData: try body.map(Self.data), contentType: contentType)
+    }
+
+    func send(
+        _ method: Method,
+        _ path: String,
+        query: [(String, String)] = [],
+        bodyData: Data?,
+        contentType: String = "application/json"
+    ) async throws -> JSONValue {
+        let response = try await self.execute(method, path, query: query, bodyData: bodyData, contentType: contentType)
         let bytes: ByteBuffer
         do {
             bytes = try await response.body.collect(upTo: Self.maximumResponseSize)
@@ -355,6 +387,24 @@ public final class KubeClient: Sendable {
         body: JSONValue? = nil,
         contentType: String = "application/json"
     ) async throws -> HTTPClientResponse {
+        try await self.execute(method, path, query: query, bodyData: try body.map(Self.data), contentType: contentType)
+    }
+
+    static func data(_ body: JSONValue) throws -> Data {
+        do {
+            return try body.jsonData()
+        } catch {
+            throw KubeError.usage("the request body is not valid JSON: \(error)")
+        }
+    }
+
+    func execute(
+        _ method: Method,
+        _ path: String,
+        query: [(String, String)] = [],
+        bodyData: Data?,
+        contentType: String = "application/json"
+    ) async throws -> HTTPClientResponse {
         var request = HTTPClientRequest(url: self.config.server + path + Self.queryString(query))
         request.method = .init(rawValue: method.rawValue)
         request.headers.add(name: "Accept", value: "application/json")
@@ -372,15 +422,9 @@ public final class KubeClient: Sendable {
             let encoded = Data("\(username):\(password)".utf8).base64EncodedString()
             request.headers.add(name: "Authorization", value: "Basic \(encoded)")
         }
-        if let body {
-            let data: Data
-            do {
-                data = try body.jsonData()
-            } catch {
-                throw KubeError.usage("the request body is not valid JSON: \(error)")
-            }
+        if let bodyData {
             request.headers.add(name: "Content-Type", value: contentType)
-            request.body = .bytes(ByteBuffer(data: data))
+            request.body = .bytes(ByteBuffer(data: bodyData))
         }
         self.logger.trace("request", metadata: ["method": "\(method)", "path": "\(path)"])
         do {

@@ -99,6 +99,9 @@ public struct WatchEventStream: AsyncSequence, Sendable {
         let context: String
         let client: KubeClient
         var buffer = ByteBuffer()
+        /// Readable bytes already searched for a newline: an event of a large object (a ConfigMap of hundreds of KB)
+        /// arrives in many chunks, and searching from its start after each one was quadratic.
+        var searched = 0
         var finished = false
 
         init(body: HTTPClientResponse.Body.AsyncIterator, context: String, client: KubeClient) {
@@ -134,11 +137,17 @@ public struct WatchEventStream: AsyncSequence, Sendable {
         }
 
         private mutating func nextLine() -> ByteBuffer? {
-            guard let newline = self.buffer.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) else {
+            let searched = self.searched
+            let found = self.buffer.withUnsafeReadableBytes { bytes in
+                bytes[searched...].firstIndex(of: UInt8(ascii: "\n"))
+            }
+            guard let length = found else {
+                self.searched = self.buffer.readableBytes
                 if self.buffer.readerIndex > 64 * 1024 { self.buffer.discardReadBytes() }
                 return nil
             }
-            let line = self.buffer.readSlice(length: newline - self.buffer.readerIndex)
+            self.searched = 0
+            let line = self.buffer.readSlice(length: length)
             self.buffer.moveReaderIndex(forwardBy: 1)
             return line
         }

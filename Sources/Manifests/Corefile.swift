@@ -58,7 +58,18 @@ public struct CorefileEditor: Sendable, Hashable {
     /// group sorted. Throws, and changes nothing, when the Corefile cannot be parsed, has no `.` server block,
     /// has broken markers, or a host is not a plain DNS name.
     public func apply(hosts: [String], to corefile: String) throws(CorefileError) -> String {
-        let lines = rules.lines(for: try canonical(hosts))
+        try edit(hosts: hosts, in: corefile).corefile
+    }
+
+    /// `apply(hosts:to:)`, also returning the hosts the result holds: what `managedHosts(in:)` would parse back from
+    /// it. The operator reads its own write back on the next pass, and parsing thousands of rules costs time.
+    public func edit(
+        hosts: [String],
+        in corefile: String
+    ) throws(CorefileError) -> (corefile: String, managedHosts: [String]) {
+        let canonicalHosts = try canonical(hosts)
+        let managed = canonicalHosts.map(\.spelling)
+        let lines = rules.lines(for: canonicalHosts)
         let source = try CorefileSource(corefile)
         let roots = source.blocks.indices.filter { source.blocks[$0].servesRoot }
         guard !roots.isEmpty else { throw .noRootServerBlock }
@@ -93,17 +104,18 @@ public struct CorefileEditor: Sendable, Hashable {
                 edits.append((position..<position, text))
             }
         }
-        guard !edits.isEmpty else { return corefile }
+        guard !edits.isEmpty else { return (corefile, managed) }
 
-        var result = String.UnicodeScalarView()
+        var result = ""
+        result.reserveCapacity(corefile.utf8.count + edits.reduce(0) { $0 + $1.text.utf8.count })
         var cursor = 0
         for edit in edits {
-            result.append(contentsOf: source.scalars[cursor..<edit.range.lowerBound])
-            result.append(contentsOf: edit.text.unicodeScalars)
+            result += CorefileSource.string(source.scalars[cursor..<edit.range.lowerBound])
+            result += edit.text
             cursor = edit.range.upperBound
         }
-        result.append(contentsOf: source.scalars[cursor...])
-        return String(result)
+        result += CorefileSource.string(source.scalars[cursor...])
+        return (result, managed)
     }
 
     /// The hosts the managed block(s) hold now, in canonical order (`*` for a suffix rule); empty without a block.
@@ -139,6 +151,29 @@ public struct CorefileEditor: Sendable, Hashable {
             + lines.map { line in
                 String(repeating: "    ", count: line.level) + line.text + "\n"
             }.joined()
+    }
+
+    /// Whether some line of the Corefile starts with the word `reload` (the plugin that makes CoreDNS pick up edits
+    /// without a restart). One pass over the bytes: it runs on every pass, on a Corefile of thousands of rules.
+    public static func mentionsReload(in corefile: String) -> Bool {
+        let word = Array("reload".utf8)
+        let bytes = Array(corefile.utf8)
+        var index = 0
+        while index < bytes.count {
+            while index < bytes.count, bytes[index] == UInt8(ascii: " ") || bytes[index] == UInt8(ascii: "\t") {
+                index += 1
+            }
+            let end = index + word.count
+            if end <= bytes.count, bytes[index..<end].elementsEqual(word) {
+                switch end < bytes.count ? bytes[end] : UInt8(ascii: "\n") {
+                case UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\r"), UInt8(ascii: "\n"): return true
+                default: break
+                }
+            }
+            while index < bytes.count, bytes[index] != UInt8(ascii: "\n") { index += 1 }
+            index += 1
+        }
+        return false
     }
 
     /// Whether a `.` server block already `import`s `*.override` files (k3s, AKS), i.e. `overrideSnippet` is enough.

@@ -46,22 +46,27 @@ enum CorefileNames {
         var text = asciiLowercased(name)
         if text.hasSuffix(".") { text.removeLast() }
         guard !text.isEmpty, text.utf8.count <= maximumLength else { return nil }
-        let labels = text.split(separator: ".", omittingEmptySubsequences: false)
-        let valid = labels.allSatisfy { label in
-            (1...63).contains(label.utf8.count) && label.utf8.allSatisfy(isLabelByte)
+        // One pass over the bytes: label lengths and characters (a split into label arrays, per host and per
+        // pass, was a visible share of a pass with thousands of hosts).
+        var labelLength = 0
+        for byte in text.utf8 {
+            if byte == UInt8(ascii: ".") {
+                guard labelLength > 0 else { return nil }
+                labelLength = 0
+            } else {
+                guard isLabelByte(byte), labelLength < 63 else { return nil }
+                labelLength += 1
+            }
         }
-        return valid ? text : nil
+        return labelLength > 0 ? text : nil
     }
 
-    /// Lowercases A-Z only: full Unicode lowercasing would turn e.g. the Kelvin sign into an ASCII `k`.
+    /// Lowercases A-Z only: full Unicode lowercasing would turn e.g. the Kelvin sign into an ASCII `k`. Works on
+    /// UTF-8 bytes (no multi-byte sequence contains an ASCII byte) and returns `text` itself when nothing changes.
     static func asciiLowercased(_ text: String) -> String {
-        String(
-            String.UnicodeScalarView(
-                text.unicodeScalars.map { scalar in
-                    ("A"..."Z").contains(scalar) ? Unicode.Scalar(scalar.value + 32)! : scalar
-                }
-            )
-        )
+        let upper = UInt8(ascii: "A")...UInt8(ascii: "Z")
+        guard text.utf8.contains(where: upper.contains) else { return text }
+        return String(decoding: text.utf8.map { upper.contains($0) ? $0 + 32 : $0 }, as: UTF8.self)
     }
 
     private static func isLabelByte(_ byte: UInt8) -> Bool {

@@ -65,6 +65,31 @@ struct CorefileSource: Sendable {
 
     // MARK: Lexing
 
+    /// The text of a run of scalars, encoded straight to UTF-8 (`String.UnicodeScalarView(slice)` went through
+    /// unspecialized generic code, the lexer's largest cost on a Corefile with thousands of rules).
+    static func string(_ scalars: ArraySlice<Unicode.Scalar>) -> String {
+        String(unsafeUninitializedCapacity: scalars.count * 4) { buffer in
+            var count = 0
+            for scalar in scalars {
+                UTF8.encode(scalar) { byte in
+                    buffer[count] = byte
+                    count += 1
+                }
+            }
+            return count
+        }
+    }
+
+    /// Unicode's White_Space, answered without a property lookup for ASCII (nearly every scalar of a Corefile: the
+    /// lookup was a large share of lexing one with thousands of rules).
+    static func isWhitespace(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.value {
+        case 0x09...0x0D, 0x20: true
+        case 0..<0x80: false
+        default: scalar.properties.isWhitespace
+        }
+    }
+
     private static func lex(
         _ scalars: [Unicode.Scalar]
     ) throws(CorefileError) -> ([CorefileToken], [CorefileComment]) {
@@ -78,7 +103,7 @@ struct CorefileSource: Sendable {
             if scalar == "\n" {
                 line += 1
                 index += 1
-            } else if scalar.properties.isWhitespace {
+            } else if Self.isWhitespace(scalar) {
                 index += 1
             } else if scalar == "#" {
                 let start = index
@@ -88,7 +113,7 @@ struct CorefileSource: Sendable {
                         start: start,
                         end: index,
                         line: line,
-                        text: String(String.UnicodeScalarView(scalars[start..<index]))
+                        text: Self.string(scalars[start..<index])
                     )
                 )
             } else if scalar == "\"" {
@@ -127,8 +152,8 @@ struct CorefileSource: Sendable {
                 )
             } else {
                 let start = index
-                while index < count, !scalars[index].properties.isWhitespace, scalars[index] != "#" { index += 1 }
-                let text = String(String.UnicodeScalarView(scalars[start..<index]))
+                while index < count, !Self.isWhitespace(scalars[index]), scalars[index] != "#" { index += 1 }
+                let text = Self.string(scalars[start..<index])
                 tokens.append(CorefileToken(text: text, start: start, end: index, line: line, endLine: line))
             }
         }
@@ -211,17 +236,17 @@ struct CorefileSource: Sendable {
 
     /// The whitespace between the start of the line and `offset`.
     func leadingWhitespace(_ offset: Int) -> String {
-        String(String.UnicodeScalarView(scalars[lineStart(offset)..<offset]))
+        Self.string(scalars[lineStart(offset)..<offset])
     }
 
     /// The run of spaces and tabs that starts the line holding `offset`.
     func indentation(ofLineAt offset: Int) -> String {
-        String(String.UnicodeScalarView(scalars[lineStart(offset)...].prefix { $0 == " " || $0 == "\t" }))
+        Self.string(scalars[lineStart(offset)...].prefix { $0 == " " || $0 == "\t" })
     }
 
     /// Whether only spaces and tabs precede `offset` on its line.
     func isFirstOnLine(_ offset: Int) -> Bool {
-        scalars[lineStart(offset)..<offset].allSatisfy { $0 != "\n" && $0.properties.isWhitespace }
+        scalars[lineStart(offset)..<offset].allSatisfy { $0 != "\n" && Self.isWhitespace($0) }
     }
 
     /// The line break style of the line holding `offset`, so inserted lines match their neighbours.

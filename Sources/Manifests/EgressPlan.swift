@@ -15,40 +15,53 @@ public struct EgressPlan: Sendable, Hashable {
         material: TLSMaterial,
         tlsMountPath: String = ProxySettings.defaultTLSMountPath
     ) {
+        // The oldest claim on a host wins, the name breaking ties; an object claims its host only if its spec is
+        // valid and its TLS material resolves. Two passes find each host's winner without sorting the objects
+        // (with thousands of them, the sort was the largest share of a plan).
+        typealias Age = (created: String, name: String)
+        func age(_ index: Int) -> Age {
+            (egressHosts[index].metadata.creationTimestamp ?? "", egressHosts[index].metadata.name)
+        }
+        var problems: [[String]] = []
+        var resolutions: [Result<TLSMaterial.Resolved, TLSMaterial.Missing>?] = []
+        problems.reserveCapacity(egressHosts.count)
+        resolutions.reserveCapacity(egressHosts.count)
+        var winners: [String: Int] = [:]
+        winners.reserveCapacity(egressHosts.count)
+        for index in egressHosts.indices {
+            let spec = egressHosts[index].spec
+            let found = SpecValidation.problems(spec)
+            problems.append(found)
+            guard found.isEmpty else {
+                resolutions.append(nil)
+                continue
+            }
+            let resolution = material.resolve(spec.tls, for: egressHosts[index].metadata.name, mountPath: tlsMountPath)
+            resolutions.append(resolution)
+            guard case .success = resolution else { continue }
+            if let winner = winners[spec.host], age(winner) < age(index) { continue }
+            winners[spec.host] = index
+        }
+
         var verdicts: [String: HostVerdict] = [:]
         var entries: [AllowList.Entry] = []
         var secretData: [String: String] = [:]
-        // Oldest first, so the first claim on a host wins; the name breaks ties deterministically.
-        let ordered = egressHosts.sorted {
-            ($0.metadata.creationTimestamp ?? "", $0.metadata.name) < (
-                $1.metadata.creationTimestamp ?? "", $1.metadata.name
-            )
-        }
-        var owners: [String: String] = [:]
-        for egressHost in ordered {
-            let name = egressHost.metadata.name
-            let spec = egressHost.spec
-            let problems = SpecValidation.problems(spec)
-            if !problems.isEmpty {
-                verdicts[name] = HostVerdict(.invalidSpec(problems.joined(separator: "; ")))
-                continue
-            }
-            if let owner = owners[spec.host] {
-                verdicts[name] = HostVerdict(.hostConflict(owner: owner))
-                continue
-            }
-            let resolved: TLSMaterial.Resolved
-            switch material.resolve(spec.tls, for: name, mountPath: tlsMountPath) {
-            case .failure(let missing):
+        verdicts.reserveCapacity(egressHosts.count)
+        entries.reserveCapacity(winners.count)
+        for index in egressHosts.indices {
+            let name = egressHosts[index].metadata.name
+            let spec = egressHosts[index].spec
+            if !problems[index].isEmpty {
+                verdicts[name] = HostVerdict(.invalidSpec(problems[index].joined(separator: "; ")))
+            } else if let winner = winners[spec.host], winner != index, age(winner) < age(index) {
+                verdicts[name] = HostVerdict(.hostConflict(owner: egressHosts[winner].metadata.name))
+            } else if case .failure(let missing) = resolutions[index] {
                 verdicts[name] = HostVerdict(.missingMaterial(missing.description))
-                continue
-            case .success(let value):
-                resolved = value
+            } else if case .success(let resolved) = resolutions[index] {
+                secretData.merge(resolved.files) { $1 }
+                entries.append(Self.entry(spec, tls: resolved.tls))
+                verdicts[name] = HostVerdict(.accepted(insecure: spec.tls?.insecureSkipVerify == true))
             }
-            owners[spec.host] = name
-            secretData.merge(resolved.files) { $1 }
-            entries.append(Self.entry(spec, tls: resolved.tls))
-            verdicts[name] = HostVerdict(.accepted(insecure: spec.tls?.insecureSkipVerify == true))
         }
         self.verdicts = verdicts
         self.allowList = AllowList(hosts: entries)

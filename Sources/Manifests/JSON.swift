@@ -186,22 +186,49 @@ extension JSON: Codable {
 
     /// Appends `string` as a JSON string literal (also what the JSON log handler writes).
     public static func writeQuoted(_ string: String, to out: inout String) {
+        // Runs of bytes that need no escape are appended whole: an allow-list of thousands of hosts is one string
+        // value of the ConfigMap, quoted on every pass that writes it.
         out += "\""
-        for scalar in string.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20 || scalar.value == 0x7F || (0x80...0x9F).contains(scalar.value):
-                out +=
-                    "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
-                    + String(scalar.value, radix: 16)
-            default: out.unicodeScalars.append(scalar)
+        let bytes = string.utf8
+        var runStart = bytes.startIndex
+        var index = bytes.startIndex
+        while index != bytes.endIndex {
+            let byte = bytes[index]
+            var length = 1
+            let escape: String?
+            switch byte {
+            case UInt8(ascii: "\""): escape = "\\\""
+            case UInt8(ascii: "\\"): escape = "\\\\"
+            case UInt8(ascii: "\n"): escape = "\\n"
+            case UInt8(ascii: "\r"): escape = "\\r"
+            case UInt8(ascii: "\t"): escape = "\\t"
+            case 0..<0x20, 0x7F: escape = unicodeEscape(UInt32(byte))
+            case 0xC2:  // U+0080...U+009F (C1 controls) are C2 80...C2 9F in UTF-8
+                let next = bytes.index(after: index)
+                if next != bytes.endIndex, (0x80...0x9F).contains(bytes[next]) {
+                    escape = unicodeEscape(UInt32(bytes[next]))
+                    length = 2
+                } else {
+                    escape = nil
+                }
+            default: escape = nil
+            }
+            if let escape {
+                out += string[runStart..<index]
+                out += escape
+                index = bytes.index(index, offsetBy: length)
+                runStart = index
+            } else {
+                index = bytes.index(after: index)
             }
         }
+        out += string[runStart..<index]
         out += "\""
+    }
+
+    private static func unicodeEscape(_ value: UInt32) -> String {
+        let hex = String(value, radix: 16)
+        return "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
     }
 }
 

@@ -54,11 +54,28 @@ public struct ReconcilePlan: Sendable {
         suffix: String = HostName.reservedSuffix,
         tlsMountPath: String = ProxySettings.defaultTLSMountPath
     ) {
-        let plan = EgressPlan(
-            egressHosts: snapshot.egressHosts,
-            material: snapshot.material,
-            tlsMountPath: tlsMountPath
+        self.init(
+            snapshot,
+            egressPlan: EgressPlan(
+                egressHosts: snapshot.egressHosts,
+                material: snapshot.material,
+                tlsMountPath: tlsMountPath
+            ),
+            suffix: suffix
         )
+    }
+
+    /// With the snapshot's `EgressPlan` already made: it depends only on the EgressHosts and the TLS material, so a
+    /// pass that plans again after writing the allow-list reuses it (with thousands of hosts it is most of a plan).
+    ///
+    /// With `statuses: false` the plan leaves `statusUpdates` empty until `planStatuses` fills it: a pass that
+    /// plans twice needs statuses only from the second plan.
+    public init(
+        _ snapshot: ClusterSnapshot,
+        egressPlan plan: EgressPlan,
+        suffix: String = HostName.reservedSuffix,
+        statuses: Bool = true
+    ) {
         let accepted = Set(plan.hosts)
         let currentDNS = Set(snapshot.dnsHosts)
         let appliedEntries = Dictionary(
@@ -79,21 +96,30 @@ public struct ReconcilePlan: Sendable {
         dnsHosts = accepted.filter { currentDNS.contains($0) || proxyHas.contains($0) }.sorted()
         verdicts = plan.verdicts
 
+        statusUpdates = [:]
+        if statuses { planStatuses(snapshot, suffix: suffix) }
+    }
+
+    /// Plans `statusUpdates`: the status of every EgressHost whose status must change.
+    public mutating func planStatuses(_ snapshot: ClusterSnapshot, suffix: String = HostName.reservedSuffix) {
         var updates: [String: EgressHost.Status] = [:]
         let routed = Set(dnsHosts)
-        for egressHost in snapshot.egressHosts {
-            guard let verdict = plan.verdicts[egressHost.metadata.name] else { continue }
+        let applied = Set((snapshot.appliedAllowList?.hosts ?? []).map(\.host))
+        // By index: binding each element would copy whole EgressHosts.
+        for index in snapshot.egressHosts.indices {
+            let name = snapshot.egressHosts[index].metadata.name
+            guard let verdict = verdicts[name] else { continue }
+            let host = snapshot.egressHosts[index].spec.host
             let status = Self.status(
-                for: egressHost,
+                for: snapshot.egressHosts[index],
                 verdict: verdict,
-                programmed: routed.contains(egressHost.spec.host) && appliedEntries[egressHost.spec.host] != nil
-                    && verdict.isAccepted,
+                programmed: routed.contains(host) && applied.contains(host) && verdict.isAccepted,
                 proxyAvailable: snapshot.proxyAvailable,
                 now: snapshot.now,
                 suffix: suffix,
                 dnsWarning: snapshot.dnsWarning
             )
-            if status != egressHost.status { updates[egressHost.metadata.name] = status }
+            if status != snapshot.egressHosts[index].status { updates[name] = status }
         }
         statusUpdates = updates
     }

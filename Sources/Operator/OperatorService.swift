@@ -72,8 +72,11 @@ public final class OperatorService: Service, Sendable {
             await withDiscardingTaskGroup { group in
                 for informer in caches.all {
                     group.addTask { await informer.run() }
+                    // Echoes of our own writes do start a pass: the writes of one step are what trigger the next
+                    // (a removed host leaves DNS in one pass and the allow-list in the next).
+                    let ignoring = informer === caches.egressHosts ? Self.onlyStatusChanged : nil
                     group.addTask {
-                        for await _ in informer.changes() { await self.queue.add(.configuration) }
+                        for await _ in informer.changes(ignoring: ignoring) { await self.queue.add(.configuration) }
                     }
                 }
                 group.addTask { await self.resync() }
@@ -86,6 +89,17 @@ public final class OperatorService: Service, Sendable {
             }
         }
         await queue.shutdown()
+    }
+
+    /// A write of an EgressHost's status alone (mostly the status worker's own) changes nothing a configuration
+    /// pass plans from, so it starts none, as controller-runtime's `GenerationChangedPredicate` would have it. Any
+    /// other difference in metadata (labels, annotations, deletion) still counts.
+    static func onlyStatusChanged(_ old: KubeObject, _ new: KubeObject) -> Bool {
+        guard old["spec"] == new["spec"] else { return false }
+        var (oldMetadata, newMetadata) = (old.metadata, new.metadata)
+        oldMetadata["resourceVersion"] = nil
+        newMetadata["resourceVersion"] = nil
+        return oldMetadata == newMetadata
     }
 
     private func lead(_ work: @escaping @Sendable () async -> Void) async {

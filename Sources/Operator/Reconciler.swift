@@ -21,6 +21,28 @@ final class Reconciler: Sendable {
     private let appliedOnce = Mutex<Set<String>>([])
     /// The status the last pass planned for each EgressHost whose status must change.
     private let pendingStatus = Mutex<[String: EgressHost.Status]>([:])
+    /// Decoded EgressHosts by the resourceVersion they were decoded from: decoding every object on every pass (JSON
+    /// value → text → `Codable`) was most of a pass with thousands of hosts.
+    private let decodedHosts = Mutex<[String: DecodedHost]>([:])
+    /// Answers of pure functions of large inputs, by input (see `LastResult`).
+    private let corefileImportsOverride = LastResult<String, Bool>()
+    private let corefileHosts = LastResult<String, [String]>()
+    private let overrideHosts = LastResult<String, [String]>()
+    private let corefileEdit = LastResult<CorefileEdit, (corefile: String, managedHosts: [String])>()
+    /// The allow-list's JSON text: comparing two lists is cheaper than encoding one.
+    private let encodedAllowList = LastResult<AllowList, String>()
+
+    /// A class, so that carrying thousands of them from pass to pass copies references, not whole EgressHosts.
+    private final class DecodedHost: Sendable {
+        let host: EgressHost
+
+        init(_ host: EgressHost) { self.host = host }
+    }
+
+    private struct CorefileEdit: Equatable, Sendable {
+        var hosts: [String]
+        var corefile: String
+    }
 
     init(
         client: KubeClient,
@@ -50,18 +72,7 @@ final class Reconciler: Sendable {
 
     func reconcile() async throws -> Summary {
         var summary = Summary()
-        let egressHostObjects = caches.egressHosts.list().filter { $0.deletionTimestamp == nil }
-        let egressHosts = egressHostObjects.compactMap { object -> EgressHost? in
-            do {
-                return try object.decode(EgressHost.self)
-            } catch {
-                logger.warning(
-                    "cannot decode EgressHost",
-                    metadata: ["name": "\(object.name ?? "")", "error": "\(error)"]
-                )
-                return nil
-            }
-        }
+        let egressHosts = decodeEgressHosts(caches.egressHosts.unorderedList().filter { $0.deletionTimestamp == nil })
         let dns = try currentDNS()
         let appliedAllowList = caches.configMaps.get(
             name: settings.proxy.allowListConfigMapName,
@@ -77,7 +88,12 @@ final class Reconciler: Sendable {
             now: Date.now.formatted(.iso8601),
             dnsWarning: dns.warning
         )
-        var plan = ReconcilePlan(snapshot, suffix: settings.proxy.suffix, tlsMountPath: settings.proxy.tlsMountPath)
+        let egressPlan = EgressPlan(
+            egressHosts: snapshot.egressHosts,
+            material: snapshot.material,
+            tlsMountPath: settings.proxy.tlsMountPath
+        )
+        var plan = ReconcilePlan(snapshot, egressPlan: egressPlan, suffix: settings.proxy.suffix, statuses: false)
 
         // 1. The proxy workload and what it mounts. DNS may only point at a proxy that has the hosts.
         for object in ProxyWorkload.objects(settings) where servesPDB || object["kind"] != "PodDisruptionBudget" {
@@ -91,7 +107,9 @@ final class Reconciler: Sendable {
         if allowListWrites > 0 && plan.allowList != appliedAllowList {
             // The new allow-list is now stored: plan DNS from it in this pass rather than waiting for the next.
             snapshot.appliedAllowList = plan.allowList
-            plan = ReconcilePlan(snapshot, suffix: settings.proxy.suffix, tlsMountPath: settings.proxy.tlsMountPath)
+            plan = ReconcilePlan(snapshot, egressPlan: egressPlan, suffix: settings.proxy.suffix)
+        } else {
+            plan.planStatuses(snapshot, suffix: settings.proxy.suffix)
         }
         summary.managedHosts = plan.dnsHosts.count
 
@@ -136,6 +154,36 @@ final class Reconciler: Sendable {
     }
 
     // MARK: - Reading
+
+    /// The EgressHosts of the cache, decoding only the objects that changed since the last pass. Keyed by
+    /// resourceVersion alone: it is an etcd revision, unique to one write of one object.
+    private func decodeEgressHosts(_ objects: [KubeObject]) -> [EgressHost] {
+        let previous = decodedHosts.withLock { $0 }
+        var current: [String: DecodedHost] = [:]
+        current.reserveCapacity(objects.count)
+        var hosts: [EgressHost] = []
+        hosts.reserveCapacity(objects.count)
+        for object in objects {
+            let version = object.resourceVersion ?? ""
+            if let hit = previous[version] {
+                current[version] = hit
+                hosts.append(hit.host)
+                continue
+            }
+            do {
+                let host = try object.decode(EgressHost.self)
+                current[version] = DecodedHost(host)
+                hosts.append(host)
+            } catch {
+                logger.warning(
+                    "cannot decode EgressHost",
+                    metadata: ["name": "\(object.name ?? "")", "error": "\(error)"]
+                )
+            }
+        }
+        decodedHosts.withLock { $0 = current }
+        return hosts
+    }
 
     private func material() -> TLSMaterial {
         var material = TLSMaterial()
@@ -182,7 +230,8 @@ final class Reconciler: Sendable {
         case .corefile: mode = .corefile
         case .custom: mode = .custom
         case .auto:
-            let imports = try corefile.map { try CorefileEditor.importsOverrideFiles(in: $0) } ?? false
+            let imports =
+                try corefile.map { try corefileImportsOverride($0, CorefileEditor.importsOverrideFiles) } ?? false
             mode = custom != nil || imports ? .custom : .corefile
         }
         if mode == .corefile && corefile == nil {
@@ -192,19 +241,15 @@ final class Reconciler: Sendable {
         }
         let snippet = custom?[path: "data", CoreDNSSettings.overrideKey]?.stringValue ?? ""
         var warning: String?
-        if let corefile,
-            !corefile.split(separator: "\n").contains(where: {
-                $0.trimmingCharacters(in: .whitespaces).split(separator: " ").first == "reload"
-            })
-        {
+        if let corefile, !CorefileEditor.mentionsReload(in: corefile) {
             warning = "the Corefile has no `reload` plugin: CoreDNS applies changes only after a restart"
         }
         return DNSState(
             mode: mode,
             corefileObject: corefileObject,
             corefile: corefile,
-            corefileHosts: try corefile.map { try editor.managedHosts(in: $0) } ?? [],
-            overrideHosts: try editor.managedHosts(inOverrideSnippet: snippet),
+            corefileHosts: try corefile.map { try corefileHosts($0, editor.managedHosts(in:)) } ?? [],
+            overrideHosts: try overrideHosts(snippet, editor.managedHosts(inOverrideSnippet:)),
             warning: warning,
             suffixRules: options.dnsRules == .suffix
         )
@@ -214,14 +259,24 @@ final class Reconciler: Sendable {
 
     /// Server-side applies `desired` unless the cache shows every field of it already in place.
     private func applyIfNeeded(_ desired: JSON) async throws -> Int {
-        let object = try KubeObject(JSONValue(parsing: Data(desired.serialized.utf8)))
         let resource = try Self.resource(of: desired)
-        let identity = "\(resource)/\(object.namespace ?? "")/\(object.name ?? "")"
-        let cached = cache(for: resource)?.get(name: object.name ?? "", namespace: object.namespace)
+        let name = desired["metadata"]?["name"]?.stringValue ?? ""
+        let namespace = desired["metadata"]?["namespace"]?.stringValue
+        let identity = "\(resource)/\(namespace ?? "")/\(name)"
+        let cached = cache(for: resource)?.get(name: name, namespace: namespace)
         let firstTime = appliedOnce.withLock { !$0.contains(identity) }
         if !firstTime, let cached, Self.contains(cached.json, desired) { return 0 }
-        // Force: these objects are ours; a hand edit to a field we set is reverted, not a conflict.
-        _ = try await client.apply(resource, object, fieldManager: options.fieldManager, force: true)
+        // Sent as the text it serializes to: parsing an allow-list of thousands of hosts only to encode it again was
+        // a visible share of a pass. Force: these objects are ours; a hand edit to a field we set is reverted, not a
+        // conflict.
+        _ = try await client.apply(
+            resource,
+            name: name,
+            namespace: namespace,
+            json: Data(desired.serialized.utf8),
+            fieldManager: options.fieldManager,
+            force: true
+        )
         appliedOnce.withLock { _ = $0.insert(identity) }
         logger.debug("applied", metadata: ["object": "\(identity)"])
         return 1
@@ -258,7 +313,7 @@ final class Reconciler: Sendable {
                 namespace: settings.namespace,
                 labels: ProxyWorkload.ownedLabels(settings)
             ),
-            [("data", [ProxySettings.allowListKey: .string(allowList.encoded())])]
+            [("data", [ProxySettings.allowListKey: .string(encodedAllowList(allowList) { $0.encoded() })])]
         )
     }
 
@@ -311,8 +366,17 @@ final class Reconciler: Sendable {
         var writes = 0
         // The Corefile block: the hosts in corefile mode; removed in custom mode (the mode may have changed).
         if let corefile = current.corefile, let object = current.corefileObject {
-            let edited = try editor.apply(hosts: current.mode == .corefile ? hosts : [], to: corefile)
+            let edit = CorefileEdit(hosts: current.mode == .corefile ? hosts : [], corefile: corefile)
+            let (edited, managedHosts) = try corefileEdit(edit) { try editor.edit(hosts: $0.hosts, in: $0.corefile) }
             if edited != corefile {
+                // The next pass reads back this text: the editor reports the hosts it parses back to, and applying
+                // the same hosts again changes nothing (tests hold the editor to both).
+                corefileHosts.remember(edited, managedHosts)
+                corefileEdit.remember(CorefileEdit(hosts: edit.hosts, corefile: edited), (edited, managedHosts))
+                // The managed block never holds an `import`, so the edit cannot change whether the Corefile has one.
+                if let imports = corefileImportsOverride.cached(corefile) {
+                    corefileImportsOverride.remember(edited, imports)
+                }
                 let patch: JSONValue = [
                     "metadata": ["resourceVersion": .string(object.resourceVersion ?? "")],
                     "data": [coreDNS.corefileKey: .string(edited)],
@@ -333,7 +397,7 @@ final class Reconciler: Sendable {
         let snippet = current.mode == .custom ? try editor.overrideSnippet(hosts: hosts) : ""
         let customExists =
             caches.coreDNS.get(name: coreDNS.customConfigMapName, namespace: coreDNS.namespace) != nil
-        if try editor.managedHosts(inOverrideSnippet: snippet) != current.overrideHosts
+        if try overrideHosts(snippet, editor.managedHosts(inOverrideSnippet:)) != current.overrideHosts
             || (current.mode == .custom && !customExists)
         {
             let data: JSON = snippet.isEmpty ? [:] : [CoreDNSSettings.overrideKey: .string(snippet)]

@@ -614,7 +614,10 @@ extension ProxyHandler: UpstreamConnectionDelegate {
             self.record.bytesOut += buffer.readableBytes
             context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
             self.clientFlushPending = true
-            if let queued = try? context.channel.syncOptions?.getOption(.bufferedWritableBytes),
+            // Below the high-water mark the queue is bounded by it; only a queue above it says whether backpressure
+            // holds, and reading the option on every body part costs a dynamic cast.
+            if !context.channel.isWritable,
+                let queued = try? context.channel.syncOptions?.getOption(.bufferedWritableBytes),
                 queued > self.maxQueued
             {
                 self.maxQueued = queued

@@ -15,6 +15,13 @@ import NIOTLS
 struct UpstreamKey: Hashable {
     var host: String
     var entry: AllowList.Entry
+
+    /// Hashes the name and port only: every request looks its key up twice (acquire, release), and hashing the whole
+    /// entry (TLS files, addresses, timeouts) cost more than the rest of the lookup. Equality still compares all of it.
+    func hash(into hasher: inout Hasher) {
+        hasher.combine(self.host)
+        hasher.combine(self.entry.port)
+    }
 }
 
 /// Receives everything that happens on an upstream connection while a client request owns it. All calls happen on

@@ -46,6 +46,7 @@ final class CorefileTests: XCTestCase {
             XCTAssertEqual(try editor.apply(hosts: Self.hosts, to: output), output, "\(name): apply twice")
             XCTAssertEqual(try editor.apply(hosts: Self.hosts.reversed(), to: output), output, "\(name): host order")
             XCTAssertEqual(try editor.managedHosts(in: output), Self.canonicalHosts, name)
+            XCTAssertEqual(try editor.edit(hosts: Self.hosts, in: input).managedHosts, Self.canonicalHosts, name)
             XCTAssertEqual(try editor.managedHosts(in: input), [], name)
             XCTAssertEqual(try editor.apply(hosts: [], to: output), input, "\(name): removal restores the input")
             XCTAssertEqual(try editor.apply(hosts: [], to: input), input, "\(name): nothing to remove")
@@ -59,6 +60,8 @@ final class CorefileTests: XCTestCase {
         XCTAssertEqual(output, try golden("kubeadm.suffix.expected.txt"))
         XCTAssertEqual(try editor.apply(hosts: ["only.one.example"], to: output), output, "one rule whatever the hosts")
         XCTAssertEqual(try editor.managedHosts(in: output), ["*"])
+        XCTAssertEqual(try editor.edit(hosts: Self.hosts, in: input).managedHosts, ["*"])
+        XCTAssertEqual(try editor.edit(hosts: [], in: output).managedHosts, try editor.managedHosts(in: input))
         XCTAssertEqual(try editor.apply(hosts: [], to: output), input)
         // A per-host editor reads the block back the same way and can replace it.
         let perHost = try self.editor()

@@ -40,4 +40,15 @@ struct YAMLTests {
         let value: JSON = ["z": "a\"b\\c\n\u{01}", "a": [1, true, nil]]
         #expect(value.serialized == #"{"z":"a\"b\\c\n\u0001","a":[1,true,null]}"#)
     }
+
+    /// Control characters (C0, DEL, C1) are escaped, everything else passes through byte for byte, and the result
+    /// parses back to the same string.
+    @Test(arguments: ["", "plain", "\u{7F}x", "a\u{80}b\u{9F}", "é\u{A0}🚀", "\t\r\n\"\\", "end\u{1F}"])
+    func quotingRoundTrips(_ text: String) throws {
+        var quoted = ""
+        JSON.writeQuoted(text, to: &quoted)
+        #expect(!quoted.unicodeScalars.contains { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) })
+        let parsed = try JSONSerialization.jsonObject(with: Data("[\(quoted)]".utf8)) as? [String]
+        #expect(parsed == [text])
+    }
 }

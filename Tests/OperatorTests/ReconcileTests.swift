@@ -82,6 +82,25 @@ final class ReconcileTests: OperatorTestCase {
         try await eventually("the allow-list to be empty") { try await allowListHosts().isEmpty }
     }
 
+    /// Suffix mode: one rule routes every name while any host is allowed. Deleting the last host takes two steps,
+    /// each started by the write of the one before: the rule goes, then the allow-list entry.
+    func testSuffixModeRemovesTheRuleThenTheAllowListEntry() async throws {
+        try await createCoreDNS()
+        var options = self.options()
+        options.dnsRules = .suffix
+        try await startOperator(options)
+        try await setProxyAvailable(1)
+        let (name, host) = (uniqueName("eh"), uniqueHost("suffix"))
+        try await createEgressHost(name, host: host)
+        try await eventually("the allow-list to have the host") { try await allowListHosts() == [host] }
+        try await eventually("the Corefile to route every name") { try await corefileHosts() == ["*"] }
+        try await waitForCondition(name, "Programmed", .true)
+
+        try await deleteEgressHost(name)
+        try await eventually("the Corefile to be the original again") { try await corefile() == originalCorefile }
+        try await eventually("the allow-list to be empty") { try await allowListHosts().isEmpty }
+    }
+
     /// Two objects claim one host: the older wins, the newer is refused with HostConflict (and wins once the
     /// older one is gone).
     func testHostConflictIsReportedOnTheNewerObject() async throws {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Operator scale benchmark: a release build of egress-operator against a real kube-apiserver + etcd on loopback.
 #   benchmarks/operator/run.sh [SIZES]     e.g. benchmarks/operator/run.sh 100,1000,5000
+#   EGRESS_BENCH_DNS_RULES=suffix benchmarks/operator/run.sh     the DNS mode for large sets (one suffix rule)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SIZES=${1:-100,1000,5000}
@@ -24,11 +25,13 @@ kubectl wait --for=condition=Established crd/egresshosts.egress.dev --timeout=60
 kubectl create namespace egress-system >/dev/null
 kubectl -n kube-system create configmap coredns \
     --from-file=Corefile=Tests/ManifestsTests/Golden/corefile/kubeadm.input.txt >/dev/null
-"$BIN/egress-operator" run --admin-port $ADMIN_PORT --log-level warning >/tmp/egress-bench-operator.log 2>&1 &
+DNS_RULES=${EGRESS_BENCH_DNS_RULES:-per-host}
+"$BIN/egress-operator" run --admin-port $ADMIN_PORT --log-level warning --dns-rules "$DNS_RULES" \
+    >/tmp/egress-bench-operator.log 2>&1 &
 pid=$!
 until kubectl -n egress-system get deployment egress-proxy >/dev/null 2>&1; do sleep 0.2; done
 # No kubelet here: report the proxy available so DNS gets programmed.
 kubectl -n egress-system patch deployment egress-proxy --subresource=status --type=merge \
     -p '{"status":{"replicas":2,"readyReplicas":2,"availableReplicas":2,"updatedReplicas":2}}' >/dev/null
 python3 benchmarks/operator/bench.py --kubeconfig "$KUBECONFIG" --operator-pid $pid \
-    --operator-metrics "http://127.0.0.1:$ADMIN_PORT/metrics" --sizes "$SIZES"
+    --operator-metrics "http://127.0.0.1:$ADMIN_PORT/metrics" --sizes "$SIZES" --dns-rules "$DNS_RULES"
