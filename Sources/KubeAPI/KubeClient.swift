@@ -379,17 +379,6 @@ public final class KubeClient: Sendable {
         }
     }
 
-    /// Starts a request; the caller consumes (streams) the body.
-    func execute(
-        _ method: Method,
-        _ path: String,
-        query: [(String, String)] = [],
-        body: JSONValue? = nil,
-        contentType: String = "application/json"
-    ) async throws -> HTTPClientResponse {
-        try await self.execute(method, path, query: query, bodyData: try body.map(Self.data), contentType: contentType)
-    }
-
     static func data(_ body: JSONValue) throws -> Data {
         do {
             return try body.jsonData()
@@ -398,11 +387,12 @@ public final class KubeClient: Sendable {
         }
     }
 
+    /// Starts a request; the caller consumes (streams) the body.
     func execute(
         _ method: Method,
         _ path: String,
         query: [(String, String)] = [],
-        bodyData: Data?,
+        bodyData: Data? = nil,
         contentType: String = "application/json"
     ) async throws -> HTTPClientResponse {
         var request = HTTPClientRequest(url: self.config.server + path + Self.queryString(query))

@@ -29,6 +29,9 @@ final class Reconciler: Sendable {
     private let corefileHosts = LastResult<String, [String]>()
     private let overrideHosts = LastResult<String, [String]>()
     private let corefileEdit = LastResult<CorefileEdit, (corefile: String, managedHosts: [String])>()
+    /// The EgressPlan of the last pass: every change is followed by a pass that its own writes start, and that pass
+    /// plans from the same EgressHosts and material.
+    private let egressPlans = LastResult<EgressPlanInput, EgressPlan>()
     /// The allow-list's JSON text: comparing two lists is cheaper than encoding one.
     private let encodedAllowList = LastResult<AllowList, String>()
 
@@ -37,6 +40,12 @@ final class Reconciler: Sendable {
         let host: EgressHost
 
         init(_ host: EgressHost) { self.host = host }
+    }
+
+    private struct EgressPlanInput: Equatable, Sendable {
+        var egressHosts: [EgressHost]
+        var material: TLSMaterial
+        var tlsMountPath: String
     }
 
     private struct CorefileEdit: Equatable, Sendable {
@@ -88,11 +97,18 @@ final class Reconciler: Sendable {
             now: Date.now.formatted(.iso8601),
             dnsWarning: dns.warning
         )
-        let egressPlan = EgressPlan(
-            egressHosts: snapshot.egressHosts,
-            material: snapshot.material,
-            tlsMountPath: settings.proxy.tlsMountPath
-        )
+        let egressPlan = egressPlans(
+            EgressPlanInput(
+                // The plan reads no status: without it, the pass after a status write plans from the same input.
+                egressHosts: egressHosts.map { host in
+                    var host = host
+                    host.status = nil
+                    return host
+                },
+                material: snapshot.material,
+                tlsMountPath: settings.proxy.tlsMountPath
+            )
+        ) { EgressPlan(egressHosts: $0.egressHosts, material: $0.material, tlsMountPath: $0.tlsMountPath) }
         var plan = ReconcilePlan(snapshot, egressPlan: egressPlan, suffix: settings.proxy.suffix, statuses: false)
 
         // 1. The proxy workload and what it mounts. DNS may only point at a proxy that has the hosts.
