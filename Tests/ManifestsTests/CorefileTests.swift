@@ -34,6 +34,20 @@ final class CorefileTests: XCTestCase {
         }
     }
 
+    func testMentionsReload() {
+        let cases: [(String, Bool)] = [
+            (".:53 {\n    errors\n    reload\n}\n", true),
+            (".:53 {\n\treload 10s\n}", true),
+            (".:53 {\r\n    reload\r\n}\r\n", true),
+            ("reload", true),
+            (".:53 {\n    # reload\n    reloader\n    errors reload\n}\n", false),
+            ("", false),
+        ]
+        for (corefile, expected) in cases {
+            XCTAssertEqual(CorefileEditor.mentionsReload(in: corefile), expected, corefile.debugDescription)
+        }
+    }
+
     // MARK: Golden fixtures
 
     func testGoldenFixtures() throws {

@@ -179,6 +179,32 @@ struct AllowListTests {
         #expect(plan.allowList.hosts.map(\.port) == [443])
     }
 
+    /// Only a valid object whose TLS material resolves claims its host: an older one that is invalid or lacks its
+    /// Secret does not block a newer one, and whatever the input order, every newer valid claimant conflicts.
+    @Test(arguments: [false, true])
+    func aHostGoesToItsOldestValidClaim(reversed: Bool) {
+        func host(_ name: String, _ month: Int, _ spec: EgressHost.Spec) -> EgressHost {
+            var object = EgressHost(name: name, spec: spec)
+            object.metadata.creationTimestamp = "2026-0\(month)-01T00:00:00Z"
+            return object
+        }
+        let missing = EgressHost.TLS(caBundle: .init(kind: .secret, name: "absent"))
+        let hosts = [
+            host("invalid", 1, .init(host: "api.github.com", port: 0)),
+            host("no-secret", 2, .init(host: "api.github.com", tls: missing)),
+            host("winner", 3, .init(host: "api.github.com")),
+            host("later", 4, .init(host: "api.github.com", port: 8443)),
+            host("later-no-secret", 5, .init(host: "api.github.com", tls: missing)),
+        ]
+        let plan = EgressPlan(egressHosts: reversed ? hosts.reversed() : hosts, material: TLSMaterial())
+        #expect(plan.verdicts["invalid"]?.acceptedReason.reason == "InvalidSpec")
+        #expect(plan.verdicts["no-secret"]?.acceptedReason.reason == "MissingSecret")
+        #expect(plan.verdicts["winner"]?.isAccepted == true)
+        #expect(plan.verdicts["later"]?.outcome == .hostConflict(owner: "winner"))
+        #expect(plan.verdicts["later-no-secret"]?.outcome == .hostConflict(owner: "winner"))
+        #expect(plan.allowList.hosts.map(\.port) == [443])
+    }
+
     @Test func missingMaterialAndInvalidSpecsAreReportedNotProgrammed() {
         let hosts = [
             EgressHost(
