@@ -12,6 +12,9 @@ public struct ClusterSnapshot: Sendable {
     public var now: String
     /// Something about DNS the user must know even when hosts are programmed (e.g. CoreDNS lacks `reload`).
     public var dnsWarning: String?
+    /// Whether one DNS rule routes every name under the suffix (`--dns-rules suffix`). DNS then has nothing to
+    /// withdraw before a host leaves the allow-list: the proxy is the only enforcement point.
+    public var dnsRoutesEveryName: Bool
 
     public init(
         egressHosts: [EgressHost],
@@ -20,7 +23,8 @@ public struct ClusterSnapshot: Sendable {
         dnsHosts: [String] = [],
         proxyAvailable: Bool = false,
         now: String,
-        dnsWarning: String? = nil
+        dnsWarning: String? = nil,
+        dnsRoutesEveryName: Bool = false
     ) {
         self.egressHosts = egressHosts
         self.material = material
@@ -29,6 +33,7 @@ public struct ClusterSnapshot: Sendable {
         self.proxyAvailable = proxyAvailable
         self.now = now
         self.dnsWarning = dnsWarning
+        self.dnsRoutesEveryName = dnsRoutesEveryName
     }
 }
 
@@ -83,10 +88,13 @@ public struct ReconcilePlan: Sendable {
             uniquingKeysWith: { first, _ in first }
         )
 
-        // Hosts still routed by DNS but no longer accepted keep their last applied entry for one more step.
+        // Hosts still routed by DNS but no longer accepted keep their last applied entry for one more step (unless
+        // one rule routes every name: then no step of DNS ever withdraws a single host).
         var entries = plan.allowList.hosts
-        for host in currentDNS.subtracting(accepted).sorted() {
-            if let entry = appliedEntries[host] { entries.append(entry) }
+        if !snapshot.dnsRoutesEveryName {
+            for host in currentDNS.subtracting(accepted).sorted() {
+                if let entry = appliedEntries[host] { entries.append(entry) }
+            }
         }
         allowList = AllowList(hosts: entries)
         tlsSecretData = plan.tlsSecretData

@@ -95,7 +95,8 @@ final class Reconciler: Sendable {
             dnsHosts: dns.hosts(appliedAllowList: appliedAllowList),
             proxyAvailable: (deployment?[path: "status", "availableReplicas"]?.intValue ?? 0) > 0,
             now: Date.now.formatted(.iso8601),
-            dnsWarning: dns.warning
+            dnsWarning: dns.warning,
+            dnsRoutesEveryName: dns.routesEveryName
         )
         let egressPlan = egressPlans(
             EgressPlanInput(
@@ -229,10 +230,13 @@ final class Reconciler: Sendable {
         /// The hosts DNS routes. In suffix mode the one rule routes every name, so the proxy's applied allow-list
         /// says which of them are really reachable.
         func hosts(appliedAllowList: AllowList?) -> [String] {
-            let routed = mode == .corefile ? corefileHosts : overrideHosts
             guard suffixRules else { return routed }
-            return routed == ["*"] ? appliedAllowList?.hosts.map(\.host) ?? [] : []
+            return routesEveryName ? appliedAllowList?.hosts.map(\.host) ?? [] : []
         }
+
+        var routesEveryName: Bool { suffixRules && routed == ["*"] }
+
+        private var routed: [String] { mode == .corefile ? corefileHosts : overrideHosts }
     }
 
     private func currentDNS() throws -> DNSState {

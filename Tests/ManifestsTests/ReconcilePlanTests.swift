@@ -64,6 +64,22 @@ struct ReconcilePlanTests {
         #expect(second.allowList.hosts == [])
     }
 
+    @Test("with one rule for every name, a deleted host leaves the allow-list at once")
+    func removalUnderASuffixRule() {
+        let kept = EgressHost(name: "kept", spec: .init(host: "api.github.com"))
+        let snapshot = ClusterSnapshot(
+            egressHosts: [kept],
+            appliedAllowList: AllowList(hosts: [.init(host: "api.github.com"), .init(host: "api.stripe.com")]),
+            dnsHosts: ["api.github.com", "api.stripe.com"],
+            proxyAvailable: true,
+            now: "t1",
+            dnsRoutesEveryName: true
+        )
+        let plan = ReconcilePlan(snapshot)
+        #expect(plan.allowList.hosts.map(\.host) == ["api.github.com"])
+        #expect(plan.dnsHosts == ["api.github.com"])
+    }
+
     @Test func rejectedObjectsSayWhy() {
         let invalid = EgressHost(name: "bad", spec: .init(host: "api.github.com:443"))
         let plan = ReconcilePlan(ClusterSnapshot(egressHosts: [invalid], now: "t"))

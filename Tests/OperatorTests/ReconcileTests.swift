@@ -101,6 +101,31 @@ final class ReconcileTests: OperatorTestCase {
         try await eventually("the allow-list to be empty") { try await allowListHosts().isEmpty }
     }
 
+    /// Suffix mode: the one rule routes every name whatever the allow-list holds, so a deleted host leaves the
+    /// allow-list at once while the others keep the rule.
+    func testSuffixModeDropsADeletedHostWhileOthersRemain() async throws {
+        try await createCoreDNS()
+        var options = self.options()
+        options.dnsRules = .suffix
+        try await startOperator(options)
+        try await setProxyAvailable(1)
+        let (kept, keptHost) = (uniqueName("eh-kept"), uniqueHost("kept"))
+        let (gone, goneHost) = (uniqueName("eh-gone"), uniqueHost("gone"))
+        try await createEgressHost(kept, host: keptHost)
+        try await createEgressHost(gone, host: goneHost)
+        try await eventually("the allow-list to have both hosts") {
+            try await allowListHosts() == [keptHost, goneHost]
+        }
+        try await eventually("the Corefile to route every name") { try await corefileHosts() == ["*"] }
+
+        try await deleteEgressHost(gone)
+        try await eventually("the deleted host to leave the allow-list") {
+            try await allowListHosts() == [keptHost]
+        }
+        let routed = try await corefileHosts()
+        XCTAssertEqual(routed, ["*"])
+    }
+
     /// Two objects claim one host: the older wins, the newer is refused with HostConflict (and wins once the
     /// older one is gone).
     func testHostConflictIsReportedOnTheNewerObject() async throws {
