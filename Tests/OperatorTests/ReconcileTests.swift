@@ -126,6 +126,81 @@ final class ReconcileTests: OperatorTestCase {
         XCTAssertEqual(routed, ["*"])
     }
 
+    /// CoreDNS `custom` mode (k3s, AKS), which `auto` picks because `coredns-custom` exists: the rules go to its
+    /// `egress-operator.override` key; its other keys and the Corefile stay as they were; a deleted host leaves the
+    /// snippet, then the allow-list.
+    func testCustomModeWritesOnlyTheOverrideKey() async throws {
+        try await createCoreDNS()
+        let usersServer = "example.org:53 {\n    forward . 10.0.0.1\n}\n"
+        var custom = KubeObject(apiVersion: "v1", kind: "ConfigMap", name: "coredns-custom", namespace: dnsNamespace)
+        custom["data"] = ["users.server": .string(usersServer)]
+        _ = try await client.create(.configMaps, custom)
+        var options = self.options()
+        options.settings.coreDNS.mode = .auto
+        try await startOperator(options)
+        try await setProxyAvailable(1)
+        let editor = try options.corefileEditor()
+        func customData() async throws -> (override: [String], users: String?) {
+            let object = try await client.get(.configMaps, name: "coredns-custom", namespace: dnsNamespace)
+            let snippet = object[path: "data", CoreDNSSettings.overrideKey]?.stringValue ?? ""
+            return (
+                try editor.managedHosts(inOverrideSnippet: snippet), object[path: "data", "users.server"]?.stringValue
+            )
+        }
+
+        let (name, host) = (uniqueName("eh"), uniqueHost("custom"))
+        try await createEgressHost(name, host: host)
+        try await eventually("the override key to route the host") { try await customData().override == [host] }
+        try await waitForCondition(name, "Programmed", .true)
+        let withHost = try await customData()
+        XCTAssertEqual(withHost.users, usersServer, "another key of coredns-custom was changed")
+        let corefileNow = try await corefile()
+        XCTAssertEqual(corefileNow, originalCorefile, "custom mode must leave the Corefile alone")
+
+        try await deleteEgressHost(name)
+        try await eventually("the override key to route nothing") { try await customData().override.isEmpty }
+        try await eventually("the allow-list to be empty") { try await allowListHosts().isEmpty }
+        let afterDelete = try await customData()
+        XCTAssertEqual(afterDelete.users, usersServer)
+    }
+
+    /// `custom` mode with suffix rules: the override key holds the one rule, and a deleted host leaves the allow-list
+    /// at once while another keeps the rule.
+    func testCustomModeWithSuffixRules() async throws {
+        try await createCoreDNS()
+        let custom = KubeObject(apiVersion: "v1", kind: "ConfigMap", name: "coredns-custom", namespace: dnsNamespace)
+        _ = try await client.create(.configMaps, custom)
+        var options = self.options()
+        options.settings.coreDNS.mode = .auto
+        options.dnsRules = .suffix
+        try await startOperator(options)
+        try await setProxyAvailable(1)
+        let editor = try options.corefileEditor()
+        func overrideHosts() async throws -> [String] {
+            let object = try await client.get(.configMaps, name: "coredns-custom", namespace: dnsNamespace)
+            return try editor.managedHosts(
+                inOverrideSnippet: object[path: "data", CoreDNSSettings.overrideKey]?.stringValue ?? ""
+            )
+        }
+        let (kept, keptHost) = (uniqueName("eh-kept"), uniqueHost("kept"))
+        let (gone, goneHost) = (uniqueName("eh-gone"), uniqueHost("gone"))
+        try await createEgressHost(kept, host: keptHost)
+        try await createEgressHost(gone, host: goneHost)
+        try await eventually("the override key to hold the suffix rule") { try await overrideHosts() == ["*"] }
+        try await eventually("the allow-list to have both hosts") {
+            try await allowListHosts() == [keptHost, goneHost]
+        }
+
+        try await deleteEgressHost(gone)
+        try await eventually("the deleted host to leave the allow-list") {
+            try await allowListHosts() == [keptHost]
+        }
+        let rule = try await overrideHosts()
+        XCTAssertEqual(rule, ["*"])
+        let corefileNow = try await corefile()
+        XCTAssertEqual(corefileNow, originalCorefile)
+    }
+
     /// Two objects claim one host: the older wins, the newer is refused with HostConflict (and wins once the
     /// older one is gone).
     func testHostConflictIsReportedOnTheNewerObject() async throws {
