@@ -124,10 +124,10 @@ final class Reconciler: Sendable {
         if allowListWrites > 0 && plan.allowList != appliedAllowList {
             // The new allow-list is now stored: plan DNS from it in this pass rather than waiting for the next.
             snapshot.appliedAllowList = plan.allowList
-            plan = ReconcilePlan(snapshot, egressPlan: egressPlan, suffix: settings.proxy.suffix)
-        } else {
-            plan.planStatuses(snapshot, suffix: settings.proxy.suffix)
+            plan = ReconcilePlan(snapshot, egressPlan: egressPlan, suffix: settings.proxy.suffix, statuses: false)
         }
+        // Statuses from the final plan only: with thousands of hosts, planning them is a large share of a plan.
+        plan.planStatuses(snapshot, suffix: settings.proxy.suffix)
         summary.managedHosts = plan.dnsHosts.count
 
         // 2. DNS, only for hosts in a stored allow-list.

@@ -235,6 +235,17 @@ struct AllowListTests {
         #expect(plan.tlsSecretData.isEmpty)
     }
 
+    /// Each document fails to decode with an error that mentions the expected text.
+    static func expectDecodingFails(_ cases: [(document: String, expected: String)]) {
+        for (document, expected) in cases {
+            #expect {
+                _ = try AllowList.decode(Array(document.utf8))
+            } throws: { error in
+                "\(error)".contains(expected)
+            }
+        }
+    }
+
     @Test func readerRejectsBadDocuments() {
         let cases: [(String, String)] = [
             (#"{"apiVersion":"v0","kind":"AllowList","hosts":[]}"#, "unsupported"),
@@ -256,13 +267,7 @@ struct AllowListTests {
                 "hosts[0].tls must be an object"
             ),
         ]
-        for (document, expected) in cases {
-            #expect {
-                _ = try AllowList.decode(Array(document.utf8))
-            } throws: { error in
-                "\(error)".contains(expected)
-            }
-        }
+        Self.expectDecodingFails(cases)
         let duplicate = AllowList(hosts: [.init(host: "a.example.com"), .init(host: "a.example.com")]).encoded()
         #expect(throws: AllowListError.self) { try AllowList.decode(Array(duplicate.utf8)) }
     }
@@ -286,13 +291,7 @@ struct AllowListTests {
                 "port 0 is out of range"
             ),
         ]
-        for (document, expected) in cases {
-            #expect {
-                _ = try AllowList.decode(Array(document.utf8))
-            } throws: { error in
-                "\(error)".contains(expected)
-            }
-        }
+        Self.expectDecodingFails(cases)
     }
 
     @Test func hostTableFindsAndReportsDuplicates() {

@@ -86,10 +86,7 @@ final class ReconcileTests: OperatorTestCase {
     /// each started by the write of the one before: the rule goes, then the allow-list entry.
     func testSuffixModeRemovesTheRuleThenTheAllowListEntry() async throws {
         try await createCoreDNS()
-        var options = self.options()
-        options.dnsRules = .suffix
-        try await startOperator(options)
-        try await setProxyAvailable(1)
+        try await startOperatorWithProxy(dnsRules: .suffix)
         let (name, host) = (uniqueName("eh"), uniqueHost("suffix"))
         try await createEgressHost(name, host: host)
         try await eventually("the allow-list to have the host") { try await allowListHosts() == [host] }
@@ -105,10 +102,7 @@ final class ReconcileTests: OperatorTestCase {
     /// allow-list at once while the others keep the rule.
     func testSuffixModeDropsADeletedHostWhileOthersRemain() async throws {
         try await createCoreDNS()
-        var options = self.options()
-        options.dnsRules = .suffix
-        try await startOperator(options)
-        try await setProxyAvailable(1)
+        try await startOperatorWithProxy(dnsRules: .suffix)
         let (kept, keptHost) = (uniqueName("eh-kept"), uniqueHost("kept"))
         let (gone, goneHost) = (uniqueName("eh-gone"), uniqueHost("gone"))
         try await createEgressHost(kept, host: keptHost)
@@ -135,33 +129,22 @@ final class ReconcileTests: OperatorTestCase {
         var custom = KubeObject(apiVersion: "v1", kind: "ConfigMap", name: "coredns-custom", namespace: dnsNamespace)
         custom["data"] = ["users.server": .string(usersServer)]
         _ = try await client.create(.configMaps, custom)
-        var options = self.options()
-        options.settings.coreDNS.mode = .auto
-        try await startOperator(options)
-        try await setProxyAvailable(1)
-        let editor = try options.corefileEditor()
-        func customData() async throws -> (override: [String], users: String?) {
-            let object = try await client.get(.configMaps, name: "coredns-custom", namespace: dnsNamespace)
-            let snippet = object[path: "data", CoreDNSSettings.overrideKey]?.stringValue ?? ""
-            return (
-                try editor.managedHosts(inOverrideSnippet: snippet), object[path: "data", "users.server"]?.stringValue
-            )
-        }
+        try await startOperatorWithProxy(coreDNSMode: .auto)
 
         let (name, host) = (uniqueName("eh"), uniqueHost("custom"))
         try await createEgressHost(name, host: host)
-        try await eventually("the override key to route the host") { try await customData().override == [host] }
+        try await eventually("the override key to route the host") { try await overrideHosts().hosts == [host] }
         try await waitForCondition(name, "Programmed", .true)
-        let withHost = try await customData()
-        XCTAssertEqual(withHost.users, usersServer, "another key of coredns-custom was changed")
+        let withHost = try await overrideHosts()
+        XCTAssertEqual(withHost.data?["users.server"], .string(usersServer), "another key of coredns-custom changed")
         let corefileNow = try await corefile()
         XCTAssertEqual(corefileNow, originalCorefile, "custom mode must leave the Corefile alone")
 
         try await deleteEgressHost(name)
-        try await eventually("the override key to route nothing") { try await customData().override.isEmpty }
+        try await eventually("the override key to route nothing") { try await overrideHosts().hosts.isEmpty }
         try await eventually("the allow-list to be empty") { try await allowListHosts().isEmpty }
-        let afterDelete = try await customData()
-        XCTAssertEqual(afterDelete.users, usersServer)
+        let afterDelete = try await overrideHosts()
+        XCTAssertEqual(afterDelete.data?["users.server"], .string(usersServer))
     }
 
     /// `custom` mode with suffix rules: the override key holds the one rule, and a deleted host leaves the allow-list
@@ -170,23 +153,14 @@ final class ReconcileTests: OperatorTestCase {
         try await createCoreDNS()
         let custom = KubeObject(apiVersion: "v1", kind: "ConfigMap", name: "coredns-custom", namespace: dnsNamespace)
         _ = try await client.create(.configMaps, custom)
-        var options = self.options()
-        options.settings.coreDNS.mode = .auto
-        options.dnsRules = .suffix
-        try await startOperator(options)
-        try await setProxyAvailable(1)
-        let editor = try options.corefileEditor()
-        func overrideHosts() async throws -> [String] {
-            let object = try await client.get(.configMaps, name: "coredns-custom", namespace: dnsNamespace)
-            return try editor.managedHosts(
-                inOverrideSnippet: object[path: "data", CoreDNSSettings.overrideKey]?.stringValue ?? ""
-            )
-        }
+        try await startOperatorWithProxy(dnsRules: .suffix, coreDNSMode: .auto)
         let (kept, keptHost) = (uniqueName("eh-kept"), uniqueHost("kept"))
         let (gone, goneHost) = (uniqueName("eh-gone"), uniqueHost("gone"))
         try await createEgressHost(kept, host: keptHost)
         try await createEgressHost(gone, host: goneHost)
-        try await eventually("the override key to hold the suffix rule") { try await overrideHosts() == ["*"] }
+        try await eventually("the override key to hold the suffix rule") {
+            try await overrideHosts(dnsRules: .suffix).hosts == ["*"]
+        }
         try await eventually("the allow-list to have both hosts") {
             try await allowListHosts() == [keptHost, goneHost]
         }
@@ -195,7 +169,7 @@ final class ReconcileTests: OperatorTestCase {
         try await eventually("the deleted host to leave the allow-list") {
             try await allowListHosts() == [keptHost]
         }
-        let rule = try await overrideHosts()
+        let rule = try await overrideHosts(dnsRules: .suffix).hosts
         XCTAssertEqual(rule, ["*"])
         let corefileNow = try await corefile()
         XCTAssertEqual(corefileNow, originalCorefile)

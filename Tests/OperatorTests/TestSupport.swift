@@ -250,6 +250,18 @@ class OperatorTestCase: XCTestCase {
         return options
     }
 
+    /// Starts an operator with these DNS choices and reports its proxy available, as the DNS-mode tests need.
+    func startOperatorWithProxy(
+        dnsRules: OperatorOptions.DNSRules = .perHost,
+        coreDNSMode: CoreDNSSettings.Mode = .corefile
+    ) async throws {
+        var options = self.options()
+        options.dnsRules = dnsRules
+        options.settings.coreDNS.mode = coreDNSMode
+        try await startOperator(options)
+        try await setProxyAvailable(1)
+    }
+
     /// Starts an operator in this process; stopped in `tearDown`.
     @discardableResult
     func startOperator(_ options: OperatorOptions? = nil) async throws -> RunningOperator {
@@ -354,6 +366,17 @@ class OperatorTestCase: XCTestCase {
 
     func corefile() async throws -> String {
         try await corefileObject()[path: "data", "Corefile"]?.stringValue ?? ""
+    }
+
+    /// What the `egress-operator.override` key of `coredns-custom` routes, and the whole ConfigMap's data.
+    func overrideHosts(
+        dnsRules: OperatorOptions.DNSRules = .perHost
+    ) async throws -> (hosts: [String], data: JSONValue?) {
+        let object = try await client.get(.configMaps, name: "coredns-custom", namespace: dnsNamespace)
+        var options = self.options()
+        options.dnsRules = dnsRules
+        let snippet = object[path: "data", CoreDNSSettings.overrideKey]?.stringValue ?? ""
+        return (try options.corefileEditor().managedHosts(inOverrideSnippet: snippet), object["data"])
     }
 
     func corefileHosts(_ given: String? = nil) async throws -> Set<String> {
