@@ -35,6 +35,7 @@ public final class Informer: Sendable {
     private let pageSize: Int
     private let watchTimeoutSeconds: Int
     private let logger: Logger
+    private let keepsLastApplied: Bool
     private let state = Mutex(State())
 
     private struct State {
@@ -46,6 +47,21 @@ public final class Informer: Sendable {
         var nextID = 0
         var lists = 0
         var watches = 0
+        /// Counts changes to `objects`; `log` holds the keys of the latest ones (see `delta(since:)`).
+        var revision = 0
+        var log: [(revision: Int, key: ObjectKey)] = []
+        /// Changes at or before this revision are no longer in the log.
+        var logFloor = 0
+
+        mutating func record(_ key: ObjectKey) {
+            revision += 1
+            log.append((revision, key))
+            if log.count > Informer.logCapacity {
+                let dropped = log.count - Informer.logCapacity / 2
+                logFloor = log[dropped - 1].revision
+                log.removeFirst(dropped)
+            }
+        }
 
         /// Tells every subscriber that `key` went from `old` to `new` (nil: absent), unless it ignores that change.
         func notify(_ key: ObjectKey, old: KubeObject?, new: KubeObject?) {
@@ -69,6 +85,8 @@ public final class Informer: Sendable {
     ///   - namespace: `nil` for all namespaces (or a cluster-scoped resource).
     ///   - pageSize: the list page size (lists are paginated so a large collection is not one huge response).
     ///   - watchTimeoutSeconds: how long one watch request lasts before the server ends it and it is renewed.
+    ///   - keepsLastApplied: keep kubectl's last-applied-configuration annotation in the cache (it is dropped by
+    ///     default): needed when the reader replaces cached objects whole.
     public init(
         client: KubeClient,
         resource: Resource,
@@ -77,8 +95,10 @@ public final class Informer: Sendable {
         backoff: Backoff = Backoff(),
         pageSize: Int = 500,
         watchTimeoutSeconds: Int = 300,
+        keepsLastApplied: Bool = false,
         logger: Logger = Logger(label: "KubeAPI.Informer")
     ) {
+        self.keepsLastApplied = keepsLastApplied
         self.client = client
         self.resource = resource
         self.namespace = namespace
@@ -112,6 +132,39 @@ public final class Informer: Sendable {
         // Sorted outside the lock: with thousands of objects, sorting under it would hold up the watch.
         let objects = self.state.withLock { Array($0.objects) }
         return objects.sorted { $0.key < $1.key }.map(\.value)
+    }
+
+    /// What changed in the cache since a revision: either every object (`all`, on the first read or when the log no
+    /// longer reaches back that far) or the changed objects only, by key (nil: removed).
+    public struct Delta: Sendable {
+        public var revision: Int
+        public var all: [KubeObject]?
+        public var changed: [ObjectKey: KubeObject?]
+
+        public init(revision: Int, all: [KubeObject]? = nil, changed: [ObjectKey: KubeObject?] = [:]) {
+            self.revision = revision
+            self.all = all
+            self.changed = changed
+        }
+    }
+
+    static let logCapacity = 8192
+
+    /// The changes after `revision` (nil: everything), read under one lock so they match the returned revision. A
+    /// reader that keeps derived state per object (e.g. decoded EgressHosts) then pays for what changed, not for
+    /// every object on every pass.
+    public func delta(since revision: Int?) -> Delta {
+        self.state.withLock { state in
+            guard let revision, revision >= state.logFloor, revision <= state.revision else {
+                return Delta(revision: state.revision, all: Array(state.objects.values), changed: [:])
+            }
+            var changed: [ObjectKey: KubeObject?] = [:]
+            for entry in state.log.reversed() {
+                guard entry.revision > revision else { break }
+                if changed[entry.key] == nil { changed[entry.key] = .some(state.objects[entry.key]) }
+            }
+            return Delta(revision: state.revision, all: nil, changed: changed)
+        }
     }
 
     /// Whether the first list has completed (the cache then reflects the server).
@@ -235,7 +288,7 @@ public final class Informer: Sendable {
             var changed: [ObjectKey] = []
             for object in list.items {
                 let key = object.key
-                fresh[key] = Self.slimmed(object)
+                fresh[key] = Self.slimmed(object, keepingLastApplied: self.keepsLastApplied)
                 if state.objects[key]?.resourceVersion != object.resourceVersion { changed.append(key) }
             }
             for key in state.objects.keys where fresh[key] == nil { changed.append(key) }
@@ -243,7 +296,10 @@ public final class Informer: Sendable {
             state.objects = fresh
             state.resourceVersion = list.resourceVersion
             state.lists += 1
-            for key in changed.sorted() { state.notify(key, old: previous[key], new: fresh[key]) }
+            for key in changed.sorted() {
+                state.record(key)
+                state.notify(key, old: previous[key], new: fresh[key])
+            }
             state.synced = true
             defer { state.syncWaiters.removeAll() }
             return Array(state.syncWaiters.values)
@@ -279,11 +335,16 @@ public final class Informer: Sendable {
                 let key = event.object.key
                 switch event.type {
                 case .added, .modified:
-                    let object = Self.slimmed(self.withTypeMeta(event.object))
+                    let object = Self.slimmed(
+                        self.withTypeMeta(event.object),
+                        keepingLastApplied: self.keepsLastApplied
+                    )
                     let old = state.objects.updateValue(object, forKey: key)
+                    state.record(key)
                     state.notify(key, old: old, new: object)
                 case .deleted:
                     let old = state.objects.removeValue(forKey: key)
+                    state.record(key)
                     state.notify(key, old: old, new: nil)
                 case .bookmark:
                     break
@@ -296,9 +357,11 @@ public final class Informer: Sendable {
     /// Cached objects drop `metadata.managedFields` and kubectl's last-applied-configuration annotation: apply
     /// bookkeeping that no reader of the cache needs and that, with thousands of objects, is most of the cache's
     /// memory (client-go's informers strip managed fields too).
-    static func slimmed(_ object: KubeObject) -> KubeObject {
+    /// With `keepingLastApplied`, the annotation stays: for objects the reader replaces whole (PUT), where dropping it
+    /// would delete it from the object.
+    static func slimmed(_ object: KubeObject, keepingLastApplied: Bool = false) -> KubeObject {
         let lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
-        let hasLastApplied = object.metadata["annotations"]?[lastApplied] != nil
+        let hasLastApplied = !keepingLastApplied && object.metadata["annotations"]?[lastApplied] != nil
         guard object.metadata["managedFields"] != nil || hasLastApplied else { return object }
         var object = object
         object.metadata["managedFields"] = nil

@@ -84,7 +84,7 @@ extension JSONValue {
 
     /// A typed view of this value, through `Codable`.
     public func decode<T: Decodable>(_ type: T.Type = T.self) throws -> T {
-        try JSONDecoder().decode(T.self, from: self.jsonData())
+        try JSONValueDecoder.decode(T.self, from: self)
     }
 
     /// The JSON value of an `Encodable` model.

@@ -210,6 +210,23 @@ public final class KubeClient: Sendable {
         return KubeObject(try await self.send(.PUT, path, body: self.withTypeMeta(object, resource).json))
     }
 
+    /// `replace`, recording `fieldManager` and returning only the written object's resourceVersion (for large
+    /// objects, whose response body would cost more to decode than the caller needs).
+    public func replaceReturningVersion(
+        _ resource: Resource,
+        _ object: KubeObject,
+        fieldManager: String
+    ) async throws -> String {
+        let path = try self.objectPath(resource, object)
+        return try await self.sendReturningVersion(
+            .PUT,
+            path,
+            query: [("fieldManager", fieldManager)],
+            bodyData: try Self.data(self.withTypeMeta(object, resource).json),
+            contentType: "application/json"
+        )
+    }
+
     /// Server-side apply: `object` is the complete intent of `fieldManager`; fields it owned before and no longer
     /// sets are removed. With `force: false` a field owned by another manager fails with
     /// ``KubeError/Code/conflict``; `force: true` takes the field over.
@@ -235,6 +252,8 @@ public final class KubeClient: Sendable {
 
     /// Server-side apply of an object already serialized as JSON, `apiVersion` and `kind` included. For large objects
     /// (an allow-list of thousands of hosts), which a caller would otherwise parse only for this call to encode again.
+    /// Returns the written object's resourceVersion: its body, as large as the object, is not decoded.
+    @discardableResult
     public func apply(
         _ resource: Resource,
         name: String,
@@ -242,16 +261,14 @@ public final class KubeClient: Sendable {
         json: Data,
         fieldManager: String,
         force: Bool = false
-    ) async throws -> KubeObject {
+    ) async throws -> String {
         let path = try self.objectPath(resource, namespace: namespace, name: name)
-        return KubeObject(
-            try await self.send(
-                .PATCH,
-                path,
-                query: [("fieldManager", fieldManager), ("force", force ? "true" : "false")],
-                bodyData: json,
-                contentType: "application/apply-patch+yaml"
-            )
+        return try await self.sendReturningVersion(
+            .PATCH,
+            path,
+            query: [("fieldManager", fieldManager), ("force", force ? "true" : "false")],
+            bodyData: json,
+            contentType: "application/apply-patch+yaml"
         )
     }
 
@@ -361,6 +378,49 @@ public final class KubeClient: Sendable {
         bodyData: Data?,
         contentType: String = "application/json"
     ) async throws -> JSONValue {
+        let body = try await self.send(
+            method,
+            path,
+            query: query,
+            bodyData: bodyData,
+            contentType: contentType,
+            decoding: JSONValue.self
+        )
+        return body ?? .null
+    }
+
+    /// `send`, decoding nothing of the response but `metadata.resourceVersion`.
+    func sendReturningVersion(
+        _ method: Method,
+        _ path: String,
+        query: [(String, String)] = [],
+        bodyData: Data?,
+        contentType: String
+    ) async throws -> String {
+        struct Written: Decodable {
+            struct Metadata: Decodable { var resourceVersion: String? }
+            var metadata: Metadata?
+        }
+        let written = try await self.send(
+            method,
+            path,
+            query: query,
+            bodyData: bodyData,
+            contentType: contentType,
+            decoding: Written.self
+        )
+        return written?.metadata?.resourceVersion ?? ""
+    }
+
+    /// The body of a 2xx response decoded as `type` (nil if empty); anything else becomes a ``KubeError``.
+    private func send<Body: Decodable>(
+        _ method: Method,
+        _ path: String,
+        query: [(String, String)],
+        bodyData: Data?,
+        contentType: String,
+        decoding type: Body.Type
+    ) async throws -> Body? {
         let response = try await self.execute(method, path, query: query, bodyData: bodyData, contentType: contentType)
         let bytes: ByteBuffer
         do {
@@ -371,9 +431,9 @@ public final class KubeClient: Sendable {
         guard (200..<300).contains(Int(response.status.code)) else {
             throw Self.error(for: response, body: bytes)
         }
-        if bytes.readableBytes == 0 { return .null }
+        if bytes.readableBytes == 0 { return nil }
         do {
-            return try JSONValue(parsing: Data(buffer: bytes))
+            return try JSONDecoder().decode(type, from: Data(buffer: bytes))
         } catch {
             throw KubeError.decoding(error, "the response to \(method) \(path)")
         }

@@ -27,6 +27,53 @@ final class ValueTests: XCTestCase {
         XCTAssertEqual(JSONValue.double(1.5).jsonString(), "1.5")
     }
 
+    /// Decoding straight from the tree gives what `JSONDecoder` gives from the same JSON text, and fails where it fails.
+    func testTreeDecodingMatchesJSONDecoder() throws {
+        struct Model: Codable, Equatable {
+            enum Kind: String, Codable { case a, b }
+            struct Item: Codable, Equatable {
+                var name: String
+                var weight: Double?
+            }
+            var kind: Kind
+            var count: Int
+            var small: UInt8
+            var ratio: Double
+            var flag: Bool
+            var optional: String?
+            var explicitNull: Int?
+            var items: [Item]
+            var matrix: [[Int]]
+            var labels: [String: String]
+            var bytes: Data
+            var nested: [String: JSONValue]
+        }
+        let text = #"""
+            {"kind":"b","count":7,"small":2.0,"ratio":3,"flag":true,"explicitNull":null,
+             "items":[{"name":"x"},{"name":"y","weight":1.5}],"matrix":[[1,2],[],[3]],
+             "labels":{"team":"payments"},"bytes":"aGVsbG8=","nested":{"a":[1,"two",null]}}
+            """#
+        let value = try JSONValue(parsing: Data(text.utf8))
+        let viaText = try JSONDecoder().decode(Model.self, from: Data(text.utf8))
+        XCTAssertEqual(try value.decode(Model.self), viaText)
+        XCTAssertEqual(viaText.bytes, Data("hello".utf8))
+
+        func failsBothWays<T: Decodable>(_ type: T.Type, _ json: String) {
+            XCTAssertThrowsError(try JSONDecoder().decode(type, from: Data(json.utf8)), json)
+            XCTAssertThrowsError(try JSONValue(parsing: Data(json.utf8)).decode(type), json)
+        }
+        failsBothWays(Model.Item.self, #"{"weight":1}"#)  // missing key
+        failsBothWays(Model.Item.self, #"{"name":5}"#)  // wrong type
+        failsBothWays(Model.Item.self, #"{"name":null}"#)  // null for a required value
+        failsBothWays([UInt8].self, #"[256]"#)  // out of range
+        failsBothWays([Int].self, #"[1.5]"#)  // not whole
+        failsBothWays(Model.Kind.self, #""c""#)  // no such case
+        XCTAssertThrowsError(try JSONValue.object(["name": .int(1)]).decode(Model.Item.self)) { error in
+            guard case DecodingError.typeMismatch(_, let context) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(context.codingPath.map(\.stringValue), ["name"])
+        }
+    }
+
     func testYAMLKeepsScalarTypes() throws {
         let documents = try KubeObject.objects(
             yaml: """
@@ -126,5 +173,10 @@ final class ValueTests: XCTestCase {
         XCTAssertEqual(Informer.slimmed(object).metadata["annotations"], ["keep": "this"])
         object.metadata["annotations"] = [lastApplied: "{}"]
         XCTAssertNil(Informer.slimmed(object).metadata["annotations"])
+
+        // A cache whose objects are replaced whole keeps the annotation (a PUT without it would delete it).
+        let kept = Informer.slimmed(object, keepingLastApplied: true)
+        XCTAssertEqual(kept.metadata["annotations"], [lastApplied: "{}"])
+        XCTAssertNil(kept.metadata["managedFields"])
     }
 }

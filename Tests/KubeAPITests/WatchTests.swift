@@ -141,6 +141,8 @@ final class InformerTests: LiveTestCase {
         XCTAssertTrue(informer.hasSynced)
         XCTAssertEqual(self.snapshot(informer), [names[0]: "1", names[1]: "1", names[2]: "1"])
         XCTAssertEqual(informer.get(name: names[0], namespace: self.namespace)?.kind, "ConfigMap")
+        let synced = informer.delta(since: nil)
+        XCTAssertEqual(Set(synced.all?.compactMap(\.name) ?? []), Set(names), "a first read gets every object")
 
         let added = self.uniqueName("inf")
         try await self.create(added, "1", label: label)
@@ -151,6 +153,20 @@ final class InformerTests: LiveTestCase {
         try await eventually("the informer cache to become \(expected)") { self.snapshot(informer) == expected }
         let allKeys = Set((names + [added]).map { ObjectKey(namespace: self.namespace, name: $0) })
         try await eventually("change notifications for \(allKeys)") { keys.contains(allKeys) }
+
+        // Since the synced revision: exactly the three changed objects, the deleted one as nil.
+        let delta = informer.delta(since: synced.revision)
+        XCTAssertNil(delta.all)
+        XCTAssertEqual(
+            Set(delta.changed.keys),
+            allKeys.subtracting([ObjectKey(namespace: self.namespace, name: names[2])])
+        )
+        XCTAssertEqual(delta.changed[ObjectKey(namespace: self.namespace, name: names[0])]??["data"]?["v"], "2")
+        guard case .some(.none) = delta.changed[ObjectKey(namespace: self.namespace, name: names[1])] else {
+            return XCTFail("the deleted object is in the delta as nil")
+        }
+        XCTAssertTrue(informer.delta(since: delta.revision).changed.isEmpty, "nothing changed since")
+        XCTAssertNotNil(informer.delta(since: delta.revision + 1).all, "an unknown revision reads everything")
 
         // A late subscriber first gets the keys of everything cached.
         var late = informer.changes().makeAsyncIterator()
