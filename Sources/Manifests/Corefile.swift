@@ -193,7 +193,8 @@ public struct CorefileEditor: Sendable, Hashable {
     // MARK: Internals
 
     private func canonical(_ hosts: [String]) throws(CorefileError) -> [CorefileHost] {
-        var set = Set<CorefileHost>()
+        var all: [CorefileHost] = []
+        all.reserveCapacity(hosts.count)
         for raw in hosts {
             guard let host = CorefileHost(raw) else { throw .invalidHost(raw) }
             let fullName: String? =
@@ -203,12 +204,27 @@ public struct CorefileEditor: Sendable, Hashable {
                 case .everything: nil
                 }
             if let fullName, fullName.utf8.count > CorefileNames.maximumLength { throw .invalidHost(raw) }
-            set.insert(host)
+            all.append(host)
         }
-        if set.isEmpty { return [] }
+        if all.isEmpty { return [] }
         // One suffix rule covers every host, so nothing else is written beside it.
-        if mode == .suffix || set.contains(.everything) { return [.everything] }
-        return set.sorted()
+        if mode == .suffix || all.contains(.everything) { return [.everything] }
+        // Sorted and without duplicates. The operator passes names sorted as strings, which is canonical order within
+        // each kind: sorting each kind only if it is out of order keeps thousands of hosts a linear pass.
+        var exact: [CorefileHost] = []
+        var wildcards: [CorefileHost] = []
+        for host in all {
+            if case .exact = host { exact.append(host) } else { wildcards.append(host) }
+        }
+        func sortedUnique(_ hosts: [CorefileHost]) -> [CorefileHost] {
+            let inOrder = hosts.indices.dropFirst().allSatisfy { hosts[$0 - 1] <= hosts[$0] }
+            let sorted = inOrder ? hosts : hosts.sorted()
+            var unique: [CorefileHost] = []
+            unique.reserveCapacity(sorted.count)
+            for host in sorted where unique.last != host { unique.append(host) }
+            return unique
+        }
+        return sortedUnique(exact) + sortedUnique(wildcards)
     }
 
     private func render(_ lines: [(level: Int, text: String)], indent: String, lineBreak: String) -> String {

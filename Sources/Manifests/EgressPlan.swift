@@ -8,13 +8,25 @@ public struct EgressPlan: Sendable, Hashable {
     /// Data of the proxy's TLS Secret: `<egresshost>.ca.crt`, `<egresshost>.tls.crt`, `<egresshost>.tls.key`.
     public var tlsSecretData: [String: String]
     /// The hosts of accepted objects, sorted: what the proxy allows and (once it has them) DNS routes.
-    public var hosts: [String] { allowList.hosts.map(\.host) }
+    public var hosts: [String] { allowList.hostNames }
 
     public init(
         egressHosts: [EgressHost],
         material: TLSMaterial,
         tlsMountPath: String = ProxySettings.defaultTLSMountPath
     ) {
+        self.init(
+            egressHosts: egressHosts,
+            assessments: egressHosts.map {
+                Self.assess($0.spec, name: $0.metadata.name, material: material, tlsMountPath: tlsMountPath)
+            }
+        )
+    }
+
+    /// With each EgressHost already assessed (`assessments[i]` for `egressHosts[i]`): an assessment depends only on
+    /// its own object, so the operator reuses it while the spec and the material stay the same.
+    public init(egressHosts: [EgressHost], assessments: [Assessment]) {
+        precondition(egressHosts.count == assessments.count, "one assessment per EgressHost")
         // The oldest claim on a host wins, the name breaking ties; an object claims its host only if its spec is
         // valid and its TLS material resolves. Two passes find each host's winner without sorting the objects
         // (with thousands of them, the sort was the largest share of a plan).
@@ -22,25 +34,13 @@ public struct EgressPlan: Sendable, Hashable {
         func age(_ index: Int) -> Age {
             (egressHosts[index].metadata.creationTimestamp ?? "", egressHosts[index].metadata.name)
         }
-        var problems: [[String]] = []
-        var resolutions: [Result<TLSMaterial.Resolved, TLSMaterial.Missing>?] = []
-        problems.reserveCapacity(egressHosts.count)
-        resolutions.reserveCapacity(egressHosts.count)
         var winners: [String: Int] = [:]
         winners.reserveCapacity(egressHosts.count)
         for index in egressHosts.indices {
-            let spec = egressHosts[index].spec
-            let found = SpecValidation.problems(spec)
-            problems.append(found)
-            guard found.isEmpty else {
-                resolutions.append(nil)
-                continue
-            }
-            let resolution = material.resolve(spec.tls, for: egressHosts[index].metadata.name, mountPath: tlsMountPath)
-            resolutions.append(resolution)
-            guard case .success = resolution else { continue }
-            if let winner = winners[spec.host], age(winner) < age(index) { continue }
-            winners[spec.host] = index
+            guard case .claim = assessments[index].outcome else { continue }
+            let host = egressHosts[index].spec.host
+            if let winner = winners[host], age(winner) < age(index) { continue }
+            winners[host] = index
         }
 
         var verdicts: [String: HostVerdict] = [:]
@@ -50,22 +50,64 @@ public struct EgressPlan: Sendable, Hashable {
         entries.reserveCapacity(winners.count)
         for index in egressHosts.indices {
             let name = egressHosts[index].metadata.name
-            let spec = egressHosts[index].spec
-            if !problems[index].isEmpty {
-                verdicts[name] = HostVerdict(.invalidSpec(problems[index].joined(separator: "; ")))
-            } else if let winner = winners[spec.host], winner != index, age(winner) < age(index) {
-                verdicts[name] = HostVerdict(.hostConflict(owner: egressHosts[winner].metadata.name))
-            } else if case .failure(let missing) = resolutions[index] {
-                verdicts[name] = HostVerdict(.missingMaterial(missing.description))
-            } else if case .success(let resolved) = resolutions[index] {
-                secretData.merge(resolved.files) { $1 }
-                entries.append(Self.entry(spec, tls: resolved.tls))
-                verdicts[name] = HostVerdict(.accepted(insecure: spec.tls?.insecureSkipVerify == true))
+            switch assessments[index].outcome {
+            case .invalid(let problems):
+                verdicts[name] = HostVerdict(.invalidSpec(problems.joined(separator: "; ")))
+            case .missing(let description):
+                // An older valid claim on the same host is reported before missing material, as it is the first
+                // thing to fix.
+                if let winner = winners[egressHosts[index].spec.host], age(winner) < age(index) {
+                    verdicts[name] = HostVerdict(.hostConflict(owner: egressHosts[winner].metadata.name))
+                } else {
+                    verdicts[name] = HostVerdict(.missingMaterial(description))
+                }
+            case .claim(let entry, let files, let insecure):
+                if let winner = winners[entry.host], winner != index {
+                    verdicts[name] = HostVerdict(.hostConflict(owner: egressHosts[winner].metadata.name))
+                } else {
+                    secretData.merge(files) { $1 }
+                    entries.append(entry)
+                    verdicts[name] = HostVerdict(.accepted(insecure: insecure))
+                }
             }
         }
         self.verdicts = verdicts
         self.allowList = AllowList(hosts: entries)
         self.tlsSecretData = secretData
+    }
+
+    /// What one EgressHost yields on its own, before claims on the same host are compared.
+    public struct Assessment: Sendable, Hashable {
+        enum Outcome: Sendable, Hashable {
+            case invalid(problems: [String])
+            case missing(String)
+            case claim(entry: AllowList.Entry, files: [String: String], insecure: Bool)
+        }
+        let outcome: Outcome
+    }
+
+    /// A pure function of one object's spec and name and of the material: its problems, the material it lacks, or
+    /// the allow-list entry and TLS files it claims.
+    public static func assess(
+        _ spec: EgressHost.Spec,
+        name: String,
+        material: TLSMaterial,
+        tlsMountPath: String = ProxySettings.defaultTLSMountPath
+    ) -> Assessment {
+        let problems = SpecValidation.problems(spec)
+        guard problems.isEmpty else { return Assessment(outcome: .invalid(problems: problems)) }
+        switch material.resolve(spec.tls, for: name, mountPath: tlsMountPath) {
+        case .failure(let missing):
+            return Assessment(outcome: .missing(missing.description))
+        case .success(let resolved):
+            return Assessment(
+                outcome: .claim(
+                    entry: entry(spec, tls: resolved.tls),
+                    files: resolved.files,
+                    insecure: spec.tls?.insecureSkipVerify == true
+                )
+            )
+        }
     }
 
     static func entry(_ spec: EgressHost.Spec, tls: AllowList.TLS) -> AllowList.Entry {

@@ -81,27 +81,30 @@ public struct ReconcilePlan: Sendable {
         suffix: String = HostName.reservedSuffix,
         statuses: Bool = true
     ) {
-        let accepted = Set(plan.hosts)
+        // Sets of names, not maps of entries: with thousands of hosts every pass builds these, twice per change.
+        let planned = plan.hosts
+        let appliedEntries = snapshot.appliedAllowList?.hosts ?? []
+        let applied = Set(snapshot.appliedAllowList?.hostNames ?? [])
         let currentDNS = Set(snapshot.dnsHosts)
-        let appliedEntries = Dictionary(
-            (snapshot.appliedAllowList?.hosts ?? []).map { ($0.host, $0) },
-            uniquingKeysWith: { first, _ in first }
-        )
 
         // Hosts still routed by DNS but no longer accepted keep their last applied entry for one more step (unless
         // one rule routes every name: then no step of DNS ever withdraws a single host).
-        var entries = plan.allowList.hosts
+        allowList = plan.allowList
         if !snapshot.dnsRoutesEveryName {
-            for host in currentDNS.subtracting(accepted).sorted() {
-                if let entry = appliedEntries[host] { entries.append(entry) }
+            let lingering = currentDNS.subtracting(planned)
+            if !lingering.isEmpty {
+                var seen = Set<String>()
+                let kept = appliedEntries.filter { lingering.contains($0.host) && seen.insert($0.host).inserted }
+                allowList = AllowList(hosts: plan.allowList.hosts + kept)
             }
         }
-        allowList = AllowList(hosts: entries)
         tlsSecretData = plan.tlsSecretData
 
-        let proxyHas = snapshot.proxyAvailable ? Set(appliedEntries.keys) : []
-        // Keep what is routed and still accepted; add what the running proxy already allows.
-        dnsHosts = accepted.filter { currentDNS.contains($0) || proxyHas.contains($0) }.sorted()
+        // Keep what is routed and still accepted; add what the running proxy already allows. The plan's hosts are
+        // sorted, so this is too.
+        dnsHosts = planned.filter {
+            currentDNS.contains($0) || (snapshot.proxyAvailable && applied.contains($0))
+        }
         verdicts = plan.verdicts
 
         statusUpdates = [:]
@@ -110,26 +113,82 @@ public struct ReconcilePlan: Sendable {
 
     /// Plans `statusUpdates`: the status of every EgressHost whose status must change.
     public mutating func planStatuses(_ snapshot: ClusterSnapshot, suffix: String = HostName.reservedSuffix) {
+        var settled = SettledStatuses()
+        planStatuses(snapshot, suffix: suffix, settled: &settled)
+    }
+
+    /// The inputs of the hosts whose status needed no change, from one pass to the next. Building a status to
+    /// compare it with the stored one was the largest part of a pass with thousands of hosts, and nearly every host
+    /// has the same inputs as in the pass before.
+    public struct SettledStatuses: Sendable {
+        fileprivate struct Shared: Equatable {
+            var proxyAvailable: Bool
+            var suffix: String
+            var dnsWarning: String?
+        }
+        /// Per host: the object's resourceVersion (its spec, generation and stored status), its verdict and whether
+        /// it is programmed. The clock needs no place here: it is read only for a condition that changes.
+        fileprivate struct Inputs: Equatable {
+            var resourceVersion: String
+            var verdict: HostVerdict
+            var programmed: Bool
+        }
+        fileprivate var shared: Shared?
+        fileprivate var byName: [String: Inputs] = [:]
+
+        public init() {}
+    }
+
+    /// `planStatuses`, skipping hosts whose inputs are what they were when `settled` last found their status
+    /// current, and updating `settled` for the next pass.
+    public mutating func planStatuses(
+        _ snapshot: ClusterSnapshot,
+        suffix: String = HostName.reservedSuffix,
+        settled: inout SettledStatuses
+    ) {
+        let shared = SettledStatuses.Shared(
+            proxyAvailable: snapshot.proxyAvailable,
+            suffix: suffix,
+            dnsWarning: snapshot.dnsWarning
+        )
+        let previous = settled.shared == shared ? settled.byName : [:]
+        var next: [String: SettledStatuses.Inputs] = [:]
+        next.reserveCapacity(snapshot.egressHosts.count)
         var updates: [String: EgressHost.Status] = [:]
         let routed = Set(dnsHosts)
-        let applied = Set((snapshot.appliedAllowList?.hosts ?? []).map(\.host))
+        let applied = Set(snapshot.appliedAllowList?.hostNames ?? [])
         // By index: binding each element would copy whole EgressHosts.
         for index in snapshot.egressHosts.indices {
             let name = snapshot.egressHosts[index].metadata.name
             guard let verdict = verdicts[name] else { continue }
             let host = snapshot.egressHosts[index].spec.host
+            let programmed = routed.contains(host) && applied.contains(host) && verdict.isAccepted
+            let inputs = snapshot.egressHosts[index].metadata.resourceVersion.map {
+                SettledStatuses.Inputs(resourceVersion: $0, verdict: verdict, programmed: programmed)
+            }
+            if let inputs, previous[name] == inputs {
+                next[name] = inputs
+                continue
+            }
             let status = Self.status(
                 for: snapshot.egressHosts[index],
                 verdict: verdict,
-                programmed: routed.contains(host) && applied.contains(host) && verdict.isAccepted,
+                programmed: programmed,
                 proxyAvailable: snapshot.proxyAvailable,
                 now: snapshot.now,
                 suffix: suffix,
                 dnsWarning: snapshot.dnsWarning
             )
-            if status != snapshot.egressHosts[index].status { updates[name] = status }
+            if status != snapshot.egressHosts[index].status {
+                updates[name] = status
+            } else if let inputs {
+                next[name] = inputs
+            }
         }
         statusUpdates = updates
+        settled = SettledStatuses()
+        settled.shared = shared
+        settled.byName = next
     }
 
     static func status(

@@ -329,6 +329,23 @@ struct AllowListEncodingTests {
         )
         #expect(try AllowList.decode(Array(AllowList(hosts: []).encoded().utf8)).hosts.isEmpty)
     }
+
+    @Test func allowListSortsByHostKeepingTheOrderOfEqualHosts() {
+        let entries: [AllowList.Entry] = [
+            .init(host: "b.example.com"), .init(host: "a.example.com", port: 1), .init(host: "c.example.com"),
+            .init(host: "a.example.com", port: 2),
+        ]
+        #expect(
+            AllowList(hosts: entries).hosts.map { "\($0.host):\($0.port)" } == [
+                "a.example.com:1", "a.example.com:2", "b.example.com:443", "c.example.com:443",
+            ]
+        )
+        let sorted = AllowList(hosts: entries).hosts
+        #expect(AllowList(hosts: sorted).hosts == sorted)
+        #expect(
+            AllowList(hosts: sorted).hostNames == ["a.example.com", "a.example.com", "b.example.com", "c.example.com"]
+        )
+    }
 }
 
 struct JSONReaderTests {

@@ -46,6 +46,50 @@ struct ReconcilePlanTests {
         #expect(third.dnsHosts == snapshot.dnsHosts)
     }
 
+    @Test("a host whose status was current is skipped while its inputs repeat, and planned again when one changes")
+    func settledStatusesAreSkippedUntilAnInputChanges() {
+        var github = Self.github
+        github.metadata.resourceVersion = "1"
+        var snapshot = ClusterSnapshot(egressHosts: [github], proxyAvailable: true, now: "t1")
+        var settled = ReconcilePlan.SettledStatuses()
+        func withoutStatuses() -> ReconcilePlan {
+            let egressPlan = EgressPlan(egressHosts: snapshot.egressHosts, material: snapshot.material)
+            return ReconcilePlan(snapshot, egressPlan: egressPlan, statuses: false)
+        }
+        func plan() -> ReconcilePlan {
+            var plan = withoutStatuses()
+            plan.planStatuses(snapshot, settled: &settled)
+            #expect(plan.statusUpdates == ReconcilePlan(snapshot).statusUpdates, "the memo never changes the answer")
+            return plan
+        }
+        // Converge, each stored status a new resourceVersion.
+        for version in 2...4 {
+            let step = plan()
+            apply(step, to: &snapshot)
+            snapshot.egressHosts[0].metadata.resourceVersion = String(version)
+        }
+        #expect(plan().statusUpdates.isEmpty)
+
+        // A stored status that no longer matches, with the same resourceVersion, is what only the memo would miss:
+        // it cannot happen (any write to the object moves its resourceVersion), so it shows that the host was
+        // skipped.
+        let converged = snapshot.egressHosts[0].status
+        snapshot.egressHosts[0].status = nil
+        var skipping = withoutStatuses()
+        skipping.planStatuses(snapshot, settled: &settled)
+        #expect(skipping.statusUpdates.isEmpty)
+        snapshot.egressHosts[0].status = converged
+
+        // Each input change plans the host again: the proxy going away, then a new resourceVersion.
+        snapshot.proxyAvailable = false
+        #expect(plan().statusUpdates["github"]?.conditions?.last?.reason == "ProxyUnavailable")
+        snapshot.proxyAvailable = true
+        #expect(plan().statusUpdates.isEmpty)
+        snapshot.egressHosts[0].status = nil
+        snapshot.egressHosts[0].metadata.resourceVersion = "5"
+        #expect(plan().statusUpdates["github"] == converged)
+    }
+
     @Test("a deleted host leaves DNS before it leaves the allow-list")
     func removalOrder() {
         var snapshot = ClusterSnapshot(
