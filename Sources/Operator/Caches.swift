@@ -35,7 +35,14 @@ struct Caches: Sendable {
         egressHosts = informer(Self.egressHostResource, nil)
         configMaps = informer(.configMaps, settings.namespace)
         secrets = informer(.secrets, settings.namespace)
-        coreDNS = informer(.configMaps, settings.coreDNS.namespace)
+        // The Corefile is replaced whole (PUT): its cached copy must keep everything the object holds.
+        coreDNS = Informer(
+            client: client,
+            resource: .configMaps,
+            namespace: settings.coreDNS.namespace,
+            keepsLastApplied: true,
+            logger: logger
+        )
         var owned: [Resource: Informer] = [:]
         for kind in Self.ownedKinds where kind != .podDisruptionBudgets || servesPDB {
             owned[kind] = informer(kind, settings.namespace, managedBy)

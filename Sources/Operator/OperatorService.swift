@@ -171,8 +171,7 @@ public final class OperatorService: Service, Sendable {
             return await reconcileOnce(reconciler)
         case .status:
             do {
-                let writes = try await reconciler.writeStatuses()
-                metrics.apiWrites.increment(by: writes)
+                _ = try await reconciler.writeStatuses { [metrics] in metrics.apiWrites.increment() }
                 return .success
             } catch is CancellationError {
                 return .success

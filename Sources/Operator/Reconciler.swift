@@ -9,7 +9,8 @@ import Synchronization
 /// Writes go in the order the plan requires: the proxy workload, its TLS Secret and allow-list first, then DNS,
 /// then status. Owned objects are written with server-side apply under one field manager, and only when the
 /// cached object lacks what we want (so a converged cluster costs no writes); the CoreDNS Corefile, which other
-/// people own, is edited with a merge patch guarded by its resourceVersion.
+/// people own, is updated (PUT) from the cached object with only the managed block changed, guarded by its
+/// resourceVersion.
 final class Reconciler: Sendable {
     let client: KubeClient
     let options: OperatorOptions
@@ -21,32 +22,19 @@ final class Reconciler: Sendable {
     private let appliedOnce = Mutex<Set<String>>([])
     /// The status the last pass planned for each EgressHost whose status must change.
     private let pendingStatus = Mutex<[String: EgressHost.Status]>([:])
-    /// Decoded EgressHosts by the resourceVersion they were decoded from: decoding every object on every pass (JSON
-    /// value → text → `Codable`) was most of a pass with thousands of hosts.
-    private let decodedHosts = Mutex<[String: DecodedHost]>([:])
+    /// The hosts whose status the last pass found current, with what it was planned from.
+    private let settledStatuses = Mutex(ReconcilePlan.SettledStatuses())
+    /// The decoded EgressHosts and their plan, kept from pass to pass (one pass runs at a time).
+    private let egressHostIndex = Mutex(EgressHostIndex())
     /// Answers of pure functions of large inputs, by input (see `LastResult`).
     private let corefileImportsOverride = LastResult<String, Bool>()
     private let corefileHosts = LastResult<String, [String]>()
     private let overrideHosts = LastResult<String, [String]>()
     private let corefileEdit = LastResult<CorefileEdit, (corefile: String, managedHosts: [String])>()
-    /// The EgressPlan of the last pass: every change is followed by a pass that its own writes start, and that pass
-    /// plans from the same EgressHosts and material.
-    private let egressPlans = LastResult<EgressPlanInput, EgressPlan>()
     /// The allow-list's JSON text: comparing two lists is cheaper than encoding one.
     private let encodedAllowList = LastResult<AllowList, String>()
-
-    /// A class, so that carrying thousands of them from pass to pass copies references, not whole EgressHosts.
-    private final class DecodedHost: Sendable {
-        let host: EgressHost
-
-        init(_ host: EgressHost) { self.host = host }
-    }
-
-    private struct EgressPlanInput: Equatable, Sendable {
-        var egressHosts: [EgressHost]
-        var material: TLSMaterial
-        var tlsMountPath: String
-    }
+    /// The stored allow-list, decoded: it changes only when this operator writes it.
+    private let appliedAllowLists = LastResult<String, AllowList?>()
 
     private struct CorefileEdit: Equatable, Sendable {
         var hosts: [String]
@@ -81,16 +69,19 @@ final class Reconciler: Sendable {
 
     func reconcile() async throws -> Summary {
         var summary = Summary()
-        let egressHosts = decodeEgressHosts(caches.egressHosts.unorderedList().filter { $0.deletionTimestamp == nil })
+        let material = material()
+        let (egressHosts, egressPlan) = planEgressHosts(material: material)
         let dns = try currentDNS()
         let appliedAllowList = caches.configMaps.get(
             name: settings.proxy.allowListConfigMapName,
             namespace: settings.namespace
-        )?[path: "data", ProxySettings.allowListKey]?.stringValue.flatMap { try? AllowList.decode(Array($0.utf8)) }
+        )?[path: "data", ProxySettings.allowListKey]?.stringValue.flatMap { text in
+            appliedAllowLists(text) { try? AllowList.decode(Array($0.utf8)) }
+        }
         let deployment = caches.owned[.deployments]?.get(name: settings.proxy.name, namespace: settings.namespace)
         var snapshot = ClusterSnapshot(
             egressHosts: egressHosts,
-            material: material(),
+            material: material,
             appliedAllowList: appliedAllowList,
             dnsHosts: dns.hosts(appliedAllowList: appliedAllowList),
             proxyAvailable: (deployment?[path: "status", "availableReplicas"]?.intValue ?? 0) > 0,
@@ -98,18 +89,6 @@ final class Reconciler: Sendable {
             dnsWarning: dns.warning,
             dnsRoutesEveryName: dns.routesEveryName
         )
-        let egressPlan = egressPlans(
-            EgressPlanInput(
-                // The plan reads no status: without it, the pass after a status write plans from the same input.
-                egressHosts: egressHosts.map { host in
-                    var host = host
-                    host.status = nil
-                    return host
-                },
-                material: snapshot.material,
-                tlsMountPath: settings.proxy.tlsMountPath
-            )
-        ) { EgressPlan(egressHosts: $0.egressHosts, material: $0.material, tlsMountPath: $0.tlsMountPath) }
         var plan = ReconcilePlan(snapshot, egressPlan: egressPlan, suffix: settings.proxy.suffix, statuses: false)
 
         // 1. The proxy workload and what it mounts. DNS may only point at a proxy that has the hosts.
@@ -117,21 +96,33 @@ final class Reconciler: Sendable {
             summary.writes += try await applyIfNeeded(object)
         }
         summary.writes += try await applyIfNeeded(tlsSecret(plan.tlsSecretData))
+        // While a new allow-list is being written, plan DNS as if it were stored (what a successful write makes
+        // true) and prepare the Corefile edit: with thousands of rules the edit takes as long as the write.
+        let (allowList, current) = (plan.allowList, snapshot)
+        let allowListChanges = allowList != appliedAllowList
+        async let planAfterWrite = allowListChanges ? planOnceStored(current, egressPlan, allowList, dns) : nil
         let allowListWrites = try await applyIfNeeded(allowListConfigMap(plan.allowList))
         summary.writes += allowListWrites
         summary.writes += try await applyLockdownPolicies()
         summary.writes += try await deleteUnwantedOwnedObjects()
-        if allowListWrites > 0 && plan.allowList != appliedAllowList {
+        if allowListWrites > 0, let text = encodedAllowList.cached(plan.allowList) {
+            // The next pass reads back this text; decoding what encoding gave is the same list (tested).
+            appliedAllowLists.remember(text, plan.allowList)
+        }
+        if allowListWrites > 0 && allowListChanges {
             // The new allow-list is now stored: plan DNS from it in this pass rather than waiting for the next.
             snapshot.appliedAllowList = plan.allowList
-            plan = ReconcilePlan(snapshot, egressPlan: egressPlan, suffix: settings.proxy.suffix, statuses: false)
+            plan =
+                await planAfterWrite
+                ?? ReconcilePlan(snapshot, egressPlan: egressPlan, suffix: settings.proxy.suffix, statuses: false)
         }
-        // Statuses from the final plan only: with thousands of hosts, planning them is a large share of a plan.
-        plan.planStatuses(snapshot, suffix: settings.proxy.suffix)
         summary.managedHosts = plan.dnsHosts.count
 
         // 2. DNS, only for hosts in a stored allow-list.
         summary.writes += try await writeDNS(plan.dnsHosts, current: dns)
+        // Statuses from the final plan only, once DNS is written: with thousands of hosts planning them takes longer
+        // than many a write, and nothing else waits for them.
+        settledStatuses.withLock { plan.planStatuses(snapshot, suffix: settings.proxy.suffix, settled: &$0) }
 
         // 3. Status and Events are written by the status worker (`writeStatuses`), so that thousands of status
         //    writes never hold back the next allow-list or DNS change.
@@ -142,9 +133,28 @@ final class Reconciler: Sendable {
         return summary
     }
 
+    /// The plan once `allowList` is stored, with its Corefile edit made (the edit is remembered for `writeDNS`).
+    private func planOnceStored(
+        _ snapshot: ClusterSnapshot,
+        _ egressPlan: EgressPlan,
+        _ allowList: AllowList,
+        _ dns: DNSState
+    ) -> ReconcilePlan {
+        var snapshot = snapshot
+        snapshot.appliedAllowList = allowList
+        let plan = ReconcilePlan(snapshot, egressPlan: egressPlan, suffix: settings.proxy.suffix, statuses: false)
+        if dns.mode == .corefile, let corefile = dns.corefile, let editor = try? options.corefileEditor() {
+            _ = try? corefileEdit(CorefileEdit(hosts: plan.dnsHosts, corefile: corefile)) {
+                try editor.edit(hosts: $0.hosts, in: $0.corefile)
+            }
+        }
+        return plan
+    }
+
     /// Writes the statuses the last pass planned, a few at a time, with an Event for every transition. A status
     /// the cache already shows is skipped; one a newer pass replaced meanwhile stays pending for the next call.
-    func writeStatuses() async throws -> Int {
+    /// `written` is called after each write, so that a batch of thousands shows in the metrics as it goes.
+    func writeStatuses(written: @escaping @Sendable () -> Void = {}) async throws -> Int {
         let pending = pendingStatus.withLock { $0 }
         let updates = pending.sorted { $0.key < $1.key }.compactMap {
             name,
@@ -158,6 +168,7 @@ final class Reconciler: Sendable {
                 if index >= Self.statusConcurrency { try await group.next() }
                 group.addTask {
                     try await self.writeStatus(name: name, status)
+                    written()
                     let old = try? object.decode(EgressHost.self).status
                     await self.events.recordTransitions(of: object, from: old, to: status)
                 }
@@ -172,42 +183,37 @@ final class Reconciler: Sendable {
 
     // MARK: - Reading
 
-    /// The EgressHosts of the cache, decoding only the objects that changed since the last pass. Keyed by
-    /// resourceVersion alone: it is an etcd revision, unique to one write of one object.
-    private func decodeEgressHosts(_ objects: [KubeObject]) -> [EgressHost] {
-        let previous = decodedHosts.withLock { $0 }
-        var current: [String: DecodedHost] = [:]
-        current.reserveCapacity(objects.count)
-        var hosts: [EgressHost] = []
-        hosts.reserveCapacity(objects.count)
-        for object in objects {
-            let version = object.resourceVersion ?? ""
-            if let hit = previous[version] {
-                current[version] = hit
-                hosts.append(hit.host)
-                continue
-            }
+    /// The EgressHosts (those not being deleted) and their plan, paying only for what changed since the last pass.
+    private func planEgressHosts(material: TLSMaterial) -> (hosts: [EgressHost], plan: EgressPlan) {
+        // Taken out of the lock while this pass works on it, so that it is updated in place, not copied.
+        var index = egressHostIndex.withLock { index in
+            defer { index = EgressHostIndex() }
+            return index
+        }
+        defer { egressHostIndex.withLock { [index] in $0 = index } }
+        index.update(caches.egressHosts.delta(since: index.revision)) { object in
             do {
-                let host = try object.decode(EgressHost.self)
-                current[version] = DecodedHost(host)
-                hosts.append(host)
+                return try object.decode(EgressHost.self)
             } catch {
                 logger.warning(
                     "cannot decode EgressHost",
                     metadata: ["name": "\(object.name ?? "")", "error": "\(error)"]
                 )
+                return nil
             }
         }
-        decodedHosts.withLock { $0 = current }
-        return hosts
+        return index.plan(material: material, tlsMountPath: settings.proxy.tlsMountPath)
     }
 
+    /// The ConfigMaps and Secrets EgressHosts may reference, without the operator's own allow-list and TLS Secret:
+    /// they are no one's CA bundle, they grow with the host count, and each write of them would otherwise look like
+    /// new material and force a full re-plan.
     private func material() -> TLSMaterial {
         var material = TLSMaterial()
-        for object in caches.configMaps.list() {
+        for object in caches.configMaps.unorderedList() where object.name != settings.proxy.allowListConfigMapName {
             material.configMaps[object.name ?? ""] = object["data"]?.objectValue?.compactMapValues(\.stringValue) ?? [:]
         }
-        for object in caches.secrets.list() {
+        for object in caches.secrets.unorderedList() where object.name != settings.proxy.tlsSecretName {
             let data = object["data"]?.objectValue ?? [:]
             material.secrets[object.name ?? ""] = data.compactMapValues { value in
                 value.stringValue.flatMap { Data(base64Encoded: $0) }.map { String(decoding: $0, as: UTF8.self) }
@@ -231,7 +237,7 @@ final class Reconciler: Sendable {
         /// says which of them are really reachable.
         func hosts(appliedAllowList: AllowList?) -> [String] {
             guard suffixRules else { return routed }
-            return routesEveryName ? appliedAllowList?.hosts.map(\.host) ?? [] : []
+            return routesEveryName ? appliedAllowList?.hostNames ?? [] : []
         }
 
         var routesEveryName: Bool { suffixRules && routed == ["*"] }
@@ -289,7 +295,7 @@ final class Reconciler: Sendable {
         // Sent as the text it serializes to: parsing an allow-list of thousands of hosts only to encode it again was
         // a visible share of a pass. Force: these objects are ours; a hand edit to a field we set is reverted, not a
         // conflict.
-        _ = try await client.apply(
+        try await client.apply(
             resource,
             name: name,
             namespace: namespace,
@@ -397,20 +403,18 @@ final class Reconciler: Sendable {
                 if let imports = corefileImportsOverride.cached(corefile) {
                     corefileImportsOverride.remember(edited, imports)
                 }
-                let patch: JSONValue = [
-                    "metadata": ["resourceVersion": .string(object.resourceVersion ?? "")],
-                    "data": [coreDNS.corefileKey: .string(edited)],
-                ]
-                let written = try await client.patch(
+                // Replaced whole from the cached object (everything else in it as the server has it), guarded by
+                // its resourceVersion: with thousands of rules the API server takes a third of the time a merge
+                // patch of the same text costs it, which would re-encode and merge the whole object.
+                var updated = object
+                updated["data"]?[coreDNS.corefileKey] = .string(edited)
+                let written = try await client.replaceReturningVersion(
                     .configMaps,
-                    name: coreDNS.configMapName,
-                    namespace: coreDNS.namespace,
-                    patch: patch,
-                    type: .merge,
+                    updated,
                     fieldManager: options.fieldManager
                 )
                 writes += 1
-                await waitForCache(caches.coreDNS, toSee: written)
+                await waitForCache(caches.coreDNS, toSee: object.key, at: written)
             }
         }
         // The override key: the hosts in custom mode; released in corefile mode.
@@ -442,11 +446,11 @@ final class Reconciler: Sendable {
     /// Read-your-writes for the Corefile: the next pass edits it under a resourceVersion precondition, so it must
     /// start from what we just wrote, not from a cache one event behind (that would be a needless 409 and retry).
     /// Bounded: if the watch is slow, the precondition still protects the edit.
-    private func waitForCache(_ informer: Informer, toSee object: KubeObject) async {
+    private func waitForCache(_ informer: Informer, toSee key: ObjectKey, at resourceVersion: String) async {
         let clock = ContinuousClock()
         let deadline = clock.now + .seconds(2)
         while clock.now < deadline, !Task.isCancelled {
-            if informer.get(object.key)?.resourceVersion == object.resourceVersion { return }
+            if informer.get(key)?.resourceVersion == resourceVersion { return }
             try? await Task.sleep(for: .milliseconds(5))
         }
     }

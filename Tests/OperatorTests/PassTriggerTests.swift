@@ -1,4 +1,5 @@
 import KubeAPI
+import Manifests
 import XCTest
 
 @testable import Operator
@@ -46,5 +47,120 @@ final class PassTriggerTests: XCTestCase {
         XCTAssertEqual(last.cached("written"), 7)
         XCTAssertEqual(last("written", length), 7)
         XCTAssertEqual(calls, 2)
+    }
+
+    // MARK: - EgressHostIndex
+
+    private func object(
+        _ name: String,
+        host: String,
+        version: String,
+        created: String = "2026-11-27T00:00:00Z"
+    )
+        -> KubeObject
+    {
+        var object = KubeObject(apiVersion: "egress.dev/v1alpha1", kind: "EgressHost", name: name)
+        object.resourceVersion = version
+        object.metadata["creationTimestamp"] = .string(created)
+        object["spec"] = ["host": .string(host)]
+        return object
+    }
+
+    private func key(_ name: String) -> ObjectKey { ObjectKey(namespace: nil, name: name) }
+
+    /// The index's plan after any sequence of deltas equals a plan made from scratch of the same objects.
+    private func assertPlansFromScratch(
+        _ index: inout EgressHostIndex,
+        _ objects: [KubeObject],
+        material: TLSMaterial = TLSMaterial(),
+        file: StaticString = #filePath,
+        line: UInt = #line
+    ) throws {
+        let (hosts, plan) = index.plan(material: material, tlsMountPath: "/tls")
+        let expectedHosts = try objects.map { try $0.decode(EgressHost.self) }
+        XCTAssertEqual(
+            Set(hosts.map(\.metadata.name)),
+            Set(expectedHosts.map(\.metadata.name)),
+            file: file,
+            line: line
+        )
+        XCTAssertEqual(
+            plan,
+            EgressPlan(egressHosts: expectedHosts, material: material, tlsMountPath: "/tls"),
+            file: file,
+            line: line
+        )
+    }
+
+    func testEgressHostIndexFollowsDeltasAndDecodesOnlyWhatChanged() throws {
+        var decoded: [String] = []
+        func decode(_ object: KubeObject) -> EgressHost? {
+            decoded.append(object.name ?? "")
+            return try? object.decode(EgressHost.self)
+        }
+        let a = object("a", host: "a.example.com", version: "1")
+        let b = object("b", host: "b.example.com", version: "2")
+        let c = object("c", host: "c.example.com", version: "3")
+        var index = EgressHostIndex()
+        index.update(Informer.Delta(revision: 3, all: [a, b, c]), decode: decode)
+        XCTAssertEqual(Set(decoded), ["a", "b", "c"])
+        try assertPlansFromScratch(&index, [a, b, c])
+
+        // One object changes, one is deleted (the swap-remove moves another into its slot), one is being deleted.
+        decoded = []
+        let a2 = object("a", host: "a2.example.com", version: "4")
+        var deleting = c
+        deleting.metadata["deletionTimestamp"] = "2026-11-27T01:00:00Z"
+        index.update(
+            Informer.Delta(revision: 6, changed: [key("a"): a2, key("b"): nil as KubeObject?, key("c"): deleting]),
+            decode: decode
+        )
+        XCTAssertEqual(decoded, ["a"], "only the changed object is decoded; one being deleted is dropped unread")
+        XCTAssertEqual(index.revision, 6)
+        try assertPlansFromScratch(&index, [a2])
+
+        // A second claim on a host that an older object holds, then the older one goes away.
+        let older = object("older", host: "shared.example.com", version: "7", created: "2026-01-01T00:00:00Z")
+        let newer = object("newer", host: "shared.example.com", version: "8", created: "2026-06-01T00:00:00Z")
+        index.update(Informer.Delta(revision: 8, changed: [key("older"): older, key("newer"): newer]), decode: decode)
+        try assertPlansFromScratch(&index, [a2, older, newer])
+        index.update(Informer.Delta(revision: 9, changed: [key("older"): nil as KubeObject?]), decode: decode)
+        try assertPlansFromScratch(&index, [a2, newer])
+
+        // A status write alone, then a spec change of the same object: both are read, the plan follows the spec.
+        var statusWritten = newer
+        statusWritten.resourceVersion = "10"
+        statusWritten["status"] = ["observedGeneration": 1]
+        index.update(Informer.Delta(revision: 10, changed: [key("newer"): statusWritten]), decode: decode)
+        try assertPlansFromScratch(&index, [a2, statusWritten])
+        XCTAssertEqual(index.plan(material: TLSMaterial(), tlsMountPath: "/tls").hosts.count { $0.status != nil }, 1)
+        var moved = statusWritten
+        moved.resourceVersion = "11"
+        moved["spec"] = ["host": "moved.example.com"]
+        index.update(Informer.Delta(revision: 11, changed: [key("newer"): moved]), decode: decode)
+        try assertPlansFromScratch(&index, [a2, moved])
+
+        // A full re-read (e.g. after a relist) reuses what is decoded at the same resourceVersion.
+        decoded = []
+        index.update(Informer.Delta(revision: 12, all: [a2, moved, b]), decode: decode)
+        XCTAssertEqual(decoded, ["b"])
+        try assertPlansFromScratch(&index, [a2, moved, b])
+    }
+
+    func testEgressHostIndexReassessesEveryHostWhenTheMaterialChanges() throws {
+        var withCA = object("internal", host: "internal.example.com", version: "1")
+        withCA["spec"]?["tls"] = ["caBundle": ["kind": "ConfigMap", "name": "internal-ca"]]
+        let plain = object("plain", host: "plain.example.com", version: "2")
+        var index = EgressHostIndex()
+        index.update(Informer.Delta(revision: 2, all: [withCA, plain])) { try? $0.decode(EgressHost.self) }
+        let missing = index.plan(material: TLSMaterial(), tlsMountPath: "/tls").plan
+        XCTAssertEqual(missing.allowList.hosts.map(\.host), ["plain.example.com"])
+
+        let material = TLSMaterial(configMaps: ["internal-ca": ["ca.crt": "PEM"]])
+        try assertPlansFromScratch(&index, [withCA, plain], material: material)
+        XCTAssertEqual(
+            index.plan(material: material, tlsMountPath: "/tls").plan.allowList.hosts.map(\.host),
+            ["internal.example.com", "plain.example.com"]
+        )
     }
 }

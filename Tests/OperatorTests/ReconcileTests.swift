@@ -30,6 +30,7 @@ final class ReconcileTests: OperatorTestCase {
         try await waitForConvergence([third])
         let afterDelete = try await corefile()
         XCTAssertEqual(Self.outsideManagedBlock(afterDelete), Self.outsideManagedBlock(originalCorefile))
+        try await assertCoreDNSKeepsWhatIsNotOurs()
 
         // 100 passes: each label change is an event and a pass; every 10th also adds or removes a host, so the
         // managed block is rewritten 10 times among them.
@@ -59,6 +60,7 @@ final class ReconcileTests: OperatorTestCase {
             )
         }
         XCTAssertGreaterThanOrEqual(running.service.passes, 100)
+        try await assertCoreDNSKeepsWhatIsNotOurs()
     }
 
     /// Deleting the last EgressHost removes the managed block: the Corefile is the original, byte for byte.
@@ -80,6 +82,7 @@ final class ReconcileTests: OperatorTestCase {
             return text == originalCorefile
         }
         try await eventually("the allow-list to be empty") { try await allowListHosts().isEmpty }
+        try await assertCoreDNSKeepsWhatIsNotOurs()
     }
 
     /// Suffix mode: one rule routes every name while any host is allowed. Deleting the last host takes two steps,

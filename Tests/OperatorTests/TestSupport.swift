@@ -175,12 +175,28 @@ class OperatorTestCase: XCTestCase {
         }
     }
 
-    /// Writes the `coredns` ConfigMap into `dnsNamespace` (call before starting the operator).
+    /// Writes the `coredns` ConfigMap into `dnsNamespace` (call before starting the operator), with what a real one
+    /// carries beside the Corefile: a label, kubectl's last-applied annotation, another key. None of it is ours.
     func createCoreDNS(_ corefile: String? = nil) async throws {
         if let corefile { originalCorefile = corefile }
         var object = KubeObject(apiVersion: "v1", kind: "ConfigMap", name: "coredns", namespace: dnsNamespace)
-        object["data"] = ["Corefile": .string(originalCorefile)]
+        object["data"] = ["Corefile": .string(originalCorefile), "NodeHosts": "10.0.0.1 node-1"]
+        object.labels = Self.coreDNSLabels
+        object.metadata["annotations"] = Self.coreDNSAnnotations
         _ = try await client.create(.configMaps, object)
+    }
+
+    static let coreDNSLabels = ["k8s-app": "kube-dns"]
+    static let coreDNSAnnotations: JSONValue = [
+        "kubectl.kubernetes.io/last-applied-configuration": #"{"apiVersion":"v1","kind":"ConfigMap"}"#
+    ]
+
+    /// Everything of the `coredns` ConfigMap that is not the Corefile is as `createCoreDNS` wrote it.
+    func assertCoreDNSKeepsWhatIsNotOurs(file: StaticString = #filePath, line: UInt = #line) async throws {
+        let object = try await corefileObject()
+        XCTAssertEqual(object.labels, Self.coreDNSLabels, file: file, line: line)
+        XCTAssertEqual(object.metadata["annotations"], Self.coreDNSAnnotations, file: file, line: line)
+        XCTAssertEqual(object[path: "data", "NodeHosts"], "10.0.0.1 node-1", file: file, line: line)
     }
 
     override func tearDown() async throws {
