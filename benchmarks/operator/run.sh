@@ -29,7 +29,10 @@ DNS_RULES=${EGRESS_BENCH_DNS_RULES:-per-host}
 "$BIN/egress-operator" run --admin-port $ADMIN_PORT --log-level warning --dns-rules "$DNS_RULES" \
     >/tmp/egress-bench-operator.log 2>&1 &
 pid=$!
-until kubectl -n egress-system get deployment egress-proxy >/dev/null 2>&1; do sleep 0.2; done
+until kubectl -n egress-system get deployment egress-proxy >/dev/null 2>&1; do
+    kill -0 $pid 2>/dev/null || { echo "egress-operator exited:" >&2; tail -n 5 /tmp/egress-bench-operator.log >&2; exit 1; }
+    sleep 0.2
+done
 # No kubelet here: report the proxy available so DNS gets programmed.
 kubectl -n egress-system patch deployment egress-proxy --subresource=status --type=merge \
     -p '{"status":{"replicas":2,"readyReplicas":2,"availableReplicas":2,"updatedReplicas":2}}' >/dev/null
