@@ -12,8 +12,8 @@ import Manifests
 struct EgressHostIndex: Sendable {
     /// The informer revision the arrays reflect (nil: nothing read yet).
     private(set) var revision: Int?
+    /// Each one as decoded at its `metadata.resourceVersion`.
     private var hosts: [EgressHost] = []
-    private var resourceVersions: [String?] = []
     /// Made from `hosts[i].spec` and `material`; nil until a plan needs it.
     private var assessments: [EgressPlan.Assessment?] = []
     private var slots: [String: Int] = [:]
@@ -68,7 +68,6 @@ struct EgressHostIndex: Sendable {
 
     private mutating func removeAll() {
         hosts = []
-        resourceVersions = []
         assessments = []
         slots = [:]
         last = nil
@@ -82,17 +81,19 @@ struct EgressHostIndex: Sendable {
         decode: (KubeObject) -> EgressHost?
     ) {
         guard let object, object.deletionTimestamp == nil else { return remove(name) }
-        if let previous, let slot = previous.slots[name], previous.resourceVersions[slot] == object.resourceVersion {
-            return put(name, previous.hosts[slot], object.resourceVersion, previous.assessments[slot])
+        if let previous, let slot = previous.slots[name],
+            previous.hosts[slot].metadata.resourceVersion == object.resourceVersion
+        {
+            return put(name, previous.hosts[slot], previous.assessments[slot])
         }
         guard let host = decode(object) else { return remove(name) }
         // A write of the status alone (after a burst, one per host) changes nothing the plan reads: the assessment
         // and the plan stay.
         if let slot = slots[name], Self.samePlanInputs(hosts[slot], host) {
-            return put(name, host, object.resourceVersion, assessments[slot])
+            return put(name, host, assessments[slot])
         }
         last = nil
-        put(name, host, object.resourceVersion, nil)
+        put(name, host, nil)
     }
 
     /// Whether the plan reads the same from both: the spec, and the name and age that decide a claim.
@@ -101,20 +102,13 @@ struct EgressHostIndex: Sendable {
             && old.metadata.creationTimestamp == new.metadata.creationTimestamp
     }
 
-    private mutating func put(
-        _ name: String,
-        _ host: EgressHost,
-        _ resourceVersion: String?,
-        _ assessment: EgressPlan.Assessment?
-    ) {
+    private mutating func put(_ name: String, _ host: EgressHost, _ assessment: EgressPlan.Assessment?) {
         if let slot = slots[name] {
             hosts[slot] = host
-            resourceVersions[slot] = resourceVersion
             assessments[slot] = assessment
         } else {
             slots[name] = hosts.count
             hosts.append(host)
-            resourceVersions.append(resourceVersion)
             assessments.append(assessment)
         }
     }
@@ -126,12 +120,10 @@ struct EgressHostIndex: Sendable {
         let last = hosts.count - 1
         if slot != last {
             hosts.swapAt(slot, last)
-            resourceVersions.swapAt(slot, last)
             assessments.swapAt(slot, last)
             slots[hosts[slot].metadata.name] = slot
         }
         hosts.removeLast()
-        resourceVersions.removeLast()
         assessments.removeLast()
     }
 }

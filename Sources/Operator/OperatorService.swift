@@ -171,7 +171,7 @@ public final class OperatorService: Service, Sendable {
             return await reconcileOnce(reconciler)
         case .status:
             do {
-                _ = try await reconciler.writeStatuses { [metrics] in metrics.apiWrites.increment() }
+                try await reconciler.writeStatuses { [metrics] in metrics.apiWrites.increment() }
                 return .success
             } catch is CancellationError {
                 return .success

@@ -144,9 +144,7 @@ final class Reconciler: Sendable {
         snapshot.appliedAllowList = allowList
         let plan = ReconcilePlan(snapshot, egressPlan: egressPlan, suffix: settings.proxy.suffix, statuses: false)
         if dns.mode == .corefile, let corefile = dns.corefile, let editor = try? options.corefileEditor() {
-            _ = try? corefileEdit(CorefileEdit(hosts: plan.dnsHosts, corefile: corefile)) {
-                try editor.edit(hosts: $0.hosts, in: $0.corefile)
-            }
+            _ = try? makeEdit(CorefileEdit(hosts: plan.dnsHosts, corefile: corefile), editor)
         }
         return plan
     }
@@ -154,7 +152,7 @@ final class Reconciler: Sendable {
     /// Writes the statuses the last pass planned, a few at a time, with an Event for every transition. A status
     /// the cache already shows is skipped; one a newer pass replaced meanwhile stays pending for the next call.
     /// `written` is called after each write, so that a batch of thousands shows in the metrics as it goes.
-    func writeStatuses(written: @escaping @Sendable () -> Void = {}) async throws -> Int {
+    func writeStatuses(written: @escaping @Sendable () -> Void = {}) async throws {
         let pending = pendingStatus.withLock { $0 }
         let updates = pending.sorted { $0.key < $1.key }.compactMap {
             name,
@@ -178,7 +176,6 @@ final class Reconciler: Sendable {
         pendingStatus.withLock { current in
             for (name, status) in pending where current[name] == status { current[name] = nil }
         }
-        return updates.count
     }
 
     // MARK: - Reading
@@ -393,7 +390,7 @@ final class Reconciler: Sendable {
         // The Corefile block: the hosts in corefile mode; removed in custom mode (the mode may have changed).
         if let corefile = current.corefile, let object = current.corefileObject {
             let edit = CorefileEdit(hosts: current.mode == .corefile ? hosts : [], corefile: corefile)
-            let (edited, managedHosts) = try corefileEdit(edit) { try editor.edit(hosts: $0.hosts, in: $0.corefile) }
+            let (edited, managedHosts) = try makeEdit(edit, editor)
             if edited != corefile {
                 // The next pass reads back this text: the editor reports the hosts it parses back to, and applying
                 // the same hosts again changes nothing (tests hold the editor to both).
@@ -441,6 +438,14 @@ final class Reconciler: Sendable {
             writes += 1
         }
         return writes
+    }
+
+    /// The Corefile with `edit.hosts` in its managed block, remembered for the next call with the same input.
+    private func makeEdit(
+        _ edit: CorefileEdit,
+        _ editor: CorefileEditor
+    ) throws -> (corefile: String, managedHosts: [String]) {
+        try corefileEdit(edit) { try editor.edit(hosts: $0.hosts, in: $0.corefile) }
     }
 
     /// Read-your-writes for the Corefile: the next pass edits it under a resourceVersion precondition, so it must
