@@ -81,19 +81,21 @@ struct EgressHostIndex: Sendable {
         decode: (KubeObject) -> EgressHost?
     ) {
         guard let object, object.deletionTimestamp == nil else { return remove(name) }
-        if let previous, let slot = previous.slots[name],
-            previous.hosts[slot].metadata.resourceVersion == object.resourceVersion
-        {
-            return put(name, previous.hosts[slot], previous.assessments[slot])
+        // What the index held for this name: in `previous` when rebuilding from a full read, else here.
+        let old = previous.map { $0.item(named: name) } ?? item(named: name)
+        if let old, old.host.metadata.resourceVersion == object.resourceVersion {
+            return put(name, old.host, old.assessment)
         }
         guard let host = decode(object) else { return remove(name) }
         // A write of the status alone (after a burst, one per host) changes nothing the plan reads: the assessment
         // and the plan stay.
-        if let slot = slots[name], Self.samePlanInputs(hosts[slot], host) {
-            return put(name, host, assessments[slot])
-        }
+        if let old, Self.samePlanInputs(old.host, host) { return put(name, host, old.assessment) }
         last = nil
         put(name, host, nil)
+    }
+
+    private func item(named name: String) -> (host: EgressHost, assessment: EgressPlan.Assessment?)? {
+        slots[name].map { (hosts[$0], assessments[$0]) }
     }
 
     /// Whether the plan reads the same from both: the spec, and the name and age that decide a claim.

@@ -89,7 +89,7 @@ final class Reconciler: Sendable {
             dnsWarning: dns.warning,
             dnsRoutesEveryName: dns.routesEveryName
         )
-        var plan = ReconcilePlan(snapshot, egressPlan: egressPlan, suffix: settings.proxy.suffix, statuses: false)
+        var plan = reconcilePlan(snapshot, egressPlan)
 
         // 1. The proxy workload and what it mounts. DNS may only point at a proxy that has the hosts.
         for object in ProxyWorkload.objects(settings) where servesPDB || object["kind"] != "PodDisruptionBudget" {
@@ -99,8 +99,7 @@ final class Reconciler: Sendable {
         // While a new allow-list is being written, plan DNS as if it were stored (what a successful write makes
         // true) and prepare the Corefile edit: with thousands of rules the edit takes as long as the write.
         let (allowList, current) = (plan.allowList, snapshot)
-        let allowListChanges = allowList != appliedAllowList
-        async let planAfterWrite = allowListChanges ? planOnceStored(current, egressPlan, allowList, dns) : nil
+        async let storedPlan = allowList != appliedAllowList ? planOnceStored(allowList, current, egressPlan, dns) : nil
         let allowListWrites = try await applyIfNeeded(allowListConfigMap(plan.allowList))
         summary.writes += allowListWrites
         summary.writes += try await applyLockdownPolicies()
@@ -109,12 +108,10 @@ final class Reconciler: Sendable {
             // The next pass reads back this text; decoding what encoding gave is the same list (tested).
             appliedAllowLists.remember(text, plan.allowList)
         }
-        if allowListWrites > 0 && allowListChanges {
+        if allowListWrites > 0, let stored = await storedPlan {
             // The new allow-list is now stored: plan DNS from it in this pass rather than waiting for the next.
-            snapshot.appliedAllowList = plan.allowList
-            plan =
-                await planAfterWrite
-                ?? ReconcilePlan(snapshot, egressPlan: egressPlan, suffix: settings.proxy.suffix, statuses: false)
+            snapshot = stored.snapshot
+            plan = stored.plan
         }
         summary.managedHosts = plan.dnsHosts.count
 
@@ -133,20 +130,26 @@ final class Reconciler: Sendable {
         return summary
     }
 
-    /// The plan once `allowList` is stored, with its Corefile edit made (the edit is remembered for `writeDNS`).
+    /// The snapshot and plan once `allowList` is stored, with its Corefile edit made (the edit is remembered for
+    /// `writeDNS`).
     private func planOnceStored(
+        _ allowList: AllowList,
         _ snapshot: ClusterSnapshot,
         _ egressPlan: EgressPlan,
-        _ allowList: AllowList,
         _ dns: DNSState
-    ) -> ReconcilePlan {
+    ) -> (snapshot: ClusterSnapshot, plan: ReconcilePlan) {
         var snapshot = snapshot
         snapshot.appliedAllowList = allowList
-        let plan = ReconcilePlan(snapshot, egressPlan: egressPlan, suffix: settings.proxy.suffix, statuses: false)
+        let plan = reconcilePlan(snapshot, egressPlan)
         if dns.mode == .corefile, let corefile = dns.corefile, let editor = try? options.corefileEditor() {
             _ = try? makeEdit(CorefileEdit(hosts: plan.dnsHosts, corefile: corefile), editor)
         }
-        return plan
+        return (snapshot, plan)
+    }
+
+    /// The plan without statuses (`planStatuses` adds them once, from the final plan of a pass).
+    private func reconcilePlan(_ snapshot: ClusterSnapshot, _ egressPlan: EgressPlan) -> ReconcilePlan {
+        ReconcilePlan(snapshot, egressPlan: egressPlan, suffix: settings.proxy.suffix, statuses: false)
     }
 
     /// Writes the statuses the last pass planned, a few at a time, with an Event for every transition. A status
