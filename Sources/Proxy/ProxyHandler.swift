@@ -39,8 +39,9 @@ final class LoopContext {
 /// common keep-alive exchange never toggles the socket's read interest.
 final class ProxyHandler: ChannelDuplexHandler {
     typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = HTTPServerResponsePart
+    typealias OutboundIn = ByteBuffer
+    /// Responses are written as bytes by `ClientResponseEncoder` (no NIO response encoder in the pipeline).
+    typealias OutboundOut = ByteBuffer
 
     private struct RequestRecord {
         var start: NIODeadline = .now()
@@ -79,6 +80,10 @@ final class ProxyHandler: ChannelDuplexHandler {
     private var upstreamFlushPending = false
     /// Response parts written to the client and not yet flushed.
     private var clientFlushPending = false
+    private var responseEncoder = ClientResponseEncoder()
+    /// Response bytes not yet written to the channel: a small response leaves as one buffer, written at the end of
+    /// the upstream's read batch (or of the response).
+    private var output: ByteBuffer?
     /// Parts (or a parse error) of requests that arrived while the current one was still being answered.
     private var pipelined = CircularBuffer<PipelinedInput>()
     private var replaying = false
@@ -95,6 +100,10 @@ final class ProxyHandler: ChannelDuplexHandler {
         case part(HTTPServerRequestPart)
         case malformed(HTTPParserError)
     }
+
+    /// Body parts up to this size are copied into the response bytes held back (one write for a small response);
+    /// larger ones are written as they are.
+    static let copiedBodyPart = 16 * 1024
 
     init(loop: LoopContext) {
         self.loop = loop
@@ -236,12 +245,10 @@ final class ProxyHandler: ChannelDuplexHandler {
                         self.record.label = route.label
                         self.tls = tls
                         self.key = UpstreamKey(host: route.upstreamHost, entry: route.entry)
-                        self.upstreamHead = HeaderSanitizer.upstreamRequestHead(
-                            head,
-                            path: parsed.path,
-                            upstreamHost: route.upstreamHost,
-                            port: route.entry.port
-                        )
+                        // Sanitized (hop-by-hop headers, Host) as it is written: `UpstreamRequestEncoder`.
+                        var upstreamHead = head
+                        upstreamHead.uri = parsed.path
+                        self.upstreamHead = upstreamHead
                         self.expectContinue = RequestValidation.expectsContinue(head)
                     } else {
                         refusal = Refusal(.forbidden, "not-allowed", "\(parsed.name) is not in the egress allow-list")
@@ -264,10 +271,12 @@ final class ProxyHandler: ChannelDuplexHandler {
         case .acquireUpstream:
             if self.expectContinue {
                 self.expectContinue = false
-                context.writeAndFlush(
-                    self.wrapOutboundOut(.head(HTTPResponseHead(version: self.clientVersion, status: .continue))),
-                    promise: nil
+                var out = self.takeOutput(context)
+                ClientResponseEncoder.writeOwnHead(
+                    HTTPResponseHead(version: self.clientVersion, status: .continue),
+                    into: &out
                 )
+                context.writeAndFlush(self.wrapOutboundOut(out), promise: nil)
             }
             guard let key = self.key, let tls = self.tls else { return }
             self.loop.pool.acquire(key: key, tls: tls) { [self] result, reused in
@@ -467,24 +476,40 @@ final class ProxyHandler: ChannelDuplexHandler {
         headers.add(name: "x-egress-error", value: refusal.reason)
         if close { headers.add(name: "connection", value: "close") }
         let head = HTTPResponseHead(version: self.clientVersion, status: refusal.status, headers: headers)
-        context.write(self.wrapOutboundOut(.head(head)), promise: nil)
-        context.write(
-            self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))),
-            promise: nil
-        )
-        self.record.bytesOut += body.utf8.count
+        var out = self.takeOutput(context)
+        ClientResponseEncoder.writeOwnHead(head, into: &out)
+        if self.record.method != .HEAD {
+            out.writeString(body)
+            self.record.bytesOut += body.utf8.count
+        }
         self.record.reason = refusal.reason
         self.loop.metrics.denial(reason: refusal.reason)
         let decision = refusal.status.code >= 500 ? "error" : "deny"
         self.finishRecord(status: refusal.status.code, decision: decision)
         if close {
-            context.writeAndFlush(self.wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+            context.writeAndFlush(self.wrapOutboundOut(out)).assumeIsolated().whenComplete { _ in
                 context.close(promise: nil)
             }
         } else {
-            context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+            context.writeAndFlush(self.wrapOutboundOut(out), promise: nil)
             if self.machine.state == .idle { self.enteredIdle() }
         }
+    }
+
+    /// The response bytes not yet written (moved out, so appending to them does not copy), or a new buffer.
+    private func takeOutput(_ context: ChannelHandlerContext) -> ByteBuffer {
+        if let output = self.output {
+            self.output = nil
+            return output
+        }
+        return context.channel.allocator.buffer(capacity: 512)
+    }
+
+    /// Writes (does not flush) the response bytes held back so far.
+    private func writeOutput(_ context: ChannelHandlerContext) {
+        guard let output = self.output else { return }
+        self.output = nil
+        context.write(self.wrapOutboundOut(output), promise: nil)
     }
 
     private func finishRecord(status: UInt, decision: String) {
@@ -602,17 +627,35 @@ extension ProxyHandler: UpstreamConnectionDelegate {
                 // HTTP/1.0 has no chunked encoding: the body ends when the connection does.
                 self.machine.responseNeedsClose()
             }
-            let clientHead = HeaderSanitizer.clientResponseHead(
+            var out = self.takeOutput(context)
+            self.responseEncoder.writeHead(
                 head,
                 version: self.clientVersion,
-                close: self.machine.closeAfterResponse
+                close: self.machine.closeAfterResponse,
+                answeringHEAD: self.record.method == .HEAD,
+                into: &out
             )
-            context.write(self.wrapOutboundOut(.head(clientHead)), promise: nil)
+            self.output = out
             self.clientFlushPending = true
         case .body(let buffer):
-            guard self.machine.responseBody() == .writeResponseBody else { return }
-            self.record.bytesOut += buffer.readableBytes
-            context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            guard self.machine.responseBody() == .writeResponseBody, !self.responseEncoder.suppressBody else { return }
+            let length = buffer.readableBytes
+            self.record.bytesOut += length
+            var out = self.takeOutput(context)
+            self.responseEncoder.writeBodyPrefix(length: length, into: &out)
+            if length <= Self.copiedBodyPart {
+                out.writeImmutableBuffer(buffer)
+                self.responseEncoder.writeBodySuffix(length: length, into: &out)
+                self.output = out
+                if out.readableBytes >= Self.copiedBodyPart { self.writeOutput(context) }
+            } else {
+                // Large parts are written as they are (no copy).
+                context.write(self.wrapOutboundOut(out), promise: nil)
+                context.write(self.wrapOutboundOut(buffer), promise: nil)
+                var suffix = context.channel.allocator.buffer(capacity: 2)
+                self.responseEncoder.writeBodySuffix(length: length, into: &suffix)
+                if suffix.readableBytes > 0 { self.output = suffix }
+            }
             self.clientFlushPending = true
             // Below the high-water mark the queue is bounded by it; only a queue above it says whether backpressure
             // holds, and reading the option on every body part costs a dynamic cast.
@@ -630,12 +673,14 @@ extension ProxyHandler: UpstreamConnectionDelegate {
             self.loop.pool.release(upstream, reusable: reuse, tls: self.tls)
             self.finishRecord(status: self.record.status, decision: "allow")
             self.clientFlushPending = false
+            var out = self.takeOutput(context)
+            self.responseEncoder.writeEnd(trailers: trailers, into: &out)
             if closeClient {
-                context.writeAndFlush(self.wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { _ in
+                context.writeAndFlush(self.wrapOutboundOut(out)).assumeIsolated().whenComplete { _ in
                     context.close(promise: nil)
                 }
             } else {
-                context.writeAndFlush(self.wrapOutboundOut(.end(trailers)), promise: nil)
+                context.writeAndFlush(self.wrapOutboundOut(out), promise: nil)
                 self.enteredIdle()
             }
         }
@@ -643,9 +688,10 @@ extension ProxyHandler: UpstreamConnectionDelegate {
 
     func upstreamReadComplete() {
         self.noteActivity()
-        if self.clientFlushPending {
+        if self.clientFlushPending, let context = self.context {
             self.clientFlushPending = false
-            self.context?.flush()
+            self.writeOutput(context)
+            context.flush()
         }
     }
 

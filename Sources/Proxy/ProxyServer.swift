@@ -179,16 +179,13 @@ public final class ProxyServer: Service, Sendable {
                         throw ProxyError.configuration("event loop not in the proxy's group")
                     }
                     let sync = channel.pipeline.syncOperations
-                    // No pipelining assistance: `ProxyHandler` queues pipelined requests itself and holds reads
-                    // only while it has some (NIO's handler holds them during every response).
-                    // No outbound header validator either: every header the proxy writes was parsed (strictly) by
-                    // the upstream's HTTP decoder or is one of the proxy's own constants.
-                    try sync.configureHTTPServerPipeline(
-                        withPipeliningAssistance: false,
-                        withErrorHandling: false,
-                        withOutboundHeaderValidation: false,
-                        withEncoderConfiguration: .init(),
-                        withDecoderLimitConfiguration: limits
+                    // Only NIO's request decoder (llhttp, strict): `ProxyHandler` queues pipelined requests itself
+                    // and holds reads only while it has some (NIO's pipelining handler holds them during every
+                    // response), and writes its responses as bytes (`ClientResponseEncoder`).
+                    try sync.addHandler(
+                        ByteToMessageHandler(
+                            HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, limitConfiguration: limits)
+                        )
                     )
                     try sync.addHandler(ProxyHandler(loop: loop.value))
                     return channel.eventLoop.makeSucceededVoidFuture()

@@ -20,7 +20,8 @@ public enum RequestTarget {
 
     public static func parse(head: HTTPRequestHead, suffix: String) -> Result<Parsed, Refusal> {
         var host: String? = nil
-        for (name, value) in head.headers where name.utf8.count == 4 && name.utf8.equalsIgnoringASCIICase("host") {
+        for (name, value) in head.headers
+        where name.utf8.count == 4 && name.withContiguousUTF8({ $0.equalsIgnoringASCIICase("host") }) {
             guard host == nil else {
                 return .failure(Refusal(.badRequest, "bad-host", "more than one Host header", closeConnection: true))
             }
@@ -90,7 +91,19 @@ public enum RequestTarget {
     /// Works on the UTF-8 bytes throughout (no `Character` iteration, which pays for grapheme breaking) and
     /// allocates only the returned name.
     public static func upstreamName(authority: Substring, suffix: String) -> Result<String, Refusal> {
-        var host = authority.utf8[...]
+        var authority = authority
+        var suffixBytes = suffix
+        return authority.withUTF8 { authority in
+            suffixBytes.withUTF8 { Self.upstreamName(authority: authority, suffixBytes: $0, suffix: suffix) }
+        }
+    }
+
+    private static func upstreamName(
+        authority: UnsafeBufferPointer<UInt8>,
+        suffixBytes: UnsafeBufferPointer<UInt8>,
+        suffix: String
+    ) -> Result<String, Refusal> {
+        var host = authority[...]
         if host.first == UInt8(ascii: "[") {
             return .failure(Refusal(.badRequest, "ip-literal", "IP literals cannot be routed: use NAME.\(suffix)"))
         }
@@ -102,7 +115,6 @@ public enum RequestTarget {
             host = host[..<colon]
         }
         if host.last == UInt8(ascii: ".") { host = host.dropLast() }
-        let suffixBytes = suffix.utf8
         guard !host.isEmpty, host.count <= 253 + 1 + suffixBytes.count else {
             return .failure(Refusal(.badRequest, "bad-host", "the Host header is empty or too long"))
         }

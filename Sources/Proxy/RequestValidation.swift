@@ -81,44 +81,64 @@ public enum RequestValidation {
     }
 }
 
-/// Removal of hop-by-hop headers (RFC 9110 §7.6.1) in both directions, and the upstream Host rewrite.
+/// Hop-by-hop headers (RFC 9110 §7.6.1): `Connection` and every header it names, `Keep-Alive`, `Proxy-*`, `TE`,
+/// `Trailer`, `Transfer-Encoding`, `Upgrade`, and `Expect` (which the proxy answers itself). The wire encoders
+/// (`ClientResponseEncoder`, `UpstreamRequestEncoder`) drop them in both directions as they write a head.
 public enum HeaderSanitizer {
-    /// Removes `Connection` and every header it names, `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`,
-    /// `Transfer-Encoding`, `Upgrade` (and `Expect`, which the proxy answers itself).
-    public static func removeHopByHop(_ headers: inout HTTPHeaders) {
-        // One pass to find out whether anything must go (usually only a `Connection: keep-alive`), and which
-        // extra names `Connection` lists.
-        var named: Set<String> = []
-        var needsRemoval = false
-        for (name, value) in headers where Self.isHopByHop(name) {
-            needsRemoval = true
-            if name.utf8.count == 10, name.utf8.equalsIgnoringASCIICase("connection") {
-                // Tokens split by hand: `split` would allocate an array for the usual lone `keep-alive`.
-                var rest = value[...]
-                while !rest.isEmpty {
-                    let comma = rest.utf8.firstIndex(of: UInt8(ascii: ",")) ?? rest.endIndex
-                    let token = rest[..<comma].trimmingASCIISpaces()
-                    if !token.isEmpty, !Self.isHopByHop(token.utf8) { named.insert(token.lowercased()) }
-                    rest = comma == rest.endIndex ? rest[rest.endIndex...] : rest[rest.utf8.index(after: comma)...]
-                }
+    /// Which headers of one message are hop-by-hop: the fixed names, plus the ones its `Connection` header lists.
+    struct HopByHop {
+        /// Extra names listed by `Connection` (lowercase).
+        private var named: Set<String> = []
+        /// Whether any header of the message is hop-by-hop (usually only a `Connection: keep-alive`).
+        private(set) var any = false
+
+        init(_ headers: HTTPHeaders) {
+            for (name, value) in headers where HeaderSanitizer.isHopByHop(name) {
+                self.any = true
+                guard name.utf8.count == 10, name.withContiguousUTF8({ $0.equalsIgnoringASCIICase("connection") })
+                else { continue }
+                value.withContiguousUTF8 { self.addListedNames($0) }
             }
         }
-        guard needsRemoval else { return }
-        var result = HTTPHeaders()
-        result.reserveCapacity(headers.count)
-        for (name, value) in headers {
-            if Self.isHopByHop(name) || (!named.isEmpty && named.contains(name.lowercased())) { continue }
-            result.add(name: name, value: value)
+
+        /// The comma-separated tokens of a `Connection` value, scanned as bytes (a name is only made for a token
+        /// that is not already hop-by-hop; the usual lone `keep-alive` costs nothing).
+        private mutating func addListedNames(_ value: UnsafeBufferPointer<UInt8>) {
+            var start = 0
+            while start < value.count {
+                let end = value[start...].firstIndex(of: UInt8(ascii: ",")) ?? value.count
+                var low = start
+                var high = end
+                while low < high, value[low] == UInt8(ascii: " ") || value[low] == UInt8(ascii: "\t") { low += 1 }
+                while high > low, value[high - 1] == UInt8(ascii: " ") || value[high - 1] == UInt8(ascii: "\t") {
+                    high -= 1
+                }
+                let token = UnsafeBufferPointer(rebasing: value[low..<high])
+                if !token.isEmpty, !HeaderSanitizer.isHopByHop(token) {
+                    self.named.insert(String(decoding: token, as: UTF8.self).lowercased())
+                }
+                start = end + 1
+            }
         }
-        headers = result
+
+        func drops(_ name: String) -> Bool {
+            guard self.any else { return false }
+            return HeaderSanitizer.isHopByHop(name) || (!self.named.isEmpty && self.named.contains(name.lowercased()))
+        }
     }
 
     /// Compared byte by byte, ignoring ASCII case, so the common (not hop-by-hop) header costs no allocation.
-    static func isHopByHop(_ name: String) -> Bool { Self.isHopByHop(name.utf8) }
+    static func isHopByHop(_ name: String) -> Bool { name.withContiguousUTF8 { Self.isHopByHop($0) } }
 
     static func isHopByHop(_ utf8: some Collection<UInt8>) -> Bool {
-        if utf8.prefix(6).equalsIgnoringASCIICase("proxy-") { return true }
-        switch utf8.count {
+        // Most names are ruled out by their length and first byte alone.
+        let count = utf8.count
+        if count >= 6, utf8.first.map({ $0 | 0x20 }) == UInt8(ascii: "p"),
+            utf8.prefix(6).equalsIgnoringASCIICase("proxy-")
+        {
+            return true
+        }
+        switch count {
         case 2: return utf8.equalsIgnoringASCIICase("te")
         case 6: return utf8.equalsIgnoringASCIICase("expect")
         case 7: return utf8.equalsIgnoringASCIICase("trailer") || utf8.equalsIgnoringASCIICase("upgrade")
@@ -126,43 +146,6 @@ public enum HeaderSanitizer {
         case 17: return utf8.equalsIgnoringASCIICase("transfer-encoding")
         default: return false
         }
-    }
-
-    /// The request head sent upstream: hop-by-hop headers removed, `Host` set to the upstream (with the port when
-    /// it is not 443), origin-form path, HTTP/1.1.
-    public static func upstreamRequestHead(
-        _ head: HTTPRequestHead,
-        path: String,
-        upstreamHost: String,
-        port: Int
-    ) -> HTTPRequestHead {
-        var headers = head.headers
-        Self.removeHopByHop(&headers)
-        headers.replaceOrAdd(name: "host", value: port == 443 ? upstreamHost : "\(upstreamHost):\(port)")
-        var upstream = HTTPRequestHead(version: .http1_1, method: head.method, uri: path, headers: headers)
-        if head.version.minor == 0, !upstream.headers.contains(name: "content-length"),
-            head.method == .POST || head.method == .PUT || head.method == .PATCH
-        {
-            upstream.headers.add(name: "content-length", value: "0")
-        }
-        return upstream
-    }
-
-    /// The response head sent to the client: hop-by-hop headers removed; `Connection: close` when the client
-    /// connection ends after this response.
-    public static func clientResponseHead(
-        _ head: HTTPResponseHead,
-        version: HTTPVersion,
-        close: Bool
-    ) -> HTTPResponseHead {
-        var headers = head.headers
-        Self.removeHopByHop(&headers)
-        if close {
-            headers.add(name: "connection", value: "close")
-        } else if version.minor == 0 {
-            headers.add(name: "connection", value: "keep-alive")
-        }
-        return HTTPResponseHead(version: version, status: head.status, headers: headers)
     }
 }
 
@@ -174,6 +157,17 @@ extension Sequence<UInt8> {
                 byte == lower || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") && byte | 0x20 == lower)
             }
         }
+    }
+}
+
+extension String {
+    /// Calls `body` with the UTF-8 bytes as one buffer. Native strings already are one (no copy); the byte loops of
+    /// the request path then run over a plain buffer instead of stepping `String.UTF8View` indices, which costs
+    /// several times more per byte.
+    func withContiguousUTF8<Result>(_ body: (UnsafeBufferPointer<UInt8>) -> Result) -> Result {
+        if let result = self.utf8.withContiguousStorageIfAvailable(body) { return result }
+        var copy = self
+        return copy.withUTF8(body)
     }
 }
 

@@ -52,7 +52,8 @@ public final class Router: Sendable {
     /// The route for a normalized (lowercase, no trailing dot) upstream name, or nil when it is not allowed.
     public func route(for name: Substring) -> Route? {
         if let index = self.exact.find(name, keyAt: { self.list.hosts[$0].host[...] }) {
-            return Route(entry: self.list.hosts[index], upstreamHost: String(name))
+            // The entry's host is the name (no copy of it needed).
+            return Route(entry: self.list.hosts[index], upstreamHost: self.list.hosts[index].host)
         }
         guard self.hasWildcards else { return nil }
         // Suffix walk: for a.b.example.com try b.example.com, then example.com, then com. A wildcard never matches

@@ -202,6 +202,68 @@ final class UpstreamHandler: ChannelDuplexHandler {
     }
 }
 
+/// The NIO side of `UpstreamRequestEncoder`. It sits below the response decoder, which must see each request head
+/// (a response to `HEAD` has no body). Parts are gathered until the flush, so a `GET` (head and end) leaves as one
+/// buffer and one TLS record.
+final class UpstreamRequestWriter: ChannelOutboundHandler {
+    typealias OutboundIn = HTTPClientRequestPart
+    typealias OutboundOut = ByteBuffer
+
+    private var encoder: UpstreamRequestEncoder
+    private var pending: ByteBuffer?
+
+    init(host: String, port: Int) {
+        self.encoder = UpstreamRequestEncoder(host: host, port: port)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        var out = self.takePending(context)
+        switch self.unwrapOutboundIn(data) {
+        case .head(let head):
+            self.encoder.writeHead(head, into: &out)
+        case .body(.byteBuffer(let body)):
+            let length = body.readableBytes
+            self.encoder.writeBodyPrefix(length: length, into: &out)
+            if length <= ProxyHandler.copiedBodyPart {
+                out.writeImmutableBuffer(body)
+            } else {
+                // Large parts are written as they are (no copy).
+                context.write(self.wrapOutboundOut(out), promise: nil)
+                context.write(self.wrapOutboundOut(body), promise: nil)
+                out = context.channel.allocator.buffer(capacity: 2)
+            }
+            self.encoder.writeBodySuffix(length: length, into: &out)
+        case .body(.fileRegion):
+            promise?.fail(ChannelError.operationUnsupported)
+            return
+        case .end(let trailers):
+            self.encoder.writeEnd(trailers: trailers, into: &out)
+        }
+        if promise != nil || out.readableBytes >= ProxyHandler.copiedBodyPart {
+            context.write(self.wrapOutboundOut(out), promise: promise)
+        } else {
+            self.pending = out
+        }
+    }
+
+    func flush(context: ChannelHandlerContext) {
+        if let pending = self.pending {
+            self.pending = nil
+            context.write(self.wrapOutboundOut(pending), promise: nil)
+        }
+        context.flush()
+    }
+
+    /// The bytes gathered so far (moved out, so appending does not copy them), or a new buffer.
+    private func takePending(_ context: ChannelHandlerContext) -> ByteBuffer {
+        if let pending = self.pending {
+            self.pending = nil
+            return pending
+        }
+        return context.channel.allocator.buffer(capacity: 512)
+    }
+}
+
 /// Opens upstream connections: resolves the name itself (or uses the entry's fixed `addresses`), refuses
 /// non-public addresses unless allowed, then connects and performs a verifying TLS handshake.
 ///
@@ -303,9 +365,10 @@ enum UpstreamConnector {
                     let sync = channel.pipeline.syncOperations
                     let tlsHandler = try NIOSSLClientHandler(context: sslContext, serverHostname: serverName)
                     try sync.addHandler(tlsHandler)
-                    // Request headers were parsed (strictly) from the client, or set by the proxy from the allow-list:
-                    // NIO's outbound header validator would check them a second time.
-                    try sync.addHTTPClientHandlers(enableOutboundHeaderValidation: false)
+                    // Requests are written by `UpstreamRequestWriter` (sanitized, framed as the client framed them);
+                    // responses are parsed by NIO's decoder (llhttp), which sees each request head go by.
+                    try sync.addHandler(UpstreamRequestWriter(host: key.host, port: key.entry.port))
+                    try sync.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)))
                     try sync.addHandler(UpstreamHandler(idleTimeout: idle))
                     return channel.eventLoop.makeSucceededVoidFuture()
                 } catch {

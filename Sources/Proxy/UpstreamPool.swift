@@ -31,8 +31,9 @@ final class UpstreamPool {
     func acquire(key: UpstreamKey, tls: TLSContextCache, callback: @escaping Callback) {
         self.eventLoop.preconditionInEventLoop()
         self.lastTLS = tls
-        if var list = self.idle[key], let connection = list.popLast() {
-            self.idle[key] = list.isEmpty ? nil : list
+        // One lookup, and the list is changed in place (a copied-out list would be copied again by `popLast`).
+        if let index = self.idle.index(forKey: key), let connection = self.idle.values[index].popLast() {
+            if self.idle.values[index].isEmpty { self.idle.remove(at: index) }
             callback(.success(connection), true)
             return
         }
@@ -80,7 +81,7 @@ final class UpstreamPool {
             connection.channel.close(promise: nil)
             return
         }
-        if var list = self.waiters[connection.key], !list.isEmpty {
+        if !self.waiters.isEmpty, var list = self.waiters[connection.key], !list.isEmpty {
             let waiter = list.removeFirst()
             self.waiters[connection.key] = list.isEmpty ? nil : list
             waiter.timeout?.cancel()

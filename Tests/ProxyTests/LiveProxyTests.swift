@@ -270,6 +270,33 @@ import Testing
         }
     }
 
+    /// A chunked body on a method that rarely has one (`DELETE`, `GET`) is forwarded chunked. Sent unframed, its
+    /// bytes would read as a second request on the pooled upstream connection (request smuggling).
+    @Test func chunkedBodyOfAnyMethodStaysFramed() async throws {
+        try await ProxyHarness.withGoodUpstream { proxy, upstream in
+            let host = Fixtures.host("good.upstream.test")
+            let raw = try await proxy.raw()
+            let smuggled = "GET /hello HTTP/1.1\r\nHost: good.upstream.test\r\n\r\n"
+            let before = upstream.requests
+            try await raw.send(
+                "DELETE /upload HTTP/1.1\r\nHost: \(host)\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    + String(smuggled.utf8.count, radix: 16) + "\r\n" + smuggled + "\r\n0\r\n\r\n"
+            )
+            let response = await raw.readResponse()
+            #expect(response?.hasPrefix("HTTP/1.1 200 OK") == true)
+            #expect(
+                response?.hasSuffix("received \(smuggled.utf8.count) checksum \(Self.checksum(smuggled))\n") == true
+            )
+            // The same connection answers the next request with its own response, not a smuggled one.
+            try await raw.send("GET /upload HTTP/1.1\r\nHost: \(host)\r\n\r\n")
+            let next = await raw.readResponse()
+            #expect(next?.hasSuffix("received 0 checksum 0\n") == true)
+            #expect(upstream.requests == before + 2)
+            #expect(upstream.heads.suffix(2).map(\.method) == [.DELETE, .GET])
+            #expect(upstream.heads.suffix(2).first?.headers["transfer-encoding"] == ["chunked"])
+        }
+    }
+
     @Test func expectContinueAndPipelining() async throws {
         try await ProxyHarness.withGoodUpstream { proxy, upstream in
             let host = Fixtures.host("good.upstream.test")

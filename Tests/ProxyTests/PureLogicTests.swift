@@ -193,13 +193,54 @@ import Testing
                 "Expect": "100-continue", "Accept": "*/*", "Authorization": "Bearer t",
             ]
         )
-        let upstream = HeaderSanitizer.upstreamRequestHead(head, path: "/p", upstreamHost: "api.github.com", port: 443)
-        #expect(upstream.uri == "/p")
-        #expect(upstream.headers["host"] == ["api.github.com"])
-        let names = Set(upstream.headers.map { $0.name.lowercased() })
-        #expect(names == ["host", "accept", "authorization"])
-        let other = HeaderSanitizer.upstreamRequestHead(head, path: "/", upstreamHost: "h.example.com", port: 8443)
-        #expect(other.headers["host"] == ["h.example.com:8443"])
+        var encoder = UpstreamRequestEncoder(host: "api.github.com", port: 443)
+        var buffer = ByteBuffer()
+        var forwarded = head
+        forwarded.uri = "/p"
+        encoder.writeHead(forwarded, into: &buffer)
+        #expect(encoder.chunked)
+        #expect(
+            String(buffer: buffer)
+                == "GET /p HTTP/1.1\r\nhost: api.github.com\r\nAccept: */*\r\nAuthorization: Bearer t\r\n"
+                + "transfer-encoding: chunked\r\n\r\n"
+        )
+        var other = UpstreamRequestEncoder(host: "h.example.com", port: 8443)
+        buffer.clear()
+        other.writeHead(
+            HTTPRequestHead(version: .http1_0, method: .POST, uri: "/", headers: ["Host": "x"]),
+            into: &buffer
+        )
+        #expect(!other.chunked)
+        #expect(String(buffer: buffer) == "POST / HTTP/1.1\r\nhost: h.example.com:8443\r\ncontent-length: 0\r\n\r\n")
+    }
+
+    /// The body is framed as the client framed it, whatever the method: a chunked `DELETE` stays chunked.
+    @Test func upstreamBodiesKeepTheClientsFraming() {
+        var encoder = UpstreamRequestEncoder(host: "api.github.com", port: 443)
+        var buffer = ByteBuffer()
+        let head = HTTPRequestHead(
+            version: .http1_1,
+            method: .DELETE,
+            uri: "/x",
+            headers: ["Host": "api.github.com.egress.local", "Transfer-Encoding": "chunked"]
+        )
+        encoder.writeHead(head, into: &buffer)
+        encoder.writeBodyPrefix(length: 5, into: &buffer)
+        buffer.writeString("hello")
+        encoder.writeBodySuffix(length: 5, into: &buffer)
+        encoder.writeEnd(trailers: nil, into: &buffer)
+        #expect(
+            String(buffer: buffer)
+                == "DELETE /x HTTP/1.1\r\nhost: api.github.com\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        )
+        var sized = UpstreamRequestEncoder(host: "api.github.com", port: 443)
+        buffer.clear()
+        sized.writeHead(
+            HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: ["Content-Length": "5"]),
+            into: &buffer
+        )
+        #expect(!sized.chunked)
+        #expect(String(buffer: buffer) == "GET / HTTP/1.1\r\nhost: api.github.com\r\nContent-Length: 5\r\n\r\n")
     }
 
     @Test(arguments: [
@@ -213,23 +254,82 @@ import Testing
     }
 
     @Test func connectionTokensWithSpacesTabsAndEmptyItems() {
-        var headers: HTTPHeaders = [
+        let headers: HTTPHeaders = [
             "Connection": " , x-a ,\tX-B\t,, keep-alive", "X-A": "1", "x-b": "2", "X-Keep": "3", "Keep-Alive": "t=1",
         ]
-        HeaderSanitizer.removeHopByHop(&headers)
-        #expect(headers.map(\.name) == ["X-Keep"])
+        let hopByHop = HeaderSanitizer.HopByHop(headers)
+        #expect(headers.map(\.name).filter { !hopByHop.drops($0) } == ["X-Keep"])
+        #expect(!HeaderSanitizer.HopByHop(["Accept": "*/*"]).drops("Accept"))
     }
 
-    @Test func responseHead() {
+    /// What the client receives, as text: the head, then each body part, then the end.
+    private func encode(
+        _ head: HTTPResponseHead,
+        version: HTTPVersion = .http1_1,
+        close: Bool = false,
+        answeringHEAD: Bool = false,
+        body: [String] = [],
+        trailers: HTTPHeaders? = nil
+    ) -> (text: String, encoder: ClientResponseEncoder) {
+        var encoder = ClientResponseEncoder()
+        var buffer = ByteBuffer()
+        encoder.writeHead(head, version: version, close: close, answeringHEAD: answeringHEAD, into: &buffer)
+        for part in body where !encoder.suppressBody {
+            encoder.writeBodyPrefix(length: part.utf8.count, into: &buffer)
+            buffer.writeString(part)
+            encoder.writeBodySuffix(length: part.utf8.count, into: &buffer)
+        }
+        encoder.writeEnd(trailers: trailers, into: &buffer)
+        return (String(buffer: buffer), encoder)
+    }
+
+    @Test func responseHeadDropsHopByHopHeaders() {
         let head = HTTPResponseHead(
             version: .http1_1,
             status: .ok,
-            headers: ["Connection": "close", "Keep-Alive": "x", "Content-Length": "3", "Transfer-Encoding": "chunked"]
+            headers: [
+                "Connection": "close, X-Secret", "X-Secret": "1", "Keep-Alive": "x", "Content-Length": "3",
+                "Transfer-Encoding": "chunked", "ETag": "\"e\"",
+            ]
         )
-        let out = HeaderSanitizer.clientResponseHead(head, version: .http1_1, close: false)
-        #expect(out.headers.map { $0.name.lowercased() } == ["content-length"])
-        let closing = HeaderSanitizer.clientResponseHead(head, version: .http1_1, close: true)
-        #expect(closing.headers["connection"] == ["close"])
+        #expect(encode(head, body: ["abc"]).text == "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nETag: \"e\"\r\n\r\nabc")
+        #expect(
+            encode(head, close: true).text
+                == "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nETag: \"e\"\r\nconnection: close\r\n\r\n"
+        )
+    }
+
+    @Test func responseWithoutLengthIsChunkedForHTTP11AndCloseDelimitedForHTTP10() {
+        let head = HTTPResponseHead(version: .http1_1, status: .ok, headers: ["Transfer-Encoding": "chunked"])
+        let chunked = encode(head, body: ["abc", "", String(repeating: "x", count: 255)], trailers: ["X-T": "1"])
+        #expect(chunked.encoder.chunked)
+        #expect(
+            chunked.text == "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\nff\r\n"
+                + String(repeating: "x", count: 255) + "\r\n0\r\nX-T: 1\r\n\r\n"
+        )
+        let old = encode(head, version: .http1_0, body: ["abc"])
+        #expect(!old.encoder.chunked)
+        #expect(old.text == "HTTP/1.0 200 OK\r\nconnection: keep-alive\r\n\r\nabc")
+    }
+
+    @Test func responsesWithoutBodies() {
+        // HEAD: the framing headers a GET would get, and no body bytes.
+        let head = encode(HTTPResponseHead(version: .http1_1, status: .ok), answeringHEAD: true, body: ["abc"])
+        #expect(head.encoder.suppressBody && !head.encoder.chunked)
+        #expect(head.text == "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        // 204 and 304 never carry Content-Length or chunked framing.
+        for status in [HTTPResponseStatus.noContent, .notModified] {
+            let response = HTTPResponseHead(version: .http1_1, status: status, headers: ["Content-Length": "10"])
+            #expect(encode(response).text == "HTTP/1.1 \(status.code) \(status.reasonPhrase)\r\n\r\n")
+        }
+    }
+
+    @Test(arguments: [(1, "1"), (15, "f"), (16, "10"), (4096, "1000"), (65535, "ffff"), (1 << 20, "100000")])
+    func chunkSizesAreHex(length: Int, hex: String) {
+        let encoder = encode(HTTPResponseHead(version: .http1_1, status: .ok)).encoder
+        var buffer = ByteBuffer()
+        encoder.writeBodyPrefix(length: length, into: &buffer)
+        #expect(String(buffer: buffer) == hex + "\r\n")
     }
 }
 

@@ -1,0 +1,247 @@
+import NIOCore
+import NIOHTTP1
+
+/// Writes the responses the proxy sends its clients in HTTP/1.1 wire format, straight into a byte buffer.
+///
+/// It replaces NIO's `HTTPResponseEncoder` on the client side: that encoder needs a sanitized copy of the upstream's
+/// headers (rebuilt without the hop-by-hop ones) and costs a handler hop and a separate write per part. Here the
+/// hop-by-hop headers are skipped while the head is written, and a small response (head, body, end) leaves as one
+/// buffer. Framing follows NIO's encoder: no `Content-Length` on a response that cannot have a body; the upstream's
+/// `Content-Length` when there is one; otherwise chunked for an HTTP/1.1 client and close-delimited for HTTP/1.0;
+/// and no body bytes at all for a response to `HEAD`.
+struct ClientResponseEncoder {
+    /// Body parts are framed as chunks.
+    private(set) var chunked = false
+    /// The response answers a `HEAD` request: framing headers are kept, body bytes are not sent.
+    private(set) var suppressBody = false
+
+    mutating func writeHead(
+        _ head: HTTPResponseHead,
+        version: HTTPVersion,
+        close: Bool,
+        answeringHEAD: Bool,
+        into buffer: inout ByteBuffer
+    ) {
+        let mayHaveBody = head.status.mayHaveResponseBody
+        self.suppressBody = answeringHEAD
+        let hopByHop = HeaderSanitizer.HopByHop(head.headers)
+        var chunked = false
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: Self.maximumHeadLength(head)) { memory in
+            var out = RawWriter(memory)
+            out.write(version.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
+            out.writeStatus(head.status)
+            var hasContentLength = false
+            for (name, value) in head.headers {
+                if hopByHop.drops(name) { continue }
+                if name.utf8.count == 14, name.withContiguousUTF8({ $0.equalsIgnoringASCIICase("content-length") }) {
+                    // A response that cannot have a body is sent without Content-Length (as NIO's encoder does).
+                    guard mayHaveBody else { continue }
+                    hasContentLength = true
+                }
+                out.writeHeader(name, value)
+            }
+            if close {
+                out.write("connection: close\r\n")
+            } else if version.minor == 0 {
+                out.write("connection: keep-alive\r\n")
+            }
+            if mayHaveBody, !hasContentLength, version.minor >= 1 {
+                out.write("transfer-encoding: chunked\r\n")
+                chunked = !answeringHEAD
+            }
+            out.write("\r\n")
+            return out.written
+        }
+        self.chunked = chunked
+    }
+
+    /// A response of the proxy's own (a refusal, `100 Continue`): the given headers only, no hop-by-hop filtering.
+    static func writeOwnHead(_ head: HTTPResponseHead, into buffer: inout ByteBuffer) {
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: Self.maximumHeadLength(head)) { memory in
+            var out = RawWriter(memory)
+            out.write(head.version.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
+            out.writeStatus(head.status)
+            for (name, value) in head.headers { out.writeHeader(name, value) }
+            out.write("\r\n")
+            return out.written
+        }
+    }
+
+    /// An upper bound of the head's length: its status line and headers, plus the framing headers that may be added.
+    private static func maximumHeadLength(_ head: HTTPResponseHead) -> Int {
+        var length = 128 + head.status.reasonPhrase.utf8.count
+        for (name, value) in head.headers { length += name.utf8.count + value.utf8.count + 4 }
+        return length
+    }
+
+    /// What goes in front of a body part of `length` bytes (nothing unless chunked).
+    func writeBodyPrefix(length: Int, into buffer: inout ByteBuffer) {
+        if self.chunked { ChunkedFraming.writePrefix(length: length, into: &buffer) }
+    }
+
+    /// What goes after a body part of `length` bytes.
+    func writeBodySuffix(length: Int, into buffer: inout ByteBuffer) {
+        if self.chunked { ChunkedFraming.writeSuffix(length: length, into: &buffer) }
+    }
+
+    /// The end of the body: the last chunk and any trailers when chunked, nothing otherwise.
+    func writeEnd(trailers: HTTPHeaders?, into buffer: inout ByteBuffer) {
+        if self.chunked { ChunkedFraming.writeLast(trailers: trailers, into: &buffer) }
+    }
+}
+
+/// Writes requests to an upstream in HTTP/1.1 wire format, sanitized on the way: hop-by-hop headers dropped, `Host`
+/// set to the upstream, HTTP/1.1 whatever the client spoke.
+///
+/// The body is framed the way the client framed it (after `RequestValidation` accepted that framing): chunked stays
+/// chunked, `Content-Length` stays, and a `POST`/`PUT`/`PATCH` without a body says `content-length: 0` (servers may
+/// answer 411 otherwise). Framing by the client's own headers, never by the method, is what keeps a chunked body of
+/// a `GET` or `DELETE` from reaching the upstream unframed, where its bytes would read as a second request.
+struct UpstreamRequestEncoder {
+    /// The `Host` value: the upstream name, with the port unless it is 443.
+    let host: String
+    private(set) var chunked = false
+
+    init(host: String, port: Int) {
+        self.host = port == 443 ? host : "\(host):\(port)"
+    }
+
+    mutating func writeHead(_ head: HTTPRequestHead, into buffer: inout ByteBuffer) {
+        let hopByHop = HeaderSanitizer.HopByHop(head.headers)
+        var chunked = false
+        var length = 64 + head.method.rawValue.utf8.count + head.uri.utf8.count + self.host.utf8.count
+        for (name, value) in head.headers { length += name.utf8.count + value.utf8.count + 4 }
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { memory in
+            var out = RawWriter(memory)
+            out.write(head.method.rawValue)
+            out.write(" ")
+            out.write(head.uri)
+            out.write(" HTTP/1.1\r\nhost: ")
+            out.write(self.host)
+            out.write("\r\n")
+            var hasContentLength = false
+            for (name, value) in head.headers {
+                let count = name.utf8.count
+                if count == 17, !chunked, name.withContiguousUTF8({ $0.equalsIgnoringASCIICase("transfer-encoding") }) {
+                    chunked = true  // validated: exactly `chunked`, and no Content-Length with it
+                }
+                if hopByHop.drops(name) { continue }
+                if count == 4, name.withContiguousUTF8({ $0.equalsIgnoringASCIICase("host") }) { continue }
+                if count == 14, name.withContiguousUTF8({ $0.equalsIgnoringASCIICase("content-length") }) {
+                    hasContentLength = true
+                }
+                out.writeHeader(name, value)
+            }
+            if chunked {
+                out.write("transfer-encoding: chunked\r\n")
+            } else if !hasContentLength, head.method == .POST || head.method == .PUT || head.method == .PATCH {
+                out.write("content-length: 0\r\n")
+            }
+            out.write("\r\n")
+            return out.written
+        }
+        self.chunked = chunked
+    }
+
+    func writeBodyPrefix(length: Int, into buffer: inout ByteBuffer) {
+        if self.chunked { ChunkedFraming.writePrefix(length: length, into: &buffer) }
+    }
+
+    func writeBodySuffix(length: Int, into buffer: inout ByteBuffer) {
+        if self.chunked { ChunkedFraming.writeSuffix(length: length, into: &buffer) }
+    }
+
+    func writeEnd(trailers: HTTPHeaders?, into buffer: inout ByteBuffer) {
+        if self.chunked { ChunkedFraming.writeLast(trailers: trailers, into: &buffer) }
+    }
+}
+
+/// Chunked transfer coding (RFC 9112 §7.1). Empty parts are not framed: an empty chunk would end the body.
+enum ChunkedFraming {
+    static func writePrefix(length: Int, into buffer: inout ByteBuffer) {
+        guard length > 0 else { return }
+        let digits: StaticString = "0123456789abcdef"
+        var shift = (Int.bitWidth - length.leadingZeroBitCount + 3) / 4 * 4
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 18) { memory in
+            var out = RawWriter(memory)
+            digits.withUTF8Buffer { digits in
+                while shift > 0 {
+                    shift -= 4
+                    out.writeByte(digits[(length >> shift) & 0xF])
+                }
+            }
+            out.write("\r\n")
+            return out.written
+        }
+    }
+
+    static func writeSuffix(length: Int, into buffer: inout ByteBuffer) {
+        guard length > 0 else { return }
+        buffer.writeStaticString("\r\n")
+    }
+
+    /// The last chunk and the trailers.
+    static func writeLast(trailers: HTTPHeaders?, into buffer: inout ByteBuffer) {
+        guard let trailers, !trailers.isEmpty else {
+            buffer.writeStaticString("0\r\n\r\n")
+            return
+        }
+        var length = 8
+        for (name, value) in trailers { length += name.utf8.count + value.utf8.count + 4 }
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { memory in
+            var out = RawWriter(memory)
+            out.write("0\r\n")
+            for (name, value) in trailers { out.writeHeader(name, value) }
+            out.write("\r\n")
+            return out.written
+        }
+    }
+}
+
+/// Writes into memory known to be large enough: one `ByteBuffer` operation for a whole head instead of a bounds and
+/// uniqueness check for every piece of it.
+struct RawWriter {
+    private let memory: UnsafeMutableRawBufferPointer
+    private(set) var written = 0
+
+    init(_ memory: UnsafeMutableRawBufferPointer) {
+        self.memory = memory
+    }
+
+    mutating func write(_ text: StaticString) {
+        self.write(UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+    }
+
+    mutating func write(_ text: String) {
+        text.withContiguousUTF8 { self.write(UnsafeRawBufferPointer($0)) }
+    }
+
+    mutating func write(_ bytes: UnsafeRawBufferPointer) {
+        precondition(self.written + bytes.count <= self.memory.count, "response head longer than its bound")
+        UnsafeMutableRawBufferPointer(rebasing: self.memory[self.written...]).copyMemory(from: bytes)
+        self.written += bytes.count
+    }
+
+    mutating func writeByte(_ byte: UInt8) {
+        precondition(self.written < self.memory.count, "response head longer than its bound")
+        self.memory[self.written] = byte
+        self.written += 1
+    }
+
+    mutating func writeStatus(_ status: HTTPResponseStatus) {
+        let code = status.code
+        self.writeByte(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: code / 100 % 10))
+        self.writeByte(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: code / 10 % 10))
+        self.writeByte(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: code % 10))
+        self.writeByte(UInt8(ascii: " "))
+        self.write(status.reasonPhrase)
+        self.write("\r\n")
+    }
+
+    mutating func writeHeader(_ name: String, _ value: String) {
+        self.write(name)
+        self.write(": ")
+        self.write(value)
+        self.write("\r\n")
+    }
+}
