@@ -14,9 +14,14 @@
 # RSS: sum of VmRSS of the proxy's processes after the saturation phase.
 # New upstream connections: requests logged by the upstream with $connection_requests == 1 during the proxy's run.
 #
+# FLOOR=1 adds two rows measured the same way: benchmarks/proxy/floor's relay-floor, the same job on NIO and NIOSSL
+# with no proxy logic, as a byte relay ("floor-bytes": what NIO's channels and NIOSSL cost) and with NIO's HTTP
+# codecs ("floor-http"). They show how much of egress-proxy's cost is the libraries it is built on.
+#
 # Usage: benchmarks/proxy/run.sh            (builds egress-proxy in release mode if needed)
 # Env: DURATION (s, default 10), CONNECTIONS (default 32), FIXED_CONNECTIONS (10: about 1,000 req/s), DELAY_MS (10),
-#      PROXY_CPU (default 0), LOAD_CPU (default 1: upstream and wrk).
+#      PROXY_CPU (default 0), LOAD_CPU (default 1: upstream and wrk), FLOOR (0; 1 builds and runs relay-floor),
+#      EGRESS_BIN (an egress-proxy binary to measure instead of this checkout's release build, e.g. an older one).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -31,6 +36,7 @@ EGRESS_PORT=18080
 EGRESS_ADMIN=19090
 NGINX_PORT=18081
 HAPROXY_PORT=18082
+FLOOR_PORT=18083
 UP_HOST=upstream.bench.test
 HOST_HEADER="$UP_HOST.egress.local"
 
@@ -42,7 +48,7 @@ fi
 NGINX="$(command -v nginx)"
 HAPROXY="$(command -v haproxy)"
 
-EGRESS="$ROOT/.build/release/egress-proxy"
+EGRESS="${EGRESS_BIN:-$ROOT/.build/release/egress-proxy}"
 if [ ! -x "$EGRESS" ]; then
     # Static Swift runtime, as shipped (scripts/build-release.sh): RSS then counts only the pages the proxy touches.
     (cd "$ROOT" && swift build -c release --static-swift-stdlib --product egress-proxy >&2)
@@ -243,6 +249,23 @@ bench haproxy "$HAPROXY_PORT" "$HPID"
 kill "$HPID"
 wait "$HPID" 2>/dev/null || true
 
+# The floors (FLOOR=1)
+if [ "${FLOOR:-0}" = 1 ]; then
+    FLOOR_BIN="$ROOT/benchmarks/proxy/floor/.build/release/relay-floor"
+    if [ ! -x "$FLOOR_BIN" ]; then
+        (cd "$ROOT/benchmarks/proxy/floor" && swift build -c release --static-swift-stdlib >&2)
+    fi
+    for mode in bytes http; do
+        taskset -c "$PROXY_CPU" "$FLOOR_BIN" "$FLOOR_PORT" "$UP_PORT" "$WORK/ca.crt" "$UP_HOST" "$mode" \
+            >"$WORK/floor-$mode.log" 2>&1 &
+        FPID=$!
+        PIDS+=($FPID)
+        bench "floor-$mode" "$FLOOR_PORT" "$FPID"
+        kill "$FPID"
+        wait "$FPID" 2>/dev/null || true
+    done
+fi
+
 # --- report ---------------------------------------------------------------------------------------------------------
 echo
 echo "Loopback, proxy pinned to CPU $PROXY_CPU, upstream nginx + wrk on CPU $LOAD_CPU; ${DURATION}s per phase."
@@ -254,7 +277,8 @@ awk -F'\t' '{ printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %
 echo
 awk -F'\t' '
     $1 == "egress-proxy" { e_rps = $2; e_p50 = $6; e_p99 = $8; e_cpu = $9; e_rss = $10 }
-    $1 != "egress-proxy" { name[++n] = $1; rps[n] = $2; p50[n] = $6; p99[n] = $8; cpu[n] = $9; rss[n] = $10 }
+    $1 == "nginx" || $1 == "haproxy" { name[++n] = $1; rps[n] = $2; p50[n] = $6; p99[n] = $8; cpu[n] = $9; rss[n] = $10 }
+    $1 ~ /^floor-/ { fname[++f] = $1; frps[f] = $2; fcpu[f] = $9 }
     END {
         print "Ratios, egress-proxy relative to each peer (throughput: >1 is better; latency, CPU, RSS: <1 is better):"
         print ""
@@ -263,6 +287,10 @@ awk -F'\t' '
         for (i = 1; i <= n; i++)
             printf "| %s | %.2f | %.2f | %.2f | %.2f | %.2f |\n", name[i], e_rps / rps[i], e_p50 / p50[i], e_p99 / p99[i],
                 e_cpu / cpu[i], e_rss / rss[i]
+        for (i = 1; i <= f; i++) {
+            if (i == 1) { print ""; print "| floor | egress-proxy throughput | egress-proxy CPU per request |"; print "|---|---|---|" }
+            printf "| %s | %.2f | %.2f |\n", fname[i], e_rps / frps[i], e_cpu / fcpu[i]
+        }
     }' "$RESULTS"
 echo
 echo "raw wrk output: $WORK" >&2
