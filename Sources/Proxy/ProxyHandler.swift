@@ -101,8 +101,8 @@ final class ProxyHandler: ChannelDuplexHandler {
         case malformed(HTTPParserError)
     }
 
-    /// Body parts up to this size are copied into the response bytes held back (one write for a small response);
-    /// larger ones are written as they are.
+    /// Body parts up to this size are copied into the bytes held back for one write (here for responses, in
+    /// `UpstreamRequestWriter` for requests); larger ones are written as they are.
     static let copiedBodyPart = 16 * 1024
 
     init(loop: LoopContext) {
