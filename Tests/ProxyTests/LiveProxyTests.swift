@@ -220,6 +220,9 @@ import Testing
                 let refusedResponse = try await client.get("/hello", host: Fixtures.host("refused.upstream.test"))
                 #expect(refusedResponse.status == .badGateway)
                 #expect(refusedResponse.reason == "upstream-connect-failed")
+                let invalid = try await client.get("/invalid-http", host: Fixtures.host("patient.wild.upstream.test"))
+                #expect(invalid.status == .badGateway)
+                #expect(invalid.reason == "upstream-protocol-error")
                 // Still healthy afterwards, on the same client connection (through an entry with the default
                 // response timeout, so a loaded test machine cannot turn this into a 504).
                 let ok = try await client.get("/slow/10", host: Fixtures.host("patient.wild.upstream.test"))

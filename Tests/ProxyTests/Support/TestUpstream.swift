@@ -10,7 +10,7 @@ import NIOSSL
 /// Paths: `/hello` (small body, echoes the Host header and header names it received), `/download/N` (N generated
 /// bytes, chunked, written with backpressure), `/download-cl/N` (same with Content-Length), `/upload` (counts the
 /// request body and answers the count and a checksum), `/chunked` (three chunks), `/hang` (never answers),
-/// `/slow/MS` (answers after MS milliseconds), `/204`, `/304`.
+/// `/slow/MS` (answers after MS milliseconds), `/invalid-http` (a response no parser accepts), `/204`, `/304`.
 final class TestUpstream: Sendable {
     struct Counters: Sendable {
         var connections = 0
@@ -158,6 +158,13 @@ final class UpstreamTestHandler: ChannelInboundHandler {
             self.send(.ok, body: "hello from upstream\n", headers: headers, context: context)
         case "upload":
             self.send(.ok, body: "received \(self.received) checksum \(self.checksum)\n", context: context)
+        case "invalid-http":
+            // Raw bytes written below the HTTP encoder: a status line no HTTP parser accepts.
+            let encoder = try? context.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self)
+            encoder?.writeAndFlush(
+                NIOAny(ByteBuffer(string: "HTTP/1.1 2x0 OK\r\ncontent-length: 0\r\n\r\n")),
+                promise: nil
+            )
         case "chunked":
             context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok))), promise: nil)
             for piece in ["one,", "two,", "three"] {
