@@ -63,12 +63,24 @@ public final class Informer: Sendable {
             }
         }
 
-        /// Tells every subscriber that `key` went from `old` to `new` (nil: absent), unless it ignores that change.
-        func notify(_ key: ObjectKey, old: KubeObject?, new: KubeObject?) {
+        /// Queues `key` for every subscriber that does not ignore its change from `old` to `new` (nil: absent).
+        func notify(_ key: ObjectKey, old: KubeObject?, new: KubeObject?, into pending: inout [Notification]) {
             for subscriber in self.subscribers.values {
                 if let old, let new, let ignores = subscriber.ignores, ignores(old, new) { continue }
-                subscriber.continuation.yield(key)
+                pending.append(Notification(continuation: subscriber.continuation, key: key))
             }
+        }
+    }
+
+    /// A key to yield to one subscriber, after the informer's lock is released. Yielding can resume the consumer's
+    /// task, which takes that task's status lock; cancelling a consumer holds its status lock and then takes the
+    /// informer's lock (in `onTermination`). Yielding under the informer's lock deadlocked that way.
+    private struct Notification {
+        var continuation: AsyncStream<ObjectKey>.Continuation
+        var key: ObjectKey
+
+        static func deliver(_ notifications: [Notification]) {
+            for notification in notifications { notification.continuation.yield(notification.key) }
         }
     }
 
@@ -208,14 +220,13 @@ public final class Informer: Sendable {
     /// and deletions never are). The stream finishes when ``run()`` returns.
     public func changes(includeExisting: Bool = true, ignoring: UpdateFilter? = nil) -> AsyncStream<ObjectKey> {
         let (stream, continuation) = AsyncStream.makeStream(of: ObjectKey.self)
-        let id = self.state.withLock { state in
+        let (id, existing) = self.state.withLock { state in
             state.nextID += 1
             state.subscribers[state.nextID] = Subscriber(continuation: continuation, ignores: ignoring)
-            if includeExisting {
-                for key in state.objects.keys.sorted() { continuation.yield(key) }
-            }
-            return state.nextID
+            return (state.nextID, includeExisting ? state.objects.keys.sorted() : [])
         }
+        // Yielded outside the lock, like every notification (see `Notification`).
+        for key in existing { continuation.yield(key) }
         continuation.onTermination = { [weak self] _ in
             _ = self?.state.withLock { $0.subscribers.removeValue(forKey: id) }
         }
@@ -283,7 +294,8 @@ public final class Informer: Sendable {
             labelSelector: self.labelSelector,
             pageSize: self.pageSize
         )
-        let waiters = self.state.withLock { state -> [CheckedContinuation<Void, any Error>] in
+        let (waiters, notifications) = self.state.withLock {
+            state -> ([CheckedContinuation<Void, any Error>], [Notification]) in
             var fresh: [ObjectKey: KubeObject] = [:]
             var changed: [ObjectKey] = []
             for object in list.items {
@@ -296,14 +308,16 @@ public final class Informer: Sendable {
             state.objects = fresh
             state.resourceVersion = list.resourceVersion
             state.lists += 1
+            var notifications: [Notification] = []
             for key in changed.sorted() {
                 state.record(key)
-                state.notify(key, old: previous[key], new: fresh[key])
+                state.notify(key, old: previous[key], new: fresh[key], into: &notifications)
             }
             state.synced = true
             defer { state.syncWaiters.removeAll() }
-            return Array(state.syncWaiters.values)
+            return (Array(state.syncWaiters.values), notifications)
         }
+        Notification.deliver(notifications)
         for waiter in waiters { waiter.resume() }
         self.logger.debug(
             "listed",
@@ -330,7 +344,8 @@ public final class Informer: Sendable {
         var count = 0
         for try await event in stream {
             count += 1
-            self.state.withLock { state in
+            let notifications = self.state.withLock { state -> [Notification] in
+                var notifications: [Notification] = []
                 if let version = event.object.resourceVersion { state.resourceVersion = version }
                 let key = event.object.key
                 switch event.type {
@@ -341,15 +356,17 @@ public final class Informer: Sendable {
                     )
                     let old = state.objects.updateValue(object, forKey: key)
                     state.record(key)
-                    state.notify(key, old: old, new: object)
+                    state.notify(key, old: old, new: object, into: &notifications)
                 case .deleted:
                     let old = state.objects.removeValue(forKey: key)
                     state.record(key)
-                    state.notify(key, old: old, new: nil)
+                    state.notify(key, old: old, new: nil, into: &notifications)
                 case .bookmark:
                     break
                 }
+                return notifications
             }
+            Notification.deliver(notifications)
         }
         return count
     }
