@@ -586,10 +586,10 @@ final class UpstreamDrainer: UpstreamConnectionDelegate {
         connection.handler.resumeReading()
     }
 
-    func upstreamRead(_ part: HTTPClientResponsePart) {
+    func upstreamRead(_ part: UpstreamResponsePart) {
         switch part {
         case .head(let head):
-            self.keepAlive = head.isKeepAlive
+            self.keepAlive = head.keepAlive
         case .body(let buffer):
             self.drained += buffer.readableBytes
             if self.drained > Self.limit { self.finish(reusable: false) }
@@ -611,7 +611,7 @@ final class UpstreamDrainer: UpstreamConnectionDelegate {
 }
 
 extension ProxyHandler: UpstreamConnectionDelegate {
-    func upstreamRead(_ part: HTTPClientResponsePart) {
+    func upstreamRead(_ part: UpstreamResponsePart) {
         guard let context = self.context else { return }
         switch part {
         case .head(let head):
@@ -619,11 +619,9 @@ extension ProxyHandler: UpstreamConnectionDelegate {
             self.responseTimeout?.disarm()
             self.retryable = false
             self.buffered.removeAll(keepingCapacity: true)
-            self.upstreamKeepAlive = head.isKeepAlive
-            self.record.status = head.status.code
-            if self.clientVersion.minor == 0, head.status.mayHaveResponseBody, self.record.method != .HEAD,
-                !head.headers.contains(name: "content-length")
-            {
+            self.upstreamKeepAlive = head.keepAlive
+            self.record.status = UInt(head.code)
+            if self.clientVersion.minor == 0, head.mayHaveBody, self.record.method != .HEAD, !head.hasContentLength {
                 // HTTP/1.0 has no chunked encoding: the body ends when the connection does.
                 self.machine.responseNeedsClose()
             }

@@ -101,29 +101,36 @@ public enum HeaderSanitizer {
             }
         }
 
-        /// The comma-separated tokens of a `Connection` value, scanned as bytes (a name is only made for a token
-        /// that is not already hop-by-hop; the usual lone `keep-alive` costs nothing).
+        /// The tokens of a `Connection` value (a name is only made for a token that is not already hop-by-hop; the
+        /// usual lone `keep-alive` costs nothing).
         private mutating func addListedNames(_ value: UnsafeBufferPointer<UInt8>) {
-            var start = 0
-            while start < value.count {
-                let end = value[start...].firstIndex(of: UInt8(ascii: ",")) ?? value.count
-                var low = start
-                var high = end
-                while low < high, value[low] == UInt8(ascii: " ") || value[low] == UInt8(ascii: "\t") { low += 1 }
-                while high > low, value[high - 1] == UInt8(ascii: " ") || value[high - 1] == UInt8(ascii: "\t") {
-                    high -= 1
-                }
-                let token = UnsafeBufferPointer(rebasing: value[low..<high])
-                if !token.isEmpty, !HeaderSanitizer.isHopByHop(token) {
+            HeaderSanitizer.forEachToken(UnsafeRawBufferPointer(value)) { token in
+                if !HeaderSanitizer.isHopByHop(token) {
                     self.named.insert(String(decoding: token, as: UTF8.self).lowercased())
                 }
-                start = end + 1
             }
         }
 
         func drops(_ name: String) -> Bool {
             guard self.any else { return false }
             return HeaderSanitizer.isHopByHop(name) || (!self.named.isEmpty && self.named.contains(name.lowercased()))
+        }
+    }
+
+    /// The comma-separated tokens of a list value (`Connection: close, x-a`), trimmed, empty ones skipped; scanned
+    /// as bytes.
+    static func forEachToken(_ value: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) -> Void) {
+        var start = 0
+        while start < value.count {
+            let end = value[start...].firstIndex(of: UInt8(ascii: ",")) ?? value.count
+            var low = start
+            var high = end
+            while low < high, value[low] == UInt8(ascii: " ") || value[low] == UInt8(ascii: "\t") { low += 1 }
+            while high > low, value[high - 1] == UInt8(ascii: " ") || value[high - 1] == UInt8(ascii: "\t") {
+                high -= 1
+            }
+            if low < high { body(UnsafeRawBufferPointer(rebasing: value[low..<high])) }
+            start = end + 1
         }
     }
 

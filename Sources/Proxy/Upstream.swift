@@ -27,7 +27,7 @@ struct UpstreamKey: Hashable {
 /// Receives everything that happens on an upstream connection while a client request owns it. All calls happen on
 /// the shared event loop.
 protocol UpstreamConnectionDelegate: AnyObject {
-    func upstreamRead(_ part: HTTPClientResponsePart)
+    func upstreamRead(_ part: UpstreamResponsePart)
     func upstreamReadComplete()
     func upstreamWritabilityChanged()
     /// The connection failed or closed while in use.
@@ -54,7 +54,7 @@ final class UpstreamConnection {
 /// The last handler of an upstream pipeline: forwards response parts to the owning client request and holds
 /// `read()` while the client cannot keep up, so a slow client slows the upstream instead of filling memory.
 final class UpstreamHandler: ChannelDuplexHandler {
-    typealias InboundIn = HTTPClientResponsePart
+    typealias InboundIn = UpstreamResponsePart
     typealias OutboundIn = HTTPClientRequestPart
     typealias OutboundOut = HTTPClientRequestPart
 
@@ -195,31 +195,86 @@ final class UpstreamHandler: ChannelDuplexHandler {
             }
             return .tlsFailed("TLS with the upstream failed: \(text)")
         }
-        if error is HTTPParserError {
+        if error is UpstreamResponseError {
             return .upstreamProtocol("the upstream sent invalid HTTP: \(error)")
         }
         return .upstreamClosed("upstream connection error: \(error)")
     }
 }
 
-/// The NIO side of `UpstreamRequestEncoder`. It sits below the response decoder, which must see each request head
-/// (a response to `HEAD` has no body). Parts are gathered until the flush, so a `GET` (head and end) leaves as one
-/// buffer and one TLS record.
-final class UpstreamRequestWriter: ChannelOutboundHandler {
+/// The HTTP/1.1 codec of an upstream connection: requests out through `UpstreamRequestEncoder`, responses in
+/// through `UpstreamResponseParser`, which learns here which request each response answers.
+///
+/// Request parts are gathered until the flush, so a `GET` (head and end) leaves as one buffer and one TLS record.
+/// Response parts are passed on after a read has been parsed, never from inside the parser: the owner may react to
+/// a part by writing the next request or closing the connection.
+final class UpstreamCodec: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = UpstreamResponsePart
     typealias OutboundIn = HTTPClientRequestPart
     typealias OutboundOut = ByteBuffer
 
     private var encoder: UpstreamRequestEncoder
+    private var parser = UpstreamResponseParser()
+    /// Methods of the requests written and not yet answered.
+    private var methods = CircularBuffer<HTTPMethod>(initialCapacity: 4)
+    /// Request bytes gathered until the next flush.
     private var pending: ByteBuffer?
+    /// Response bytes read and not parsed yet (an incomplete head or chunk-size line).
+    private var unparsed: ByteBuffer?
+    /// Parsed parts waiting to be passed on (kept between reads to reuse its storage).
+    private var parts: [UpstreamResponsePart] = []
+    /// After a parse error or the end of input nothing more is parsed.
+    private var done = false
 
     init(host: String, port: Int) {
         self.encoder = UpstreamRequestEncoder(host: host, port: port)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !self.done else { return }
+        var input = self.unwrapInboundIn(data)
+        if var unparsed = self.unparsed {
+            self.unparsed = nil
+            unparsed.writeBuffer(&input)
+            input = unparsed
+        }
+        var parts = self.parts
+        self.parts = []
+        var failure: (any Error)? = nil
+        do {
+            try self.parser.parse(&input, nextMethod: { self.methods.popFirst() }, emit: { parts.append($0) })
+            if input.readableBytes > 0 { self.unparsed = input }
+        } catch {
+            failure = error
+            self.done = true
+        }
+        for part in parts {
+            context.fireChannelRead(self.wrapInboundOut(part))
+        }
+        parts.removeAll(keepingCapacity: true)
+        self.parts = parts
+        if let failure { context.fireErrorCaught(failure) }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if !self.done {
+            self.done = true
+            do {
+                let last = try self.parser.inputClosed(unparsed: self.unparsed?.readableBytes ?? 0)
+                if let last { context.fireChannelRead(self.wrapInboundOut(last)) }
+            } catch {
+                context.fireErrorCaught(error)
+            }
+        }
+        context.fireChannelInactive()
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         var out = self.takePending(context)
         switch self.unwrapOutboundIn(data) {
         case .head(let head):
+            self.methods.append(head.method)
             self.encoder.writeHead(head, into: &out)
         case .body(.byteBuffer(let body)):
             let length = body.readableBytes
@@ -365,10 +420,9 @@ enum UpstreamConnector {
                     let sync = channel.pipeline.syncOperations
                     let tlsHandler = try NIOSSLClientHandler(context: sslContext, serverHostname: serverName)
                     try sync.addHandler(tlsHandler)
-                    // Requests are written by `UpstreamRequestWriter` (sanitized, framed as the client framed them);
-                    // responses are parsed by NIO's decoder (llhttp), which sees each request head go by.
-                    try sync.addHandler(UpstreamRequestWriter(host: key.host, port: key.entry.port))
-                    try sync.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)))
+                    // The proxy's own HTTP/1.1 codec: requests sanitized and framed as the client framed them,
+                    // responses parsed strictly with their header lines kept as bytes.
+                    try sync.addHandler(UpstreamCodec(host: key.host, port: key.entry.port))
                     try sync.addHandler(UpstreamHandler(idleTimeout: idle))
                     return channel.eventLoop.makeSucceededVoidFuture()
                 } catch {

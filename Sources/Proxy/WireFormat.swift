@@ -15,37 +15,48 @@ struct ClientResponseEncoder {
     /// The response answers a `HEAD` request: framing headers are kept, body bytes are not sent.
     private(set) var suppressBody = false
 
+    /// The upstream's head for the client: its header lines copied as they came, minus the hop-by-hop ones.
     mutating func writeHead(
-        _ head: HTTPResponseHead,
+        _ head: UpstreamResponseHead,
         version: HTTPVersion,
         close: Bool,
         answeringHEAD: Bool,
         into buffer: inout ByteBuffer
     ) {
-        let mayHaveBody = head.status.mayHaveResponseBody
+        let mayHaveBody = head.mayHaveBody
         self.suppressBody = answeringHEAD
-        let hopByHop = HeaderSanitizer.HopByHop(head.headers)
         var chunked = false
-        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: Self.maximumHeadLength(head)) { memory in
+        let bound = 128 + head.reason.readableBytes + head.fields.readableBytes
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: bound) { memory in
             var out = RawWriter(memory)
             out.write(version.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
-            out.writeStatus(head.status)
-            var hasContentLength = false
-            for (name, value) in head.headers {
-                if hopByHop.drops(name) { continue }
-                if name.utf8.count == 14, name.withContiguousUTF8({ $0.equalsIgnoringASCIICase("content-length") }) {
+            out.writeCode(head.code)
+            head.reason.withUnsafeReadableBytes { out.write($0) }
+            out.write("\r\n")
+            head.fields.withUnsafeReadableBytes { fields in
+                var start = 0
+                while start < fields.count {
+                    let lf = fields[start...].firstIndex(of: 0x0A)!
+                    let line = UnsafeRawBufferPointer(rebasing: fields[start...lf])
+                    start = lf + 1
+                    let name = UnsafeRawBufferPointer(rebasing: line[..<line.firstIndex(of: UInt8(ascii: ":"))!])
+                    if HeaderSanitizer.isHopByHop(name) { continue }
+                    if !head.connectionNames.isEmpty,
+                        head.connectionNames.contains(String(decoding: name, as: UTF8.self).lowercased())
+                    {
+                        continue
+                    }
                     // A response that cannot have a body is sent without Content-Length (as NIO's encoder does).
-                    guard mayHaveBody else { continue }
-                    hasContentLength = true
+                    if !mayHaveBody, name.count == 14, name.equalsIgnoringASCIICase("content-length") { continue }
+                    out.write(line)
                 }
-                out.writeHeader(name, value)
             }
             if close {
                 out.write("connection: close\r\n")
             } else if version.minor == 0 {
                 out.write("connection: keep-alive\r\n")
             }
-            if mayHaveBody, !hasContentLength, version.minor >= 1 {
+            if mayHaveBody, !head.hasContentLength, version.minor >= 1 {
                 out.write("transfer-encoding: chunked\r\n")
                 chunked = !answeringHEAD
             }
@@ -84,9 +95,12 @@ struct ClientResponseEncoder {
         if self.chunked { ChunkedFraming.writeSuffix(length: length, into: &buffer) }
     }
 
-    /// The end of the body: the last chunk and any trailers when chunked, nothing otherwise.
-    func writeEnd(trailers: HTTPHeaders?, into buffer: inout ByteBuffer) {
-        if self.chunked { ChunkedFraming.writeLast(trailers: trailers, into: &buffer) }
+    /// The end of the body: the last chunk and the upstream's trailer lines when chunked, nothing otherwise.
+    func writeEnd(trailers: ByteBuffer?, into buffer: inout ByteBuffer) {
+        guard self.chunked else { return }
+        buffer.writeStaticString("0\r\n")
+        if let trailers { buffer.writeImmutableBuffer(trailers) }
+        buffer.writeStaticString("\r\n")
     }
 }
 
@@ -229,13 +243,17 @@ struct RawWriter {
     }
 
     mutating func writeStatus(_ status: HTTPResponseStatus) {
-        let code = status.code
+        self.writeCode(Int(status.code))
+        self.write(status.reasonPhrase)
+        self.write("\r\n")
+    }
+
+    /// Three digits and a space.
+    mutating func writeCode(_ code: Int) {
         self.writeByte(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: code / 100 % 10))
         self.writeByte(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: code / 10 % 10))
         self.writeByte(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: code % 10))
         self.writeByte(UInt8(ascii: " "))
-        self.write(status.reasonPhrase)
-        self.write("\r\n")
     }
 
     mutating func writeHeader(_ name: String, _ value: String) {

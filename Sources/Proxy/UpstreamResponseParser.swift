@@ -1,0 +1,406 @@
+import NIOCore
+import NIOHTTP1
+
+/// Why an upstream's response could not be parsed. The connection is closed and the client gets a 502.
+struct UpstreamResponseError: Error, CustomStringConvertible {
+    var description: String
+}
+
+/// A response head as the upstream sent it. The header lines stay bytes (validated, passed to the client as they
+/// came): building a `String` for every name and value is what made parsing cost more than relaying.
+struct UpstreamResponseHead {
+    var version: HTTPVersion
+    var code: Int
+    /// The reason phrase, as sent (may be empty).
+    var reason: ByteBuffer
+    /// The header lines, each ending in CRLF, without the blank line.
+    var fields: ByteBuffer
+    /// HTTP/1.1 unless `Connection: close`; HTTP/1.0 only with `Connection: keep-alive`.
+    var keepAlive: Bool
+    var hasContentLength: Bool
+    /// Names the `Connection` header lists besides `close` and `keep-alive` (lowercase): hop-by-hop as well.
+    var connectionNames: Set<String> = []
+
+    /// 1xx, 204 and 304 responses never have a body.
+    var mayHaveBody: Bool { !(100..<200).contains(self.code) && self.code != 204 && self.code != 304 }
+}
+
+enum UpstreamResponsePart {
+    case head(UpstreamResponseHead)
+    case body(ByteBuffer)
+    /// The trailer lines (each ending in CRLF) of a chunked body, if there were any.
+    case end(trailers: ByteBuffer?)
+}
+
+/// Parses the responses of one upstream connection (HTTP/1.1, RFC 9112) into head, body and end parts.
+///
+/// Strict on purpose: the connection is pooled and serves one client after another, so anything that could leave
+/// its framing in doubt (a bare LF, obsolete line folding, Content-Length with Transfer-Encoding, differing lengths,
+/// a transfer coding other than chunked, an unrequested upgrade) is an error, never a guess. Header lines are
+/// forwarded as bytes, so each is checked here: a token name, a colon, and a value of visible characters, spaces
+/// and tabs only. Body bytes are slices of what was read (no copy). Interim 1xx responses are skipped; the proxy
+/// answers `Expect: 100-continue` itself.
+struct UpstreamResponseParser {
+    static let maximumHeadBytes = 80 * 1024
+    static let maximumHeaderCount = 1024
+
+    private enum State {
+        case head
+        case fixed(remaining: Int)
+        case chunkSize
+        case chunkData(remaining: Int)
+        case chunkDataEnd
+        case trailers
+        case untilClose
+    }
+
+    private var state = State.head
+    /// Where the search for the end of a head resumes (the bytes before it were searched already).
+    private var searched = 0
+
+    /// Consumes what it can of `buffer`, emitting each part as soon as it is complete. `nextMethod` gives the method
+    /// of the request a final response answers (a response to `HEAD` has no body), nil if none is outstanding.
+    mutating func parse(
+        _ buffer: inout ByteBuffer,
+        nextMethod: () -> HTTPMethod?,
+        emit: (UpstreamResponsePart) -> Void
+    ) throws {
+        while buffer.readableBytes > 0 {
+            switch self.state {
+            case .head:
+                guard let block = try self.readBlock(&buffer, trailers: false) else { return }
+                guard let head = try Self.head(block) else { continue }  // an interim 1xx response
+                guard let method = nextMethod() else {
+                    throw UpstreamResponseError(description: "a response arrived with no request outstanding")
+                }
+                let body = try Self.bodyState(block, head: head, answeringHEAD: method == .HEAD)
+                emit(.head(head))
+                if let body {
+                    self.state = body
+                } else {
+                    emit(.end(trailers: nil))
+                }
+            case .fixed(let remaining):
+                let slice = buffer.readSlice(length: min(remaining, buffer.readableBytes))!
+                emit(.body(slice))
+                if remaining == slice.readableBytes {
+                    self.state = .head
+                    emit(.end(trailers: nil))
+                } else {
+                    self.state = .fixed(remaining: remaining - slice.readableBytes)
+                }
+            case .chunkSize:
+                guard let size = try Self.readChunkSize(&buffer) else { return }
+                self.state = size == 0 ? .trailers : .chunkData(remaining: size)
+            case .chunkData(let remaining):
+                let slice = buffer.readSlice(length: min(remaining, buffer.readableBytes))!
+                emit(.body(slice))
+                let left = remaining - slice.readableBytes
+                self.state = left == 0 ? .chunkDataEnd : .chunkData(remaining: left)
+            case .chunkDataEnd:
+                guard buffer.readableBytes >= 2 else { return }
+                guard buffer.readInteger(as: UInt16.self) == 0x0D0A else {
+                    throw UpstreamResponseError(description: "a chunk is not followed by CRLF")
+                }
+                self.state = .chunkSize
+            case .trailers:
+                guard let block = try self.readBlock(&buffer, trailers: true) else { return }
+                let lines = try Self.validatedFields(block, from: 0)
+                self.state = .head
+                emit(.end(trailers: lines.readableBytes > 0 ? lines : nil))
+            case .untilClose:
+                emit(.body(buffer.readSlice(length: buffer.readableBytes)!))
+            }
+        }
+    }
+
+    /// The connection closed with `unparsed` bytes left over: the end of a body delimited by the close, nothing
+    /// between responses, or an error when a response was cut short.
+    mutating func inputClosed(unparsed: Int) throws -> UpstreamResponsePart? {
+        switch self.state {
+        case .untilClose:
+            self.state = .head
+            return .end(trailers: nil)
+        case .head where unparsed == 0:
+            return nil
+        default:
+            throw UpstreamResponseError(description: "the upstream closed the connection in the middle of a response")
+        }
+    }
+
+    // MARK: Head
+
+    /// The head in `block` (status line, fields, blank line), or nil for an interim 1xx response.
+    private static func head(_ block: ByteBuffer) throws -> UpstreamResponseHead? {
+        let lineEnd = block.withUnsafeReadableBytes { Self.lineEnd($0, from: 0) }
+        guard let lineEnd, lineEnd >= 12 else { throw UpstreamResponseError(description: "invalid status line") }
+        let (minor, code) = try block.withUnsafeReadableBytes {
+            try Self.statusLine(UnsafeRawBufferPointer(rebasing: $0[..<lineEnd]))
+        }
+        if (100..<200).contains(code) {
+            guard code != 101 else {
+                throw UpstreamResponseError(description: "the upstream switched protocols unasked")
+            }
+            _ = try Self.validatedFields(block, from: lineEnd + 2)
+            return nil
+        }
+        let reason = lineEnd > 13 ? block.getSlice(at: block.readerIndex + 13, length: lineEnd - 13)! : ByteBuffer()
+        var head = UpstreamResponseHead(
+            version: HTTPVersion(major: 1, minor: minor),
+            code: code,
+            reason: reason,
+            fields: try Self.validatedFields(block, from: lineEnd + 2),
+            keepAlive: minor == 1,
+            hasContentLength: false
+        )
+        Self.scanConnection(&head)
+        return head
+    }
+
+    /// `HTTP/1.x NNN reason` (the reason may be empty, and then its space may be missing).
+    private static func statusLine(_ line: UnsafeRawBufferPointer) throws -> (minor: Int, code: Int) {
+        let bad = UpstreamResponseError(description: "invalid status line")
+        guard line.starts(with: "HTTP/1.".utf8), line[8] == UInt8(ascii: " ") else { throw bad }
+        let minor: Int
+        switch line[7] {
+        case UInt8(ascii: "0"): minor = 0
+        case UInt8(ascii: "1"): minor = 1
+        default: throw bad
+        }
+        var code = 0
+        for index in 9..<12 {
+            let digit = line[index]
+            guard digit >= UInt8(ascii: "0"), digit <= UInt8(ascii: "9") else { throw bad }
+            code = code * 10 + Int(digit - UInt8(ascii: "0"))
+        }
+        guard code >= 100 else { throw bad }
+        if line.count > 12 {
+            guard line[12] == UInt8(ascii: " "), line[13...].allSatisfy(Self.isValueByte) else { throw bad }
+        }
+        return (minor, code)
+    }
+
+    /// The field lines of `block` from `start` up to (not including) its blank line, each checked.
+    private static func validatedFields(_ block: ByteBuffer, from start: Int) throws -> ByteBuffer {
+        let end = try block.withUnsafeReadableBytes { bytes in
+            var lineStart = start
+            var count = 0
+            while let lineEnd = Self.lineEnd(bytes, from: lineStart), lineEnd > lineStart {
+                count += 1
+                guard count <= Self.maximumHeaderCount else {
+                    throw UpstreamResponseError(description: "too many header fields")
+                }
+                try Self.checkField(UnsafeRawBufferPointer(rebasing: bytes[lineStart..<lineEnd]))
+                lineStart = lineEnd + 2
+            }
+            // Only the blank line may be left: anything else means a line ended in a bare LF.
+            guard lineStart == bytes.count - 2 else {
+                throw UpstreamResponseError(description: "a line ends in LF without CR")
+            }
+            return lineStart
+        }
+        return block.getSlice(at: block.readerIndex + start, length: end - start)!
+    }
+
+    /// `Name: value`: a token, a colon, then visible characters, spaces and tabs (no folding, no control bytes).
+    private static func checkField(_ line: UnsafeRawBufferPointer) throws {
+        guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon > 0,
+            line[..<colon].allSatisfy(Self.isTokenByte),
+            line[(colon + 1)...].allSatisfy(Self.isValueByte)
+        else {
+            throw UpstreamResponseError(description: "invalid header field")
+        }
+    }
+
+    /// The framing of the body that follows `head`, or nil when there is none.
+    private static func bodyState(_ block: ByteBuffer, head: UpstreamResponseHead, answeringHEAD: Bool) throws -> State?
+    {
+        var chunked = false
+        var length: Int? = nil
+        try Self.forEachField(head.fields) { name, value in
+            if name.count == 17, name.equalsIgnoringASCIICase("transfer-encoding") {
+                guard !chunked, value.equalsIgnoringASCIICase("chunked") else {
+                    throw UpstreamResponseError(description: "unsupported Transfer-Encoding")
+                }
+                chunked = true
+            } else if name.count == 14, name.equalsIgnoringASCIICase("content-length") {
+                guard let parsed = Self.decimal(value), length == nil || length == parsed else {
+                    throw UpstreamResponseError(description: "invalid or conflicting Content-Length")
+                }
+                length = parsed
+            }
+        }
+        if chunked, length != nil {
+            throw UpstreamResponseError(description: "both Content-Length and Transfer-Encoding")
+        }
+        if answeringHEAD || !head.mayHaveBody { return nil }
+        if chunked { return .chunkSize }
+        if let length { return length == 0 ? nil : .fixed(remaining: length) }
+        return .untilClose
+    }
+
+    /// Keep-alive, Content-Length present, and the extra names `Connection` lists. `close` wins over `keep-alive`.
+    private static func scanConnection(_ head: inout UpstreamResponseHead) {
+        var close = false
+        var keepAlive = false
+        var hasContentLength = false
+        var names: Set<String> = []
+        try? Self.forEachField(head.fields) { name, value in
+            if name.count == 14, name.equalsIgnoringASCIICase("content-length") {
+                hasContentLength = true
+            } else if name.count == 10, name.equalsIgnoringASCIICase("connection") {
+                HeaderSanitizer.forEachToken(value) { token in
+                    if token.equalsIgnoringASCIICase("close") {
+                        close = true
+                    } else if token.equalsIgnoringASCIICase("keep-alive") {
+                        keepAlive = true
+                    } else if !HeaderSanitizer.isHopByHop(token) {
+                        names.insert(String(decoding: token, as: UTF8.self).lowercased())
+                    }
+                }
+            }
+        }
+        head.keepAlive = !close && (head.version.minor == 1 || keepAlive)
+        head.hasContentLength = hasContentLength
+        head.connectionNames = names
+    }
+
+    /// Calls `body` with the name and the trimmed value of each (already validated) field line.
+    static func forEachField(
+        _ fields: ByteBuffer,
+        _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void
+    ) throws {
+        try fields.withUnsafeReadableBytes { bytes in
+            var start = 0
+            while start < bytes.count, let end = Self.lineEnd(bytes, from: start) {
+                let line = UnsafeRawBufferPointer(rebasing: bytes[start..<end])
+                let colon = line.firstIndex(of: UInt8(ascii: ":"))!
+                var low = colon + 1
+                var high = line.count
+                while low < high, line[low] == UInt8(ascii: " ") || line[low] == UInt8(ascii: "\t") { low += 1 }
+                while high > low, line[high - 1] == UInt8(ascii: " ") || line[high - 1] == UInt8(ascii: "\t") {
+                    high -= 1
+                }
+                try body(
+                    UnsafeRawBufferPointer(rebasing: line[..<colon]),
+                    UnsafeRawBufferPointer(rebasing: line[low..<high])
+                )
+                start = end + 2
+            }
+        }
+    }
+
+    // MARK: Bytes
+
+    /// Reads a head or trailer block up to and including its blank line (CRLF CRLF), or nil when it is not complete
+    /// yet. A trailer section may be the blank line alone.
+    private mutating func readBlock(_ buffer: inout ByteBuffer, trailers: Bool) throws -> ByteBuffer? {
+        let searchFrom = self.searched
+        let end: Int? = buffer.withUnsafeReadableBytes { bytes in
+            if trailers, bytes.count >= 2, bytes[0] == 0x0D, bytes[1] == 0x0A { return 2 }
+            var index = max(0, searchFrom - 3)
+            while index < bytes.count, let lf = bytes[index...].firstIndex(of: 0x0A) {
+                if lf >= 3, bytes[lf - 1] == 0x0D, bytes[lf - 2] == 0x0A, bytes[lf - 3] == 0x0D { return lf + 1 }
+                index = lf + 1
+            }
+            return nil
+        }
+        if let end {
+            self.searched = 0
+            return buffer.readSlice(length: end)!
+        }
+        try Self.checkNoBareLF(buffer)
+        self.searched = buffer.readableBytes
+        guard buffer.readableBytes <= Self.maximumHeadBytes else {
+            throw UpstreamResponseError(description: "the response head is larger than \(Self.maximumHeadBytes) bytes")
+        }
+        return nil
+    }
+
+    /// A chunk-size line (hex digits, then an optional extension, which is ignored), or nil when it is not complete.
+    private static func readChunkSize(_ buffer: inout ByteBuffer) throws -> Int? {
+        let end = buffer.withUnsafeReadableBytes { Self.lineEnd($0, from: 0) }
+        guard let end else {
+            try Self.checkNoBareLF(buffer)
+            guard buffer.readableBytes <= 1024 else {
+                throw UpstreamResponseError(description: "a chunk size line is too long")
+            }
+            return nil
+        }
+        let size = try buffer.withUnsafeReadableBytes { bytes in
+            try Self.chunkSize(UnsafeRawBufferPointer(rebasing: bytes[..<end]))
+        }
+        buffer.moveReaderIndex(forwardBy: end + 2)
+        return size
+    }
+
+    private static func chunkSize(_ line: UnsafeRawBufferPointer) throws -> Int {
+        let bad = UpstreamResponseError(description: "invalid chunk size")
+        var size = 0
+        var digits = 0
+        for byte in line {
+            let value: Int
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): value = Int(byte - UInt8(ascii: "0"))
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): value = Int(byte - UInt8(ascii: "a")) + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): value = Int(byte - UInt8(ascii: "A")) + 10
+            case UInt8(ascii: ";"), UInt8(ascii: " "), UInt8(ascii: "\t"):
+                guard digits > 0, line.allSatisfy(Self.isValueByte) else { throw bad }
+                return size
+            default:
+                throw bad
+            }
+            digits += 1
+            guard digits <= 15 else { throw UpstreamResponseError(description: "chunk size too large") }
+            size = size << 4 | value
+        }
+        guard digits > 0 else { throw bad }
+        return size
+    }
+
+    /// The index of the CRLF that ends the line starting at `from`, or nil when the line is not complete or ends
+    /// in a bare LF.
+    private static func lineEnd(_ bytes: UnsafeRawBufferPointer, from: Int) -> Int? {
+        guard from < bytes.count, let lf = bytes[from...].firstIndex(of: 0x0A), lf > 0, bytes[lf - 1] == 0x0D else {
+            return nil
+        }
+        return lf - 1
+    }
+
+    private static func checkNoBareLF(_ buffer: ByteBuffer) throws {
+        let bare = buffer.withUnsafeReadableBytes { bytes in
+            bytes.indices.contains { bytes[$0] == 0x0A && ($0 == 0 || bytes[$0 - 1] != 0x0D) }
+        }
+        if bare { throw UpstreamResponseError(description: "a line ends in LF without CR") }
+    }
+
+    /// Up to 18 decimal digits, nothing else.
+    private static func decimal(_ bytes: UnsafeRawBufferPointer) -> Int? {
+        guard !bytes.isEmpty, bytes.count <= 18 else { return nil }
+        var value = 0
+        for byte in bytes {
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+            value = value * 10 + Int(byte - UInt8(ascii: "0"))
+        }
+        return value
+    }
+
+    /// Visible characters, space, tab and obs-text: no CR, LF, NUL or other control bytes.
+    static func isValueByte(_ byte: UInt8) -> Bool {
+        byte == UInt8(ascii: "\t") || (byte >= 0x20 && byte != 0x7F)
+    }
+
+    /// RFC 9110 token characters.
+    static func isTokenByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."),
+            UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"),
+            UInt8(ascii: "'"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "^"), UInt8(ascii: "`"),
+            UInt8(ascii: "|"), UInt8(ascii: "~"):
+            true
+        default:
+            false
+        }
+    }
+}
