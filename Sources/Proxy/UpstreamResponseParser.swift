@@ -69,11 +69,11 @@ struct UpstreamResponseParser {
             switch self.state {
             case .head:
                 guard let block = try self.readBlock(&buffer, trailers: false) else { return }
-                guard let head = try Self.head(block) else { continue }  // an interim 1xx response
+                guard let (head, framing) = try Self.head(block) else { continue }  // an interim 1xx response
                 guard let method = nextMethod() else {
                     throw UpstreamResponseError(description: "a response arrived with no request outstanding")
                 }
-                let body = try Self.bodyState(block, head: head, answeringHEAD: method == .HEAD)
+                let body = Self.bodyState(framing, head: head, answeringHEAD: method == .HEAD)
                 emit(.head(head))
                 if let body {
                     self.state = body
@@ -130,18 +130,26 @@ struct UpstreamResponseParser {
 
     // MARK: Head
 
-    /// The head in `block` (status line, fields, blank line), or nil for an interim 1xx response.
-    private static func head(_ block: ByteBuffer) throws -> UpstreamResponseHead? {
+    /// How the fields say the body is framed.
+    private enum Framing {
+        case chunked
+        case length(Int)
+        /// Neither: the body ends when the connection does.
+        case unspecified
+    }
+
+    /// The head in `block` (status line, fields, blank line) and its body framing, or nil for an interim 1xx.
+    private static func head(_ block: ByteBuffer) throws -> (UpstreamResponseHead, Framing)? {
         let lineEnd = block.withUnsafeReadableBytes { Self.lineEnd($0, from: 0) }
         guard let lineEnd, lineEnd >= 12 else { throw UpstreamResponseError(description: "invalid status line") }
         let (minor, code) = try block.withUnsafeReadableBytes {
             try Self.statusLine(UnsafeRawBufferPointer(rebasing: $0[..<lineEnd]))
         }
+        let fields = try Self.validatedFields(block, from: lineEnd + 2)
         if (100..<200).contains(code) {
             guard code != 101 else {
                 throw UpstreamResponseError(description: "the upstream switched protocols unasked")
             }
-            _ = try Self.validatedFields(block, from: lineEnd + 2)
             return nil
         }
         let reason = lineEnd > 13 ? block.getSlice(at: block.readerIndex + 13, length: lineEnd - 13)! : ByteBuffer()
@@ -149,12 +157,12 @@ struct UpstreamResponseParser {
             version: HTTPVersion(major: 1, minor: minor),
             code: code,
             reason: reason,
-            fields: try Self.validatedFields(block, from: lineEnd + 2),
+            fields: fields,
             keepAlive: minor == 1,
             hasContentLength: false
         )
-        Self.scanConnection(&head)
-        return head
+        let framing = try Self.summarize(&head)
+        return (head, framing)
     }
 
     /// `HTTP/1.x NNN reason` (the reason may be empty, and then its space may be missing).
@@ -212,43 +220,37 @@ struct UpstreamResponseParser {
         }
     }
 
-    /// The framing of the body that follows `head`, or nil when there is none.
-    private static func bodyState(_ block: ByteBuffer, head: UpstreamResponseHead, answeringHEAD: Bool) throws -> State?
-    {
+    /// What the body after `head` is, or nil when there is none.
+    private static func bodyState(_ framing: Framing, head: UpstreamResponseHead, answeringHEAD: Bool) -> State? {
+        if answeringHEAD || !head.mayHaveBody { return nil }
+        switch framing {
+        case .chunked: return .chunkSize
+        case .length(let length): return length == 0 ? nil : .fixed(remaining: length)
+        case .unspecified: return .untilClose
+        }
+    }
+
+    /// One pass over the fields: the body framing (checked for conflicts), keep-alive (`close` wins over
+    /// `keep-alive`), whether Content-Length is present, and the extra names `Connection` lists.
+    private static func summarize(_ head: inout UpstreamResponseHead) throws -> Framing {
         var chunked = false
         var length: Int? = nil
+        var close = false
+        var keepAlive = false
+        var names: Set<String> = []
         try Self.forEachField(head.fields) { name, value in
-            if name.count == 17, name.equalsIgnoringASCIICase("transfer-encoding") {
+            switch name.count {
+            case 17 where name.equalsIgnoringASCIICase("transfer-encoding"):
                 guard !chunked, value.equalsIgnoringASCIICase("chunked") else {
                     throw UpstreamResponseError(description: "unsupported Transfer-Encoding")
                 }
                 chunked = true
-            } else if name.count == 14, name.equalsIgnoringASCIICase("content-length") {
+            case 14 where name.equalsIgnoringASCIICase("content-length"):
                 guard let parsed = Self.decimal(value), length == nil || length == parsed else {
                     throw UpstreamResponseError(description: "invalid or conflicting Content-Length")
                 }
                 length = parsed
-            }
-        }
-        if chunked, length != nil {
-            throw UpstreamResponseError(description: "both Content-Length and Transfer-Encoding")
-        }
-        if answeringHEAD || !head.mayHaveBody { return nil }
-        if chunked { return .chunkSize }
-        if let length { return length == 0 ? nil : .fixed(remaining: length) }
-        return .untilClose
-    }
-
-    /// Keep-alive, Content-Length present, and the extra names `Connection` lists. `close` wins over `keep-alive`.
-    private static func scanConnection(_ head: inout UpstreamResponseHead) {
-        var close = false
-        var keepAlive = false
-        var hasContentLength = false
-        var names: Set<String> = []
-        try? Self.forEachField(head.fields) { name, value in
-            if name.count == 14, name.equalsIgnoringASCIICase("content-length") {
-                hasContentLength = true
-            } else if name.count == 10, name.equalsIgnoringASCIICase("connection") {
+            case 10 where name.equalsIgnoringASCIICase("connection"):
                 HeaderSanitizer.forEachToken(value) { token in
                     if token.equalsIgnoringASCIICase("close") {
                         close = true
@@ -258,11 +260,18 @@ struct UpstreamResponseParser {
                         names.insert(String(decoding: token, as: UTF8.self).lowercased())
                     }
                 }
+            default:
+                break
             }
         }
+        if chunked, length != nil {
+            throw UpstreamResponseError(description: "both Content-Length and Transfer-Encoding")
+        }
         head.keepAlive = !close && (head.version.minor == 1 || keepAlive)
-        head.hasContentLength = hasContentLength
+        head.hasContentLength = length != nil
         head.connectionNames = names
+        if chunked { return .chunked }
+        return length.map { .length($0) } ?? .unspecified
     }
 
     /// Calls `body` with the name and the trimmed value of each (already validated) field line.
