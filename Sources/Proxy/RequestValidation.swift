@@ -92,28 +92,35 @@ public enum HeaderSanitizer {
         /// Whether any header of the message is hop-by-hop (usually only a `Connection: keep-alive`).
         private(set) var any = false
 
+        /// Nothing listed yet: for a message whose `Connection` tokens are passed to `list` as its bytes are read.
+        init() {}
+
         init(_ headers: HTTPHeaders) {
             for (name, value) in headers where HeaderSanitizer.isHopByHop(name) {
                 self.any = true
                 guard name.utf8.count == 10, name.withContiguousUTF8({ $0.equalsIgnoringASCIICase("connection") })
                 else { continue }
-                value.withContiguousUTF8 { self.addListedNames($0) }
+                value.withContiguousUTF8 { HeaderSanitizer.forEachToken(UnsafeRawBufferPointer($0)) { self.list($0) } }
             }
         }
 
-        /// The tokens of a `Connection` value (a name is only made for a token that is not already hop-by-hop; the
-        /// usual lone `keep-alive` costs nothing).
-        private mutating func addListedNames(_ value: UnsafeBufferPointer<UInt8>) {
-            HeaderSanitizer.forEachToken(UnsafeRawBufferPointer(value)) { token in
-                if !HeaderSanitizer.isHopByHop(token) {
-                    self.named.insert(String(decoding: token, as: UTF8.self).lowercased())
-                }
+        /// A token of the `Connection` header: the header it names is hop-by-hop too. A name is only made for a
+        /// token that is not hop-by-hop already, so the usual lone `keep-alive` costs nothing.
+        mutating func list(_ token: UnsafeRawBufferPointer) {
+            self.any = true
+            if !HeaderSanitizer.isHopByHop(token) {
+                self.named.insert(String(decoding: token, as: UTF8.self).lowercased())
             }
         }
 
         func drops(_ name: String) -> Bool {
             guard self.any else { return false }
-            return HeaderSanitizer.isHopByHop(name) || (!self.named.isEmpty && self.named.contains(name.lowercased()))
+            return name.withContiguousUTF8 { self.drops(UnsafeRawBufferPointer($0)) }
+        }
+
+        func drops(_ name: UnsafeRawBufferPointer) -> Bool {
+            HeaderSanitizer.isHopByHop(name)
+                || (!self.named.isEmpty && self.named.contains(String(decoding: name, as: UTF8.self).lowercased()))
         }
     }
 

@@ -18,11 +18,11 @@ struct UpstreamResponseHead {
     /// HTTP/1.1 unless `Connection: close`; HTTP/1.0 only with `Connection: keep-alive`.
     var keepAlive: Bool
     var hasContentLength: Bool
-    /// Names the `Connection` header lists besides `close` and `keep-alive` (lowercase): hop-by-hop as well.
-    var connectionNames: Set<String> = []
+    /// The fixed hop-by-hop names plus what the `Connection` header lists besides `close` and `keep-alive`.
+    var hopByHop = HeaderSanitizer.HopByHop()
 
     /// 1xx, 204 and 304 responses never have a body.
-    var mayHaveBody: Bool { !(100..<200).contains(self.code) && self.code != 204 && self.code != 304 }
+    var mayHaveBody: Bool { HTTPResponseStatus(statusCode: self.code).mayHaveResponseBody }
 }
 
 enum UpstreamResponsePart {
@@ -237,7 +237,7 @@ struct UpstreamResponseParser {
         var length: Int? = nil
         var close = false
         var keepAlive = false
-        var names: Set<String> = []
+        var hopByHop = HeaderSanitizer.HopByHop()
         try Self.forEachField(head.fields) { name, value in
             switch name.count {
             case 17 where name.equalsIgnoringASCIICase("transfer-encoding"):
@@ -256,8 +256,8 @@ struct UpstreamResponseParser {
                         close = true
                     } else if token.equalsIgnoringASCIICase("keep-alive") {
                         keepAlive = true
-                    } else if !HeaderSanitizer.isHopByHop(token) {
-                        names.insert(String(decoding: token, as: UTF8.self).lowercased())
+                    } else {
+                        hopByHop.list(token)
                     }
                 }
             default:
@@ -269,7 +269,7 @@ struct UpstreamResponseParser {
         }
         head.keepAlive = !close && (head.version.minor == 1 || keepAlive)
         head.hasContentLength = length != nil
-        head.connectionNames = names
+        head.hopByHop = hopByHop
         if chunked { return .chunked }
         return length.map { .length($0) } ?? .unspecified
     }

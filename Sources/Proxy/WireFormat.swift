@@ -40,12 +40,7 @@ struct ClientResponseEncoder {
                     let line = UnsafeRawBufferPointer(rebasing: fields[start...lf])
                     start = lf + 1
                     let name = UnsafeRawBufferPointer(rebasing: line[..<line.firstIndex(of: UInt8(ascii: ":"))!])
-                    if HeaderSanitizer.isHopByHop(name) { continue }
-                    if !head.connectionNames.isEmpty,
-                        head.connectionNames.contains(String(decoding: name, as: UTF8.self).lowercased())
-                    {
-                        continue
-                    }
+                    if head.hopByHop.drops(name) { continue }
                     // A response that cannot have a body is sent without Content-Length (as NIO's encoder does).
                     if !mayHaveBody, name.count == 14, name.equalsIgnoringASCIICase("content-length") { continue }
                     out.write(line)
