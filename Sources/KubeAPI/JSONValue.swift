@@ -90,12 +90,7 @@ extension JSONValue {
     /// The JSON value of an `Encodable` model.
     public init<T: Encodable>(encoding value: T) throws {
         let data = try JSONEncoder().encode(value)
-        self = try JSONDecoder().decode(JSONValue.self, from: data)
-    }
-
-    /// Parses JSON text.
-    public init(parsing data: Data) throws {
-        self = try JSONDecoder().decode(JSONValue.self, from: data)
+        self = try JSONValue(parsing: data)
     }
 
     /// Compact JSON text with sorted keys (deterministic, so it can be hashed or compared).

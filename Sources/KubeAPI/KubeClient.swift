@@ -383,9 +383,8 @@ public final class KubeClient: Sendable {
             path,
             query: query,
             bodyData: bodyData,
-            contentType: contentType,
-            decoding: JSONValue.self
-        )
+            contentType: contentType
+        ) { bytes in try bytes.withUnsafeReadableBytes { try JSONValue(parsing: $0) } }
         return body ?? .null
     }
 
@@ -406,20 +405,19 @@ public final class KubeClient: Sendable {
             path,
             query: query,
             bodyData: bodyData,
-            contentType: contentType,
-            decoding: Written.self
-        )
+            contentType: contentType
+        ) { bytes in try JSONDecoder().decode(Written.self, from: Data(buffer: bytes)) }
         return written?.metadata?.resourceVersion ?? ""
     }
 
-    /// The body of a 2xx response decoded as `type` (nil if empty); anything else becomes a ``KubeError``.
-    private func send<Body: Decodable>(
+    /// The body of a 2xx response, decoded (nil if empty); anything else becomes a ``KubeError``.
+    private func send<Body>(
         _ method: Method,
         _ path: String,
         query: [(String, String)],
         bodyData: Data?,
         contentType: String,
-        decoding type: Body.Type
+        decode: (ByteBuffer) throws -> Body
     ) async throws -> Body? {
         let response = try await self.execute(method, path, query: query, bodyData: bodyData, contentType: contentType)
         let bytes: ByteBuffer
@@ -433,7 +431,7 @@ public final class KubeClient: Sendable {
         }
         if bytes.readableBytes == 0 { return nil }
         do {
-            return try JSONDecoder().decode(type, from: Data(buffer: bytes))
+            return try decode(bytes)
         } catch {
             throw KubeError.decoding(error, "the response to \(method) \(path)")
         }

@@ -157,29 +157,32 @@ public struct WatchEventStream: AsyncSequence, Sendable {
         }
 
         static func decode(_ line: ByteBuffer, context: String) throws -> WatchEvent {
-            struct Frame: Decodable {
-                var type: String
-                var object: JSONValue
-            }
-            let frame: Frame
+            let type: String
+            let object: JSONValue
             do {
-                frame = try JSONDecoder().decode(Frame.self, from: Data(buffer: line))
+                let frame = try line.withUnsafeReadableBytes { bytes throws(JSONTextError) in
+                    try JSONValue(parsing: bytes)
+                }
+                guard let frameType = frame["type"]?.stringValue, let frameObject = frame["object"] else {
+                    throw JSONTextError(offset: 0, message: "a watch event needs \"type\" and \"object\"")
+                }
+                (type, object) = (frameType, frameObject)
             } catch {
                 throw KubeError.decoding(error, "an event of \(context)")
             }
-            if frame.type == "ERROR" {
-                let status = try? frame.object.decode(Status.self)
+            if type == "ERROR" {
+                let status = try? object.decode(Status.self)
                 throw KubeError.from(
                     httpStatus: status?.code ?? 500,
                     status: status,
-                    body: frame.object.jsonString(),
+                    body: object.jsonString(),
                     retryAfterHeader: nil
                 )
             }
-            guard let type = WatchEvent.EventType(rawValue: frame.type) else {
-                throw KubeError(code: .decoding, message: "unknown watch event type \(frame.type) in \(context)")
+            guard let eventType = WatchEvent.EventType(rawValue: type) else {
+                throw KubeError(code: .decoding, message: "unknown watch event type \(type) in \(context)")
             }
-            return WatchEvent(type: type, object: KubeObject(frame.object))
+            return WatchEvent(type: eventType, object: KubeObject(object))
         }
     }
 }

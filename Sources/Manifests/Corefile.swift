@@ -67,26 +67,49 @@ public struct CorefileEditor: Sendable, Hashable {
         hosts: [String],
         in corefile: String
     ) throws(CorefileError) -> (corefile: String, managedHosts: [String]) {
+        let result = try edit(hosts: hosts, in: corefile, after: nil)
+        return (result.corefile, result.managedHosts)
+    }
+
+    /// One edit's result, with where its managed blocks sit, so that the next edit of this same text needs no parse.
+    public struct Edit: Sendable {
+        public let corefile: String
+        public let managedHosts: [String]
+        /// The text outside the managed blocks, and a block (indentation, line break) between each two pieces;
+        /// nil when there are no blocks (a new one would go where a parse decides).
+        fileprivate let layout: (pieces: [String], blocks: [(indent: String, lineBreak: String)])?
+
+        /// Whether editing `corefile` again (passing this as `after`) skips the parse: it has managed blocks.
+        public var isReusable: Bool { layout != nil }
+    }
+
+    /// `edit(hosts:in:)`. When `corefile` is exactly the text `previous` wrote, its blocks are replaced where they
+    /// are without parsing it again: with thousands of rules the parse was most of a pass's work on every change.
+    /// The result is byte for byte what a parse would give (tested), since only this editor writes inside blocks.
+    public func edit(hosts: [String], in corefile: String, after previous: Edit?) throws(CorefileError) -> Edit {
         let canonicalHosts = try canonical(hosts)
         let managed = canonicalHosts.map(\.spelling)
         let lines = rules.lines(for: canonicalHosts)
+        if let previous, let layout = previous.layout, !lines.isEmpty, previous.corefile.sameBytes(as: corefile) {
+            return assemble(layout, lines, managed)
+        }
         let source = try CorefileSource(corefile)
         let roots = source.blocks.indices.filter { source.blocks[$0].servesRoot }
         guard !roots.isEmpty else { throw .noRootServerBlock }
         let regions = try managedRegions(in: source)
 
-        var edits: [(range: Range<Int>, text: String)] = []
+        // Where each block goes: replacing a region, or inserted after the line that opens a `.` block.
+        var slots: [(range: Range<Int>, indent: String, lineBreak: String)] = []
         for root in roots {
             if let region = regions[root] {
                 let begin = source.comments[region.begin]
                 let end = source.comments[region.end]
-                let range = source.lineStart(begin.start)..<source.lineEndIncludingBreak(end.start)
-                let text = render(
-                    lines,
-                    indent: source.leadingWhitespace(begin.start),
-                    lineBreak: source.lineBreak(at: begin.start)
+                slots.append(
+                    (
+                        source.lineStart(begin.start)..<source.lineEndIncludingBreak(end.start),
+                        source.leadingWhitespace(begin.start), source.lineBreak(at: begin.start)
+                    )
                 )
-                edits.append((range, text))
             } else if !lines.isEmpty {
                 let block = source.blocks[root]
                 let open = source.tokens[block.open]
@@ -100,22 +123,35 @@ public struct CorefileEditor: Sendable, Hashable {
                     indent = source.leadingWhitespace(first.start)
                 }
                 let position = source.lineEndIncludingBreak(open.end)
-                let text = render(lines, indent: indent, lineBreak: source.lineBreak(at: open.end))
-                edits.append((position..<position, text))
+                slots.append((position..<position, indent, source.lineBreak(at: open.end)))
             }
         }
-        guard !edits.isEmpty else { return (corefile, managed) }
-
-        var result = ""
-        result.reserveCapacity(corefile.utf8.count + edits.reduce(0) { $0 + $1.text.utf8.count })
+        guard !slots.isEmpty else { return Edit(corefile: corefile, managedHosts: managed, layout: nil) }
+        var pieces: [String] = []
         var cursor = 0
-        for edit in edits {
-            result += CorefileSource.string(source.scalars[cursor..<edit.range.lowerBound])
-            result += edit.text
-            cursor = edit.range.upperBound
+        for slot in slots {
+            pieces.append(CorefileSource.string(source.scalars[cursor..<slot.range.lowerBound]))
+            cursor = slot.range.upperBound
         }
-        result += CorefileSource.string(source.scalars[cursor...])
-        return (result, managed)
+        pieces.append(CorefileSource.string(source.scalars[cursor...]))
+        let layout = (pieces, slots.map { (indent: $0.indent, lineBreak: $0.lineBreak) })
+        return assemble(layout, lines, managed)
+    }
+
+    /// The pieces with the rules' block between each two (no blocks when there are no lines).
+    private func assemble(
+        _ layout: (pieces: [String], blocks: [(indent: String, lineBreak: String)]),
+        _ lines: [(level: Int, text: String)],
+        _ managed: [String]
+    ) -> Edit {
+        let blocks = layout.blocks.map { render(lines, indent: $0.indent, lineBreak: $0.lineBreak) }
+        var result = ""
+        result.reserveCapacity(layout.pieces.reduce(0) { $0 + $1.utf8.count } + blocks.reduce(0) { $0 + $1.utf8.count })
+        for (index, piece) in layout.pieces.enumerated() {
+            if index > 0 { result += blocks[index - 1] }
+            result += piece
+        }
+        return Edit(corefile: result, managedHosts: managed, layout: lines.isEmpty ? nil : layout)
     }
 
     /// The hosts the managed block(s) hold now, in canonical order (`*` for a suffix rule); empty without a block.
@@ -231,8 +267,12 @@ public struct CorefileEditor: Sendable, Hashable {
         guard !lines.isEmpty else { return "" }
         let unit = indent.contains("\t") ? "\t" : "    "
         var text = indent + Self.beginMarker + lineBreak
+        text.reserveCapacity(lines.reduce(text.utf8.count * 2) { $0 + indent.utf8.count + 8 + $1.text.utf8.count + 2 })
         for line in lines {
-            text += indent + String(repeating: unit, count: line.level) + line.text + lineBreak
+            text += indent
+            for _ in 0..<line.level { text += unit }
+            text += line.text
+            text += lineBreak
         }
         return text + indent + Self.endMarker + lineBreak
     }
@@ -344,6 +384,18 @@ public struct CorefileError: Error, CustomStringConvertible, Equatable, Sendable
         case .invalidSuffix(let suffix): "invalid egress DNS suffix \"\(suffix)\""
         case .invalidProxyServiceFQDN(let name):
             "invalid proxy Service name \"\(name)\" (must be a DNS name outside the suffix)"
+        }
+    }
+}
+
+extension String {
+    /// Byte equality (`==` compares canonical equivalence, which may normalise non-ASCII text first).
+    func sameBytes(as other: String) -> Bool {
+        var a = self
+        var b = other
+        guard a.utf8.count == b.utf8.count else { return false }
+        return a.withUTF8 { x in
+            b.withUTF8 { y in x.count == 0 || memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0 }
         }
     }
 }

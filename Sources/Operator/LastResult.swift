@@ -19,6 +19,9 @@ final class LastResult<Input: Equatable & Sendable, Output: Sendable>: Sendable 
         self.last.withLock { last in last.flatMap { $0.input == input ? $0.output : nil } }
     }
 
+    /// The last answer, whatever its input.
+    var lastOutput: Output? { self.last.withLock { $0?.output } }
+
     /// Stores an answer known without computing it (e.g. what parsing the text we just wrote would give).
     func remember(_ input: Input, _ output: Output) {
         self.last.withLock { $0 = (input, output) }

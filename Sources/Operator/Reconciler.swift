@@ -30,7 +30,7 @@ final class Reconciler: Sendable {
     private let corefileImportsOverride = LastResult<String, Bool>()
     private let corefileHosts = LastResult<String, [String]>()
     private let overrideHosts = LastResult<String, [String]>()
-    private let corefileEdit = LastResult<CorefileEdit, (corefile: String, managedHosts: [String])>()
+    private let corefileEdit = LastResult<CorefileEdit, CorefileEditor.Edit>()
     /// The allow-list's JSON text: comparing two lists is cheaper than encoding one.
     private let encodedAllowList = LastResult<AllowList, String>()
     /// The stored allow-list, decoded: it changes only when this operator writes it.
@@ -393,12 +393,13 @@ final class Reconciler: Sendable {
         // The Corefile block: the hosts in corefile mode; removed in custom mode (the mode may have changed).
         if let corefile = current.corefile, let object = current.corefileObject {
             let edit = CorefileEdit(hosts: current.mode == .corefile ? hosts : [], corefile: corefile)
-            let (edited, managedHosts) = try makeEdit(edit, editor)
+            let result = try makeEdit(edit, editor)
+            let (edited, managedHosts) = (result.corefile, result.managedHosts)
             if edited != corefile {
                 // The next pass reads back this text: the editor reports the hosts it parses back to, and applying
                 // the same hosts again changes nothing (tests hold the editor to both).
                 corefileHosts.remember(edited, managedHosts)
-                corefileEdit.remember(CorefileEdit(hosts: edit.hosts, corefile: edited), (edited, managedHosts))
+                corefileEdit.remember(CorefileEdit(hosts: edit.hosts, corefile: edited), result)
                 // The managed block never holds an `import`, so the edit cannot change whether the Corefile has one.
                 if let imports = corefileImportsOverride.cached(corefile) {
                     corefileImportsOverride.remember(edited, imports)
@@ -443,12 +444,11 @@ final class Reconciler: Sendable {
         return writes
     }
 
-    /// The Corefile with `edit.hosts` in its managed block, remembered for the next call with the same input.
-    private func makeEdit(
-        _ edit: CorefileEdit,
-        _ editor: CorefileEditor
-    ) throws -> (corefile: String, managedHosts: [String]) {
-        try corefileEdit(edit) { try editor.edit(hosts: $0.hosts, in: $0.corefile) }
+    /// The Corefile with `edit.hosts` in its managed block, remembered for the next call with the same input. The
+    /// last edit (usually the text we wrote, read back) lets the editor skip parsing a Corefile it wrote itself.
+    private func makeEdit(_ edit: CorefileEdit, _ editor: CorefileEditor) throws -> CorefileEditor.Edit {
+        let previous = corefileEdit.lastOutput
+        return try corefileEdit(edit) { try editor.edit(hosts: $0.hosts, in: $0.corefile, after: previous) }
     }
 
     /// Read-your-writes for the Corefile: the next pass edits it under a resourceVersion precondition, so it must

@@ -91,6 +91,8 @@ public enum HeaderSanitizer {
         private var named: Set<String> = []
         /// Whether any header of the message is hop-by-hop (usually only a `Connection: keep-alive`).
         private(set) var any = false
+        /// Whether `Connection` lists no names besides the fixed hop-by-hop ones.
+        var isEmptyOfNamed: Bool { self.named.isEmpty }
 
         /// Nothing listed yet: for a message whose `Connection` tokens are passed to `list` as its bytes are read.
         init() {}

@@ -1,6 +1,12 @@
 import NIOCore
 import NIOHTTP1
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// Why an upstream's response could not be parsed. The connection is closed and the client gets a 502.
 struct UpstreamResponseError: Error, CustomStringConvertible {
     var description: String
@@ -20,9 +26,36 @@ struct UpstreamResponseHead {
     var hasContentLength: Bool
     /// The fixed hop-by-hop names plus what the `Connection` header lists besides `close` and `keep-alive`.
     var hopByHop = HeaderSanitizer.HopByHop()
+    /// The lines of `fields` the client must not get, as found while parsing.
+    var dropped = DroppedLines()
 
     /// 1xx, 204 and 304 responses never have a body.
     var mayHaveBody: Bool { HTTPResponseStatus(statusCode: self.code).mayHaveResponseBody }
+}
+
+/// The field lines of a response head the client must not get (hop-by-hop ones, and Content-Length where there can
+/// be no body), as byte ranges of its `fields` noted while parsing: writing the head then copies what lies between
+/// them instead of finding and checking every line again. Up to four, without allocating; `isComplete` is false
+/// when there were more, or when `Connection` names other headers, and the writer checks every line.
+struct DroppedLines {
+    private var starts = SIMD4<Int32>()
+    private var ends = SIMD4<Int32>()
+    private(set) var count = 0
+    private(set) var isComplete = true
+
+    mutating func append(_ range: Range<Int>) {
+        guard self.count < 4 else {
+            self.isComplete = false
+            return
+        }
+        self.starts[self.count] = Int32(range.lowerBound)
+        self.ends[self.count] = Int32(range.upperBound)
+        self.count += 1
+    }
+
+    mutating func giveUp() { self.isComplete = false }
+
+    subscript(index: Int) -> Range<Int> { Int(self.starts[index])..<Int(self.ends[index]) }
 }
 
 enum UpstreamResponsePart {
@@ -105,7 +138,7 @@ struct UpstreamResponseParser {
                 self.state = .chunkSize
             case .trailers:
                 guard let block = try self.readBlock(&buffer, trailers: true) else { return }
-                let lines = try Self.validatedFields(block, from: 0)
+                let lines = try Self.fields(of: block, from: 0) { _, _, _ in }
                 self.state = .head
                 emit(.end(trailers: lines.readableBytes > 0 ? lines : nil))
             case .untilClose:
@@ -145,23 +178,33 @@ struct UpstreamResponseParser {
         let (minor, code) = try block.withUnsafeReadableBytes {
             try Self.statusLine(UnsafeRawBufferPointer(rebasing: $0[..<lineEnd]))
         }
-        let fields = try Self.validatedFields(block, from: lineEnd + 2)
         if (100..<200).contains(code) {
             guard code != 101 else {
                 throw UpstreamResponseError(description: "the upstream switched protocols unasked")
             }
+            _ = try Self.fields(of: block, from: lineEnd + 2) { _, _, _ in }
             return nil
         }
+        var summary = FieldSummary(mayHaveBody: HTTPResponseStatus(statusCode: code).mayHaveResponseBody)
+        let fields = try Self.fields(of: block, from: lineEnd + 2) { line, name, value in
+            try summary.add(line: line, name: name, value: value)
+        }
+        if !summary.hopByHop.isEmptyOfNamed { summary.dropped.giveUp() }
+        if summary.chunked, summary.length != nil {
+            throw UpstreamResponseError(description: "both Content-Length and Transfer-Encoding")
+        }
         let reason = lineEnd > 13 ? block.getSlice(at: block.readerIndex + 13, length: lineEnd - 13)! : ByteBuffer()
-        var head = UpstreamResponseHead(
+        let head = UpstreamResponseHead(
             version: HTTPVersion(major: 1, minor: minor),
             code: code,
             reason: reason,
             fields: fields,
-            keepAlive: minor == 1,
-            hasContentLength: false
+            keepAlive: !summary.close && (minor == 1 || summary.keepAlive),
+            hasContentLength: summary.length != nil,
+            hopByHop: summary.hopByHop,
+            dropped: summary.dropped
         )
-        let framing = try Self.summarize(&head)
+        let framing: Framing = summary.chunked ? .chunked : summary.length.map { .length($0) } ?? .unspecified
         return (head, framing)
     }
 
@@ -188,38 +231,59 @@ struct UpstreamResponseParser {
         return (minor, code)
     }
 
-    /// The field lines of `block` from `start` up to (not including) its blank line, each checked.
-    private static func validatedFields(_ block: ByteBuffer, from start: Int) throws -> ByteBuffer {
+    /// The field lines of `block` from `start` up to (not including) its blank line, each checked in one pass: a
+    /// token name, a colon, a value of visible characters, spaces and tabs (no folding, no control bytes), CRLF.
+    /// `visit` gets each line's range, its name and its value without surrounding spaces (offsets into the result).
+    private static func fields(
+        of block: ByteBuffer,
+        from start: Int,
+        _ visit: (Range<Int>, UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void
+    ) throws -> ByteBuffer {
         let end = try block.withUnsafeReadableBytes { bytes in
-            var lineStart = start
+            var index = start
             var count = 0
-            while let lineEnd = Self.lineEnd(bytes, from: lineStart), lineEnd > lineStart {
+            while index < bytes.count, bytes[index] != 0x0D {
                 count += 1
                 guard count <= Self.maximumHeaderCount else {
                     throw UpstreamResponseError(description: "too many header fields")
                 }
-                try Self.checkField(UnsafeRawBufferPointer(rebasing: bytes[lineStart..<lineEnd]))
-                lineStart = lineEnd + 2
+                let lineStart = index
+                while index < bytes.count, Self.isTokenByte(bytes[index]) { index += 1 }
+                guard index > lineStart, index < bytes.count, bytes[index] == UInt8(ascii: ":") else {
+                    throw Self.invalidLine(bytes, at: index)
+                }
+                let colon = index
+                index += 1
+                while index < bytes.count, Self.isValueByte(bytes[index]) { index += 1 }
+                guard index + 1 < bytes.count, bytes[index] == 0x0D, bytes[index + 1] == 0x0A else {
+                    throw Self.invalidLine(bytes, at: index)
+                }
+                var low = colon + 1
+                var high = index
+                while low < high, bytes[low] == UInt8(ascii: " ") || bytes[low] == UInt8(ascii: "\t") { low += 1 }
+                while high > low, bytes[high - 1] == UInt8(ascii: " ") || bytes[high - 1] == UInt8(ascii: "\t") {
+                    high -= 1
+                }
+                index += 2
+                try visit(
+                    (lineStart - start)..<(index - start),
+                    UnsafeRawBufferPointer(rebasing: bytes[lineStart..<colon]),
+                    UnsafeRawBufferPointer(rebasing: bytes[low..<high])
+                )
             }
-            // Only the blank line may be left: anything else means a line ended in a bare LF.
-            guard lineStart == bytes.count - 2 else {
-                throw UpstreamResponseError(description: "a line ends in LF without CR")
+            // Only the blank line may be left.
+            guard index + 2 == bytes.count, bytes[index] == 0x0D, bytes[index + 1] == 0x0A else {
+                throw Self.invalidLine(bytes, at: index)
             }
-            return lineStart
+            return index
         }
         return block.getSlice(at: block.readerIndex + start, length: end - start)!
     }
 
-    /// `Name: value`: a token, a colon, then visible characters, spaces and tabs (no folding, no control bytes).
-    private static func checkField(_ line: UnsafeRawBufferPointer) throws {
-        guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon > 0,
-            line[..<colon].allSatisfy(Self.isTokenByte),
-            line[(colon + 1)...].allSatisfy(Self.isValueByte)
-        else {
-            throw UpstreamResponseError(description: "invalid header field")
-        }
+    private static func invalidLine(_ bytes: UnsafeRawBufferPointer, at index: Int) -> UpstreamResponseError {
+        let bareLF = index < bytes.count && bytes[index] == 0x0A
+        return UpstreamResponseError(description: bareLF ? "a line ends in LF without CR" : "invalid header field")
     }
-
     /// What the body after `head` is, or nil when there is none.
     private static func bodyState(_ framing: Framing, head: UpstreamResponseHead, answeringHEAD: Bool) -> State? {
         if answeringHEAD || !head.mayHaveBody { return nil }
@@ -230,77 +294,50 @@ struct UpstreamResponseParser {
         }
     }
 
-    /// One pass over the fields: the body framing (checked for conflicts), keep-alive (`close` wins over
-    /// `keep-alive`), whether Content-Length is present, and the extra names `Connection` lists.
-    private static func summarize(_ head: inout UpstreamResponseHead) throws -> Framing {
+    /// What the field lines of a head say, gathered as each is checked: the body framing (checked for conflicts),
+    /// keep-alive (`close` wins over `keep-alive`), the extra names `Connection` lists, and the lines to drop.
+    private struct FieldSummary {
+        let mayHaveBody: Bool
         var chunked = false
         var length: Int? = nil
         var close = false
         var keepAlive = false
         var hopByHop = HeaderSanitizer.HopByHop()
-        try Self.forEachField(head.fields) { name, value in
+        var dropped = DroppedLines()
+
+        mutating func add(line: Range<Int>, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) throws {
+            // Most names are ruled out by their length alone.
             switch name.count {
             case 17 where name.equalsIgnoringASCIICase("transfer-encoding"):
-                guard !chunked, value.equalsIgnoringASCIICase("chunked") else {
+                guard !self.chunked, value.equalsIgnoringASCIICase("chunked") else {
                     throw UpstreamResponseError(description: "unsupported Transfer-Encoding")
                 }
-                chunked = true
+                self.chunked = true
             case 14 where name.equalsIgnoringASCIICase("content-length"):
-                guard let parsed = Self.decimal(value), length == nil || length == parsed else {
+                guard let parsed = UpstreamResponseParser.decimal(value), self.length == nil || self.length == parsed
+                else {
                     throw UpstreamResponseError(description: "invalid or conflicting Content-Length")
                 }
-                length = parsed
+                self.length = parsed
+                // A response that cannot have a body is sent without Content-Length (as NIO's encoder does).
+                if !self.mayHaveBody { self.dropped.append(line) }
+                return
             case 10 where name.equalsIgnoringASCIICase("connection"):
                 HeaderSanitizer.forEachToken(value) { token in
                     if token.equalsIgnoringASCIICase("close") {
-                        close = true
+                        self.close = true
                     } else if token.equalsIgnoringASCIICase("keep-alive") {
-                        keepAlive = true
+                        self.keepAlive = true
                     } else {
-                        hopByHop.list(token)
+                        self.hopByHop.list(token)
                     }
                 }
             default:
                 break
             }
-        }
-        if chunked, length != nil {
-            throw UpstreamResponseError(description: "both Content-Length and Transfer-Encoding")
-        }
-        head.keepAlive = !close && (head.version.minor == 1 || keepAlive)
-        head.hasContentLength = length != nil
-        head.hopByHop = hopByHop
-        if chunked { return .chunked }
-        return length.map { .length($0) } ?? .unspecified
-    }
-
-    /// Calls `body` with the name and the trimmed value of each (already validated) field line.
-    static func forEachField(
-        _ fields: ByteBuffer,
-        _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void
-    ) throws {
-        try fields.withUnsafeReadableBytes { bytes in
-            var start = 0
-            while start < bytes.count, let end = Self.lineEnd(bytes, from: start) {
-                let line = UnsafeRawBufferPointer(rebasing: bytes[start..<end])
-                let colon = line.firstIndex(of: UInt8(ascii: ":"))!
-                var low = colon + 1
-                var high = line.count
-                while low < high, line[low] == UInt8(ascii: " ") || line[low] == UInt8(ascii: "\t") { low += 1 }
-                while high > low, line[high - 1] == UInt8(ascii: " ") || line[high - 1] == UInt8(ascii: "\t") {
-                    high -= 1
-                }
-                try body(
-                    UnsafeRawBufferPointer(rebasing: line[..<colon]),
-                    UnsafeRawBufferPointer(rebasing: line[low..<high])
-                )
-                start = end + 2
-            }
+            if HeaderSanitizer.isHopByHop(name) { self.dropped.append(line) }
         }
     }
-
-    // MARK: Bytes
-
     /// Reads a head or trailer block up to and including its blank line (CRLF CRLF), or nil when it is not complete
     /// yet. A trailer section may be the blank line alone.
     private mutating func readBlock(_ buffer: inout ByteBuffer, trailers: Bool) throws -> ByteBuffer? {
@@ -308,7 +345,7 @@ struct UpstreamResponseParser {
         let end: Int? = buffer.withUnsafeReadableBytes { bytes in
             if trailers, bytes.count >= 2, bytes[0] == 0x0D, bytes[1] == 0x0A { return 2 }
             var index = max(0, searchFrom - 3)
-            while index < bytes.count, let lf = bytes[index...].firstIndex(of: 0x0A) {
+            while let lf = Self.firstLF(bytes, from: index) {
                 if lf >= 3, bytes[lf - 1] == 0x0D, bytes[lf - 2] == 0x0A, bytes[lf - 3] == 0x0D { return lf + 1 }
                 index = lf + 1
             }
@@ -370,10 +407,16 @@ struct UpstreamResponseParser {
     /// The index of the CRLF that ends the line starting at `from`, or nil when the line is not complete or ends
     /// in a bare LF.
     private static func lineEnd(_ bytes: UnsafeRawBufferPointer, from: Int) -> Int? {
-        guard from < bytes.count, let lf = bytes[from...].firstIndex(of: 0x0A), lf > 0, bytes[lf - 1] == 0x0D else {
-            return nil
-        }
+        guard let lf = Self.firstLF(bytes, from: from), lf > 0, bytes[lf - 1] == 0x0D else { return nil }
         return lf - 1
+    }
+
+    /// The index of the first LF at or after `from` (libc's `memchr`, which compares many bytes at a time).
+    private static func firstLF(_ bytes: UnsafeRawBufferPointer, from: Int) -> Int? {
+        guard from < bytes.count, let base = bytes.baseAddress,
+            let found = memchr(base + from, 0x0A, bytes.count - from)
+        else { return nil }
+        return base.distance(to: UnsafeRawPointer(found))
     }
 
     private static func checkNoBareLF(_ buffer: ByteBuffer) throws {
@@ -399,17 +442,12 @@ struct UpstreamResponseParser {
         byte == UInt8(ascii: "\t") || (byte >= 0x20 && byte != 0x7F)
     }
 
-    /// RFC 9110 token characters.
+    /// RFC 9110 token characters (`!#$%&'*+-.^_`|~`, digits, letters), as a bit per byte value below 128: one shift
+    /// and test per byte of every header name an upstream sends.
+    @inline(__always)
     static func isTokenByte(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-            UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."),
-            UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"),
-            UInt8(ascii: "'"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "^"), UInt8(ascii: "`"),
-            UInt8(ascii: "|"), UInt8(ascii: "~"):
-            true
-        default:
-            false
-        }
+        let below64: UInt64 = 0x03FF_6CFA_0000_0000
+        let from64: UInt64 = 0x57FF_FFFF_C7FF_FFFE
+        return byte < 64 ? (below64 >> byte) & 1 == 1 : byte < 128 && (from64 >> (byte &- 64)) & 1 == 1
     }
 }

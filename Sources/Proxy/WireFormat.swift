@@ -34,6 +34,17 @@ struct ClientResponseEncoder {
             head.reason.withUnsafeReadableBytes { out.write($0) }
             out.write("\r\n")
             head.fields.withUnsafeReadableBytes { fields in
+                if head.dropped.isComplete {
+                    // The parser noted the lines to drop: copy what lies between them.
+                    var start = 0
+                    for index in 0..<head.dropped.count {
+                        let line = head.dropped[index]
+                        out.write(UnsafeRawBufferPointer(rebasing: fields[start..<line.lowerBound]))
+                        start = line.upperBound
+                    }
+                    out.write(UnsafeRawBufferPointer(rebasing: fields[start...]))
+                    return
+                }
                 var start = 0
                 while start < fields.count {
                     let lf = fields[start...].firstIndex(of: 0x0A)!

@@ -139,6 +139,55 @@ final class CorefileTests: XCTestCase {
         XCTAssertEqual(try editor.apply(hosts: ["c.example"], to: moved), expected)
     }
 
+    /// Editing its own output again splices the new block into the remembered layout instead of parsing: the text
+    /// must be byte for byte what a parse gives, through a sequence of host sets, in every fixture and layout.
+    func testEditingItsOwnOutputWithoutParsingGivesWhatParsingGives() throws {
+        var random = CorefileTestRandom(seed: 7)
+        let many = (0..<200).map { _ in "\(random.label()).\(random.label()).example" }
+        let sequence: [[String]] = [
+            Self.hosts, ["a.example"], many, Self.hosts + ["*.z.example"], [], Self.hosts, ["*"], ["b.example"],
+        ]
+        let layouts = Self.fixtures.map { "\($0).input.txt" }
+        var inputs = try layouts.map(golden)
+        inputs += [
+            ".:53 {\r\n    errors\r\n    forward . /etc/resolv.conf\r\n}\r\n", ".:53 {\n    errors\n}", ".:53 {\n}\n",
+            ".:53 {\n\terrors\n}\n.:5353 {\n    errors\n}\n",
+        ]
+        for mode in CoreDNSRuleMode.allCases {
+            let editor = try editor(mode)
+            for input in inputs {
+                var previous = try editor.edit(hosts: [], in: input, after: nil)
+                for hosts in sequence {
+                    let parsed = try editor.edit(hosts: hosts, in: previous.corefile, after: nil)
+                    let spliced = try editor.edit(hosts: hosts, in: previous.corefile, after: previous)
+                    XCTAssertEqual(spliced.corefile, parsed.corefile, "\(mode) \(hosts.count) hosts in \(input)")
+                    XCTAssertEqual(spliced.managedHosts, parsed.managedHosts)
+                    XCTAssertEqual(spliced.managedHosts, try editor.managedHosts(in: spliced.corefile))
+                    XCTAssertEqual(spliced.isReusable, !hosts.isEmpty, "a block to splice into exactly when one exists")
+                    previous = spliced
+                }
+            }
+        }
+    }
+
+    /// A Corefile someone else changed after our write is parsed again: their change stays, and a marker they broke
+    /// is reported rather than spliced around.
+    func testAChangedCorefileIsParsedAgain() throws {
+        let editor = try editor()
+        let ours = try editor.edit(hosts: ["a.example"], in: try golden("kubeadm.input.txt"), after: nil)
+        XCTAssertTrue(ours.isReusable)
+        let theirs = ours.corefile.replacingOccurrences(of: "cache 30", with: "cache 60")
+        XCTAssertNotEqual(theirs, ours.corefile)
+        let edited = try editor.edit(hosts: ["b.example"], in: theirs, after: ours)
+        XCTAssertEqual(edited.corefile, try editor.apply(hosts: ["b.example"], to: theirs))
+        XCTAssertTrue(edited.corefile.contains("cache 60"))
+
+        let broken = ours.corefile.replacingOccurrences(of: CorefileEditor.endMarker, with: "# the end")
+        assertError(.malformedMarkers(line: 2, .beginWithoutEnd)) {
+            try editor.edit(hosts: ["b.example"], in: broken, after: ours)
+        }
+    }
+
     func testCRLFAndMissingTrailingNewline() throws {
         let editor = try editor()
         let crlf = ".:53 {\r\n    errors\r\n    forward . /etc/resolv.conf\r\n}\r\n"

@@ -304,6 +304,33 @@ import Testing
         )
     }
 
+    /// The parser notes up to four lines to drop and the encoder copies around them; with more, or with names
+    /// listed by `Connection`, the encoder checks every line. Either way the client gets the same bytes.
+    @Test(arguments: 0...6)
+    func droppedLinesGoWhereverAndHoweverManyTheyAre(dropped: Int) throws {
+        let kept = ["Content-Length: 3", "ETag: \"e\"", "X-Z: z"]
+        let hopByHop = [
+            "Connection: keep-alive", "Keep-Alive: timeout=5", "Proxy-Authenticate: x", "Upgrade: y", "TE: t",
+            "Trailer: u",
+        ]
+        var lines: [String] = []
+        for (index, line) in hopByHop.prefix(dropped).enumerated() {
+            if index < kept.count { lines.append(kept[index]) }
+            lines.append(line)
+        }
+        lines += kept.dropFirst(min(dropped, kept.count))
+        let upstream = "HTTP/1.1 200 OK\r\n" + lines.map { $0 + "\r\n" }.joined() + "\r\nabc"
+        let expected = "HTTP/1.1 200 OK\r\n" + kept.map { $0 + "\r\n" }.joined() + "\r\nabc"
+        #expect(try relay(upstream).text == expected)
+        let named = upstream.replacingOccurrences(of: "X-Z: z\r\n", with: "X-Z: z\r\nConnection: x-z\r\n")
+        #expect(try relay(named).text == expected.replacingOccurrences(of: "X-Z: z\r\n", with: ""))
+    }
+
+    @Test func aResponseWithoutBodyLosesItsContentLength() throws {
+        let upstream = "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: keep-alive\r\nX-A: 1\r\n\r\n"
+        #expect(try relay(upstream).text == "HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n")
+    }
+
     @Test func responseWithoutLengthIsChunkedForHTTP11AndCloseDelimitedForHTTP10() throws {
         let upstream =
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\nff\r\n"
@@ -422,6 +449,11 @@ import Testing
         "HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\n\r\n",  // obsolete line folding
         "HTTP/1.1 200 OK\r\nX-A : 1\r\n\r\n",  // space before the colon
         "HTTP/1.1 200 OK\r\nX-A: a\u{0}b\r\n\r\n",  // NUL in a value
+        "HTTP/1.1 200 OK\r\nX-A: a\rb\r\n\r\n",  // bare CR in a value
+        "HTTP/1.1 200 OK\r\nX-A: a\u{7F}\r\n\r\n",  // DEL in a value
+        "HTTP/1.1 200 OK\r\n: empty name\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nNo-Colon\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: 1\nX-U: 2\r\n\r\n",  // bare LF in trailers
         "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
         "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
         "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",

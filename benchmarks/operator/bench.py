@@ -108,6 +108,12 @@ def operator_writes():
     return 0.0
 
 
+def cpu_s():
+    """The operator's CPU time (user + system) so far."""
+    fields = open(f"/proc/{args.operator_pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb():
     for line in open(f"/proc/{args.operator_pid}/status"):
         if line.startswith("VmRSS:"):
@@ -226,6 +232,7 @@ for run, n in enumerate(int(x) for x in args.sizes.split(",")):
     watcher = CorefileWrites()
     watcher.start()
     time.sleep(0.5)
+    cpu_before = cpu_s()
     start = time.time()
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda i: create(i, run), range(n)))
@@ -255,8 +262,11 @@ for run, n in enumerate(int(x) for x in args.sizes.split(",")):
         "n": n, "create_s": created - start, "converged_s": done - start, "after_last_s": done - created, "ready_s": ready - start,
         "operator_writes": operator_writes() - writes_before, "corefile_writes": watcher.count,
         "allow_bytes_per_host": allow_bytes / n, "corefile_bytes_per_host": core_bytes / n, "rss_mb": rss_mb(),
+        "cpu_burst_s": cpu_s() - cpu_before,
     }
+    cpu_before = cpu_s()
     allow_lat, dns_lat = latencies(run)
+    row["cpu_per_change_ms"] = (cpu_s() - cpu_before) * 1000 / args.latency_samples
     row.update({"allow_p50": pct(allow_lat, 50), "allow_p99": pct(allow_lat, 99),
                 "dns_p50": pct(dns_lat, 50), "dns_p99": pct(dns_lat, 99)})
     rows.append(row)
@@ -269,13 +279,14 @@ print()
 print(f"DNS rules: {args.dns_rules}; one change = one create with the other hosts present "
       f"({args.latency_samples} samples per size, timed from the create request to the write arriving over a watch)")
 print()
-print("| hosts | burst created in | converged (from first create) | after last create | all Ready | operator API writes | Corefile writes | allow-list B/host | Corefile B/host | operator RSS | one change → allow-list p50 / p99 | → Corefile p50 / p99 |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+print("| hosts | burst created in | converged (from first create) | after last create | all Ready | operator API writes | Corefile writes | allow-list B/host | Corefile B/host | operator RSS | operator CPU: burst / per change | one change → allow-list p50 / p99 | → Corefile p50 / p99 |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for r in rows:
     dns = "(suffix rule)" if SUFFIX else f"{r['dns_p50']:.0f} / {r['dns_p99']:.0f} ms"
     print(f"| {r['n']} | {r['create_s']:.2f} s | {r['converged_s']:.2f} s | {r['after_last_s']:.2f} s | {r['ready_s']:.1f} s | "
           f"{r['operator_writes']:.0f} | {r['corefile_writes']} | {r['allow_bytes_per_host']:.0f} | "
           f"{r['corefile_bytes_per_host']:.0f} | {r['rss_mb']:.0f} MB | "
+          f"{r['cpu_burst_s']:.1f} s / {r['cpu_per_change_ms']:.0f} ms | "
           f"{r['allow_p50']:.0f} / {r['allow_p99']:.0f} ms | {dns} |")
 print()
 per_host = max(r["allow_bytes_per_host"] for r in rows)
