@@ -102,7 +102,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     /// Body parts up to this size are copied into the bytes held back for one write (here for responses, in
-    /// `UpstreamCodec` for requests); larger ones are written as they are.
+    /// `UpstreamHandler` for requests); larger ones are written as they are.
     static let copiedBodyPart = 16 * 1024
 
     init(loop: LoopContext) {

@@ -51,12 +51,19 @@ final class UpstreamConnection {
     }
 }
 
-/// The last handler of an upstream pipeline: forwards response parts to the owning client request and holds
-/// `read()` while the client cannot keep up, so a slow client slows the upstream instead of filling memory.
+/// The HTTP/1.1 side of an upstream connection, after TLS: writes the owner's requests through
+/// `UpstreamRequestEncoder`, parses responses with `UpstreamResponseParser` (learning here which request each one
+/// answers) and hands each part straight to the owning client request. Holds `read()` while the client cannot keep
+/// up, so a slow client slows the upstream instead of filling memory.
+///
+/// One handler, not a codec plus a handler: every part that crossed a pipeline hop was boxed in `NIOAny` and cast
+/// back, several times per request. Request parts are gathered until the flush, so a `GET` (head and end) leaves as
+/// one buffer and one TLS record. Response parts are handed on after a read has been parsed, never from inside the
+/// parser: the owner may react to a part by writing the next request or closing the connection.
 final class UpstreamHandler: ChannelDuplexHandler {
-    typealias InboundIn = UpstreamResponsePart
-    typealias OutboundIn = HTTPClientRequestPart
-    typealias OutboundOut = HTTPClientRequestPart
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     weak var delegate: (any UpstreamConnectionDelegate)?
     /// Called once when the channel goes inactive (the pool forgets the connection).
@@ -70,7 +77,21 @@ final class UpstreamHandler: ChannelDuplexHandler {
     private let idleTimeAmount: TimeAmount
     private var idleTimeout: LazyTimeout?
 
-    init(idleTimeout: TimeAmount) {
+    private var encoder: UpstreamRequestEncoder
+    private var parser = UpstreamResponseParser()
+    /// Methods of the requests written and not yet answered.
+    private var methods = CircularBuffer<HTTPMethod>(initialCapacity: 4)
+    /// Request bytes gathered until the next flush.
+    private var pending: ByteBuffer?
+    /// Response bytes read and not parsed yet (an incomplete head or chunk-size line).
+    private var unparsed: ByteBuffer?
+    /// Parsed parts waiting to be handed on (kept between reads to reuse its storage).
+    private var parts: [UpstreamResponsePart] = []
+    /// After a parse error or the end of input nothing more is parsed.
+    private var parsingDone = false
+
+    init(host: String, port: Int, idleTimeout: TimeAmount) {
+        self.encoder = UpstreamRequestEncoder(host: host, port: port)
         self.idleTimeAmount = idleTimeout
     }
 
@@ -92,8 +113,33 @@ final class UpstreamHandler: ChannelDuplexHandler {
         self.idleTimeout?.arm(in: self.idleTimeAmount)
     }
 
+    // MARK: Responses
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let part = self.unwrapInboundIn(data)
+        guard !self.parsingDone else { return }
+        var input = self.unwrapInboundIn(data)
+        if var unparsed = self.unparsed {
+            self.unparsed = nil
+            unparsed.writeBuffer(&input)
+            input = unparsed
+        }
+        var parts = self.parts
+        self.parts = []
+        var failure: (any Error)? = nil
+        do {
+            try self.parser.parse(&input, nextMethod: { self.methods.popFirst() }, emit: { parts.append($0) })
+            if input.readableBytes > 0 { self.unparsed = input }
+        } catch {
+            failure = error
+            self.parsingDone = true
+        }
+        for part in parts { self.handOn(part, context: context) }
+        parts.removeAll(keepingCapacity: true)
+        self.parts = parts
+        if let failure { self.fail(Self.map(failure)) }
+    }
+
+    private func handOn(_ part: UpstreamResponsePart, context: ChannelHandlerContext) {
         if let delegate = self.delegate {
             delegate.upstreamRead(part)
         } else {
@@ -126,16 +172,62 @@ final class UpstreamHandler: ChannelDuplexHandler {
         context.read()
     }
 
+    // MARK: Requests
+
+    /// Encodes a request part; the bytes leave at the next `flush()` (or now, once they reach the copy limit).
     func write(_ part: HTTPClientRequestPart) {
-        self.context?.write(self.wrapOutboundOut(part), promise: nil)
+        guard let context = self.context else { return }
+        var out = self.takePending(context)
+        switch part {
+        case .head(let head):
+            self.methods.append(head.method)
+            self.encoder.writeHead(head, into: &out)
+        case .body(.byteBuffer(let body)):
+            let length = body.readableBytes
+            self.encoder.writeBodyPrefix(length: length, into: &out)
+            if length <= ProxyHandler.copiedBodyPart {
+                out.writeImmutableBuffer(body)
+            } else {
+                // Large parts are written as they are (no copy).
+                context.write(self.wrapOutboundOut(out), promise: nil)
+                context.write(self.wrapOutboundOut(body), promise: nil)
+                out = context.channel.allocator.buffer(capacity: 2)
+            }
+            self.encoder.writeBodySuffix(length: length, into: &out)
+        case .body(.fileRegion):
+            preconditionFailure("the proxy relays byte buffers only")
+        case .end(let trailers):
+            self.encoder.writeEnd(trailers: trailers, into: &out)
+        }
+        if out.readableBytes >= ProxyHandler.copiedBodyPart {
+            context.write(self.wrapOutboundOut(out), promise: nil)
+        } else {
+            self.pending = out
+        }
     }
 
     func flush() {
         self.noteActivity()
-        self.context?.flush()
+        guard let context = self.context else { return }
+        if let pending = self.pending {
+            self.pending = nil
+            context.write(self.wrapOutboundOut(pending), promise: nil)
+        }
+        context.flush()
+    }
+
+    /// The bytes gathered so far (moved out, so appending does not copy them), or a new buffer.
+    private func takePending(_ context: ChannelHandlerContext) -> ByteBuffer {
+        if let pending = self.pending {
+            self.pending = nil
+            return pending
+        }
+        return context.channel.allocator.buffer(capacity: 512)
     }
 
     var isWritable: Bool { self.context?.channel.isWritable ?? false }
+
+    // MARK: Failures
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         self.fail(Self.map(error))
@@ -143,6 +235,15 @@ final class UpstreamHandler: ChannelDuplexHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         self.idleTimeout?.cancel()
+        if !self.parsingDone {
+            self.parsingDone = true
+            do {
+                let last = try self.parser.inputClosed(unparsed: self.unparsed?.readableBytes ?? 0)
+                if let last { self.handOn(last, context: context) }
+            } catch {
+                if self.lastError == nil { self.lastError = Self.map(error) }
+            }
+        }
         self.detach(self.lastError ?? .upstreamClosed("the upstream closed the connection"))
         context.fireChannelInactive()
     }
@@ -195,127 +296,10 @@ final class UpstreamHandler: ChannelDuplexHandler {
             }
             return .tlsFailed("TLS with the upstream failed: \(text)")
         }
-        if error is UpstreamResponseError {
+        if error is HTTPMessageError {
             return .upstreamProtocol("the upstream sent invalid HTTP: \(error)")
         }
         return .upstreamClosed("upstream connection error: \(error)")
-    }
-}
-
-/// The HTTP/1.1 codec of an upstream connection: requests out through `UpstreamRequestEncoder`, responses in
-/// through `UpstreamResponseParser`, which learns here which request each response answers.
-///
-/// Request parts are gathered until the flush, so a `GET` (head and end) leaves as one buffer and one TLS record.
-/// Response parts are passed on after a read has been parsed, never from inside the parser: the owner may react to
-/// a part by writing the next request or closing the connection.
-final class UpstreamCodec: ChannelDuplexHandler {
-    typealias InboundIn = ByteBuffer
-    typealias InboundOut = UpstreamResponsePart
-    typealias OutboundIn = HTTPClientRequestPart
-    typealias OutboundOut = ByteBuffer
-
-    private var encoder: UpstreamRequestEncoder
-    private var parser = UpstreamResponseParser()
-    /// Methods of the requests written and not yet answered.
-    private var methods = CircularBuffer<HTTPMethod>(initialCapacity: 4)
-    /// Request bytes gathered until the next flush.
-    private var pending: ByteBuffer?
-    /// Response bytes read and not parsed yet (an incomplete head or chunk-size line).
-    private var unparsed: ByteBuffer?
-    /// Parsed parts waiting to be passed on (kept between reads to reuse its storage).
-    private var parts: [UpstreamResponsePart] = []
-    /// After a parse error or the end of input nothing more is parsed.
-    private var done = false
-
-    init(host: String, port: Int) {
-        self.encoder = UpstreamRequestEncoder(host: host, port: port)
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !self.done else { return }
-        var input = self.unwrapInboundIn(data)
-        if var unparsed = self.unparsed {
-            self.unparsed = nil
-            unparsed.writeBuffer(&input)
-            input = unparsed
-        }
-        var parts = self.parts
-        self.parts = []
-        var failure: (any Error)? = nil
-        do {
-            try self.parser.parse(&input, nextMethod: { self.methods.popFirst() }, emit: { parts.append($0) })
-            if input.readableBytes > 0 { self.unparsed = input }
-        } catch {
-            failure = error
-            self.done = true
-        }
-        for part in parts {
-            context.fireChannelRead(self.wrapInboundOut(part))
-        }
-        parts.removeAll(keepingCapacity: true)
-        self.parts = parts
-        if let failure { context.fireErrorCaught(failure) }
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        if !self.done {
-            self.done = true
-            do {
-                let last = try self.parser.inputClosed(unparsed: self.unparsed?.readableBytes ?? 0)
-                if let last { context.fireChannelRead(self.wrapInboundOut(last)) }
-            } catch {
-                context.fireErrorCaught(error)
-            }
-        }
-        context.fireChannelInactive()
-    }
-
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        var out = self.takePending(context)
-        switch self.unwrapOutboundIn(data) {
-        case .head(let head):
-            self.methods.append(head.method)
-            self.encoder.writeHead(head, into: &out)
-        case .body(.byteBuffer(let body)):
-            let length = body.readableBytes
-            self.encoder.writeBodyPrefix(length: length, into: &out)
-            if length <= ProxyHandler.copiedBodyPart {
-                out.writeImmutableBuffer(body)
-            } else {
-                // Large parts are written as they are (no copy).
-                context.write(self.wrapOutboundOut(out), promise: nil)
-                context.write(self.wrapOutboundOut(body), promise: nil)
-                out = context.channel.allocator.buffer(capacity: 2)
-            }
-            self.encoder.writeBodySuffix(length: length, into: &out)
-        case .body(.fileRegion):
-            promise?.fail(ChannelError.operationUnsupported)
-            return
-        case .end(let trailers):
-            self.encoder.writeEnd(trailers: trailers, into: &out)
-        }
-        if promise != nil || out.readableBytes >= ProxyHandler.copiedBodyPart {
-            context.write(self.wrapOutboundOut(out), promise: promise)
-        } else {
-            self.pending = out
-        }
-    }
-
-    func flush(context: ChannelHandlerContext) {
-        if let pending = self.pending {
-            self.pending = nil
-            context.write(self.wrapOutboundOut(pending), promise: nil)
-        }
-        context.flush()
-    }
-
-    /// The bytes gathered so far (moved out, so appending does not copy them), or a new buffer.
-    private func takePending(_ context: ChannelHandlerContext) -> ByteBuffer {
-        if let pending = self.pending {
-            self.pending = nil
-            return pending
-        }
-        return context.channel.allocator.buffer(capacity: 512)
     }
 }
 
@@ -422,8 +406,7 @@ enum UpstreamConnector {
                     try sync.addHandler(tlsHandler)
                     // The proxy's own HTTP/1.1 codec: requests sanitized and framed as the client framed them,
                     // responses parsed strictly with their header lines kept as bytes.
-                    try sync.addHandler(UpstreamCodec(host: key.host, port: key.entry.port))
-                    try sync.addHandler(UpstreamHandler(idleTimeout: idle))
+                    try sync.addHandler(UpstreamHandler(host: key.host, port: key.entry.port, idleTimeout: idle))
                     return channel.eventLoop.makeSucceededVoidFuture()
                 } catch {
                     return channel.eventLoop.makeFailedFuture(error)

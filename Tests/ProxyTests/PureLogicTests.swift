@@ -466,18 +466,18 @@ import Testing
         "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",  // cut short by the close
     ])
     func malformedResponsesAreErrors(input: String) {
-        #expect(throws: UpstreamResponseError.self) { try self.parts(input) }
+        #expect(throws: HTTPMessageError.self) { try self.parts(input) }
     }
 
     @Test func anOversizedHeadIsAnError() {
         let head = "HTTP/1.1 200 OK\r\nX-Big: " + String(repeating: "a", count: UpstreamResponseParser.maximumHeadBytes)
-        #expect(throws: UpstreamResponseError.self) { try self.parts(head) }
+        #expect(throws: HTTPMessageError.self) { try self.parts(head) }
     }
 
     @Test func aResponseWithNoRequestOutstandingIsAnError() {
         var parser = UpstreamResponseParser()
         var input = ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-        #expect(throws: UpstreamResponseError.self) { try parser.parse(&input, nextMethod: { nil }, emit: { _ in }) }
+        #expect(throws: HTTPMessageError.self) { try parser.parse(&input, nextMethod: { nil }, emit: { _ in }) }
     }
 }
 

@@ -14,7 +14,9 @@ import argparse
 import base64
 import json
 import os
+import signal
 import statistics
+import subprocess
 import threading
 import time
 import urllib.parse
@@ -32,6 +34,8 @@ parser.add_argument("--operator-pid", type=int, required=True)
 parser.add_argument("--operator-metrics", required=True)
 parser.add_argument("--sizes", default="100,1000,5000")
 parser.add_argument("--latency-samples", type=int, default=30)
+parser.add_argument("--perf-changes", metavar="FILE",
+                    help="record the operator with `perf record -g` while the single changes are timed")
 parser.add_argument("--dns-rules", choices=["per-host", "suffix"], default="per-host")
 args = parser.parse_args()
 
@@ -265,7 +269,15 @@ for run, n in enumerate(int(x) for x in args.sizes.split(",")):
         "cpu_burst_s": cpu_s() - cpu_before,
     }
     cpu_before = cpu_s()
+    perf = None
+    if args.perf_changes:
+        perf = subprocess.Popen(["perf", "record", "-F", "499", "-g", "-p", str(args.operator_pid),
+                                 "-o", f"{args.perf_changes}.{n}"], stderr=subprocess.DEVNULL)
+        time.sleep(1)
     allow_lat, dns_lat = latencies(run)
+    if perf:
+        perf.send_signal(signal.SIGINT)
+        perf.wait()
     row["cpu_per_change_ms"] = (cpu_s() - cpu_before) * 1000 / args.latency_samples
     row.update({"allow_p50": pct(allow_lat, 50), "allow_p99": pct(allow_lat, 99),
                 "dns_p50": pct(dns_lat, 50), "dns_p99": pct(dns_lat, 99)})

@@ -2,6 +2,8 @@
 # Operator scale benchmark: a release build of egress-operator against a real kube-apiserver + etcd on loopback.
 #   benchmarks/operator/run.sh [SIZES]     e.g. benchmarks/operator/run.sh 100,1000,5000
 #   EGRESS_BENCH_DNS_RULES=suffix benchmarks/operator/run.sh     the DNS mode for large sets (one suffix rule)
+#   EGRESS_OPERATOR_BIN=path/to/egress-operator benchmarks/operator/run.sh     measure another build the same way
+#   EGRESS_BENCH_PERF=/tmp/op.perf benchmarks/operator/run.sh     `perf record` the operator while changes are timed
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SIZES=${1:-100,1000,5000}
@@ -26,7 +28,8 @@ kubectl create namespace egress-system >/dev/null
 kubectl -n kube-system create configmap coredns \
     --from-file=Corefile=Tests/ManifestsTests/Golden/corefile/kubeadm.input.txt >/dev/null
 DNS_RULES=${EGRESS_BENCH_DNS_RULES:-per-host}
-"$BIN/egress-operator" run --admin-port $ADMIN_PORT --log-level warning --dns-rules "$DNS_RULES" \
+OPERATOR=${EGRESS_OPERATOR_BIN:-$BIN/egress-operator}
+"$OPERATOR" run --admin-port $ADMIN_PORT --log-level warning --dns-rules "$DNS_RULES" \
     >/tmp/egress-bench-operator.log 2>&1 &
 pid=$!
 until kubectl -n egress-system get deployment egress-proxy >/dev/null 2>&1; do
@@ -37,4 +40,5 @@ done
 kubectl -n egress-system patch deployment egress-proxy --subresource=status --type=merge \
     -p '{"status":{"replicas":2,"readyReplicas":2,"availableReplicas":2,"updatedReplicas":2}}' >/dev/null
 python3 benchmarks/operator/bench.py --kubeconfig "$KUBECONFIG" --operator-pid $pid \
-    --operator-metrics "http://127.0.0.1:$ADMIN_PORT/metrics" --sizes "$SIZES" --dns-rules "$DNS_RULES"
+    --operator-metrics "http://127.0.0.1:$ADMIN_PORT/metrics" --sizes "$SIZES" --dns-rules "$DNS_RULES" \
+    ${EGRESS_BENCH_PERF:+--perf-changes "$EGRESS_BENCH_PERF"}

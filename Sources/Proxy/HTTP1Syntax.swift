@@ -1,0 +1,270 @@
+import NIOCore
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// Why an HTTP/1.1 message could not be parsed. From an upstream: its connection is closed and the client gets a 502.
+/// From a client: a 400 (431 when `tooLarge`), and the client connection is closed.
+struct HTTPMessageError: Error, CustomStringConvertible {
+    var description: String
+    /// The head or its field count is over the limit, as opposed to malformed.
+    var tooLarge = false
+}
+
+/// The byte-level rules both of the proxy's HTTP/1.1 parsers follow (client requests, upstream responses; RFC 9112).
+///
+/// Strict on purpose, in both directions: a proxy and the server behind it must agree on where each message ends,
+/// so anything that could leave that in doubt (a bare LF, obsolete line folding, a control byte in a field) is an
+/// error, never a guess.
+enum HTTP1Syntax {
+    /// RFC 9110 token characters (`!#$%&'*+-.^_`|~`, digits, letters), as a bit per byte value below 128: one shift
+    /// and test per byte of every header name.
+    @inline(__always)
+    static func isTokenByte(_ byte: UInt8) -> Bool {
+        let below64: UInt64 = 0x03FF_6CFA_0000_0000
+        let from64: UInt64 = 0x57FF_FFFF_C7FF_FFFE
+        return byte < 64 ? (below64 >> byte) & 1 == 1 : byte < 128 && (from64 >> (byte &- 64)) & 1 == 1
+    }
+
+    /// Visible characters, space, tab and obs-text: no CR, LF, NUL or other control bytes.
+    @inline(__always)
+    static func isValueByte(_ byte: UInt8) -> Bool {
+        byte == UInt8(ascii: "\t") || (byte >= 0x20 && byte != 0x7F)
+    }
+
+    /// The field lines of `block` from `start` up to (not including) its blank line, each checked in one pass: a
+    /// token name, a colon, a value of visible characters, spaces and tabs (no folding, no control bytes), CRLF.
+    /// `visit` gets each line's range, its name and its value without surrounding spaces (offsets into the result).
+    static func fields(
+        of block: ByteBuffer,
+        from start: Int,
+        maximumCount: Int,
+        _ visit: (Range<Int>, UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void
+    ) throws -> ByteBuffer {
+        let end = try block.withUnsafeReadableBytes { bytes in
+            var index = start
+            var count = 0
+            while index < bytes.count, bytes[index] != 0x0D {
+                count += 1
+                guard count <= maximumCount else {
+                    throw HTTPMessageError(description: "more than \(maximumCount) header fields", tooLarge: true)
+                }
+                let lineStart = index
+                while index < bytes.count, Self.isTokenByte(bytes[index]) { index += 1 }
+                guard index > lineStart, index < bytes.count, bytes[index] == UInt8(ascii: ":") else {
+                    throw Self.invalidLine(bytes, at: index)
+                }
+                let colon = index
+                index += 1
+                while index < bytes.count, Self.isValueByte(bytes[index]) { index += 1 }
+                guard index + 1 < bytes.count, bytes[index] == 0x0D, bytes[index + 1] == 0x0A else {
+                    throw Self.invalidLine(bytes, at: index)
+                }
+                var low = colon + 1
+                var high = index
+                while low < high, bytes[low] == UInt8(ascii: " ") || bytes[low] == UInt8(ascii: "\t") { low += 1 }
+                while high > low, bytes[high - 1] == UInt8(ascii: " ") || bytes[high - 1] == UInt8(ascii: "\t") {
+                    high -= 1
+                }
+                index += 2
+                try visit(
+                    (lineStart - start)..<(index - start),
+                    UnsafeRawBufferPointer(rebasing: bytes[lineStart..<colon]),
+                    UnsafeRawBufferPointer(rebasing: bytes[low..<high])
+                )
+            }
+            // Only the blank line may be left.
+            guard index + 2 == bytes.count, bytes[index] == 0x0D, bytes[index + 1] == 0x0A else {
+                throw Self.invalidLine(bytes, at: index)
+            }
+            return index
+        }
+        return block.getSlice(at: block.readerIndex + start, length: end - start)!
+    }
+
+    private static func invalidLine(_ bytes: UnsafeRawBufferPointer, at index: Int) -> HTTPMessageError {
+        let bareLF = index < bytes.count && bytes[index] == 0x0A
+        return HTTPMessageError(description: bareLF ? "a line ends in LF without CR" : "invalid header field")
+    }
+
+    /// The index of the CRLF that ends the line starting at `from`, or nil when the line is not complete or ends
+    /// in a bare LF.
+    static func lineEnd(_ bytes: UnsafeRawBufferPointer, from: Int) -> Int? {
+        guard let lf = Self.firstLF(bytes, from: from), lf > 0, bytes[lf - 1] == 0x0D else { return nil }
+        return lf - 1
+    }
+
+    /// The index of the first LF at or after `from` (libc's `memchr`, which compares many bytes at a time).
+    static func firstLF(_ bytes: UnsafeRawBufferPointer, from: Int) -> Int? {
+        guard from < bytes.count, let base = bytes.baseAddress,
+            let found = memchr(base + from, 0x0A, bytes.count - from)
+        else { return nil }
+        return base.distance(to: UnsafeRawPointer(found))
+    }
+
+    static func checkNoBareLF(_ buffer: ByteBuffer) throws {
+        let bare = buffer.withUnsafeReadableBytes { bytes in
+            bytes.indices.contains { bytes[$0] == 0x0A && ($0 == 0 || bytes[$0 - 1] != 0x0D) }
+        }
+        if bare { throw HTTPMessageError(description: "a line ends in LF without CR") }
+    }
+
+    /// Up to 18 decimal digits, nothing else.
+    static func decimal(_ bytes: UnsafeRawBufferPointer) -> Int? {
+        guard !bytes.isEmpty, bytes.count <= 18 else { return nil }
+        var value = 0
+        for byte in bytes {
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+            value = value * 10 + Int(byte - UInt8(ascii: "0"))
+        }
+        return value
+    }
+}
+
+/// Cuts a head or a trailer section off the front of the input: everything up to and including its blank line.
+struct HTTP1BlockReader {
+    /// Where the search for the blank line resumes (the bytes before it were searched already).
+    private var searched = 0
+
+    /// The block, or nil when it is not complete yet (then the bytes so far must stay under `maximumBytes`). A
+    /// trailer section may be the blank line alone.
+    mutating func read(_ buffer: inout ByteBuffer, trailers: Bool, maximumBytes: Int) throws -> ByteBuffer? {
+        let searchFrom = self.searched
+        let end: Int? = buffer.withUnsafeReadableBytes { bytes in
+            if trailers, bytes.count >= 2, bytes[0] == 0x0D, bytes[1] == 0x0A { return 2 }
+            var index = max(0, searchFrom - 3)
+            while let lf = HTTP1Syntax.firstLF(bytes, from: index) {
+                if lf >= 3, bytes[lf - 1] == 0x0D, bytes[lf - 2] == 0x0A, bytes[lf - 3] == 0x0D { return lf + 1 }
+                index = lf + 1
+            }
+            return nil
+        }
+        if let end {
+            guard end <= maximumBytes else { throw Self.tooLarge(maximumBytes) }
+            self.searched = 0
+            return buffer.readSlice(length: end)!
+        }
+        try HTTP1Syntax.checkNoBareLF(buffer)
+        self.searched = buffer.readableBytes
+        guard buffer.readableBytes <= maximumBytes else { throw Self.tooLarge(maximumBytes) }
+        return nil
+    }
+
+    private static func tooLarge(_ maximumBytes: Int) -> HTTPMessageError {
+        HTTPMessageError(description: "the head is larger than \(maximumBytes) bytes", tooLarge: true)
+    }
+}
+
+/// A message body framed by Content-Length or by chunked encoding. Its bytes are handed out as slices of what was
+/// read (no copy); chunk sizes, extensions and trailers are checked as strictly as heads.
+struct HTTP1BodyReader {
+    private enum State {
+        case fixed(remaining: Int)
+        case chunkSize
+        case chunkData(remaining: Int)
+        case chunkDataEnd
+        case trailers
+    }
+
+    enum Progress {
+        case needMore
+        /// The body is complete; the trailer lines (each ending in CRLF) of a chunked body, if it had any.
+        case ended(trailers: ByteBuffer?)
+    }
+
+    private var state: State
+    private var trailerBlock = HTTP1BlockReader()
+    private let maximumTrailerBytes: Int
+
+    /// A body of `length` bytes; nil when that is none.
+    init?(length: Int, maximumTrailerBytes: Int) {
+        guard length > 0 else { return nil }
+        self.state = .fixed(remaining: length)
+        self.maximumTrailerBytes = maximumTrailerBytes
+    }
+
+    /// A chunked body.
+    init(chunkedWithMaximumTrailerBytes maximumTrailerBytes: Int) {
+        self.state = .chunkSize
+        self.maximumTrailerBytes = maximumTrailerBytes
+    }
+
+    /// Consumes what it can of `buffer`, handing each piece of the body to `body` as it comes.
+    mutating func read(_ buffer: inout ByteBuffer, body: (ByteBuffer) -> Void) throws -> Progress {
+        while buffer.readableBytes > 0 {
+            switch self.state {
+            case .fixed(let remaining):
+                let slice = buffer.readSlice(length: min(remaining, buffer.readableBytes))!
+                body(slice)
+                if remaining == slice.readableBytes { return .ended(trailers: nil) }
+                self.state = .fixed(remaining: remaining - slice.readableBytes)
+            case .chunkSize:
+                guard let size = try Self.readChunkSize(&buffer) else { return .needMore }
+                self.state = size == 0 ? .trailers : .chunkData(remaining: size)
+            case .chunkData(let remaining):
+                let slice = buffer.readSlice(length: min(remaining, buffer.readableBytes))!
+                body(slice)
+                let left = remaining - slice.readableBytes
+                self.state = left == 0 ? .chunkDataEnd : .chunkData(remaining: left)
+            case .chunkDataEnd:
+                guard buffer.readableBytes >= 2 else { return .needMore }
+                guard buffer.readInteger(as: UInt16.self) == 0x0D0A else {
+                    throw HTTPMessageError(description: "a chunk is not followed by CRLF")
+                }
+                self.state = .chunkSize
+            case .trailers:
+                let maximum = self.maximumTrailerBytes
+                guard let block = try self.trailerBlock.read(&buffer, trailers: true, maximumBytes: maximum) else {
+                    return .needMore
+                }
+                let lines = try HTTP1Syntax.fields(of: block, from: 0, maximumCount: 1024) { _, _, _ in }
+                return .ended(trailers: lines.readableBytes > 0 ? lines : nil)
+            }
+        }
+        return .needMore
+    }
+
+    /// A chunk-size line (hex digits, then an optional extension, which is ignored), or nil when it is not complete.
+    private static func readChunkSize(_ buffer: inout ByteBuffer) throws -> Int? {
+        let end = buffer.withUnsafeReadableBytes { HTTP1Syntax.lineEnd($0, from: 0) }
+        guard let end else {
+            try HTTP1Syntax.checkNoBareLF(buffer)
+            guard buffer.readableBytes <= 1024 else {
+                throw HTTPMessageError(description: "a chunk size line is too long")
+            }
+            return nil
+        }
+        let size = try buffer.withUnsafeReadableBytes { bytes in
+            try Self.chunkSize(UnsafeRawBufferPointer(rebasing: bytes[..<end]))
+        }
+        buffer.moveReaderIndex(forwardBy: end + 2)
+        return size
+    }
+
+    private static func chunkSize(_ line: UnsafeRawBufferPointer) throws -> Int {
+        let bad = HTTPMessageError(description: "invalid chunk size")
+        var size = 0
+        var digits = 0
+        for byte in line {
+            let value: Int
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): value = Int(byte - UInt8(ascii: "0"))
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): value = Int(byte - UInt8(ascii: "a")) + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): value = Int(byte - UInt8(ascii: "A")) + 10
+            case UInt8(ascii: ";"), UInt8(ascii: " "), UInt8(ascii: "\t"):
+                guard digits > 0, line.allSatisfy(HTTP1Syntax.isValueByte) else { throw bad }
+                return size
+            default:
+                throw bad
+            }
+            digits += 1
+            guard digits <= 15 else { throw HTTPMessageError(description: "chunk size too large") }
+            size = size << 4 | value
+        }
+        guard digits > 0 else { throw bad }
+        return size
+    }
+}
