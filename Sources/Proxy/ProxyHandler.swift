@@ -38,7 +38,8 @@ final class LoopContext {
 /// replayed in order once the connection is idle; reading is held only while that queue is not empty, so the
 /// common keep-alive exchange never toggles the socket's read interest.
 final class ProxyHandler: ChannelDuplexHandler {
-    typealias InboundIn = HTTPServerRequestPart
+    /// Request bytes, parsed here (`ClientRequestParser`); no decoder handler in front.
+    typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     /// Responses are written as bytes by `ClientResponseEncoder` (no NIO response encoder in the pipeline).
     typealias OutboundOut = ByteBuffer
@@ -98,8 +99,16 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     private enum PipelinedInput {
         case part(HTTPServerRequestPart)
-        case malformed(HTTPParserError)
+        case malformed(HTTPMessageError)
     }
+
+    private var parser: ClientRequestParser
+    /// Request bytes read and not parsed yet (the start of a head or chunk-size line).
+    private var unparsed: ByteBuffer?
+    /// Parts parsed from one read, handed on after the parse (kept between reads to reuse its storage).
+    private var parsed: [HTTPServerRequestPart] = []
+    /// After a malformed request nothing more is parsed: the connection closes after the 400.
+    private var parsingStopped = false
 
     /// Body parts up to this size are copied into the bytes held back for one write (here for responses, in
     /// `UpstreamHandler` for requests); larger ones are written as they are.
@@ -107,6 +116,10 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     init(loop: LoopContext) {
         self.loop = loop
+        self.parser = ClientRequestParser(
+            maximumHeadBytes: loop.configuration.maxHeaderBytes,
+            maximumHeaderCount: loop.configuration.maxHeaderCount
+        )
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -157,11 +170,40 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         self.inClientReadBatch = true
-        let part = self.unwrapInboundIn(data)
-        if !self.pipelined.isEmpty || self.requestComplete {
-            self.pipelined.append(.part(part))
-        } else {
-            self.handle(part)
+        guard !self.parsingStopped else { return }
+        var input = self.unwrapInboundIn(data)
+        if var unparsed = self.unparsed {
+            self.unparsed = nil
+            unparsed.writeBuffer(&input)
+            input = unparsed
+        }
+        var parts = self.parsed
+        self.parsed = []
+        var malformed: HTTPMessageError? = nil
+        do {
+            try self.parser.parse(&input) { parts.append($0) }
+            if input.readableBytes > 0 { self.unparsed = input }
+        } catch {
+            malformed = error as? HTTPMessageError ?? HTTPMessageError(description: "\(error)")
+            self.parsingStopped = true
+        }
+        // Handed on after the parse, never from inside it: handling a part may write, close or replay.
+        for part in parts {
+            if !self.pipelined.isEmpty || self.requestComplete {
+                self.pipelined.append(.part(part))
+            } else {
+                self.handle(part)
+            }
+        }
+        parts.removeAll(keepingCapacity: true)
+        self.parsed = parts
+        if let malformed {
+            if !self.pipelined.isEmpty || self.requestComplete {
+                // The malformed bytes belong to a pipelined request: answer it in turn.
+                self.pipelined.append(.malformed(malformed))
+            } else {
+                self.requestMalformed(malformed)
+            }
         }
     }
 
@@ -415,22 +457,13 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        guard let parserError = error as? HTTPParserError else {
-            context.close(promise: nil)
-            return
-        }
-        if !self.pipelined.isEmpty || self.requestComplete {
-            // The malformed bytes belong to a pipelined request: answer it in turn.
-            self.pipelined.append(.malformed(parserError))
-        } else {
-            self.requestMalformed(parserError)
-        }
+        context.close(promise: nil)
     }
 
-    private func requestMalformed(_ parserError: HTTPParserError) {
+    private func requestMalformed(_ error: HTTPMessageError) {
         guard let context = self.context else { return }
         let refusal: Refusal
-        if case .headerOverflow = parserError {
+        if error.tooLarge {
             refusal = Refusal(
                 .requestHeaderFieldsTooLarge,
                 "headers-too-large",

@@ -156,11 +156,6 @@ public final class ProxyServer: Service, Sendable {
             all.append(bound)
         }
         let loopContexts = contexts
-        var decoderLimits = NIOHTTPDecoderLimitConfiguration()
-        decoderLimits.maxHeaderListSize = configuration.maxHeaderBytes
-        decoderLimits.maxHeaderFieldSize = configuration.maxHeaderBytes
-        decoderLimits.maxHeaderFieldCount = configuration.maxHeaderCount
-        let limits = decoderLimits
 
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
@@ -179,14 +174,8 @@ public final class ProxyServer: Service, Sendable {
                         throw ProxyError.configuration("event loop not in the proxy's group")
                     }
                     let sync = channel.pipeline.syncOperations
-                    // Only NIO's request decoder (llhttp, strict): `ProxyHandler` queues pipelined requests itself
-                    // and holds reads only while it has some (NIO's pipelining handler holds them during every
-                    // response), and writes its responses as bytes (`ClientResponseEncoder`).
-                    try sync.addHandler(
-                        ByteToMessageHandler(
-                            HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, limitConfiguration: limits)
-                        )
-                    )
+                    // `ProxyHandler` alone: it parses requests itself (`ClientRequestParser`), queues pipelined
+                    // ones (holding reads only while it has some) and writes its responses as bytes.
                     try sync.addHandler(ProxyHandler(loop: loop.value))
                     return channel.eventLoop.makeSucceededVoidFuture()
                 } catch {
