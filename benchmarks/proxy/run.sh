@@ -19,7 +19,8 @@
 # codecs ("floor-http"). They show how much of egress-proxy's cost is the libraries it is built on.
 #
 # Usage: benchmarks/proxy/run.sh            (builds egress-proxy in release mode if needed)
-# Env: DURATION (s, default 10), CONNECTIONS (default 32), FIXED_CONNECTIONS (10: about 1,000 req/s), DELAY_MS (10),
+# Env: ROUNDS (default 3: each round measures every proxy in turn; the report gives medians and per-round ratios),
+#      DURATION (s, default 10), CONNECTIONS (default 32), FIXED_CONNECTIONS (10: about 1,000 req/s), DELAY_MS (10),
 #      PROXY_CPU (default 0), LOAD_CPU (default 1: upstream and wrk), FLOOR (0; 1 builds and runs relay-floor),
 #      EGRESS_BIN (an egress-proxy binary to measure instead of this checkout's release build, e.g. an older one).
 set -euo pipefail
@@ -29,6 +30,7 @@ DURATION="${DURATION:-10}"
 CONNECTIONS="${CONNECTIONS:-32}"
 FIXED_CONNECTIONS="${FIXED_CONNECTIONS:-10}"
 DELAY_MS="${DELAY_MS:-10}"
+ROUNDS="${ROUNDS:-3}"
 PROXY_CPU="${PROXY_CPU:-0}"
 LOAD_CPU="${LOAD_CPU:-1}"
 UP_PORT=18443
@@ -36,7 +38,7 @@ EGRESS_PORT=18080
 EGRESS_ADMIN=19090
 NGINX_PORT=18081
 HAPROXY_PORT=18082
-FLOOR_PORT=18083
+FLOOR_PORT=18083 # and 18084
 UP_HOST=upstream.bench.test
 HOST_HEADER="$UP_HOST.egress.local"
 
@@ -182,115 +184,106 @@ HZ=$(getconf CLK_TCK)
 RESULTS="$WORK/results.tsv"
 : >"$RESULTS"
 
-bench() { # name port pids...
-    local name=$1 port=$2
-    shift 2
+bench() { # round name port pids...
+    local round=$1 name=$2 port=$3
+    shift 3
     local pids=("$@")
     wait_port "$port"
-    curl_check=$(printf 'GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$HOST_HEADER" |
-        timeout 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port; cat >&3; cat <&3" | head -1 | tr -d '\r')
-    echo "[$name] check: $curl_check" >&2
+    if [ "$round" = 1 ]; then
+        curl_check=$(printf 'GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$HOST_HEADER" |
+            timeout 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port; cat >&3; cat <&3" | head -1 | tr -d '\r')
+        echo "[$name] check: $curl_check" >&2
+    fi
     sleep 1.5 # let the upstream's buffered access log flush
     local up_before
     up_before=$(new_upstream_connections)
     taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d2s -H "Host: $HOST_HEADER" "http://127.0.0.1:$port/" >/dev/null
     local cpu0
     cpu0=$(cpu_ticks "${pids[@]}")
+    local out="$WORK/$name.$round"
     taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "Host: $HOST_HEADER" \
-        "http://127.0.0.1:$port/" >"$WORK/$name.sat.txt"
+        "http://127.0.0.1:$port/" >"$out.sat.txt"
     local cpu1
     cpu1=$(cpu_ticks "${pids[@]}")
     local rss
     rss=$(rss_kib "${pids[@]}")
     taskset -c "$LOAD_CPU" wrk -t1 -c"$FIXED_CONNECTIONS" -d"${DURATION}s" --latency -s "$WORK/fixed.lua" \
-        -H "Host: $HOST_HEADER" "http://127.0.0.1:$port/" >"$WORK/$name.fixed.txt"
+        -H "Host: $HOST_HEADER" "http://127.0.0.1:$port/" >"$out.fixed.txt"
     sleep 1.5
     local up_after
     up_after=$(new_upstream_connections)
     local rps requests errors
-    rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/$name.sat.txt")
-    requests=$(awk '/requests in/ {print $1}' "$WORK/$name.sat.txt")
-    errors=$(awk '/Non-2xx/ {print $NF}' "$WORK/$name.sat.txt")
+    rps=$(awk '/Requests\/sec/ {print $2}' "$out.sat.txt")
+    requests=$(awk '/requests in/ {print $1}' "$out.sat.txt")
+    errors=$(awk '/Non-2xx/ {print $NF}' "$out.sat.txt")
     errors=${errors:-0}
     local cpu_us
     cpu_us=$(awk -v c=$((cpu1 - cpu0)) -v hz="$HZ" -v r="$requests" 'BEGIN { printf "%.1f", c / hz * 1e6 / r }')
     local frps
-    frps=$(awk '/Requests\/sec/ {print $2}' "$WORK/$name.fixed.txt")
-    printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n" "$name" "$rps" \
-        "$(to_ms "$(pct 50 "$WORK/$name.sat.txt")")" "$(to_ms "$(pct 99 "$WORK/$name.sat.txt")")" \
-        "$frps" "$(to_ms "$(pct 50 "$WORK/$name.fixed.txt")")" "$(to_ms "$(pct 90 "$WORK/$name.fixed.txt")")" \
-        "$(to_ms "$(pct 99 "$WORK/$name.fixed.txt")")" "$cpu_us" "$((rss / 1024))" "$((up_after - up_before))" \
+    frps=$(awk '/Requests\/sec/ {print $2}' "$out.fixed.txt")
+    printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n" "$name" "$round" "$rps" \
+        "$(to_ms "$(pct 50 "$out.sat.txt")")" "$(to_ms "$(pct 99 "$out.sat.txt")")" \
+        "$frps" "$(to_ms "$(pct 50 "$out.fixed.txt")")" "$(to_ms "$(pct 90 "$out.fixed.txt")")" \
+        "$(to_ms "$(pct 99 "$out.fixed.txt")")" "$cpu_us" "$((rss / 1024))" "$((up_after - up_before))" \
         "$errors" >>"$RESULTS"
 }
 
-# egress-proxy
+# All proxies run for the whole benchmark (idle while another is measured), so that every round measures each of
+# them in turn: on a shared machine the load from outside moves between minutes, and a ratio is only as good as
+# the conditions its two sides shared.
+NAMES=()
+declare -A PORT_OF PIDS_OF
+
 taskset -c "$PROXY_CPU" "$EGRESS" --allowlist "$WORK/allowlist.json" --host 127.0.0.1 --port "$EGRESS_PORT" \
     --admin-host 127.0.0.1 --admin-port "$EGRESS_ADMIN" --event-loops 1 >"$WORK/egress.log" 2>&1 &
-EPID=$!
-PIDS+=($EPID)
-bench egress-proxy "$EGRESS_PORT" "$EPID"
-kill "$EPID"
-wait "$EPID" 2>/dev/null || true
+PIDS+=($!)
+NAMES+=(egress-proxy)
+PORT_OF[egress-proxy]=$EGRESS_PORT
+PIDS_OF[egress-proxy]="$!"
 
-# nginx
 taskset -c "$PROXY_CPU" "$NGINX" -c "$WORK/ngx/nginx.conf" -p "$WORK/ngx" &
 NPID=$!
 PIDS+=($NPID)
 wait_port "$NGINX_PORT"
-bench nginx "$NGINX_PORT" "$NPID" $(pgrep -P "$NPID")
-kill "$NPID"
-wait "$NPID" 2>/dev/null || true
+NAMES+=(nginx)
+PORT_OF[nginx]=$NGINX_PORT
+PIDS_OF[nginx]="$NPID $(pgrep -P "$NPID" | tr '\n' ' ')"
 
-# HAProxy
 taskset -c "$PROXY_CPU" "$HAPROXY" -f "$WORK/haproxy.cfg" -db &
-HPID=$!
-PIDS+=($HPID)
-bench haproxy "$HAPROXY_PORT" "$HPID"
-kill "$HPID"
-wait "$HPID" 2>/dev/null || true
+PIDS+=($!)
+NAMES+=(haproxy)
+PORT_OF[haproxy]=$HAPROXY_PORT
+PIDS_OF[haproxy]="$!"
 
-# The floors (FLOOR=1)
 if [ "${FLOOR:-0}" = 1 ]; then
     FLOOR_BIN="$ROOT/benchmarks/proxy/floor/.build/release/relay-floor"
     if [ ! -x "$FLOOR_BIN" ]; then
         (cd "$ROOT/benchmarks/proxy/floor" && swift build -c release --static-swift-stdlib >&2)
     fi
+    port=$FLOOR_PORT
     for mode in bytes http; do
-        taskset -c "$PROXY_CPU" "$FLOOR_BIN" "$FLOOR_PORT" "$UP_PORT" "$WORK/ca.crt" "$UP_HOST" "$mode" \
+        taskset -c "$PROXY_CPU" "$FLOOR_BIN" "$port" "$UP_PORT" "$WORK/ca.crt" "$UP_HOST" "$mode" \
             >"$WORK/floor-$mode.log" 2>&1 &
-        FPID=$!
-        PIDS+=($FPID)
-        bench "floor-$mode" "$FLOOR_PORT" "$FPID"
-        kill "$FPID"
-        wait "$FPID" 2>/dev/null || true
+        PIDS+=($!)
+        NAMES+=("floor-$mode")
+        PORT_OF[floor-$mode]=$port
+        PIDS_OF[floor-$mode]="$!"
+        port=$((port + 1))
     done
 fi
 
+for round in $(seq 1 "$ROUNDS"); do
+    for name in "${NAMES[@]}"; do
+        echo "[round $round/$ROUNDS] $name" >&2
+        # shellcheck disable=SC2086 # a list of pids
+        bench "$round" "$name" "${PORT_OF[$name]}" ${PIDS_OF[$name]}
+    done
+done
+
 # --- report ---------------------------------------------------------------------------------------------------------
 echo
-echo "Loopback, proxy pinned to CPU $PROXY_CPU, upstream nginx + wrk on CPU $LOAD_CPU; ${DURATION}s per phase."
-echo "Saturation: wrk -t1 -c$CONNECTIONS. Fixed rate: wrk -t1 -c$FIXED_CONNECTIONS with a ${DELAY_MS} ms Lua delay."
-echo
-echo "| proxy | req/s (saturation) | p50 ms | p99 ms | req/s (fixed) | p50 ms | p90 ms | p99 ms | CPU µs/req | RSS MiB | new upstream conns | non-2xx |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
-awk -F'\t' '{ printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12 }' "$RESULTS"
-echo
-awk -F'\t' '
-    $1 == "egress-proxy" { e_rps = $2; e_p50 = $6; e_p99 = $8; e_cpu = $9; e_rss = $10 }
-    $1 == "nginx" || $1 == "haproxy" { name[++n] = $1; rps[n] = $2; p50[n] = $6; p99[n] = $8; cpu[n] = $9; rss[n] = $10 }
-    $1 ~ /^floor-/ { fname[++f] = $1; frps[f] = $2; fcpu[f] = $9 }
-    END {
-        print "Ratios, egress-proxy relative to each peer (throughput: >1 is better; latency, CPU, RSS: <1 is better):"
-        print ""
-        print "| peer | throughput | fixed-rate p50 | fixed-rate p99 | CPU per request | RSS |"
-        print "|---|---|---|---|---|---|"
-        for (i = 1; i <= n; i++)
-            printf "| %s | %.2f | %.2f | %.2f | %.2f | %.2f |\n", name[i], e_rps / rps[i], e_p50 / p50[i], e_p99 / p99[i],
-                e_cpu / cpu[i], e_rss / rss[i]
-        for (i = 1; i <= f; i++) {
-            if (i == 1) { print ""; print "| floor | egress-proxy throughput | egress-proxy CPU per request |"; print "|---|---|---|" }
-            printf "| %s | %.2f | %.2f |\n", fname[i], e_rps / frps[i], e_cpu / fcpu[i]
-        }
-    }' "$RESULTS"
-echo
+echo "Loopback, proxy pinned to CPU $PROXY_CPU, upstream nginx + wrk on CPU $LOAD_CPU; ${DURATION}s per phase,"
+echo "$ROUNDS rounds, each measuring every proxy in turn. Saturation: wrk -t1 -c$CONNECTIONS."
+echo "Fixed rate: wrk -t1 -c$FIXED_CONNECTIONS with a ${DELAY_MS} ms Lua delay."
+python3 "$ROOT/benchmarks/proxy/report.py" "$RESULTS"
 echo "raw wrk output: $WORK" >&2
