@@ -12,6 +12,8 @@ final class LoopContext {
     let metrics: LoopMetrics
     let accessLog: AccessLogFormatter
     let stats: ProxyStats
+    /// The current router's entries behind references, for this loop's pool keys.
+    var routeTargets = RouteTargets()
 
     init(
         configuration: ProxyConfiguration,
@@ -286,10 +288,14 @@ final class ProxyHandler: ChannelDuplexHandler {
                     if let route = router.route(for: parsed.name) {
                         self.record.label = route.label
                         self.tls = tls
-                        self.key = UpstreamKey(host: route.upstreamHost, entry: route.entry)
+                        self.key = UpstreamKey(
+                            host: route.upstreamHost,
+                            target: self.loop.routeTargets.target(for: route)
+                        )
                         // Sanitized (hop-by-hop headers, Host) as it is written: `UpstreamRequestEncoder`.
                         var upstreamHead = head
-                        upstreamHead.uri = parsed.path
+                        // Only an absolute-form target changes: setting it copies the head's shared storage.
+                        if parsed.path != head.uri { upstreamHead.uri = parsed.path }
                         self.upstreamHead = upstreamHead
                         self.expectContinue = RequestValidation.expectsContinue(head)
                     } else {

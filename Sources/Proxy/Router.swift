@@ -5,10 +5,23 @@ import Manifests
 /// For an exact entry `upstreamHost` is the entry's host; for a wildcard entry it is the requested name, which the
 /// wildcard constrains. The port, addresses and TLS settings always come from the entry, never from the request.
 public struct Route: Sendable, Hashable {
-    public var entry: AllowList.Entry
+    /// Where the entry is, not a copy of it: an entry is a dozen strings, and copying them twice per request was a
+    /// measurable part of it. `RouteTargets` makes the one copy a pooled connection needs, once per entry and loop.
+    let router: Router
+    let index: Int
     public var upstreamHost: String
+    public var entry: AllowList.Entry { self.router.list.hosts[self.index] }
     /// The metrics label: the entry's host (`*.example.com` for a wildcard), so cardinality is bounded by the list.
-    public var label: String { self.entry.host }
+    public var label: String { self.router.list.hosts[self.index].host }
+
+    public static func == (lhs: Route, rhs: Route) -> Bool {
+        lhs.upstreamHost == rhs.upstreamHost && lhs.entry == rhs.entry
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(self.upstreamHost)
+        hasher.combine(self.entry)
+    }
 }
 
 /// The compiled allow-list: O(1) exact lookup, and O(labels) wildcard lookup by walking the name's suffixes from
@@ -53,7 +66,7 @@ public final class Router: Sendable {
     public func route(for name: Substring) -> Route? {
         if let index = self.exact.find(name, keyAt: { self.list.hosts[$0].host[...] }) {
             // The entry's host is the name (no copy of it needed).
-            return Route(entry: self.list.hosts[index], upstreamHost: self.list.hosts[index].host)
+            return Route(router: self, index: index, upstreamHost: self.list.hosts[index].host)
         }
         guard self.hasWildcards else { return nil }
         // Suffix walk: for a.b.example.com try b.example.com, then example.com, then com. A wildcard never matches
@@ -62,11 +75,44 @@ public final class Router: Sendable {
         while let dot = rest.utf8.firstIndex(of: UInt8(ascii: ".")) {
             rest = rest[rest.utf8.index(after: dot)...]
             if let index = self.wildcards.find(rest, keyAt: { Self.wildcardBase(self.list, $0) }) {
-                return Route(entry: self.list.hosts[index], upstreamHost: String(name))
+                return Route(router: self, index: index, upstreamHost: String(name))
             }
         }
         return nil
     }
 
     public func route(for name: String) -> Route? { self.route(for: name[...]) }
+}
+
+/// One allow-list entry behind a reference: what a pool key holds, so copying a key costs one retain and comparing
+/// two keys of the same list one pointer.
+final class RouteTarget: Sendable, Hashable {
+    let entry: AllowList.Entry
+
+    init(_ entry: AllowList.Entry) { self.entry = entry }
+
+    /// The same object, or an equal entry: after a reload, connections pooled for an entry that did not change stay
+    /// usable.
+    static func == (lhs: RouteTarget, rhs: RouteTarget) -> Bool { lhs === rhs || lhs.entry == rhs.entry }
+
+    func hash(into hasher: inout Hasher) { hasher.combine(self.entry) }
+}
+
+/// The targets of the current router's entries, made on first use, for one event loop (never shared, so no lock).
+/// Made lazily rather than when the router is built: boxing 100,000 entries up front doubled the time to build it.
+struct RouteTargets {
+    /// Held, not just identified: a new router at a freed one's address must not find its targets.
+    private var router: Router?
+    private var targets: [Int: RouteTarget] = [:]
+
+    mutating func target(for route: Route) -> RouteTarget {
+        if self.router !== route.router {
+            self.router = route.router
+            self.targets.removeAll()
+        }
+        if let target = self.targets[route.index] { return target }
+        let target = RouteTarget(route.entry)
+        self.targets[route.index] = target
+        return target
+    }
 }

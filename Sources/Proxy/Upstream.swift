@@ -14,13 +14,15 @@ import NIOTLS
 /// Pool key: the concrete upstream name plus the entry it was allowed by (port, addresses, TLS, timeouts).
 struct UpstreamKey: Hashable {
     var host: String
-    var entry: AllowList.Entry
+    /// The entry, behind a reference (see `RouteTarget`).
+    let target: RouteTarget
+    var entry: AllowList.Entry { self.target.entry }
 
     /// Hashes the name and port only: every request looks its key up twice (acquire, release), and hashing the whole
     /// entry (TLS files, addresses, timeouts) cost more than the rest of the lookup. Equality still compares all of it.
     func hash(into hasher: inout Hasher) {
         hasher.combine(self.host)
-        hasher.combine(self.entry.port)
+        hasher.combine(self.target.entry.port)
     }
 }
 

@@ -57,6 +57,28 @@ import Testing
         #expect(Router(AllowList(hosts: [])).route(for: "a.example.com") == nil)
     }
 
+    /// Pool keys hold an entry behind a reference made once per loop and router; after a reload, a key for an entry
+    /// that did not change still equals the old one (its pooled connections stay usable), and a changed one does not.
+    @Test func poolKeysSurviveAReloadOnlyForUnchangedEntries() throws {
+        var targets = RouteTargets()
+        let first = try #require(self.router.route(for: "a.example.com"))
+        let key = UpstreamKey(host: "a.example.com", target: targets.target(for: first))
+        #expect(targets.target(for: first) === key.target)
+        #expect(targets.target(for: try #require(self.router.route(for: "b.example.com"))) === key.target)
+
+        let reloaded = Router(self.router.list)
+        let again = try #require(reloaded.route(for: "a.example.com"))
+        let keyAfterReload = UpstreamKey(host: "a.example.com", target: targets.target(for: again))
+        #expect(keyAfterReload.target !== key.target)
+        #expect(keyAfterReload == key)
+        #expect(keyAfterReload.hashValue == key.hashValue)
+
+        var changedList = self.router.list
+        changedList.hosts[1].timeouts.idleMillis = 1234
+        let changed = try #require(Router(changedList).route(for: "a.example.com"))
+        #expect(UpstreamKey(host: "a.example.com", target: targets.target(for: changed)) != key)
+    }
+
     @Test func buildsAHundredThousandEntries() {
         let entries = (0..<100_000).map { AllowList.Entry(host: "host\($0).example\($0 % 97).com") }
         let router = Router(AllowList(hosts: entries))
