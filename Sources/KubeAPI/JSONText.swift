@@ -169,8 +169,15 @@ private struct JSONTextParser {
             case 0..<0x20:
                 throw self.error("control character in a string")
             default:
-                unescaped.append(byte)
+                // A run of plain bytes is copied at once (a Corefile is lines between `\n` escapes).
+                let run = self.index
                 self.index += 1
+                while self.index < self.bytes.count {
+                    let next = self.bytes[self.index]
+                    guard next >= 0x20, next != UInt8(ascii: "\""), next != UInt8(ascii: "\\") else { break }
+                    self.index += 1
+                }
+                unescaped.append(contentsOf: UnsafeRawBufferPointer(rebasing: self.bytes[run..<self.index]))
             }
         }
         throw self.error("unterminated string")
