@@ -26,7 +26,9 @@ let package = Package(
     ],
     targets: [
         /// The pure core: Kubernetes objects, the CRD, the allow-list document and Corefile text, no I/O.
-        .target(name: "Manifests"),
+        /// JSON's lexical layer over bytes, shared by the two JSON readers (Manifests' allow-list reader, KubeAPI's).
+        .target(name: "JSONScanning"),
+        .target(name: "Manifests", dependencies: ["JSONScanning"]),
         /// What both executables expose: the admin server (/metrics, /healthz, /readyz) and JSON logs.
         .target(
             name: "Observability",
@@ -43,6 +45,7 @@ let package = Package(
         .target(
             name: "KubeAPI",
             dependencies: [
+                "JSONScanning",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
