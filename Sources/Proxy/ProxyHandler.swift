@@ -190,22 +190,25 @@ final class ProxyHandler: ChannelDuplexHandler {
             self.parsingStopped = true
         }
         // Handed on after the parse, never from inside it: handling a part may write, close or replay.
-        for part in parts {
-            if !self.pipelined.isEmpty || self.requestComplete {
-                self.pipelined.append(.part(part))
-            } else {
-                self.handle(part)
-            }
-        }
+        for part in parts { self.receive(.part(part)) }
         parts.removeAll(keepingCapacity: true)
         self.parsed = parts
-        if let malformed {
-            if !self.pipelined.isEmpty || self.requestComplete {
-                // The malformed bytes belong to a pipelined request: answer it in turn.
-                self.pipelined.append(.malformed(malformed))
-            } else {
-                self.requestMalformed(malformed)
-            }
+        if let malformed { self.receive(.malformed(malformed)) }
+    }
+
+    /// Handles input now, or queues it behind the request being answered (it belongs to a pipelined request).
+    private func receive(_ input: PipelinedInput) {
+        if !self.pipelined.isEmpty || self.requestComplete {
+            self.pipelined.append(input)
+        } else {
+            self.process(input)
+        }
+    }
+
+    private func process(_ input: PipelinedInput) {
+        switch input {
+        case .part(let part): self.handle(part)
+        case .malformed(let error): self.requestMalformed(error)
         }
     }
 
@@ -248,10 +251,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         self.replaying = true
         defer { self.replaying = false }
         while !self.requestComplete, self.machine.state != .closed, let input = self.pipelined.popFirst() {
-            switch input {
-            case .part(let part): self.handle(part)
-            case .malformed(let error): self.requestMalformed(error)
-            }
+            self.process(input)
         }
     }
 
