@@ -24,7 +24,8 @@ struct EgressProxyCommand: AsyncParsableCommand {
     @Option(help: "Admin (/metrics, /healthz, /readyz) listen port.") var adminPort = 9090
     @Option(help: "Admin listen address.") var adminHost = "0.0.0.0"
     @Option(help: "Routing suffix: NAME.<suffix> goes to NAME.") var suffix = "egress.local"
-    @Option(help: "Maximum request header bytes.") var maxHeaderBytes = 32 * 1024
+    @Option(help: "Maximum bytes of a request head (request line and headers); larger heads get a 431.")
+    var maxHeaderBytes = 32 * 1024
     @Option(help: "Maximum number of request headers.") var maxHeaderCount = 100
     @Option(help: "Maximum concurrent client connections.") var maxConnections = 10_000
     @Option(help: "Maximum upstream connections per host and event loop.") var maxUpstreamConnections = 256
