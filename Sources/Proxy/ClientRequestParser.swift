@@ -10,7 +10,9 @@ import NIOHTTP1
 /// `RequestValidation` decides from the head, the same decision `ProxyHandler` acts on, so the parser and the proxy
 /// never disagree on where a request ends. A head whose framing is refused with a close (Content-Length with
 /// Transfer-Encoding, differing lengths, an unknown coding) is handed on for its refusal and nothing after it is
-/// read; one refused without a close (`CONNECT`) has no body and the next request follows.
+/// read; one refused without a close (`CONNECT`) has no body and the next request follows. `ProxyHandler` validates
+/// the head again rather than receiving the result with it: carrying a `Result` with every head through the part
+/// queues measured about 400 instructions per request more than the second call.
 struct ClientRequestParser {
     private enum State {
         case head
