@@ -1,7 +1,9 @@
 /// Why a JSON text could not be read, with the byte offset where reading stopped.
-public struct JSONScanError: Error, Equatable, Sendable {
+public struct JSONScanError: Error, CustomStringConvertible, Equatable, Sendable {
     public let offset: Int
     public let message: String
+
+    public var description: String { "invalid JSON at byte \(offset): \(message)" }
 
     public init(offset: Int, message: String) {
         self.offset = offset

@@ -1,12 +1,7 @@
 import JSONScanning
 
-/// Why a JSON text could not be parsed, with the byte offset where parsing stopped.
-public struct JSONTextError: Error, CustomStringConvertible, Equatable, Sendable {
-    public let offset: Int
-    public let message: String
-
-    public var description: String { "invalid JSON at byte \(offset): \(message)" }
-}
+/// Why a JSON text could not be parsed, with the byte offset where parsing stopped (the shared scanner's error).
+public typealias JSONTextError = JSONScanError
 
 extension JSONValue {
     /// Parses JSON text (RFC 8259) in one pass over its bytes.
@@ -42,15 +37,11 @@ private struct JSONTextParser {
 
     init(_ bytes: UnsafeRawBufferPointer) { self.scanner = JSONScanner(bytes) }
 
-    mutating func document() throws(JSONTextError) -> JSONValue {
-        do throws(JSONScanError) {
-            let value = try self.value(depth: 0)
-            self.scanner.skipWhitespace()
-            guard self.scanner.atEnd else { throw self.scanner.error("unexpected data after the value") }
-            return value
-        } catch {
-            throw JSONTextError(offset: error.offset, message: error.message)
-        }
+    mutating func document() throws(JSONScanError) -> JSONValue {
+        let value = try self.value(depth: 0)
+        self.scanner.skipWhitespace()
+        guard self.scanner.atEnd else { throw self.scanner.error("unexpected data after the value") }
+        return value
     }
 
     private mutating func value(depth: Int) throws(JSONScanError) -> JSONValue {

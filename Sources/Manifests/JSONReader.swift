@@ -35,7 +35,7 @@ public struct JSONReader {
         }
         switch result {
         case .success(let document): return document
-        case .failure(let error): throw AllowListError("invalid JSON at byte \(error.offset): \(error.message)")
+        case .failure(let error): throw AllowListError("\(error)")
         }
     }
 

@@ -51,7 +51,7 @@ struct ClientRequestParser {
                 case .success(.none):
                     emit(.end(nil))
                 case .success(.contentLength(let length)):
-                    self.state = HTTP1BodyReader(length: length, maximumTrailerBytes: 0).map { .body($0) } ?? .head
+                    self.state = HTTP1BodyReader(length: length).map { .body($0) } ?? .head
                 case .success(.chunked):
                     self.state = .body(HTTP1BodyReader(chunkedWithMaximumTrailerBytes: maximum))
                 case .failure(let refusal):

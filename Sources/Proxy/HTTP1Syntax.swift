@@ -179,11 +179,11 @@ struct HTTP1BodyReader {
     private var trailerBlock = HTTP1BlockReader()
     private let maximumTrailerBytes: Int
 
-    /// A body of `length` bytes; nil when that is none.
-    init?(length: Int, maximumTrailerBytes: Int) {
+    /// A body of `length` bytes; nil when that is none. Only a chunked body has trailers.
+    init?(length: Int) {
         guard length > 0 else { return nil }
         self.state = .fixed(remaining: length)
-        self.maximumTrailerBytes = maximumTrailerBytes
+        self.maximumTrailerBytes = 0
     }
 
     /// A chunked body.

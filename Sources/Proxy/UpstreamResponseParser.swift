@@ -208,7 +208,7 @@ struct UpstreamResponseParser {
         if answeringHEAD || !head.mayHaveBody { return nil }
         switch framing {
         case .chunked: return .body(HTTP1BodyReader(chunkedWithMaximumTrailerBytes: Self.maximumHeadBytes))
-        case .length(let length): return HTTP1BodyReader(length: length, maximumTrailerBytes: 0).map { .body($0) }
+        case .length(let length): return HTTP1BodyReader(length: length).map { .body($0) }
         case .unspecified: return .untilClose
         }
     }
