@@ -31,24 +31,25 @@ struct JSONValueDecoder: Decoder {
 
     func singleValueContainer() throws -> any SingleValueDecodingContainer { self }
 
-    /// A nested value, with the special cases `JSONDecoder` makes.
+    /// A nested value, with the special cases `JSONDecoder` makes. The types are compared by identity: a dynamic
+    /// cast per nested value was a visible share of decoding an object.
     func decodeValue<T: Decodable>(_ type: T.Type) throws -> T {
-        switch type {
-        case is JSONValue.Type: return value as! T
-        case is Data.Type:
+        let id = ObjectIdentifier(type)
+        if id == ObjectIdentifier(JSONValue.self) { return value as! T }
+        if id == ObjectIdentifier(Data.self) {
             guard case .string(let text) = value else { throw mismatch(type, value, codingPath) }
             guard let data = Data(base64Encoded: text) else {
                 throw DecodingError.dataCorrupted(.init(codingPath: codingPath, debugDescription: "not base64"))
             }
             return data as! T
-        case is URL.Type:
+        }
+        if id == ObjectIdentifier(URL.self) {
             guard case .string(let text) = value, let url = URL(string: text) else {
                 throw mismatch(type, value, codingPath)
             }
             return url as! T
-        default:
-            return try T(from: self)
         }
+        return try T(from: self)
     }
 
     private struct Keyed<Key: CodingKey>: KeyedDecodingContainerProtocol {
@@ -60,19 +61,71 @@ struct JSONValueDecoder: Decoder {
         func contains(_ key: Key) -> Bool { object[key.stringValue] != nil }
 
         private func child(_ key: Key) throws -> JSONValueDecoder {
-            guard let value = object[key.stringValue] else {
-                throw DecodingError.keyNotFound(
-                    key,
-                    .init(codingPath: codingPath, debugDescription: "no value for key \"\(key.stringValue)\"")
-                )
-            }
-            return JSONValueDecoder(value, codingPath: codingPath + [key])
+            JSONValueDecoder(try member(key), codingPath: codingPath + [key])
         }
 
         func decodeNil(forKey key: Key) throws -> Bool { try child(key).decodeNil() }
 
         func decode<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T {
             try child(key).decodeValue(type)
+        }
+
+        /// One lookup, and no decoder for a missing or null member (the default implementation asks `contains`,
+        /// then `decodeNil`, then decodes: three lookups and two child decoders).
+        func decodeIfPresent<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T? {
+            guard let value = present(key) else { return nil }
+            return try JSONValueDecoder(value, codingPath: codingPath + [key]).decodeValue(type)
+        }
+
+        // Scalars are read in place: a child decoder per field (its coding path, then `T(from:)` through an
+        // existential single-value container) cost more than the rest of decoding. The coding path is built only
+        // for an error.
+        func decode(_ type: String.Type, forKey key: Key) throws -> String {
+            try JSONValueDecoder.string(member(key), codingPath + [key])
+        }
+        func decode(_ type: Bool.Type, forKey key: Key) throws -> Bool {
+            try JSONValueDecoder.bool(member(key), codingPath + [key])
+        }
+        func decode(_ type: Int.Type, forKey key: Key) throws -> Int {
+            try JSONValueDecoder.integer(member(key), codingPath + [key])
+        }
+        func decode(_ type: Int64.Type, forKey key: Key) throws -> Int64 {
+            try JSONValueDecoder.integer(member(key), codingPath + [key])
+        }
+        func decode(_ type: Double.Type, forKey key: Key) throws -> Double {
+            try JSONValueDecoder.double(member(key), codingPath + [key])
+        }
+        func decodeIfPresent(_ type: String.Type, forKey key: Key) throws -> String? {
+            try present(key).map { try JSONValueDecoder.string($0, codingPath + [key]) }
+        }
+        func decodeIfPresent(_ type: Bool.Type, forKey key: Key) throws -> Bool? {
+            try present(key).map { try JSONValueDecoder.bool($0, codingPath + [key]) }
+        }
+        func decodeIfPresent(_ type: Int.Type, forKey key: Key) throws -> Int? {
+            try present(key).map { try JSONValueDecoder.integer($0, codingPath + [key]) }
+        }
+        func decodeIfPresent(_ type: Int64.Type, forKey key: Key) throws -> Int64? {
+            try present(key).map { try JSONValueDecoder.integer($0, codingPath + [key]) }
+        }
+        func decodeIfPresent(_ type: Double.Type, forKey key: Key) throws -> Double? {
+            try present(key).map { try JSONValueDecoder.double($0, codingPath + [key]) }
+        }
+
+        private func member(_ key: Key) throws -> JSONValue {
+            guard let value = object[key.stringValue] else {
+                throw DecodingError.keyNotFound(
+                    key,
+                    .init(codingPath: codingPath, debugDescription: "no value for key \"\(key.stringValue)\"")
+                )
+            }
+            return value
+        }
+
+        /// The member, unless it is missing or null.
+        private func present(_ key: Key) -> JSONValue? {
+            guard let value = object[key.stringValue] else { return nil }
+            if case .null = value { return nil }
+            return value
         }
 
         func nestedContainer<NestedKey: CodingKey>(
@@ -151,50 +204,57 @@ struct JSONValueDecoder: Decoder {
 extension JSONValueDecoder: SingleValueDecodingContainer {
     func decodeNil() -> Bool { value == .null }
 
-    func decode(_ type: Bool.Type) throws -> Bool {
-        guard case .bool(let bool) = value else { throw mismatch(type, value, codingPath) }
-        return bool
-    }
-
-    func decode(_ type: String.Type) throws -> String {
-        guard case .string(let string) = value else { throw mismatch(type, value, codingPath) }
-        return string
-    }
-
-    func decode(_ type: Double.Type) throws -> Double {
-        switch value {
-        case .double(let double): return double
-        case .int(let int): return Double(int)
-        default: throw mismatch(type, value, codingPath)
-        }
-    }
-
+    func decode(_ type: Bool.Type) throws -> Bool { try Self.bool(value, codingPath) }
+    func decode(_ type: String.Type) throws -> String { try Self.string(value, codingPath) }
+    func decode(_ type: Double.Type) throws -> Double { try Self.double(value, codingPath) }
     func decode(_ type: Float.Type) throws -> Float { Float(try decode(Double.self)) }
 
-    func decode(_ type: Int.Type) throws -> Int { try integer(type) }
-    func decode(_ type: Int8.Type) throws -> Int8 { try integer(type) }
-    func decode(_ type: Int16.Type) throws -> Int16 { try integer(type) }
-    func decode(_ type: Int32.Type) throws -> Int32 { try integer(type) }
-    func decode(_ type: Int64.Type) throws -> Int64 { try integer(type) }
-    func decode(_ type: UInt.Type) throws -> UInt { try integer(type) }
-    func decode(_ type: UInt8.Type) throws -> UInt8 { try integer(type) }
-    func decode(_ type: UInt16.Type) throws -> UInt16 { try integer(type) }
-    func decode(_ type: UInt32.Type) throws -> UInt32 { try integer(type) }
-    func decode(_ type: UInt64.Type) throws -> UInt64 { try integer(type) }
+    func decode(_ type: Int.Type) throws -> Int { try Self.integer(value, codingPath) }
+    func decode(_ type: Int8.Type) throws -> Int8 { try Self.integer(value, codingPath) }
+    func decode(_ type: Int16.Type) throws -> Int16 { try Self.integer(value, codingPath) }
+    func decode(_ type: Int32.Type) throws -> Int32 { try Self.integer(value, codingPath) }
+    func decode(_ type: Int64.Type) throws -> Int64 { try Self.integer(value, codingPath) }
+    func decode(_ type: UInt.Type) throws -> UInt { try Self.integer(value, codingPath) }
+    func decode(_ type: UInt8.Type) throws -> UInt8 { try Self.integer(value, codingPath) }
+    func decode(_ type: UInt16.Type) throws -> UInt16 { try Self.integer(value, codingPath) }
+    func decode(_ type: UInt32.Type) throws -> UInt32 { try Self.integer(value, codingPath) }
+    func decode(_ type: UInt64.Type) throws -> UInt64 { try Self.integer(value, codingPath) }
 
     func decode<T: Decodable>(_ type: T.Type) throws -> T { try decodeValue(type) }
 
+    // The scalar readers, shared by single values and keyed members. `path` is evaluated only for an error.
+    static func bool(_ value: JSONValue, _ path: @autoclosure () -> [any CodingKey]) throws -> Bool {
+        guard case .bool(let bool) = value else { throw mismatch(Bool.self, value, path()) }
+        return bool
+    }
+
+    static func string(_ value: JSONValue, _ path: @autoclosure () -> [any CodingKey]) throws -> String {
+        guard case .string(let string) = value else { throw mismatch(String.self, value, path()) }
+        return string
+    }
+
+    static func double(_ value: JSONValue, _ path: @autoclosure () -> [any CodingKey]) throws -> Double {
+        switch value {
+        case .double(let double): return double
+        case .int(let int): return Double(int)
+        default: throw mismatch(Double.self, value, path())
+        }
+    }
+
     /// An integer that fits the type exactly (a whole-valued double included), as `JSONDecoder` accepts.
-    private func integer<T: FixedWidthInteger>(_ type: T.Type) throws -> T {
+    static func integer<T: FixedWidthInteger>(
+        _ value: JSONValue,
+        _ path: @autoclosure () -> [any CodingKey]
+    ) throws -> T {
         let result: T?
         switch value {
         case .int(let int): result = T(exactly: int)
         case .double(let double): result = T(exactly: double)
-        default: throw mismatch(type, value, codingPath)
+        default: throw mismatch(T.self, value, path())
         }
         guard let result else {
             throw DecodingError.dataCorrupted(
-                .init(codingPath: codingPath, debugDescription: "number \(value) does not fit in \(type)")
+                .init(codingPath: path(), debugDescription: "number \(value) does not fit in \(T.self)")
             )
         }
         return result

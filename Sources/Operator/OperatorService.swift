@@ -171,7 +171,11 @@ public final class OperatorService: Service, Sendable {
             return await reconcileOnce(reconciler)
         case .status:
             do {
-                try await reconciler.writeStatuses { [metrics] in metrics.apiWrites.increment() }
+                let written = try await reconciler.writeStatuses { [metrics] in metrics.apiWrites.increment() }
+                // Status writes start no pass (`onlyStatusChanged`), so their echoes would pile up in the
+                // EgressHost cache for the next change to absorb: thousands after a burst. One pass after the batch
+                // absorbs them while nothing waits on it, and writes nothing if nothing else changed.
+                if written > 0 { await queue.add(.configuration) }
                 return .success
             } catch is CancellationError {
                 return .success

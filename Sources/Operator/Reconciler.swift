@@ -154,15 +154,16 @@ final class Reconciler: Sendable {
 
     /// Writes the statuses the last pass planned, a few at a time, with an Event for every transition. A status
     /// the cache already shows is skipped; one a newer pass replaced meanwhile stays pending for the next call.
-    /// `written` is called after each write, so that a batch of thousands shows in the metrics as it goes.
-    func writeStatuses(written: @escaping @Sendable () -> Void = {}) async throws {
+    /// `written` is called after each write, so that a batch of thousands shows in the metrics as it goes. Returns
+    /// how many statuses were written.
+    @discardableResult
+    func writeStatuses(written: @escaping @Sendable () -> Void = {}) async throws -> Int {
         let pending = pendingStatus.withLock { $0 }
         let updates = pending.sorted { $0.key < $1.key }.compactMap {
             name,
             status -> (String, EgressHost.Status, KubeObject)? in
             guard let object = caches.egressHosts.get(name: name), object.deletionTimestamp == nil else { return nil }
-            let current = try? object.decode(EgressHost.self).status
-            return current == status ? nil : (name, status, object)
+            return EgressHostIndex.status(of: object) == status ? nil : (name, status, object)
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for (index, (name, status, object)) in updates.enumerated() {
@@ -170,7 +171,7 @@ final class Reconciler: Sendable {
                 group.addTask {
                     try await self.writeStatus(name: name, status)
                     written()
-                    let old = try? object.decode(EgressHost.self).status
+                    let old = EgressHostIndex.status(of: object) ?? nil
                     await self.events.recordTransitions(of: object, from: old, to: status)
                 }
             }
@@ -179,6 +180,7 @@ final class Reconciler: Sendable {
         pendingStatus.withLock { current in
             for (name, status) in pending where current[name] == status { current[name] = nil }
         }
+        return updates.count
     }
 
     // MARK: - Reading

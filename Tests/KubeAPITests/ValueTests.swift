@@ -47,9 +47,16 @@ final class ValueTests: XCTestCase {
             var labels: [String: String]
             var bytes: Data
             var nested: [String: JSONValue]
+            var big: Int64
+            var maybeFlag: Bool?
+            var maybeCount: Int?
+            var maybeRatio: Double?
+            var maybeBig: Int64?
+            var missingText: String?
         }
         let text = #"""
-            {"kind":"b","count":7,"small":2.0,"ratio":3,"flag":true,"explicitNull":null,
+            {"kind":"b","count":7,"small":2.0,"ratio":3,"flag":true,"explicitNull":null,"big":9007199254740993,
+             "maybeFlag":false,"maybeCount":4.0,"maybeRatio":2,"maybeBig":null,
              "items":[{"name":"x"},{"name":"y","weight":1.5}],"matrix":[[1,2],[],[3]],
              "labels":{"team":"payments"},"bytes":"aGVsbG8=","nested":{"a":[1,"two",null]}}
             """#
@@ -65,12 +72,23 @@ final class ValueTests: XCTestCase {
         failsBothWays(Model.Item.self, #"{"weight":1}"#)  // missing key
         failsBothWays(Model.Item.self, #"{"name":5}"#)  // wrong type
         failsBothWays(Model.Item.self, #"{"name":null}"#)  // null for a required value
+        failsBothWays(Model.Item.self, #"{"name":"x","weight":"heavy"}"#)  // wrong type for an optional value
+        failsBothWays([String: Int].self, #"{"a":1.5}"#)  // not whole, as a keyed member
+        failsBothWays([String: Bool].self, #"{"a":1}"#)  // wrong type, as a keyed member
         failsBothWays([UInt8].self, #"[256]"#)  // out of range
         failsBothWays([Int].self, #"[1.5]"#)  // not whole
         failsBothWays(Model.Kind.self, #""c""#)  // no such case
         XCTAssertThrowsError(try JSONValue.object(["name": .int(1)]).decode(Model.Item.self)) { error in
             guard case DecodingError.typeMismatch(_, let context) = error else { return XCTFail("\(error)") }
             XCTAssertEqual(context.codingPath.map(\.stringValue), ["name"])
+        }
+        XCTAssertThrowsError(
+            try JSONValue(parsing: Data(#"{"items":[{"name":"x","weight":true}]}"#.utf8)).decode(
+                [String: [Model.Item]].self
+            )
+        ) { error in
+            guard case DecodingError.typeMismatch(_, let context) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(context.codingPath.map(\.stringValue), ["items", "Index 0", "weight"])
         }
     }
 

@@ -168,6 +168,23 @@ struct AllowListTests {
         #expect(try AllowList.decode(Array(plan.allowList.encoded().utf8)) == plan.allowList)
     }
 
+    /// A host order is a hint for speed: any order of the objects gives the same plan.
+    @Test func theHostOrderChangesNothingButTheCost() {
+        var hosts = Samples.all.map(\.host)
+        var conflicting = EgressHost(name: "zz-conflict", spec: .init(host: "api.github.com", port: 8443))
+        conflicting.metadata.creationTimestamp = "2027-01-01T00:00:00Z"
+        hosts.append(conflicting)
+        hosts.append(EgressHost(name: "invalid", spec: .init(host: "api.github.com", port: 0)))
+        let assessments = hosts.map { EgressPlan.assess($0.spec, name: $0.metadata.name, material: Self.material) }
+        let unordered = EgressPlan(egressHosts: hosts, assessments: assessments)
+        #expect(unordered == EgressPlan(egressHosts: hosts, material: Self.material))
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<20 {
+            let order = Array(hosts.indices).shuffled(using: &generator)
+            #expect(EgressPlan(egressHosts: hosts, assessments: assessments, hostOrder: order) == unordered)
+        }
+    }
+
     @Test func olderObjectWinsAHostConflict() {
         var older = EgressHost(name: "zz-older", spec: .init(host: "api.github.com"))
         older.metadata.creationTimestamp = "2026-01-01T00:00:00Z"

@@ -77,6 +77,10 @@ final class PassTriggerTests: XCTestCase {
         line: UInt = #line
     ) throws {
         let (hosts, plan) = index.plan(material: material, tlsMountPath: "/tls")
+        // The order the plan is made in: every slot once, sorted by host, then name.
+        XCTAssertEqual(index.hostOrder.sorted(), Array(hosts.indices), file: file, line: line)
+        let keys = index.hostOrder.map { (hosts[$0].spec.host, hosts[$0].metadata.name) }
+        XCTAssert(zip(keys, keys.dropFirst()).allSatisfy { $0 < $1 }, "\(keys)", file: file, line: line)
         let expectedHosts = try objects.map { try $0.decode(EgressHost.self) }
         XCTAssertEqual(
             Set(hosts.map(\.metadata.name)),
@@ -128,13 +132,38 @@ final class PassTriggerTests: XCTestCase {
         try assertPlansFromScratch(&index, [a2, newer])
 
         // A status write alone, then a spec change of the same object: both are read, the plan follows the spec.
+        // The status write is read without decoding the whole object, and reads as a full decode would.
+        decoded = []
         var statusWritten = newer
         statusWritten.resourceVersion = "10"
-        statusWritten["status"] = ["observedGeneration": 1]
+        statusWritten["status"] = [
+            "observedGeneration": 1,
+            "conditions": [
+                [
+                    "type": "Ready", "status": "True", "reason": "Ready", "message": "reachable",
+                    "lastTransitionTime": "2026-11-27T02:00:00Z", "observedGeneration": 1,
+                ]
+            ],
+        ]
         index.update(Informer.Delta(revision: 10, changed: [key("newer"): statusWritten]), decode: decode)
+        XCTAssertEqual(decoded, [])
         try assertPlansFromScratch(&index, [a2, statusWritten])
-        XCTAssertEqual(index.plan(material: TLSMaterial(), tlsMountPath: "/tls").hosts.count { $0.status != nil }, 1)
-        var moved = statusWritten
+        XCTAssertEqual(
+            index.plan(material: TLSMaterial(), tlsMountPath: "/tls").hosts.first { $0.metadata.name == "newer" },
+            try statusWritten.decode(EgressHost.self)
+        )
+        // With anything else changed too (a label), the whole object is decoded.
+        var labelled = statusWritten
+        labelled.resourceVersion = "10a"
+        labelled.metadata["labels"] = ["team": "payments"]
+        labelled["status"] = ["observedGeneration": 2]
+        index.update(Informer.Delta(revision: 10, changed: [key("newer"): labelled]), decode: decode)
+        XCTAssertEqual(decoded, ["newer"])
+        XCTAssertEqual(
+            index.plan(material: TLSMaterial(), tlsMountPath: "/tls").hosts.first { $0.metadata.name == "newer" },
+            try labelled.decode(EgressHost.self)
+        )
+        var moved = labelled
         moved.resourceVersion = "11"
         moved["spec"] = ["host": "moved.example.com"]
         index.update(Informer.Delta(revision: 11, changed: [key("newer"): moved]), decode: decode)
@@ -145,6 +174,43 @@ final class PassTriggerTests: XCTestCase {
         index.update(Informer.Delta(revision: 12, all: [a2, moved, b]), decode: decode)
         XCTAssertEqual(decoded, ["b"])
         try assertPlansFromScratch(&index, [a2, moved, b])
+    }
+
+    /// Random creates, host changes, status writes and deletes, one delta at a time (or a few together): after each,
+    /// the index plans as a plan from scratch would, and keeps its host order a sorted permutation.
+    func testEgressHostIndexMatchesAPlanFromScratchThroughRandomChanges() throws {
+        var generator = SystemRandomNumberGenerator()
+        var index = EgressHostIndex()
+        var live: [String: KubeObject] = [:]
+        var version = 0
+        index.update(Informer.Delta(revision: 0, all: [])) { try? $0.decode(EgressHost.self) }
+        for step in 1...300 {
+            var changed: [ObjectKey: KubeObject?] = [:]
+            for _ in 0..<Int.random(in: 1...3, using: &generator) {
+                let name = "eh\(Int.random(in: 0..<12, using: &generator))"
+                version += 1
+                // A few hosts for a dozen names: conflicts come and go.
+                let host = "h\(Int.random(in: 0..<6, using: &generator)).example.com"
+                let created = "2026-11-\(10 + Int.random(in: 0..<9, using: &generator))T00:00:00Z"
+                switch (live[name], Int.random(in: 0..<4, using: &generator)) {
+                case (nil, _), (_, 0):
+                    live[name] = object(name, host: host, version: "\(version)", created: created)
+                case (var existing?, 1):
+                    existing.resourceVersion = "\(version)"
+                    existing["status"] = ["observedGeneration": .int(Int64(version))]
+                    live[name] = existing
+                case (var existing?, 2):
+                    existing.resourceVersion = "\(version)"
+                    existing["spec"] = ["host": .string(host)]
+                    live[name] = existing
+                default:
+                    live[name] = nil
+                }
+                changed[key(name)] = .some(live[name])
+            }
+            index.update(Informer.Delta(revision: step, changed: changed)) { try? $0.decode(EgressHost.self) }
+            try assertPlansFromScratch(&index, Array(live.values))
+        }
     }
 
     func testEgressHostIndexReassessesEveryHostWhenTheMaterialChanges() throws {

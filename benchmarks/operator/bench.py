@@ -104,12 +104,20 @@ def ready_count(run):
                       for c in item.get("status", {}).get("conditions", [])))
 
 
-def operator_writes():
+def operator_metric(prefix):
+    """The sum of the operator's samples whose line starts with `prefix` (a name, optionally with labels)."""
     text = requests.get(args.operator_metrics, timeout=10).text
-    for line in text.splitlines():
-        if line.startswith("egress_operator_api_writes_total"):
-            return float(line.split()[-1])
-    return 0.0
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def operator_writes():
+    return operator_metric("egress_operator_api_writes_total")
+
+
+def operator_passes():
+    """Reconcile passes so far, and the seconds they took."""
+    return (operator_metric("egress_operator_reconcile_duration_seconds_count"),
+            operator_metric("egress_operator_reconcile_duration_seconds_sum"))
 
 
 def cpu_s():
@@ -268,7 +276,7 @@ for run, n in enumerate(int(x) for x in args.sizes.split(",")):
         "allow_bytes_per_host": allow_bytes / n, "corefile_bytes_per_host": core_bytes / n, "rss_mb": rss_mb(),
         "cpu_burst_s": cpu_s() - cpu_before,
     }
-    cpu_before = cpu_s()
+    cpu_before, passes_before = cpu_s(), operator_passes()
     perf = None
     if args.perf_changes:
         perf = subprocess.Popen(["perf", "record", "-F", "499", "-g", "-p", str(args.operator_pid),
@@ -279,6 +287,11 @@ for run, n in enumerate(int(x) for x in args.sizes.split(",")):
         perf.send_signal(signal.SIGINT)
         perf.wait()
     row["cpu_per_change_ms"] = (cpu_s() - cpu_before) * 1000 / args.latency_samples
+    passes, pass_s = (after - before for after, before in zip(operator_passes(), passes_before))
+    row["passes_per_change"] = passes / args.latency_samples
+    row["pass_ms"] = pass_s * 1000 / max(passes, 1)
+    row["allow_samples"] = [round(x) for x in allow_lat]
+    row["dns_samples"] = [round(x) for x in dns_lat]
     row.update({"allow_p50": pct(allow_lat, 50), "allow_p99": pct(allow_lat, 99),
                 "dns_p50": pct(dns_lat, 50), "dns_p99": pct(dns_lat, 99)})
     rows.append(row)
