@@ -357,6 +357,29 @@ final class ReconcileTests: OperatorTestCase {
 
     /// The Deployment's availability (written by the test) drives Ready; back to zero makes Ready False with
     /// reason ProxyUnavailable while the host stays programmed.
+    /// Once every status is written the operator goes quiet. The status worker asks for a pass after each batch it
+    /// writes (to absorb the echoes); that pass must find nothing more to write, or status writes and passes would
+    /// feed each other for ever.
+    func testAConvergedClusterGoesQuiet() async throws {
+        try await createCoreDNS()
+        let running = try await startOperator()
+        try await setProxyAvailable(2)
+        let names = (0..<3).map { _ in uniqueName("eh") }
+        for name in names { try await createEgressHost(name, host: uniqueHost("quiet")) }
+        for name in names { try await waitForCondition(name, "Ready", .true, reason: "Ready") }
+
+        var (passes, since) = (running.service.passes, ContinuousClock.now)
+        try await eventually("two seconds without a reconcile pass (passes so far: \(running.service.passes))") {
+            let now = running.service.passes
+            if now != passes { (passes, since) = (now, .now) }
+            return ContinuousClock.now - since >= .seconds(2)
+        }
+        for name in names {
+            let status = try await egressHost(name).status
+            XCTAssertEqual(status?.conditions?.first { $0.type == "Ready" }?.status, .true)
+        }
+    }
+
     func testProxyAvailabilityDrivesReady() async throws {
         try await createCoreDNS()
         try await startOperator()
