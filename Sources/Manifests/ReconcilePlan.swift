@@ -81,17 +81,19 @@ public struct ReconcilePlan: Sendable {
         suffix: String = HostName.reservedSuffix,
         statuses: Bool = true
     ) {
-        // Sets of names, not maps of entries: with thousands of hosts every pass builds these, twice per change.
-        let planned = plan.hosts
+        // Sorted lists of names walked side by side, not sets: with thousands of hosts every pass plans this once
+        // or twice, and building the sets was most of it.
+        let planned = SortedNames(plan.hosts)
         let appliedEntries = snapshot.appliedAllowList?.hosts ?? []
-        let applied = Set(snapshot.appliedAllowList?.hostNames ?? [])
-        let currentDNS = Set(snapshot.dnsHosts)
+        let applied = SortedNames(snapshot.appliedAllowList?.hostNames ?? [])
+        let currentDNS = SortedNames(snapshot.dnsHosts)
 
         // Hosts still routed by DNS but no longer accepted keep their last applied entry for one more step (unless
         // one rule routes every name: then no step of DNS ever withdraws a single host).
         allowList = plan.allowList
         if !snapshot.dnsRoutesEveryName {
-            let lingering = currentDNS.subtracting(planned)
+            // Usually none, so a set of them costs nothing; the applied entries may be in any order.
+            let lingering = Set(currentDNS.subtracting(planned).names)
             if !lingering.isEmpty {
                 var seen = Set<String>()
                 let kept = appliedEntries.filter { lingering.contains($0.host) && seen.insert($0.host).inserted }
@@ -100,10 +102,11 @@ public struct ReconcilePlan: Sendable {
         }
         tlsSecretData = plan.tlsSecretData
 
-        // Keep what is routed and still accepted; add what the running proxy already allows. The plan's hosts are
-        // sorted, so this is too.
-        dnsHosts = planned.filter {
-            currentDNS.contains($0) || (snapshot.proxyAvailable && applied.contains($0))
+        // Keep what is routed and still accepted; add what the running proxy already allows. In the plan's order
+        // (sorted), so this is sorted too.
+        var (routed, allowed) = (currentDNS.lookup(), applied.lookup())
+        dnsHosts = planned.names.filter {
+            routed.contains($0) || (snapshot.proxyAvailable && allowed.contains($0))
         }
         verdicts = plan.verdicts
 
@@ -151,25 +154,26 @@ public struct ReconcilePlan: Sendable {
             suffix: suffix,
             dnsWarning: snapshot.dnsWarning
         )
-        let previous = settled.shared == shared ? settled.byName : [:]
-        var next: [String: SettledStatuses.Inputs] = [:]
-        next.reserveCapacity(snapshot.egressHosts.count)
+        // Updated in place (taken out, so it is not copied): a host still settled costs one lookup, not an insert
+        // into a new map. Names of deleted objects may stay behind until the map is rebuilt below; they match
+        // nothing, as a resourceVersion is never reused.
+        var next = settled.shared == shared ? settled.byName : [:]
+        settled = SettledStatuses()
         var updates: [String: EgressHost.Status] = [:]
-        let routed = Set(dnsHosts)
-        let applied = Set(snapshot.appliedAllowList?.hostNames ?? [])
+        // Routed and in the applied allow-list: one set, from two sorted lists.
+        let routedAndApplied = Set(
+            SortedNames(dnsHosts).intersection(SortedNames(snapshot.appliedAllowList?.hostNames ?? []))
+        )
         // By index: binding each element would copy whole EgressHosts.
         for index in snapshot.egressHosts.indices {
             let name = snapshot.egressHosts[index].metadata.name
             guard let verdict = verdicts[name] else { continue }
             let host = snapshot.egressHosts[index].spec.host
-            let programmed = routed.contains(host) && applied.contains(host) && verdict.isAccepted
+            let programmed = routedAndApplied.contains(host) && verdict.isAccepted
             let inputs = snapshot.egressHosts[index].metadata.resourceVersion.map {
                 SettledStatuses.Inputs(resourceVersion: $0, verdict: verdict, programmed: programmed)
             }
-            if let inputs, previous[name] == inputs {
-                next[name] = inputs
-                continue
-            }
+            if let inputs, next[name] == inputs { continue }
             let status = Self.status(
                 for: snapshot.egressHosts[index],
                 verdict: verdict,
@@ -181,12 +185,16 @@ public struct ReconcilePlan: Sendable {
             )
             if status != snapshot.egressHosts[index].status {
                 updates[name] = status
-            } else if let inputs {
+                next[name] = nil
+            } else {
                 next[name] = inputs
             }
         }
+        if next.count > 2 * snapshot.egressHosts.count + 64 {
+            let names = Set(snapshot.egressHosts.map(\.metadata.name))
+            next = next.filter { names.contains($0.key) }
+        }
         statusUpdates = updates
-        settled = SettledStatuses()
         settled.shared = shared
         settled.byName = next
     }
@@ -262,5 +270,45 @@ public struct ReconcilePlan: Sendable {
             conditions: conditions,
             internalURL: verdict.isAccepted ? EgressHost.internalURL(host: egressHost.spec.host, suffix: suffix) : nil
         )
+    }
+}
+
+/// Host names sorted ascending without repeats, for walking side by side. Lists the operator plans from are sorted
+/// already (allow-list order, or the Corefile block it wrote), so making one is a check, not a sort.
+struct SortedNames {
+    let names: [String]
+
+    init(_ names: [String]) {
+        let sorted = names.indices.dropFirst().allSatisfy { names[$0 - 1] < names[$0] }
+        self.names = sorted ? names : Array(Set(names)).sorted()
+    }
+
+    private init(sorted names: [String]) { self.names = names }
+
+    /// The names not in `other`.
+    func subtracting(_ other: SortedNames) -> SortedNames {
+        var lookup = other.lookup()
+        return SortedNames(sorted: names.filter { !lookup.contains($0) })
+    }
+
+    /// The names also in `other`, sorted.
+    func intersection(_ other: SortedNames) -> [String] {
+        var lookup = other.lookup()
+        return names.filter { lookup.contains($0) }
+    }
+
+    func lookup() -> Lookup { Lookup(names: names) }
+
+    /// Answers `contains` for names asked in ascending order (repeats allowed), in one pass over the list.
+    struct Lookup {
+        let names: [String]
+        private var index = 0
+
+        init(names: [String]) { self.names = names }
+
+        mutating func contains(_ name: String) -> Bool {
+            while index < names.count, names[index] < name { index += 1 }
+            return index < names.count && names[index] == name
+        }
     }
 }

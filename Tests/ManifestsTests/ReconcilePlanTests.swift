@@ -155,4 +155,56 @@ struct ReconcilePlanTests {
         #expect(plan.dnsHosts == ["api.github.com"])
         #expect(plan.statusUpdates["github"]?.conditions?.last?.reason == "ProxyUnavailable")
     }
+
+    /// The plan walks sorted lists side by side; with any inputs (DNS hosts and applied allow-lists out of order or
+    /// repeated included) it decides what the same rules over sets decide.
+    @Test func sortedWalksDecideWhatSetsDecide() {
+        var generator = SystemRandomNumberGenerator()
+        let pool = (0..<12).map { "h\($0).example.com" }
+        func some(_ count: Int) -> [String] {
+            Array(pool.shuffled(using: &generator).prefix(Int.random(in: 0...count, using: &generator)))
+        }
+        for _ in 0..<300 {
+            let egressHosts = some(10).enumerated().map {
+                EgressHost(name: "eh\($0.offset)", spec: .init(host: $0.element))
+            }
+            var applied: AllowList? =
+                Bool.random(using: &generator) ? nil : AllowList(hosts: some(10).map { .init(host: $0) })
+            if Bool.random(using: &generator) { applied?.hosts.shuffle(using: &generator) }
+            var dns = some(10)
+            if let repeated = dns.first, Bool.random(using: &generator) { dns.append(repeated) }
+            let snapshot = ClusterSnapshot(
+                egressHosts: egressHosts,
+                appliedAllowList: applied,
+                dnsHosts: dns,
+                proxyAvailable: Bool.random(using: &generator),
+                now: "t",
+                dnsRoutesEveryName: Bool.random(using: &generator)
+            )
+            let plan = ReconcilePlan(snapshot)
+
+            let egressPlan = EgressPlan(egressHosts: egressHosts, material: TLSMaterial())
+            let appliedNames = Set(applied?.hostNames ?? [])
+            let current = Set(dns)
+            var allowList = egressPlan.allowList
+            let lingering = current.subtracting(egressPlan.hosts)
+            if !snapshot.dnsRoutesEveryName, !lingering.isEmpty {
+                var seen = Set<String>()
+                let kept = (applied?.hosts ?? []).filter {
+                    lingering.contains($0.host) && seen.insert($0.host).inserted
+                }
+                allowList = AllowList(hosts: allowList.hosts + kept)
+            }
+            let dnsHosts = egressPlan.hosts.filter {
+                current.contains($0) || (snapshot.proxyAvailable && appliedNames.contains($0))
+            }
+            #expect(plan.allowList == allowList)
+            #expect(plan.dnsHosts == dnsHosts)
+            for host in egressHosts {
+                let programmed = Set(dnsHosts).contains(host.spec.host) && appliedNames.contains(host.spec.host)
+                let condition = plan.statusUpdates[host.metadata.name]?.conditions?.first { $0.type == "Programmed" }
+                #expect(condition?.status == (programmed ? .true : .false), "\(host.spec.host) in \(snapshot)")
+            }
+        }
+    }
 }
