@@ -171,10 +171,41 @@ extension AllowList {
     ///
     /// One host per line, and fields at their default left out: a ConfigMap holds at most 1 MiB, so a plain host
     /// costs about 30 bytes instead of 300 (tens of thousands of hosts fit), and a change is a one-line diff.
-    public func encoded() -> String {
-        let head = JSON.object([("apiVersion", .string(apiVersion)), ("kind", .string(kind))]).serialized.dropLast()
-        guard !hosts.isEmpty else { return head + #","hosts":[]}"# + "\n" }
-        return head + #","hosts":["# + "\n" + hosts.map(\.compactJSON.serialized).joined(separator: ",\n") + "\n]}\n"
+    public func encoded() -> String { encoding(reusing: nil).text }
+
+    /// A list's text together with the line of each of its entries, so that the text of a list that differs in a
+    /// few entries reuses the lines of the others (`encoding(reusing:)`).
+    public struct Encoding: Sendable {
+        public let list: AllowList
+        let lines: [String]
+        public let text: String
+    }
+
+    /// `encoded()`, encoding only the entries between the longest start and end that `previous`'s list shares with
+    /// this one. A change to a list of thousands of hosts adds, removes or changes one or two, and encoding every
+    /// entry (each through a JSON tree) was a visible share of the time from a change to its write.
+    public func encoding(reusing previous: Encoding?) -> Encoding {
+        let (old, oldLines) = (previous?.list.hosts ?? [], previous?.lines ?? [])
+        let common = min(old.count, hosts.count)
+        var prefix = 0
+        while prefix < common, old[prefix] == hosts[prefix] { prefix += 1 }
+        var suffix = 0
+        while suffix < common - prefix, old[old.count - 1 - suffix] == hosts[hosts.count - 1 - suffix] { suffix += 1 }
+        var lines: [String] = []
+        lines.reserveCapacity(hosts.count)
+        lines.append(contentsOf: oldLines[..<prefix])
+        for index in prefix..<(hosts.count - suffix) { lines.append(hosts[index].compactJSON.serialized) }
+        lines.append(contentsOf: oldLines[(old.count - suffix)...])
+
+        var text = String(
+            JSON.object([("apiVersion", .string(apiVersion)), ("kind", .string(kind))]).serialized.dropLast()
+        )
+        if lines.isEmpty {
+            text += #","hosts":[]}"# + "\n"
+        } else {
+            text += #","hosts":["# + "\n" + lines.joined(separator: ",\n") + "\n]}\n"
+        }
+        return Encoding(list: self, lines: lines, text: text)
     }
 
     /// Decodes and validates a document; the error says what is wrong so the proxy can log it and keep the last

@@ -31,8 +31,9 @@ final class Reconciler: Sendable {
     private let corefileHosts = LastResult<String, [String]>()
     private let overrideHosts = LastResult<String, [String]>()
     private let corefileEdit = LastResult<CorefileEdit, CorefileEditor.Edit>()
-    /// The allow-list's JSON text: comparing two lists is cheaper than encoding one.
-    private let encodedAllowList = LastResult<AllowList, String>()
+    /// The allow-list's JSON text, and the lines it was made of: comparing two lists is cheaper than encoding one,
+    /// and the next list's text reuses the lines of the entries it shares with this one.
+    private let allowListEncoding = Mutex<AllowList.Encoding?>(nil)
     /// The stored allow-list, decoded: it changes only when this operator writes it.
     private let appliedAllowLists = LastResult<String, AllowList?>()
 
@@ -104,7 +105,7 @@ final class Reconciler: Sendable {
         summary.writes += allowListWrites
         summary.writes += try await applyLockdownPolicies()
         summary.writes += try await deleteUnwantedOwnedObjects()
-        if allowListWrites > 0, let text = encodedAllowList.cached(plan.allowList) {
+        if allowListWrites > 0, let text = allowListEncoding.withLock({ $0?.list == plan.allowList ? $0?.text : nil }) {
             // The next pass reads back this text; decoding what encoding gave is the same list (tested).
             appliedAllowLists.remember(text, plan.allowList)
         }
@@ -341,8 +342,17 @@ final class Reconciler: Sendable {
                 namespace: settings.namespace,
                 labels: ProxyWorkload.ownedLabels(settings)
             ),
-            [("data", [ProxySettings.allowListKey: .string(encodedAllowList(allowList) { $0.encoded() })])]
+            [("data", [ProxySettings.allowListKey: .string(encoded(allowList))])]
         )
+    }
+
+    private func encoded(_ allowList: AllowList) -> String {
+        allowListEncoding.withLock { last in
+            if let last, last.list == allowList { return last.text }
+            let encoding = allowList.encoding(reusing: last)
+            last = encoding
+            return encoding.text
+        }
     }
 
     private func applyLockdownPolicies() async throws -> Int {

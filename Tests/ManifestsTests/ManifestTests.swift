@@ -168,6 +168,30 @@ struct AllowListTests {
         #expect(try AllowList.decode(Array(plan.allowList.encoded().utf8)) == plan.allowList)
     }
 
+    /// Text made by reusing the lines of the previous list is the text made from scratch, through random
+    /// additions, removals and changes anywhere in the list (the empty list included).
+    @Test func anEncodingReusingThePreviousOneIsTheSameText() throws {
+        var generator = SystemRandomNumberGenerator()
+        var previous: AllowList.Encoding?
+        var entries: [String: AllowList.Entry] = [:]
+        for _ in 0..<200 {
+            for _ in 0..<Int.random(in: 1...3, using: &generator) {
+                let host = "h\(Int.random(in: 0..<15, using: &generator)).example.com"
+                switch Int.random(in: 0..<3, using: &generator) {
+                case 0: entries[host] = nil
+                case 1: entries[host] = AllowList.Entry(host: host)
+                default: entries[host] = AllowList.Entry(host: host, port: Int.random(in: 1...9, using: &generator))
+                }
+            }
+            let list = AllowList(hosts: Array(entries.values))
+            let encoding = list.encoding(reusing: previous)
+            #expect(encoding.text == list.encoded())
+            #expect(encoding.list == list)
+            #expect(try AllowList.decode(Array(encoding.text.utf8)) == list)
+            previous = encoding
+        }
+    }
+
     /// A host order is a hint for speed: any order of the objects gives the same plan.
     @Test func theHostOrderChangesNothingButTheCost() {
         var hosts = Samples.all.map(\.host)
