@@ -78,6 +78,8 @@ public struct CorefileEditor: Sendable, Hashable {
         /// The text outside the managed blocks, and a block (indentation, line break) between each two pieces;
         /// nil when there are no blocks (a new one would go where a parse decides).
         fileprivate let layout: (pieces: [String], blocks: [(indent: String, lineBreak: String)])?
+        /// The hosts and rule lines of the blocks, for the next edit to reuse.
+        fileprivate var rendered: CorefileRules.Rendered? = nil
 
         /// Whether editing `corefile` again (passing this as `after`) skips the parse: it has managed blocks.
         public var isReusable: Bool { layout != nil }
@@ -89,9 +91,10 @@ public struct CorefileEditor: Sendable, Hashable {
     public func edit(hosts: [String], in corefile: String, after previous: Edit?) throws(CorefileError) -> Edit {
         let canonicalHosts = try canonical(hosts)
         let managed = canonicalHosts.map(\.spelling)
-        let lines = rules.lines(for: canonicalHosts)
+        let lines = rules.lines(for: canonicalHosts, reusing: previous?.rendered)
+        let rendered = (rules, canonicalHosts, lines)
         if let previous, let layout = previous.layout, !lines.isEmpty, previous.corefile.sameBytes(as: corefile) {
-            return assemble(layout, lines, managed)
+            return assemble(layout, lines, managed, rendered)
         }
         let source = try CorefileSource(corefile)
         let roots = source.blocks.indices.filter { source.blocks[$0].servesRoot }
@@ -135,14 +138,15 @@ public struct CorefileEditor: Sendable, Hashable {
         }
         pieces.append(CorefileSource.string(source.scalars[cursor...]))
         let layout = (pieces, slots.map { (indent: $0.indent, lineBreak: $0.lineBreak) })
-        return assemble(layout, lines, managed)
+        return assemble(layout, lines, managed, rendered)
     }
 
     /// The pieces with the rules' block between each two (no blocks when there are no lines).
     private func assemble(
         _ layout: (pieces: [String], blocks: [(indent: String, lineBreak: String)]),
         _ lines: [(level: Int, text: String)],
-        _ managed: [String]
+        _ managed: [String],
+        _ rendered: CorefileRules.Rendered
     ) -> Edit {
         let blocks = layout.blocks.map { render(lines, indent: $0.indent, lineBreak: $0.lineBreak) }
         var result = ""
@@ -151,7 +155,12 @@ public struct CorefileEditor: Sendable, Hashable {
             if index > 0 { result += blocks[index - 1] }
             result += piece
         }
-        return Edit(corefile: result, managedHosts: managed, layout: lines.isEmpty ? nil : layout)
+        return Edit(
+            corefile: result,
+            managedHosts: managed,
+            layout: lines.isEmpty ? nil : layout,
+            rendered: rendered
+        )
     }
 
     /// The hosts the managed block(s) hold now, in canonical order (`*` for a suffix rule); empty without a block.

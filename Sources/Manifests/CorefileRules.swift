@@ -114,7 +114,7 @@ enum CorefileNames {
 ///   plugin.cfg `rewrite` runs before `template`, which runs before `hosts`, `kubernetes` and `forward`; a rewritten
 ///   question has left the suffix zone, so the template passes it on, and no unlisted name is ever forwarded out of
 ///   the cluster.
-struct CorefileRules: Sendable {
+struct CorefileRules: Sendable, Equatable {
     let suffix: String
     let proxyServiceFQDN: String
 
@@ -124,8 +124,33 @@ struct CorefileRules: Sendable {
 
     /// Directive lines as (nesting level, text), in the order they are written.
     func lines(for hosts: [CorefileHost]) -> [(level: Int, text: String)] {
+        lines(for: hosts, reusing: nil)
+    }
+
+    /// Hosts and the lines this type wrote for them, for `lines(for:reusing:)`.
+    typealias Rendered = (rules: CorefileRules, hosts: [CorefileHost], lines: [(level: Int, text: String)])
+
+    /// `lines(for:)`, writing rules only for the hosts between the longest start and end that `previous` shares
+    /// with `hosts`: a change to thousands of hosts touches one or two, and writing every rule was a visible share
+    /// of a pass.
+    func lines(for hosts: [CorefileHost], reusing previous: Rendered?) -> [(level: Int, text: String)] {
         guard !hosts.isEmpty else { return [] }
-        var lines = hosts.map { (level: 0, text: rule(for: $0).joined(separator: " ")) }
+        let reusable = previous.flatMap { $0.rules == self && !$0.lines.isEmpty ? $0 : nil }
+        let old = reusable?.hosts ?? []
+        let common = min(old.count, hosts.count)
+        var sharedStart = 0
+        while sharedStart < common, old[sharedStart] == hosts[sharedStart] { sharedStart += 1 }
+        var sharedEnd = 0
+        while sharedEnd < common - sharedStart, old[old.count - 1 - sharedEnd] == hosts[hosts.count - 1 - sharedEnd] {
+            sharedEnd += 1
+        }
+        var lines: [(level: Int, text: String)] = []
+        lines.reserveCapacity(hosts.count + 3)
+        if let reusable { lines.append(contentsOf: reusable.lines[..<sharedStart]) }
+        for index in sharedStart..<(hosts.count - sharedEnd) {
+            lines.append((level: 0, text: rule(for: hosts[index]).joined(separator: " ")))
+        }
+        if let reusable { lines.append(contentsOf: reusable.lines[(old.count - sharedEnd)..<old.count]) }
         lines.append((0, "template IN ANY \(suffix) {"))
         lines.append((1, "rcode NXDOMAIN"))
         lines.append((0, "}"))

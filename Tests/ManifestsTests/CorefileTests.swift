@@ -144,8 +144,12 @@ final class CorefileTests: XCTestCase {
     func testEditingItsOwnOutputWithoutParsingGivesWhatParsingGives() throws {
         var random = CorefileTestRandom(seed: 7)
         let many = (0..<200).map { _ in "\(random.label()).\(random.label()).example" }
+        // Big jumps, and steps of one host at the start, the middle and the end (the rule lines of the hosts a step
+        // shares with the one before are reused).
         let sequence: [[String]] = [
-            Self.hosts, ["a.example"], many, Self.hosts + ["*.z.example"], [], Self.hosts, ["*"], ["b.example"],
+            Self.hosts, ["a.example"], many, many + ["m.inserted.example"], many + ["*.m.example"], many,
+            Array(many.dropFirst()), many + ["0.first.example", "zz.last.example"], many,
+            Self.hosts + ["*.z.example"], [], Self.hosts, ["*"], ["b.example"],
         ]
         let layouts = Self.fixtures.map { "\($0).input.txt" }
         var inputs = try layouts.map(golden)
