@@ -185,18 +185,7 @@ extension AllowList {
     /// this one. A change to a list of thousands of hosts adds, removes or changes one or two, and encoding every
     /// entry (each through a JSON tree) was a visible share of the time from a change to its write.
     public func encoding(reusing previous: Encoding?) -> Encoding {
-        let (old, oldLines) = (previous?.list.hosts ?? [], previous?.lines ?? [])
-        let common = min(old.count, hosts.count)
-        var prefix = 0
-        while prefix < common, old[prefix] == hosts[prefix] { prefix += 1 }
-        var suffix = 0
-        while suffix < common - prefix, old[old.count - 1 - suffix] == hosts[hosts.count - 1 - suffix] { suffix += 1 }
-        var lines: [String] = []
-        lines.reserveCapacity(hosts.count)
-        lines.append(contentsOf: oldLines[..<prefix])
-        for index in prefix..<(hosts.count - suffix) { lines.append(hosts[index].compactJSON.serialized) }
-        lines.append(contentsOf: oldLines[(old.count - suffix)...])
-
+        let lines = hosts.map({ $0.compactJSON.serialized }, reusing: previous.map { ($0.list.hosts, $0.lines) })
         var text = String(
             JSON.object([("apiVersion", .string(apiVersion)), ("kind", .string(kind))]).serialized.dropLast()
         )

@@ -135,22 +135,9 @@ struct CorefileRules: Sendable, Equatable {
     /// of a pass.
     func lines(for hosts: [CorefileHost], reusing previous: Rendered?) -> [(level: Int, text: String)] {
         guard !hosts.isEmpty else { return [] }
-        let reusable = previous.flatMap { $0.rules == self && !$0.lines.isEmpty ? $0 : nil }
-        let old = reusable?.hosts ?? []
-        let common = min(old.count, hosts.count)
-        var sharedStart = 0
-        while sharedStart < common, old[sharedStart] == hosts[sharedStart] { sharedStart += 1 }
-        var sharedEnd = 0
-        while sharedEnd < common - sharedStart, old[old.count - 1 - sharedEnd] == hosts[hosts.count - 1 - sharedEnd] {
-            sharedEnd += 1
-        }
-        var lines: [(level: Int, text: String)] = []
-        lines.reserveCapacity(hosts.count + 3)
-        if let reusable { lines.append(contentsOf: reusable.lines[..<sharedStart]) }
-        for index in sharedStart..<(hosts.count - sharedEnd) {
-            lines.append((level: 0, text: rule(for: hosts[index]).joined(separator: " ")))
-        }
-        if let reusable { lines.append(contentsOf: reusable.lines[(old.count - sharedEnd)..<old.count]) }
+        // The previous lines end with the template's three; the rules before them are one per host.
+        let reusable = previous.flatMap { $0.rules == self ? ($0.hosts, Array($0.lines.dropLast(3))) : nil }
+        var lines = hosts.map({ (level: 0, text: rule(for: $0).joined(separator: " ")) }, reusing: reusable)
         lines.append((0, "template IN ANY \(suffix) {"))
         lines.append((1, "rcode NXDOMAIN"))
         lines.append((0, "}"))
