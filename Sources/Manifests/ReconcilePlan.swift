@@ -93,7 +93,7 @@ public struct ReconcilePlan: Sendable {
         allowList = plan.allowList
         if !snapshot.dnsRoutesEveryName {
             // Usually none, so a set of them costs nothing; the applied entries may be in any order.
-            let lingering = Set(currentDNS.subtracting(planned).names)
+            let lingering = Set(currentDNS.subtracting(planned))
             if !lingering.isEmpty {
                 var seen = Set<String>()
                 let kept = appliedEntries.filter { lingering.contains($0.host) && seen.insert($0.host).inserted }
@@ -283,12 +283,10 @@ struct SortedNames {
         self.names = sorted ? names : Array(Set(names)).sorted()
     }
 
-    private init(sorted names: [String]) { self.names = names }
-
-    /// The names not in `other`.
-    func subtracting(_ other: SortedNames) -> SortedNames {
+    /// The names not in `other`, sorted.
+    func subtracting(_ other: SortedNames) -> [String] {
         var lookup = other.lookup()
-        return SortedNames(sorted: names.filter { !lookup.contains($0) })
+        return names.filter { !lookup.contains($0) }
     }
 
     /// The names also in `other`, sorted.

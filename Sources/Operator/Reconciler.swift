@@ -162,17 +162,18 @@ final class Reconciler: Sendable {
         let pending = pendingStatus.withLock { $0 }
         let updates = pending.sorted { $0.key < $1.key }.compactMap {
             name,
-            status -> (String, EgressHost.Status, KubeObject)? in
+            status -> (String, EgressHost.Status, KubeObject, EgressHost.Status?)? in
             guard let object = caches.egressHosts.get(name: name), object.deletionTimestamp == nil else { return nil }
-            return EgressHostIndex.status(of: object) == status ? nil : (name, status, object)
+            // Decoded once: compared here, and the Event's "from" after the write.
+            let current = EgressHostIndex.status(of: object)
+            return current == status ? nil : (name, status, object, current ?? nil)
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for (index, (name, status, object)) in updates.enumerated() {
+            for (index, (name, status, object, old)) in updates.enumerated() {
                 if index >= Self.statusConcurrency { try await group.next() }
                 group.addTask {
                     try await self.writeStatus(name: name, status)
                     written()
-                    let old = EgressHostIndex.status(of: object) ?? nil
                     await self.events.recordTransitions(of: object, from: old, to: status)
                 }
             }
