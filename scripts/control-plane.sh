@@ -10,7 +10,9 @@
 #   scripts/control-plane.sh logs      # last lines of the etcd and kube-apiserver logs (LINES_TO_SHOW=40)
 #
 # Environment: EGRESS_CONTROL_PLANE_DIR (state dir, default /tmp/egress-control-plane), EGRESS_APISERVER_PORT
-# (6443), EGRESS_ETCD_PORT (2379), EGRESS_ETCD_PEER_PORT (2380), EGRESS_READY_TIMEOUT (seconds, 120).
+# (6443), EGRESS_ETCD_PORT (2379), EGRESS_ETCD_PEER_PORT (2380), EGRESS_READY_TIMEOUT (seconds, 120),
+# EGRESS_ETCD_DATA_DIR (default $STATE_DIR/etcd-data; e.g. a directory on tmpfs, so that a benchmark does not
+# measure a shared disk's fsync stalls).
 # `start` also writes $STATE_DIR/kubeconfig-nobody (user `nobody`, no groups: for forbidden tests) and
 # $STATE_DIR/kubeconfig-cert (an admin authenticated by client certificate).
 #
@@ -27,6 +29,7 @@ STATE_DIR=${EGRESS_CONTROL_PLANE_DIR:-/tmp/egress-control-plane}
 PORT=${EGRESS_APISERVER_PORT:-6443}
 ETCD_PORT=${EGRESS_ETCD_PORT:-2379}
 ETCD_PEER_PORT=${EGRESS_ETCD_PEER_PORT:-2380}
+ETCD_DATA=${EGRESS_ETCD_DATA_DIR:-$STATE_DIR/etcd-data}
 
 log() { printf '[control-plane] %s\n' "$*" >&2; }
 
@@ -217,9 +220,9 @@ write_kubeconfigs() {
 
 start_etcd() {
     if is_running "$ETCD_PID" etcd; then return 0; fi
-    rm -rf "$STATE_DIR/etcd-data"
-    log "starting etcd on 127.0.0.1:$ETCD_PORT"
-    setsid etcd --name egress-local --data-dir "$STATE_DIR/etcd-data" \
+    rm -rf "$ETCD_DATA"
+    log "starting etcd on 127.0.0.1:$ETCD_PORT (data in $ETCD_DATA)"
+    setsid etcd --name egress-local --data-dir "$ETCD_DATA" \
         --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
         --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
         --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
@@ -306,7 +309,7 @@ cmd_start() {
 cmd_stop() {
     stop_pid "$APISERVER_PID" kube-apiserver
     stop_pid "$ETCD_PID" etcd
-    rm -rf "$STATE_DIR/etcd-data" "$PKI" "$KUBECONFIG_FILE" "$STATE_DIR/kubeconfig-nobody" \
+    rm -rf "$ETCD_DATA" "$PKI" "$KUBECONFIG_FILE" "$STATE_DIR/kubeconfig-nobody" \
         "$STATE_DIR/kubeconfig-cert"
     log "stopped"
 }

@@ -292,7 +292,8 @@ public final class Informer: Sendable {
             self.resource,
             namespace: self.namespace,
             labelSelector: self.labelSelector,
-            pageSize: self.pageSize
+            pageSize: self.pageSize,
+            omittingManagedFields: true
         )
         let (waiters, notifications) = self.state.withLock {
             state -> ([CheckedContinuation<Void, any Error>], [Notification]) in
@@ -338,7 +339,8 @@ public final class Informer: Sendable {
                 resourceVersion: resourceVersion,
                 labelSelector: self.labelSelector,
                 allowBookmarks: true,
-                timeoutSeconds: self.watchTimeoutSeconds
+                timeoutSeconds: self.watchTimeoutSeconds,
+                omittingManagedFields: true
             )
         )
         var count = 0
@@ -373,7 +375,8 @@ public final class Informer: Sendable {
 
     /// Cached objects drop `metadata.managedFields` and kubectl's last-applied-configuration annotation: apply
     /// bookkeeping that no reader of the cache needs and that, with thousands of objects, is most of the cache's
-    /// memory (client-go's informers strip managed fields too).
+    /// memory (client-go's informers strip managed fields too). The informer's lists and watches leave managed
+    /// fields out as they parse (`omittingManagedFields`); this removes what is left.
     /// With `keepingLastApplied`, the annotation stays: for objects the reader replaces whole (PUT), where dropping it
     /// would delete it from the object.
     static func slimmed(_ object: KubeObject, keepingLastApplied: Bool = false) -> KubeObject {

@@ -10,20 +10,53 @@ extension JSONValue {
     /// kind of value in turn and threw (an error with a coding path) for each miss: it was a third of the operator's
     /// CPU. The tree is the one that path gave: whole numbers in range are `.int`, others `.double`; of duplicate
     /// member names the first counts. Stricter in one way: a trailing comma is an error.
-    public init(parsing bytes: UnsafeRawBufferPointer) throws(JSONTextError) {
-        var parser = JSONTextParser(bytes)
+    ///
+    /// With `omission`, the members at its path are checked as JSON and left out of the tree without being built.
+    public init(parsing bytes: UnsafeRawBufferPointer, omitting omission: Omission? = nil) throws(JSONTextError) {
+        var parser = JSONTextParser(bytes, omitting: omission?.path ?? [])
         self = try parser.document()
     }
 
     /// `init(parsing:)` over any contiguous bytes (a `ByteBuffer`'s view, `[UInt8]`, `Data`).
-    public init(parsing bytes: some Sequence<UInt8>) throws(JSONTextError) {
+    public init(parsing bytes: some Sequence<UInt8>, omitting omission: Omission? = nil) throws(JSONTextError) {
         func parse(_ buffer: UnsafeRawBufferPointer) -> Result<JSONValue, JSONTextError> {
-            Result { () throws(JSONTextError) in try JSONValue(parsing: buffer) }
+            Result { () throws(JSONTextError) in try JSONValue(parsing: buffer, omitting: omission) }
         }
         let parsed =
             bytes.withContiguousStorageIfAvailable { parse(UnsafeRawBufferPointer($0)) }
             ?? Array(bytes).withUnsafeBytes(parse)
         self = try parsed.get()
+    }
+}
+
+extension JSONValue {
+    /// Where the members to leave out of a parsed tree are, e.g. `items[*].metadata.managedFields`.
+    ///
+    /// An informer drops every object's `metadata.managedFields`. Parsed and then removed, they were built as a tree
+    /// larger than the rest of a typical object, and the removal copied the object's `metadata` at the capacity it
+    /// had with them.
+    public struct Omission: Sendable, Hashable {
+        public enum Step: Sendable, Hashable {
+            /// The member of this name of an object.
+            case member(String)
+            /// Every element of an array.
+            case anyElement
+        }
+
+        public var path: [Step]
+
+        public init(_ path: [Step]) {
+            self.path = path
+        }
+
+        /// `metadata.managedFields` of a watch event's object.
+        public static let managedFieldsOfWatchedObject = Omission([
+            .member("object"), .member("metadata"), .member("managedFields"),
+        ])
+        /// `metadata.managedFields` of each object of a list.
+        public static let managedFieldsOfListedItems = Omission([
+            .member("items"), .anyElement, .member("metadata"), .member("managedFields"),
+        ])
     }
 }
 
@@ -35,22 +68,29 @@ private struct JSONTextParser {
     /// As deep as Foundation's `JSONDecoder` goes; deeper input is refused rather than recursed into.
     private static let maximumDepth = 512
 
-    init(_ bytes: UnsafeRawBufferPointer) { self.scanner = JSONScanner(bytes) }
+    /// The omission's path; `matched` below counts how many of its steps lead to the value being parsed (nil once
+    /// the value is off the path).
+    private let omitted: [JSONValue.Omission.Step]
+
+    init(_ bytes: UnsafeRawBufferPointer, omitting omitted: [JSONValue.Omission.Step] = []) {
+        self.scanner = JSONScanner(bytes)
+        self.omitted = omitted
+    }
 
     mutating func document() throws(JSONScanError) -> JSONValue {
-        let value = try self.value(depth: 0)
+        let value = try self.value(depth: 0, matched: self.omitted.isEmpty ? nil : 0)
         self.scanner.skipWhitespace()
         guard self.scanner.atEnd else { throw self.scanner.error("unexpected data after the value") }
         return value
     }
 
-    private mutating func value(depth: Int) throws(JSONScanError) -> JSONValue {
+    private mutating func value(depth: Int, matched: Int? = nil) throws(JSONScanError) -> JSONValue {
         guard depth <= Self.maximumDepth else { throw self.scanner.error("nested too deeply") }
         self.scanner.skipWhitespace()
         guard let byte = self.scanner.current else { throw self.scanner.error("unexpected end of the text") }
         switch byte {
-        case UInt8(ascii: "{"): return try self.object(depth: depth)
-        case UInt8(ascii: "["): return try self.array(depth: depth)
+        case UInt8(ascii: "{"): return try self.object(depth: depth, matched: matched)
+        case UInt8(ascii: "["): return try self.array(depth: depth, matched: matched)
         case UInt8(ascii: "\""): return .string(try self.scanner.string())
         case UInt8(ascii: "t"):
             try self.scanner.literal("true")
@@ -74,7 +114,13 @@ private struct JSONTextParser {
         }
     }
 
-    private mutating func object(depth: Int) throws(JSONScanError) -> JSONValue {
+    /// How many steps of the omission lead to the member `key` or element of a value `matched` steps led to.
+    private func matched(_ matched: Int?, after step: JSONValue.Omission.Step) -> Int? {
+        guard let matched, self.omitted[matched] == step else { return nil }
+        return matched + 1
+    }
+
+    private mutating func object(depth: Int, matched: Int?) throws(JSONScanError) -> JSONValue {
         self.scanner.index += 1
         var members: [String: JSONValue] = [:]
         self.scanner.skipWhitespace()
@@ -89,8 +135,13 @@ private struct JSONTextParser {
             self.scanner.skipWhitespace()
             guard self.scanner.current == UInt8(ascii: ":") else { throw self.scanner.error("expected ':'") }
             self.scanner.index += 1
-            let value = try self.value(depth: depth + 1)
-            if members[key] == nil { members[key] = value }  // the first of duplicate names, as before
+            let next = self.matched(matched, after: .member(key))
+            if next == self.omitted.count {
+                try self.skipValue(depth: depth + 1)
+            } else {
+                let value = try self.value(depth: depth + 1, matched: next)
+                if members[key] == nil { members[key] = value }  // the first of duplicate names, as before
+            }
             self.scanner.skipWhitespace()
             switch self.scanner.current {
             case UInt8(ascii: ","):
@@ -104,7 +155,7 @@ private struct JSONTextParser {
         }
     }
 
-    private mutating func array(depth: Int) throws(JSONScanError) -> JSONValue {
+    private mutating func array(depth: Int, matched: Int?) throws(JSONScanError) -> JSONValue {
         self.scanner.index += 1
         var elements: [JSONValue] = []
         self.scanner.skipWhitespace()
@@ -112,8 +163,13 @@ private struct JSONTextParser {
             self.scanner.index += 1
             return .array(elements)
         }
+        let next = self.matched(matched, after: .anyElement)
         while true {
-            elements.append(try self.value(depth: depth + 1))
+            if next == self.omitted.count {
+                try self.skipValue(depth: depth + 1)
+            } else {
+                elements.append(try self.value(depth: depth + 1, matched: next))
+            }
             self.scanner.skipWhitespace()
             switch self.scanner.current {
             case UInt8(ascii: ","):
@@ -123,6 +179,49 @@ private struct JSONTextParser {
                 return .array(elements)
             default:
                 throw self.scanner.error("expected ',' or ']'")
+            }
+        }
+    }
+
+    /// Checks a value as `value` would, building no object or array.
+    private mutating func skipValue(depth: Int) throws(JSONScanError) {
+        guard depth <= Self.maximumDepth else { throw self.scanner.error("nested too deeply") }
+        self.scanner.skipWhitespace()
+        let (open, close): (UInt8, UInt8)
+        switch self.scanner.current {
+        case UInt8(ascii: "{"): (open, close) = (UInt8(ascii: "{"), UInt8(ascii: "}"))
+        case UInt8(ascii: "["): (open, close) = (UInt8(ascii: "["), UInt8(ascii: "]"))
+        default:
+            _ = try self.value(depth: depth)
+            return
+        }
+        self.scanner.index += 1
+        self.scanner.skipWhitespace()
+        if self.scanner.current == close {
+            self.scanner.index += 1
+            return
+        }
+        while true {
+            if open == UInt8(ascii: "{") {
+                self.scanner.skipWhitespace()
+                guard self.scanner.current == UInt8(ascii: "\"") else {
+                    throw self.scanner.error("expected a member name")
+                }
+                _ = try self.scanner.string()
+                self.scanner.skipWhitespace()
+                guard self.scanner.current == UInt8(ascii: ":") else { throw self.scanner.error("expected ':'") }
+                self.scanner.index += 1
+            }
+            try self.skipValue(depth: depth + 1)
+            self.scanner.skipWhitespace()
+            switch self.scanner.current {
+            case UInt8(ascii: ","):
+                self.scanner.index += 1
+            case close:
+                self.scanner.index += 1
+                return
+            default:
+                throw self.scanner.error(open == UInt8(ascii: "{") ? "expected ',' or '}'" : "expected ',' or ']'")
             }
         }
     }

@@ -17,19 +17,23 @@ public struct ListOptions: Sendable {
     public var continueToken: String?
     /// `nil` for a consistent read from etcd; `"0"` for any cached state.
     public var resourceVersion: String?
+    /// Leave each object's `metadata.managedFields` out while parsing (for caches, which never read them).
+    public var omittingManagedFields: Bool
 
     public init(
         labelSelector: String? = nil,
         fieldSelector: String? = nil,
         limit: Int? = nil,
         continueToken: String? = nil,
-        resourceVersion: String? = nil
+        resourceVersion: String? = nil,
+        omittingManagedFields: Bool = false
     ) {
         self.labelSelector = labelSelector
         self.fieldSelector = fieldSelector
         self.limit = limit
         self.continueToken = continueToken
         self.resourceVersion = resourceVersion
+        self.omittingManagedFields = omittingManagedFields
     }
 }
 
@@ -139,7 +143,9 @@ public final class KubeClient: Sendable {
         if let value = options.limit { query.append(("limit", String(value))) }
         if let value = options.continueToken { query.append(("continue", value)) }
         if let value = options.resourceVersion { query.append(("resourceVersion", value)) }
-        let json = try await self.send(.GET, resource.path(namespace: namespace), query: query)
+        let omission = options.omittingManagedFields ? JSONValue.Omission.managedFieldsOfListedItems : nil
+        let path = resource.path(namespace: namespace)
+        let json = try await self.send(.GET, path, query: query, bodyData: nil, omitting: omission)
         var result = ObjectList(json: json)
         // List items carry no apiVersion/kind; fill them in so every object is self-describing.
         result.items = result.items.map { self.withTypeMeta($0, resource) }
@@ -152,9 +158,14 @@ public final class KubeClient: Sendable {
         _ resource: Resource,
         namespace: String? = nil,
         labelSelector: String? = nil,
-        pageSize: Int = 500
+        pageSize: Int = 500,
+        omittingManagedFields: Bool = false
     ) async throws -> ObjectList {
-        var options = ListOptions(labelSelector: labelSelector, limit: pageSize)
+        var options = ListOptions(
+            labelSelector: labelSelector,
+            limit: pageSize,
+            omittingManagedFields: omittingManagedFields
+        )
         var result = try await self.list(resource, namespace: namespace, options: options)
         var token = result.continueToken
         while let next = token {
@@ -376,7 +387,8 @@ public final class KubeClient: Sendable {
         _ path: String,
         query: [(String, String)] = [],
         bodyData: Data?,
-        contentType: String = "application/json"
+        contentType: String = "application/json",
+        omitting omission: JSONValue.Omission? = nil
     ) async throws -> JSONValue {
         let body = try await self.send(
             method,
@@ -384,7 +396,7 @@ public final class KubeClient: Sendable {
             query: query,
             bodyData: bodyData,
             contentType: contentType
-        ) { bytes in try bytes.withUnsafeReadableBytes { try JSONValue(parsing: $0) } }
+        ) { bytes in try bytes.withUnsafeReadableBytes { try JSONValue(parsing: $0, omitting: omission) } }
         return body ?? .null
     }
 
@@ -396,18 +408,15 @@ public final class KubeClient: Sendable {
         bodyData: Data?,
         contentType: String
     ) async throws -> String {
-        struct Written: Decodable {
-            struct Metadata: Decodable { var resourceVersion: String? }
-            var metadata: Metadata?
-        }
+        // Parsed with `JSONValue(parsing:)`: `JSONDecoder` scanned a 600 KB Corefile response several times slower.
         let written = try await self.send(
             method,
             path,
             query: query,
             bodyData: bodyData,
             contentType: contentType
-        ) { bytes in try JSONDecoder().decode(Written.self, from: Data(buffer: bytes)) }
-        return written?.metadata?.resourceVersion ?? ""
+        ) { bytes in try bytes.withUnsafeReadableBytes { try JSONValue(parsing: $0) } }
+        return written?[path: "metadata", "resourceVersion"]?.stringValue ?? ""
     }
 
     /// The body of a 2xx response, decoded (nil if empty); anything else becomes a ``KubeError``.
@@ -439,7 +448,7 @@ public final class KubeClient: Sendable {
 
     static func data(_ body: JSONValue) throws -> Data {
         do {
-            return try body.jsonData()
+            return Data(try body.compactJSON())
         } catch {
             throw KubeError.usage("the request body is not valid JSON: \(error)")
         }

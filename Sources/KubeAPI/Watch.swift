@@ -33,19 +33,23 @@ public struct WatchOptions: Sendable {
     public var allowBookmarks: Bool
     /// The server ends the watch after this long; the caller reconnects from the last resourceVersion.
     public var timeoutSeconds: Int?
+    /// Leave each object's `metadata.managedFields` out while parsing (for caches, which never read them).
+    public var omittingManagedFields: Bool
 
     public init(
         resourceVersion: String? = nil,
         labelSelector: String? = nil,
         fieldSelector: String? = nil,
         allowBookmarks: Bool = true,
-        timeoutSeconds: Int? = 300
+        timeoutSeconds: Int? = 300,
+        omittingManagedFields: Bool = false
     ) {
         self.resourceVersion = resourceVersion
         self.labelSelector = labelSelector
         self.fieldSelector = fieldSelector
         self.allowBookmarks = allowBookmarks
         self.timeoutSeconds = timeoutSeconds
+        self.omittingManagedFields = omittingManagedFields
     }
 }
 
@@ -78,7 +82,12 @@ extension KubeClient {
             }
             throw Self.error(for: response, body: body)
         }
-        return WatchEventStream(body: response.body, context: "watch \(resource)", client: self)
+        return WatchEventStream(
+            body: response.body,
+            context: "watch \(resource)",
+            client: self,
+            omission: options.omittingManagedFields ? .managedFieldsOfWatchedObject : nil
+        )
     }
 }
 
@@ -89,9 +98,15 @@ public struct WatchEventStream: AsyncSequence, Sendable {
     let body: HTTPClientResponse.Body
     let context: String
     let client: KubeClient
+    var omission: JSONValue.Omission? = nil
 
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(body: self.body.makeAsyncIterator(), context: self.context, client: self.client)
+        AsyncIterator(
+            body: self.body.makeAsyncIterator(),
+            context: self.context,
+            client: self.client,
+            omission: self.omission
+        )
     }
 
     public struct AsyncIterator: AsyncIteratorProtocol {
@@ -103,11 +118,18 @@ public struct WatchEventStream: AsyncSequence, Sendable {
         /// arrives in many chunks, and searching from its start after each one was quadratic.
         var searched = 0
         var finished = false
+        let omission: JSONValue.Omission?
 
-        init(body: HTTPClientResponse.Body.AsyncIterator, context: String, client: KubeClient) {
+        init(
+            body: HTTPClientResponse.Body.AsyncIterator,
+            context: String,
+            client: KubeClient,
+            omission: JSONValue.Omission? = nil
+        ) {
             self.body = body
             self.context = context
             self.client = client
+            self.omission = omission
         }
 
         public mutating func next() async throws -> WatchEvent? {
@@ -116,13 +138,13 @@ public struct WatchEventStream: AsyncSequence, Sendable {
                     if line.readableBytesView.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\r") }) {
                         continue
                     }
-                    return try Self.decode(line, context: self.context)
+                    return try Self.decode(line, context: self.context, omitting: self.omission)
                 }
                 if self.finished {
                     guard self.buffer.readableBytes > 0 else { return nil }
                     let rest = self.buffer
                     self.buffer.clear()
-                    return try Self.decode(rest, context: self.context)
+                    return try Self.decode(rest, context: self.context, omitting: self.omission)
                 }
                 do {
                     if var chunk = try await self.body.next() {
@@ -156,12 +178,16 @@ public struct WatchEventStream: AsyncSequence, Sendable {
             try decode(ByteBuffer(string: line), context: context)
         }
 
-        static func decode(_ line: ByteBuffer, context: String) throws -> WatchEvent {
+        static func decode(
+            _ line: ByteBuffer,
+            context: String,
+            omitting omission: JSONValue.Omission? = nil
+        ) throws -> WatchEvent {
             let type: String
             let object: JSONValue
             do {
                 let frame = try line.withUnsafeReadableBytes { bytes throws(JSONTextError) in
-                    try JSONValue(parsing: bytes)
+                    try JSONValue(parsing: bytes, omitting: omission)
                 }
                 guard let frameType = frame["type"]?.stringValue, let frameObject = frame["object"] else {
                     throw JSONTextError(offset: 0, message: "a watch event needs \"type\" and \"object\"")

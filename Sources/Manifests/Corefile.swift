@@ -202,23 +202,29 @@ public struct CorefileEditor: Sendable, Hashable {
     /// without a restart). One pass over the bytes: it runs on every pass, on a Corefile of thousands of rules.
     public static func mentionsReload(in corefile: String) -> Bool {
         let word = Array("reload".utf8)
-        let bytes = Array(corefile.utf8)
-        var index = 0
-        while index < bytes.count {
-            while index < bytes.count, bytes[index] == UInt8(ascii: " ") || bytes[index] == UInt8(ascii: "\t") {
-                index += 1
-            }
-            let end = index + word.count
-            if end <= bytes.count, bytes[index..<end].elementsEqual(word) {
-                switch end < bytes.count ? bytes[end] : UInt8(ascii: "\n") {
-                case UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\r"), UInt8(ascii: "\n"): return true
-                default: break
+        var corefile = corefile
+        // In place (no copy of a 600 KB text per pass), and `memchr` to the end of each line.
+        return corefile.withUTF8 { bytes in
+            guard let base = bytes.baseAddress else { return false }
+            var index = 0
+            while index < bytes.count {
+                while index < bytes.count, bytes[index] == UInt8(ascii: " ") || bytes[index] == UInt8(ascii: "\t") {
+                    index += 1
                 }
+                let end = index + word.count
+                if end <= bytes.count, bytes[index..<end].elementsEqual(word) {
+                    switch end < bytes.count ? bytes[end] : UInt8(ascii: "\n") {
+                    case UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\r"), UInt8(ascii: "\n"): return true
+                    default: break
+                    }
+                }
+                guard index < bytes.count, let lineFeed = memchr(base + index, 0x0A, bytes.count - index) else {
+                    return false
+                }
+                index = UnsafeRawPointer(base).distance(to: UnsafeRawPointer(lineFeed)) + 1
             }
-            while index < bytes.count, bytes[index] != UInt8(ascii: "\n") { index += 1 }
-            index += 1
+            return false
         }
-        return false
     }
 
     /// Whether a `.` server block already `import`s `*.override` files (k3s, AKS), i.e. `overrideSnippet` is enough.

@@ -112,7 +112,7 @@ struct ClientRequestParser {
         let target = String(decoding: UnsafeRawBufferPointer(rebasing: line[targetStart..<index]), as: UTF8.self)
         let version = UnsafeRawBufferPointer(rebasing: line[(index + 1)...])
         // Only HTTP/1.x is HTTP/1 (an HTTP/2 preface is malformed here); which 1.x is `RequestValidation`'s call.
-        guard version.starts(with: "HTTP/1.".utf8), let digit = version.last, digit >= UInt8(ascii: "0"),
+        guard HTTP1Syntax.startsWithHTTP1(version), let digit = version.last, digit >= UInt8(ascii: "0"),
             digit <= UInt8(ascii: "9")
         else { throw bad }
         return (method, target, Int(digit - UInt8(ascii: "0")))

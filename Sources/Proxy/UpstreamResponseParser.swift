@@ -183,7 +183,7 @@ struct UpstreamResponseParser {
     /// `HTTP/1.x NNN reason` (the reason may be empty, and then its space may be missing).
     private static func statusLine(_ line: UnsafeRawBufferPointer) throws -> (minor: Int, code: Int) {
         let bad = HTTPMessageError(description: "invalid status line")
-        guard line.starts(with: "HTTP/1.".utf8), line[8] == UInt8(ascii: " ") else { throw bad }
+        guard line.count >= 12, HTTP1Syntax.startsWithHTTP1(line), line[8] == UInt8(ascii: " ") else { throw bad }
         let minor: Int
         switch line[7] {
         case UInt8(ascii: "0"): minor = 0

@@ -72,6 +72,74 @@ import Testing
         #expect(throws: JSONTextError(offset: 7, message: "expected ',' or '}'")) { try parsed(#"{"a":1 "b":2}"#) }
     }
 
+    /// An omitted member is left out as if removed after parsing: at the end of its path and nowhere else.
+    @Test func omittedMembersAreLeftOutWhereThePathLeads() throws {
+        let managed = #"[{"manager":"m","fieldsV1":{"f:data":{".":{},"f:v":{}}},"time":"2026-11-28T08:00:00Z"}]"#
+        let object =
+            #"{"metadata":{"name":"a","managedFields":"# + managed
+            + #","labels":{"managedFields":"kept"}},"data":{"managedFields":"kept"},"managedFields":"kept","#
+            + #""spec":{"metadata":{"managedFields":"kept"}}}"#
+        let event = #"{"type":"MODIFIED","object":"# + object + "}"
+        var expected = try parsed(event)
+        expected["object"]?["metadata"]?["managedFields"] = nil
+        let omitted = try JSONValue(parsing: Array(event.utf8), omitting: .managedFieldsOfWatchedObject)
+        #expect(omitted == expected)
+        #expect(omitted[path: "object", "metadata", "labels", "managedFields"] == "kept")
+        #expect(omitted[path: "object", "spec", "metadata", "managedFields"] == "kept")
+
+        let list = #"{"kind":"List","items":["# + object + "," + object + #",7,[1],{"metadata":null}]}"#
+        var expectedList = try parsed(list)
+        var items = expectedList["items"]?.arrayValue ?? []
+        for index in 0..<2 { items[index]["metadata"]?["managedFields"] = nil }
+        expectedList["items"] = .array(items)
+        #expect(try JSONValue(parsing: Array(list.utf8), omitting: .managedFieldsOfListedItems) == expectedList)
+        // The watch path finds nothing to omit in a list, and the list path nothing in an event.
+        #expect(try JSONValue(parsing: Array(list.utf8), omitting: .managedFieldsOfWatchedObject) == parsed(list))
+        #expect(try JSONValue(parsing: Array(event.utf8), omitting: .managedFieldsOfListedItems) == parsed(event))
+    }
+
+    /// What an omitted member holds is still checked: invalid text there is refused as anywhere else.
+    @Test(arguments: [
+        #"{"object":{"metadata":{"managedFields":[1,]}}}"#,
+        #"{"object":{"metadata":{"managedFields":{"a" 1}}}}"#,
+        #"{"object":{"metadata":{"managedFields":[tru]}}}"#,
+        #"{"object":{"metadata":{"managedFields":"\x"}}}"#,
+        #"{"object":{"metadata":{"managedFields":{"a":[}}}}"#,
+        #"{"object":{"metadata":{"managedFields":}}}"#,
+    ])
+    func omittedMembersAreStillChecked(_ text: String) {
+        #expect(throws: JSONTextError.self) {
+            try JSONValue(parsing: Array(text.utf8), omitting: .managedFieldsOfWatchedObject)
+        }
+    }
+
+    @Test func omittedMembersAreDepthBounded() {
+        let tooDeep = String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)
+        let text = #"{"object":{"metadata":{"managedFields":"# + tooDeep + "}}}"
+        #expect(throws: JSONTextError.self) {
+            try JSONValue(parsing: Array(text.utf8), omitting: .managedFieldsOfWatchedObject)
+        }
+    }
+
+    /// Request bodies (`compactJSON`) read back as the tree they were written from, by this parser and by Foundation.
+    @Test func compactJSONReadsBackTheSameTree() throws {
+        var random = SplitMix64(seed: 0xB0D1)
+        var values: [JSONValue] = [
+            .string("quote \" backslash \\ slash / newline \n cr \r tab \t nul \u{0} bell \u{7} del \u{7F} é 中 😀"),
+            .double(1.5), .double(-2.25), .double(1e300), .double(.leastNonzeroMagnitude), .int(.min), .int(.max), [:],
+            [],
+        ]
+        for _ in 0..<300 { values.append(Self.randomValue(&random, depth: 0)) }
+        for value in values {
+            let text = try value.compactJSON()
+            #expect(try JSONValue(parsing: text) == value, "\(String(decoding: text, as: UTF8.self))")
+            #expect(try JSONDecoder().decode(JSONValue.self, from: Data(text)) == value)
+        }
+        #expect(try JSONValue.string("a\u{1}\"").compactJSON() == Array(#""a\u0001\"""#.utf8))
+        #expect(throws: (any Error).self) { try JSONValue.array([.double(.infinity)]).compactJSON() }
+        #expect(throws: (any Error).self) { try JSONValue.double(.nan).compactJSON() }
+    }
+
     /// Random trees, written by `JSONEncoder` and by hand with whitespace and escapes, read back the same both ways.
     @Test func randomDocumentsMatchFoundation() throws {
         var random = SplitMix64(seed: 0x5EED)

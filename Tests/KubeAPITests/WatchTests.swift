@@ -141,6 +141,11 @@ final class InformerTests: LiveTestCase {
         XCTAssertTrue(informer.hasSynced)
         XCTAssertEqual(self.snapshot(informer), [names[0]: "1", names[1]: "1", names[2]: "1"])
         XCTAssertEqual(informer.get(name: names[0], namespace: self.namespace)?.kind, "ConfigMap")
+        // Managed fields are apply bookkeeping: the server keeps them, the cache leaves them out (listed here).
+        let served = try await self.client.get(.configMaps, name: names[0], namespace: self.namespace)
+        XCTAssertNotNil(served.metadata["managedFields"])
+        XCTAssertNil(informer.get(name: names[0], namespace: self.namespace)?.metadata["managedFields"])
+        XCTAssertEqual(informer.get(name: names[0], namespace: self.namespace)?.uid, served.uid)
         let synced = informer.delta(since: nil)
         XCTAssertEqual(Set(synced.all?.compactMap(\.name) ?? []), Set(names), "a first read gets every object")
 
@@ -151,6 +156,9 @@ final class InformerTests: LiveTestCase {
 
         let expected = [names[0]: "2", names[2]: "1", added: "1"]
         try await eventually("the informer cache to become \(expected)") { self.snapshot(informer) == expected }
+        // ... and watched.
+        XCTAssertNil(informer.get(name: added, namespace: self.namespace)?.metadata["managedFields"])
+        XCTAssertNil(informer.get(name: names[0], namespace: self.namespace)?.metadata["managedFields"])
         let allKeys = Set((names + [added]).map { ObjectKey(namespace: self.namespace, name: $0) })
         try await eventually("change notifications for \(allKeys)") { keys.contains(allKeys) }
 

@@ -42,6 +42,9 @@ final class CorefileTests: XCTestCase {
             ("reload", true),
             (".:53 {\n    # reload\n    reloader\n    errors reload\n}\n", false),
             ("", false),
+            (".:53 {\n}\n  reload", true),
+            (".:53 {\n}\n   ", false),
+            ("\n\n\nreloa", false),
         ]
         for (corefile, expected) in cases {
             XCTAssertEqual(CorefileEditor.mentionsReload(in: corefile), expected, corefile.debugDescription)

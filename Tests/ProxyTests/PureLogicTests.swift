@@ -484,6 +484,9 @@ import Testing
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabXX",
         "HTTP/1.1 2x0 OK\r\n\r\n",
         "HTTP/2.0 200 OK\r\n\r\n",
+        "HTTP/1.1 20\r\n\r\n",  // status line cut short (nothing read past its end)
+        "HTTP/1.\r\n\r\n",
+        "HTTP/1.1 200OK\r\n\r\n",
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n",
         "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",  // cut short by the close
     ])

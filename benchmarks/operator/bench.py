@@ -7,7 +7,9 @@ For each N: creates N EgressHosts in a burst and measures
   - the allow-list and Corefile bytes per host (a ConfigMap holds at most 1 MiB),
   - the operator's RSS;
   - then, one create at a time with those N present, the latency to the allow-list write and to the Corefile write
-    (p50/p99), timed by watches on both ConfigMaps.
+    (p50/p99), timed by watches on both ConfigMaps. Each sample also records the time the operator's passes took
+    during it and, with --etcd-metrics, how many of etcd's disk syncs took longer than 64 ms: which of the two a
+    slow sample waited for.
 Prints a Markdown table. All traffic goes to 127.0.0.1.
 """
 import argparse
@@ -37,6 +39,7 @@ parser.add_argument("--latency-samples", type=int, default=30)
 parser.add_argument("--perf-changes", metavar="FILE",
                     help="record the operator with `perf record -g` while the single changes are timed")
 parser.add_argument("--dns-rules", choices=["per-host", "suffix"], default="per-host")
+parser.add_argument("--etcd-metrics", metavar="URL", help="etcd's /metrics: its slow disk syncs are counted per sample")
 args = parser.parse_args()
 
 config = yaml.safe_load(open(args.kubeconfig))
@@ -118,6 +121,26 @@ def operator_passes():
     """Reconcile passes so far, and the seconds they took."""
     return (operator_metric("egress_operator_reconcile_duration_seconds_count"),
             operator_metric("egress_operator_reconcile_duration_seconds_sum"))
+
+
+SLOW_SYNC_BOUND = "0.064"  # a bucket bound of etcd's disk histograms (1 ms, doubling)
+
+
+def etcd_slow_syncs():
+    """etcd's WAL fsyncs and backend commits so far that took longer than SLOW_SYNC_BOUND seconds (0 without
+    --etcd-metrics). This machine's disk is shared: a sync that stalls holds every write behind it."""
+    if not args.etcd_metrics:
+        return 0
+    total = above = 0.0
+    for line in requests.get(args.etcd_metrics, timeout=10).text.splitlines():
+        if not line.startswith(("etcd_disk_wal_fsync_duration_seconds_bucket",
+                                "etcd_disk_backend_commit_duration_seconds_bucket")):
+            continue
+        if 'le="+Inf"' in line:
+            total += float(line.split()[-1])
+        elif f'le="{SLOW_SYNC_BOUND}"' in line:
+            above -= float(line.split()[-1])
+    return total + above
 
 
 def cpu_s():
@@ -224,17 +247,22 @@ def latencies(run):
     """One create at a time with the run's hosts present: ms from the create request to the allow-list write and
     to the Corefile write (in suffix mode the one rule already routes every name: the allow-list write is the
     change)."""
-    allow_lat, dns_lat = [], []
+    allow_lat, dns_lat, pass_ms, slow_syncs = [], [], [], []
     for i in range(args.latency_samples):
         name = host(i, f"lat{run}")
         allow_mark, dns_mark = allow_watch.mark(), dns_watch.mark()
+        (_, pass_s_before), syncs_before = operator_passes(), etcd_slow_syncs()
         start = time.time()
         create(i, f"lat{run}")
         allow_lat.append((allow_watch.first_containing(name, allow_mark) - start) * 1000)
         if not SUFFIX:
             dns_lat.append((dns_watch.first_containing(name, dns_mark) - start) * 1000)
-        time.sleep(0.1)  # one change at a time: the next create comes once this one is written
-    return allow_lat, dns_lat or allow_lat
+        # One change at a time: the next create comes once this one is written and its passes are done (a pass
+        # is counted when it ends, after its status writes).
+        time.sleep(0.2)
+        pass_ms.append((operator_passes()[1] - pass_s_before) * 1000)
+        slow_syncs.append(etcd_slow_syncs() - syncs_before)
+    return allow_lat, dns_lat or allow_lat, pass_ms, slow_syncs
 
 
 rows = []
@@ -282,7 +310,7 @@ for run, n in enumerate(int(x) for x in args.sizes.split(",")):
         perf = subprocess.Popen(["perf", "record", "-F", "499", "-g", "-p", str(args.operator_pid),
                                  "-o", f"{args.perf_changes}.{n}"], stderr=subprocess.DEVNULL)
         time.sleep(1)
-    allow_lat, dns_lat = latencies(run)
+    allow_lat, dns_lat, sample_pass_ms, sample_slow_syncs = latencies(run)
     if perf:
         perf.send_signal(signal.SIGINT)
         perf.wait()
@@ -292,6 +320,10 @@ for run, n in enumerate(int(x) for x in args.sizes.split(",")):
     row["pass_ms"] = pass_s * 1000 / max(passes, 1)
     row["allow_samples"] = [round(x) for x in allow_lat]
     row["dns_samples"] = [round(x) for x in dns_lat]
+    # Per sample: the time of all the operator's passes for the change (an upper bound of its share of the
+    # latency), and etcd's disk syncs slower than SLOW_SYNC_BOUND from the create until 0.2 s after the write.
+    row["sample_pass_ms"] = [round(x) for x in sample_pass_ms]
+    row["sample_slow_syncs"] = [int(x) for x in sample_slow_syncs]
     row.update({"allow_p50": pct(allow_lat, 50), "allow_p99": pct(allow_lat, 99),
                 "dns_p50": pct(dns_lat, 50), "dns_p99": pct(dns_lat, 99)})
     rows.append(row)
@@ -313,6 +345,15 @@ for r in rows:
           f"{r['corefile_bytes_per_host']:.0f} | {r['rss_mb']:.0f} MB | "
           f"{r['cpu_burst_s']:.1f} s / {r['cpu_per_change_ms']:.0f} ms | "
           f"{r['allow_p50']:.0f} / {r['allow_p99']:.0f} ms | {dns} |")
+print()
+for r in rows:
+    slowest = max(range(len(r["dns_samples"])), key=lambda i: r["dns_samples"][i])
+    slow = sum(1 for x in r["sample_slow_syncs"] if x)
+    print(f"{r['n']} hosts: slowest sample {r['dns_samples'][slowest]} ms; "
+          f"all the operator's passes for that change took {r['sample_pass_ms'][slowest]} ms"
+          + (f", etcd disk syncs over {float(SLOW_SYNC_BOUND) * 1000:.0f} ms during it: "
+             f"{r['sample_slow_syncs'][slowest]}; samples with such a sync: {slow} of {len(r['dns_samples'])}"
+             if args.etcd_metrics else ""))
 print()
 per_host = max(r["allow_bytes_per_host"] for r in rows)
 per_rule = max(r["corefile_bytes_per_host"] for r in rows)

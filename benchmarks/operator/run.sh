@@ -4,11 +4,14 @@
 #   EGRESS_BENCH_DNS_RULES=suffix benchmarks/operator/run.sh     the DNS mode for large sets (one suffix rule)
 #   EGRESS_OPERATOR_BIN=path/to/egress-operator benchmarks/operator/run.sh     measure another build the same way
 #   EGRESS_BENCH_PERF=/tmp/op.perf benchmarks/operator/run.sh     `perf record` the operator while changes are timed
+#   EGRESS_BENCH_ETCD_TMPFS=1 benchmarks/operator/run.sh     etcd's data on tmpfs (/dev/shm): no disk fsync stalls
+# Each sample of one change reports the operator's pass time during it and etcd's disk syncs slower than 64 ms.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SIZES=${1:-100,1000,5000}
 export EGRESS_CONTROL_PLANE_DIR=/tmp/egress-bench-cp EGRESS_APISERVER_PORT=36443
 export EGRESS_ETCD_PORT=32379 EGRESS_ETCD_PEER_PORT=32380
+if [ "${EGRESS_BENCH_ETCD_TMPFS:-0}" = 1 ]; then export EGRESS_ETCD_DATA_DIR=/dev/shm/egress-bench-etcd; fi
 ADMIN_PORT=39090
 scripts/control-plane.sh install
 export PATH="$(scripts/install-tools.sh):$PATH"
@@ -41,4 +44,5 @@ kubectl -n egress-system patch deployment egress-proxy --subresource=status --ty
     -p '{"status":{"replicas":2,"readyReplicas":2,"availableReplicas":2,"updatedReplicas":2}}' >/dev/null
 python3 benchmarks/operator/bench.py --kubeconfig "$KUBECONFIG" --operator-pid $pid \
     --operator-metrics "http://127.0.0.1:$ADMIN_PORT/metrics" --sizes "$SIZES" --dns-rules "$DNS_RULES" \
+    --etcd-metrics "http://127.0.0.1:$EGRESS_ETCD_PORT/metrics" \
     ${EGRESS_BENCH_PERF:+--perf-changes "$EGRESS_BENCH_PERF"}
