@@ -33,6 +33,7 @@ let package = Package(
         .target(
             name: "Observability",
             dependencies: [
+                "JSONScanning",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

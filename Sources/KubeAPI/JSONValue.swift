@@ -1,4 +1,5 @@
 import Foundation
+import JSONScanning
 
 /// An untyped JSON value: the core representation of Kubernetes objects in this module.
 ///
@@ -120,7 +121,7 @@ extension JSONValue {
                 throw EncodingError.invalidValue(value, .init(codingPath: [], debugDescription: "not a JSON number"))
             }
             out.append(contentsOf: String(value).utf8)  // shortest round-trip form: `1.5`, `1e+20`, `-0.0`
-        case .string(let value): Self.writeQuoted(value, to: &out)
+        case .string(let value): JSONQuoting.append(value, to: &out)
         case .array(let values):
             out.append(UInt8(ascii: "["))
             for (index, value) in values.enumerated() {
@@ -132,41 +133,12 @@ extension JSONValue {
             out.append(UInt8(ascii: "{"))
             for (index, member) in members.enumerated() {
                 if index > 0 { out.append(UInt8(ascii: ",")) }
-                Self.writeQuoted(member.key, to: &out)
+                JSONQuoting.append(member.key, to: &out)
                 out.append(UInt8(ascii: ":"))
                 try member.value.writeCompact(to: &out)
             }
             out.append(UInt8(ascii: "}"))
         }
-    }
-
-    private static let hexDigits = Array("0123456789abcdef".utf8)
-
-    /// A JSON string literal: runs of bytes that need no escape are copied whole.
-    private static func writeQuoted(_ string: String, to out: inout [UInt8]) {
-        out.append(UInt8(ascii: "\""))
-        var string = string
-        string.withUTF8 { bytes in
-            var runStart = 0
-            for index in bytes.indices {
-                let byte = bytes[index]
-                guard byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") else { continue }
-                out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<index]))
-                out.append(UInt8(ascii: "\\"))
-                switch byte {
-                case UInt8(ascii: "\""), UInt8(ascii: "\\"): out.append(byte)
-                case UInt8(ascii: "\n"): out.append(UInt8(ascii: "n"))
-                case UInt8(ascii: "\r"): out.append(UInt8(ascii: "r"))
-                case UInt8(ascii: "\t"): out.append(UInt8(ascii: "t"))
-                default:
-                    out.append(contentsOf: [UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0")])
-                    out.append(contentsOf: [Self.hexDigits[Int(byte >> 4)], Self.hexDigits[Int(byte & 0xF)]])
-                }
-                runStart = index + 1
-            }
-            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart...]))
-        }
-        out.append(UInt8(ascii: "\""))
     }
 
     /// Compact JSON text with sorted keys.

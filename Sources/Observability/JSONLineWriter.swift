@@ -1,3 +1,5 @@
+import JSONScanning
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
@@ -90,45 +92,8 @@ public struct JSONLineWriter {
         self.appendPadded(fraction, width: width)
     }
 
-    /// A JSON string literal. Bytes of 0x80 and above pass through: the input is valid UTF-8 (a Swift String).
+    /// A JSON string literal (`JSONQuoting`'s escaping, shared with the Kubernetes client's request bodies).
     public mutating func appendQuoted(_ text: String) {
-        // Scanned as one contiguous buffer: walking `String.UTF8View` index by index costs several times more, and
-        // the access log quotes half a dozen values per request.
-        var text = text
-        text.withUTF8 { self.appendQuoted(utf8: $0) }
-    }
-
-    private mutating func appendQuoted(utf8 text: UnsafeBufferPointer<UInt8>) {
-        self.bytes.append(UInt8(ascii: "\""))
-        // The usual value (a host name, a method, a reason) needs no escaping: copy it in one go.
-        if !text.contains(where: Self.needsEscape) {
-            self.bytes.append(contentsOf: text)
-            self.bytes.append(UInt8(ascii: "\""))
-            return
-        }
-        for byte in text {
-            switch byte {
-            case UInt8(ascii: "\""): self.append("\\\"")
-            case UInt8(ascii: "\\"): self.append("\\\\")
-            case UInt8(ascii: "\n"): self.append("\\n")
-            case UInt8(ascii: "\r"): self.append("\\r")
-            case UInt8(ascii: "\t"): self.append("\\t")
-            case 0..<0x20, 0x7F:
-                self.append("\\u00")
-                self.bytes.append(Self.hexDigit(byte >> 4))
-                self.bytes.append(Self.hexDigit(byte & 0xF))
-            default:
-                self.bytes.append(byte)
-            }
-        }
-        self.bytes.append(UInt8(ascii: "\""))
-    }
-
-    private static func needsEscape(_ byte: UInt8) -> Bool {
-        byte < 0x20 || byte == 0x7F || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\")
-    }
-
-    private static func hexDigit(_ nibble: UInt8) -> UInt8 {
-        nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") + nibble - 10
+        JSONQuoting.append(text, to: &self.bytes)
     }
 }

@@ -136,6 +136,7 @@ import Testing
             #expect(try JSONDecoder().decode(JSONValue.self, from: Data(text)) == value)
         }
         #expect(try JSONValue.string("a\u{1}\"").compactJSON() == Array(#""a\u0001\"""#.utf8))
+        #expect(try JSONValue.string("\u{7F}é\\").compactJSON() == Array(#""\u007fé\\""#.utf8))
         #expect(throws: (any Error).self) { try JSONValue.array([.double(.infinity)]).compactJSON() }
         #expect(throws: (any Error).self) { try JSONValue.double(.nan).compactJSON() }
     }
