@@ -138,6 +138,11 @@ public struct ReconcilePlan: Sendable {
         }
         fileprivate var shared: Shared?
         fileprivate var byName: [String: Inputs] = [:]
+        /// The last pass's DNS hosts and applied allow-list hosts, and the set of those in both. They rarely change
+        /// between passes: comparing the lists (names that usually share storage) costs far less than checking
+        /// their order, intersecting them and hashing 5,000 names into a new set, which together were a third of
+        /// planning the statuses.
+        fileprivate var routed: (dns: [String], applied: [String], both: Set<String>)?
 
         public init() {}
     }
@@ -158,12 +163,17 @@ public struct ReconcilePlan: Sendable {
         // into a new map. Names of deleted objects may stay behind until the map is rebuilt below; they match
         // nothing, as a resourceVersion is never reused.
         var next = settled.shared == shared ? settled.byName : [:]
+        let lastRouted = settled.routed
         settled = SettledStatuses()
         var updates: [String: EgressHost.Status] = [:]
-        // Routed and in the applied allow-list: one set, from two sorted lists.
-        let routedAndApplied = Set(
-            SortedNames(dnsHosts).intersection(SortedNames(snapshot.appliedAllowList?.hostNames ?? []))
-        )
+        // Routed and in the applied allow-list: one set, from two sorted lists, or the last pass's for the same lists.
+        let appliedHosts = snapshot.appliedAllowList?.hostNames ?? []
+        let routedAndApplied: Set<String>
+        if let lastRouted, lastRouted.dns == dnsHosts, lastRouted.applied == appliedHosts {
+            routedAndApplied = lastRouted.both
+        } else {
+            routedAndApplied = Set(SortedNames(dnsHosts).intersection(SortedNames(appliedHosts)))
+        }
         // By index: binding each element would copy whole EgressHosts.
         for index in snapshot.egressHosts.indices {
             let name = snapshot.egressHosts[index].metadata.name
@@ -197,6 +207,7 @@ public struct ReconcilePlan: Sendable {
         statusUpdates = updates
         settled.shared = shared
         settled.byName = next
+        settled.routed = (dnsHosts, appliedHosts, routedAndApplied)
     }
 
     static func status(

@@ -156,6 +156,50 @@ struct ReconcilePlanTests {
         #expect(plan.statusUpdates["github"]?.conditions?.last?.reason == "ProxyUnavailable")
     }
 
+    /// Statuses planned with the last pass's memo (`SettledStatuses`) are the statuses planned from scratch, through
+    /// random steps that change one input at a time: DNS, the applied allow-list, the proxy, or the stored statuses.
+    @Test func settledStatusesNeverChangeTheAnswer() {
+        var generator = SystemRandomNumberGenerator()
+        let pool = (0..<8).map { "h\($0).example.com" }
+        func some() -> [String] {
+            Array(pool.shuffled(using: &generator).prefix(Int.random(in: 0...8, using: &generator))).sorted()
+        }
+        var snapshot = ClusterSnapshot(
+            egressHosts: pool.enumerated().map {
+                var egressHost = EgressHost(name: "eh\($0.offset)", spec: .init(host: $0.element))
+                egressHost.metadata.resourceVersion = "1"
+                return egressHost
+            },
+            appliedAllowList: AllowList(hosts: some().map { .init(host: $0) }),
+            dnsHosts: some(),
+            proxyAvailable: true,
+            now: "t"
+        )
+        var settled = ReconcilePlan.SettledStatuses()
+        var version = 1
+        for step in 0..<300 {
+            switch Int.random(in: 0..<5, using: &generator) {
+            case 0: snapshot.dnsHosts = some()
+            case 1: snapshot.appliedAllowList = AllowList(hosts: some().map { .init(host: $0) })
+            case 2: snapshot.proxyAvailable.toggle()
+            case 3:
+                // The statuses are written: each write moves the object's resourceVersion.
+                let updates = ReconcilePlan(snapshot).statusUpdates
+                for index in snapshot.egressHosts.indices {
+                    guard let status = updates[snapshot.egressHosts[index].metadata.name] else { continue }
+                    version += 1
+                    snapshot.egressHosts[index].status = status
+                    snapshot.egressHosts[index].metadata.resourceVersion = String(version)
+                }
+            default: break  // the same inputs again
+            }
+            let egressPlan = EgressPlan(egressHosts: snapshot.egressHosts, material: snapshot.material)
+            var memo = ReconcilePlan(snapshot, egressPlan: egressPlan, statuses: false)
+            memo.planStatuses(snapshot, settled: &settled)
+            #expect(memo.statusUpdates == ReconcilePlan(snapshot).statusUpdates, "step \(step)")
+        }
+    }
+
     /// The plan walks sorted lists side by side; with any inputs (DNS hosts and applied allow-lists out of order or
     /// repeated included) it decides what the same rules over sets decide.
     @Test func sortedWalksDecideWhatSetsDecide() {
