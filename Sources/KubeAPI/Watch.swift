@@ -98,7 +98,7 @@ public struct WatchEventStream: AsyncSequence, Sendable {
     let body: HTTPClientResponse.Body
     let context: String
     let client: KubeClient
-    var omission: JSONValue.Omission? = nil
+    let omission: JSONValue.Omission?
 
     public func makeAsyncIterator() -> AsyncIterator {
         AsyncIterator(
@@ -124,7 +124,7 @@ public struct WatchEventStream: AsyncSequence, Sendable {
             body: HTTPClientResponse.Body.AsyncIterator,
             context: String,
             client: KubeClient,
-            omission: JSONValue.Omission? = nil
+            omission: JSONValue.Omission?
         ) {
             self.body = body
             self.context = context

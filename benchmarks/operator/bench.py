@@ -110,23 +110,24 @@ def ready_count(run):
 scrape_cpu_s = 0.0  # the operator's CPU spent answering this benchmark's own scrapes of its metrics
 
 
-def operator_metric(prefix):
-    """The sum of the operator's samples whose line starts with `prefix` (a name, optionally with labels)."""
+def operator_metrics(*prefixes):
+    """For each prefix (a name, optionally with labels), the sum of the operator's samples whose line starts with
+    it: one scrape."""
     global scrape_cpu_s
     before = cpu_s()
-    text = requests.get(args.operator_metrics, timeout=10).text
+    lines = requests.get(args.operator_metrics, timeout=10).text.splitlines()
     scrape_cpu_s += cpu_s() - before
-    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix))
+    return tuple(sum(float(line.split()[-1]) for line in lines if line.startswith(prefix)) for prefix in prefixes)
 
 
 def operator_writes():
-    return operator_metric("egress_operator_api_writes_total")
+    return operator_metrics("egress_operator_api_writes_total")[0]
 
 
 def operator_passes():
     """Reconcile passes so far, and the seconds they took."""
-    return (operator_metric("egress_operator_reconcile_duration_seconds_count"),
-            operator_metric("egress_operator_reconcile_duration_seconds_sum"))
+    return operator_metrics("egress_operator_reconcile_duration_seconds_count",
+                            "egress_operator_reconcile_duration_seconds_sum")
 
 
 SLOW_SYNC_BOUND = "0.064"  # a bucket bound of etcd's disk histograms (1 ms, doubling)
