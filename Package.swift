@@ -76,6 +76,7 @@ let package = Package(
         .target(
             name: "Proxy",
             dependencies: [
+                "JSONScanning",
                 "Manifests",
                 "Observability",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -87,7 +88,12 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            ],
+            // The data plane's handlers keep their state in class properties, and every access to one paid a runtime
+            // exclusivity check: 4 % of the proxy's instructions per request (callgrind). They run on one event loop
+            // and never overlap; the compile-time checks stay, and debug builds (the tests) keep the runtime ones.
+            // Dependencies keep their own settings.
+            swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
         ),
         .executableTarget(
             name: "egress-operator",

@@ -1,45 +1,119 @@
-/// The byte-level JSON string writer the project's byte writers share: `KubeAPI`'s request bodies
-/// (`JSONValue.compactJSON()`) and `Observability`'s log lines (the proxy's access log among them).
-public enum JSONQuoting {
-    /// Appends `text` as a JSON string literal. `"` and `\` are escaped, control bytes (C0 and DEL) too, as `\n`,
-    /// `\r`, `\t` or `\u00XX`; everything else, UTF-8 included, passes through. Runs of bytes that need no escape
-    /// are copied whole: the usual value (a host name, a method, a 600 KB Corefile between its line breaks) is one
-    /// or a few copies.
-    public static func append(_ text: String, to out: inout [UInt8]) {
+/// Where the project's byte-level JSON writers put bytes: a growing `[UInt8]` (`KubeAPI`'s request bodies,
+/// `Observability`'s log lines), or memory sized in advance (the proxy's access log, which writes one line per
+/// request and cannot afford an array's bookkeeping on every append).
+public protocol JSONOutput {
+    mutating func append(_ byte: UInt8)
+    mutating func append(contentsOf bytes: UnsafeBufferPointer<UInt8>)
+}
+
+extension Array: JSONOutput where Element == UInt8 {}
+
+extension JSONOutput {
+    /// Appends `text` as a JSON string literal (`JSONQuoting`'s escaping).
+    @inlinable
+    public mutating func appendQuoted(_ text: String) {
         // Scanned as one contiguous buffer: walking `String.UTF8View` index by index costs several times more.
+        if text.utf8.withContiguousStorageIfAvailable({ self.appendQuoted(utf8: $0) }) != nil { return }
         var text = text
-        text.withUTF8 { append(utf8: $0, to: &out) }
+        text.withUTF8 { self.appendQuoted(utf8: $0) }
     }
 
-    public static func append(utf8 text: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
-        out.append(UInt8(ascii: "\""))
+    /// `"` and `\` are escaped, control bytes (C0 and DEL) too, as `\n`, `\r`, `\t` or `\u00XX`; everything else,
+    /// UTF-8 included, passes through. Runs of bytes that need no escape are copied whole: the usual value (a host
+    /// name, a method, a 600 KB Corefile between its line breaks) is one or a few copies. At most
+    /// `JSONQuoting.maximumQuotedCount(text.count)` bytes.
+    @inlinable
+    public mutating func appendQuoted(utf8 text: UnsafeBufferPointer<UInt8>) {
+        self.append(UInt8(ascii: "\""))
         var runStart = 0
-        for index in text.indices where needsEscape(text[index]) {
-            out.append(contentsOf: UnsafeBufferPointer(rebasing: text[runStart..<index]))
+        for index in text.indices where JSONQuoting.needsEscape(text[index]) {
+            self.append(contentsOf: UnsafeBufferPointer(rebasing: text[runStart..<index]))
             let byte = text[index]
-            out.append(UInt8(ascii: "\\"))
+            self.append(UInt8(ascii: "\\"))
             switch byte {
-            case UInt8(ascii: "\""), UInt8(ascii: "\\"): out.append(byte)
-            case UInt8(ascii: "\n"): out.append(UInt8(ascii: "n"))
-            case UInt8(ascii: "\r"): out.append(UInt8(ascii: "r"))
-            case UInt8(ascii: "\t"): out.append(UInt8(ascii: "t"))
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"): self.append(byte)
+            case UInt8(ascii: "\n"): self.append(UInt8(ascii: "n"))
+            case UInt8(ascii: "\r"): self.append(UInt8(ascii: "r"))
+            case UInt8(ascii: "\t"): self.append(UInt8(ascii: "t"))
             default:
-                out.append(contentsOf: [UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0")])
-                out.append(hexDigit(byte >> 4))
-                out.append(hexDigit(byte & 0xF))
+                self.append(UInt8(ascii: "u"))
+                self.append(UInt8(ascii: "0"))
+                self.append(UInt8(ascii: "0"))
+                self.append(JSONQuoting.hexDigit(byte >> 4))
+                self.append(JSONQuoting.hexDigit(byte & 0xF))
             }
             runStart = index + 1
         }
-        out.append(contentsOf: UnsafeBufferPointer(rebasing: text[runStart...]))
-        out.append(UInt8(ascii: "\""))
+        self.append(contentsOf: UnsafeBufferPointer(rebasing: text[runStart...]))
+        self.append(UInt8(ascii: "\""))
     }
 
-    @inline(__always)
-    private static func needsEscape(_ byte: UInt8) -> Bool {
+    @inlinable
+    public mutating func append(_ text: StaticString) {
+        text.withUTF8Buffer { self.append(contentsOf: $0) }
+    }
+
+    @inlinable
+    public mutating func appendInteger(_ value: Int) {
+        if value < 0 {
+            self.append(UInt8(ascii: "-"))
+            self.appendDecimal(-value)
+        } else {
+            self.appendDecimal(value)
+        }
+    }
+
+    /// Milliseconds with up to three decimals, trailing zeros dropped: `1.234`, `0.5`, `12.0`.
+    @inlinable
+    public mutating func appendMilliseconds(microseconds: Int) {
+        self.appendInteger(microseconds / 1000)
+        self.append(UInt8(ascii: "."))
+        var fraction = microseconds % 1000
+        var width = 3
+        while width > 1, fraction % 10 == 0 {
+            fraction /= 10
+            width -= 1
+        }
+        self.appendDecimal(fraction, width: width)
+    }
+
+    /// The decimal digits of a non-negative `value`, left-padded with zeros to `width`.
+    @inlinable
+    public mutating func appendDecimal(_ value: Int, width: Int = 1) {
+        var divisor = 1
+        var digits = 1
+        while divisor <= value / 10 {
+            divisor *= 10
+            digits += 1
+        }
+        for _ in digits..<max(digits, width) { self.append(UInt8(ascii: "0")) }
+        var rest = value
+        while divisor > 0 {
+            self.append(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: rest / divisor))
+            rest %= divisor
+            divisor /= 10
+        }
+    }
+}
+
+/// The byte-level JSON string writer the project's byte writers share: `KubeAPI`'s request bodies
+/// (`JSONValue.compactJSON()`) and `Observability`'s log lines (the proxy's access log among them).
+public enum JSONQuoting {
+    /// Appends `text` as a JSON string literal (see `JSONOutput.appendQuoted(utf8:)`).
+    public static func append(_ text: String, to out: inout [UInt8]) {
+        out.appendQuoted(text)
+    }
+
+    /// The most bytes a string of `count` UTF-8 bytes can take quoted: every byte a `\u00XX`, and the quotes.
+    public static func maximumQuotedCount(_ count: Int) -> Int { 6 * count + 2 }
+
+    @inlinable @inline(__always)
+    static func needsEscape(_ byte: UInt8) -> Bool {
         byte < 0x20 || byte == 0x7F || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\")
     }
 
-    private static func hexDigit(_ nibble: UInt8) -> UInt8 {
+    @inlinable
+    static func hexDigit(_ nibble: UInt8) -> UInt8 {
         nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") + nibble - 10
     }
 }

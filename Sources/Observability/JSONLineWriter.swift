@@ -50,50 +50,24 @@ public struct JSONLineWriter {
     }
 
     public mutating func append(_ text: StaticString) {
-        text.withUTF8Buffer { self.bytes.append(contentsOf: $0) }
+        self.bytes.append(text)
     }
 
     public mutating func appendInteger(_ value: Int) {
-        if value < 0 {
-            self.bytes.append(UInt8(ascii: "-"))
-            self.appendPadded(-value, width: 1)
-        } else {
-            self.appendPadded(value, width: 1)
-        }
+        self.bytes.appendInteger(value)
     }
 
     /// Decimal digits of a non-negative value, left-padded with zeros to `width`.
     public mutating func appendPadded(_ value: Int, width: Int) {
-        var divisor = 1
-        var digits = 1
-        while divisor <= value / 10 {
-            divisor *= 10
-            digits += 1
-        }
-        for _ in digits..<max(digits, width) { self.bytes.append(UInt8(ascii: "0")) }
-        var rest = value
-        while divisor > 0 {
-            self.bytes.append(UInt8(ascii: "0") + UInt8(rest / divisor))
-            rest %= divisor
-            divisor /= 10
-        }
+        self.bytes.appendDecimal(value, width: width)
     }
 
-    /// `1234` µs → `1.234`, `500` → `0.5`, `12000` → `12.0` (a JSON number in milliseconds).
     public mutating func appendMilliseconds(microseconds: Int) {
-        self.appendInteger(microseconds / 1000)
-        self.bytes.append(UInt8(ascii: "."))
-        var fraction = microseconds % 1000
-        var width = 3
-        while width > 1, fraction % 10 == 0 {
-            fraction /= 10
-            width -= 1
-        }
-        self.appendPadded(fraction, width: width)
+        self.bytes.appendMilliseconds(microseconds: microseconds)
     }
 
     /// A JSON string literal (`JSONQuoting`'s escaping, shared with the Kubernetes client's request bodies).
     public mutating func appendQuoted(_ text: String) {
-        JSONQuoting.append(text, to: &self.bytes)
+        self.bytes.appendQuoted(text)
     }
 }

@@ -58,7 +58,7 @@ public struct JSONLogHandler: LogHandler {
 
     /// Appends already formatted lines (UTF-8, newline-terminated) to the same buffer, for writers that format
     /// their own lines (the proxy's access log).
-    public static func writeStandardOutput(_ bytes: [UInt8]) {
+    public static func writeStandardOutput(_ bytes: UnsafeRawBufferPointer) {
         StandardOutputBuffer.shared.append(bytes)
     }
 
@@ -135,7 +135,7 @@ final class StandardOutputBuffer: @unchecked Sendable {
 
     func append(_ line: String) { self.append(bytes: line.utf8) }
 
-    func append(_ line: [UInt8]) { self.append(bytes: line) }
+    func append(_ line: UnsafeRawBufferPointer) { self.append(bytes: line) }
 
     private func append(bytes line: some Collection<UInt8>) {
         self.condition.lock()

@@ -1,4 +1,5 @@
 import NIOCore
+import NIOHTTP1
 
 #if canImport(Glibc)
     import Glibc
@@ -12,6 +13,23 @@ struct HTTPMessageError: Error, CustomStringConvertible {
     var description: String
     /// The head or its field count is over the limit, as opposed to malformed.
     var tooLarge = false
+}
+
+/// Method checks as tag tests. `==` on `HTTPMethod` resolves to the standard library's overload for
+/// `RawRepresentable`, which builds both methods' names and compares the strings: it showed up on every request.
+extension HTTPMethod {
+    var isHEAD: Bool {
+        if case .HEAD = self { return true }
+        return false
+    }
+
+    /// The methods whose requests servers expect to carry a body (`content-length: 0` is sent when they have none).
+    var expectsBody: Bool {
+        switch self {
+        case .POST, .PUT, .PATCH: return true
+        default: return false
+        }
+    }
 }
 
 /// The byte-level rules both of the proxy's HTTP/1.1 parsers follow (client requests, upstream responses; RFC 9112).

@@ -51,7 +51,8 @@ final class ProxyHandler: ChannelDuplexHandler {
         var method: HTTPMethod = .GET
         var path: String? = nil
         var name: String? = nil
-        var label: String = ProxyMetrics.deniedHost
+        /// The metrics of the allow-list entry that matched (looked up once per request); nil for a denial.
+        var host: LoopMetrics.Host? = nil
         var status: UInt = 0
         var bytesIn = 0
         var bytesOut = 0
@@ -189,9 +190,10 @@ final class ProxyHandler: ChannelDuplexHandler {
             malformed = error as? HTTPMessageError ?? HTTPMessageError(description: "\(error)")
             self.parsingStopped = true
         }
-        // Handed on after the parse, never from inside it: handling a part may write, close or replay.
-        for part in parts { self.receive(.part(part)) }
-        parts.removeAll(keepingCapacity: true)
+        // Handed on after the parse, never from inside it: handling a part may write, close or replay. Moved out one
+        // by one (a `for` loop would copy each part, retaining what it holds once more).
+        parts.reverse()
+        while let part = parts.popLast() { self.receive(.part(part)) }
         self.parsed = parts
         if let malformed { self.receive(.malformed(malformed)) }
     }
@@ -286,7 +288,7 @@ final class ProxyHandler: ChannelDuplexHandler {
                 let (router, tls) = self.loop.store.current
                 if let router {
                     if let route = router.route(for: parsed.name) {
-                        self.record.label = route.label
+                        self.record.host = self.loop.metrics.host(route.label)
                         self.tls = tls
                         self.key = UpstreamKey(
                             host: route.upstreamHost,
@@ -372,7 +374,7 @@ final class ProxyHandler: ChannelDuplexHandler {
             self.record.reusedUpstream = reused
             connection.requests += 1
             connection.handler.delegate = self
-            self.loop.metrics.upstreamConnection(host: self.record.label, reused: reused)
+            self.loop.metrics.upstreamConnection(self.record.host, reused: reused)
             self.perform(action)
         }
     }
@@ -517,7 +519,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         let head = HTTPResponseHead(version: self.clientVersion, status: refusal.status, headers: headers)
         var out = self.takeOutput(context)
         ClientResponseEncoder.writeOwnHead(head, into: &out)
-        if self.record.method != .HEAD {
+        if !self.record.method.isHEAD {
             out.writeString(body)
             self.record.bytesOut += body.utf8.count
         }
@@ -560,7 +562,7 @@ final class ProxyHandler: ChannelDuplexHandler {
             self.maxQueued = 0
         }
         let nanos = (NIODeadline.now() - self.record.start).nanoseconds
-        self.loop.metrics.request(host: self.record.label, status: status, durationNanoseconds: nanos)
+        self.loop.metrics.request(self.record.host, status: status, durationNanoseconds: nanos)
         guard self.loop.accessLog.isEnabled else { return }
         self.loop.accessLog.write(
             AccessRecord(
@@ -660,7 +662,7 @@ extension ProxyHandler: UpstreamConnectionDelegate {
             self.buffered.removeAll(keepingCapacity: true)
             self.upstreamKeepAlive = head.keepAlive
             self.record.status = UInt(head.code)
-            if self.clientVersion.minor == 0, head.mayHaveBody, self.record.method != .HEAD, !head.hasContentLength {
+            if self.clientVersion.minor == 0, head.mayHaveBody, !self.record.method.isHEAD, !head.hasContentLength {
                 // HTTP/1.0 has no chunked encoding: the body ends when the connection does.
                 self.machine.responseNeedsClose()
             }
@@ -669,7 +671,7 @@ extension ProxyHandler: UpstreamConnectionDelegate {
                 head,
                 version: self.clientVersion,
                 close: self.machine.closeAfterResponse,
-                answeringHEAD: self.record.method == .HEAD,
+                answeringHEAD: self.record.method.isHEAD,
                 into: &out
             )
             self.output = out

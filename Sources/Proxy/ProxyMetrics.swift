@@ -110,52 +110,60 @@ public final class ProxyMetrics: Sendable {
 /// and a string key) once per host and status class, then updated per request with neither. Loop-bound, like the
 /// rest of `LoopContext`.
 final class LoopMetrics {
-    private final class Host {
+    /// One label's handles. A request looks its label up once, when it is routed, and keeps this.
+    final class Host {
+        let label: String
         let latency: Timer
         /// Indexed like `ProxyMetrics.statusClasses`.
         var requests: [Counter?] = Array(repeating: nil, count: 5)
         var opened: Counter?
         var reused: Counter?
 
-        init(latency: Timer) { self.latency = latency }
+        init(label: String, latency: Timer) {
+            self.label = label
+            self.latency = latency
+        }
     }
 
     let shared: ProxyMetrics
     private var hosts: [String: Host] = [:]
+    /// Requests that were not routed (refused before or at the allow-list) count under `ProxyMetrics.deniedHost`.
+    private lazy var denied = self.host(ProxyMetrics.deniedHost)
 
     init(_ shared: ProxyMetrics) {
         self.shared = shared
     }
 
-    private func host(_ label: String) -> Host {
+    func host(_ label: String) -> Host {
         if let host = self.hosts[label] { return host }
-        let host = Host(latency: self.shared.latencyTimer(host: label))
+        let host = Host(label: label, latency: self.shared.latencyTimer(host: label))
         self.hosts[label] = host
         return host
     }
 
-    func request(host label: String, status: UInt, durationNanoseconds: Int64) {
-        let host = self.host(label)
+    /// A finished request, under its routed `host` (nil: not routed).
+    func request(_ host: Host?, status: UInt, durationNanoseconds: Int64) {
+        let host = host ?? self.denied
         let index = ProxyMetrics.statusClassIndex(status)
         let counter: Counter
         if let existing = host.requests[index] {
             counter = existing
         } else {
-            counter = self.shared.requestCounter(host: label, statusClass: ProxyMetrics.statusClass(status))
+            counter = self.shared.requestCounter(host: host.label, statusClass: ProxyMetrics.statusClass(status))
             host.requests[index] = counter
         }
         counter.increment()
         host.latency.recordNanoseconds(durationNanoseconds)
     }
 
-    func upstreamConnection(host label: String, reused: Bool) {
-        let host = self.host(label)
+    func upstreamConnection(_ host: Host?, reused: Bool) {
+        let host = host ?? self.denied
         if reused {
-            let counter = host.reused ?? self.shared.upstreamCounter(host: label, reused: true)
+            let counter = host.reused ?? self.shared.upstreamCounter(host: host.label, reused: true)
             host.reused = counter
             counter.increment()
         } else {
-            let counter = host.opened ?? self.shared.upstreamCounter(host: label, reused: false)
+            let counter = host.opened ?? self.shared.upstreamCounter(host: host.label, reused: false)
             host.opened = counter
             counter.increment()
         }

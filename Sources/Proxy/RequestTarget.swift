@@ -98,41 +98,40 @@ public enum RequestTarget {
         }
     }
 
+    /// One walk over the bytes by index: generic slicing (`suffix`, `elementsEqual` with a closure, `reversed()`)
+    /// cost more than the checks themselves.
     private static func upstreamName(
         authority: UnsafeBufferPointer<UInt8>,
         suffixBytes: UnsafeBufferPointer<UInt8>,
         suffix: String
     ) -> Result<String, Refusal> {
-        var host = authority[...]
-        if host.first == UInt8(ascii: "[") {
+        if authority.first == UInt8(ascii: "[") {
             return .failure(Refusal(.badRequest, "ip-literal", "IP literals cannot be routed: use NAME.\(suffix)"))
         }
-        if let colon = host.lastIndex(of: UInt8(ascii: ":")) {
-            let port = host[host.index(after: colon)...]
-            guard Self.isPort(port) else {
+        var end = authority.count
+        if let colon = Self.lastIndex(of: UInt8(ascii: ":"), in: authority) {
+            guard Self.isPort(UnsafeBufferPointer(rebasing: authority[(colon + 1)...])) else {
                 return .failure(Refusal(.badRequest, "bad-host", "the Host header has an invalid port"))
             }
-            host = host[..<colon]
+            end = colon
         }
-        if host.last == UInt8(ascii: ".") { host = host.dropLast() }
-        guard !host.isEmpty, host.count <= 253 + 1 + suffixBytes.count else {
+        if end > 0, authority[end - 1] == UInt8(ascii: ".") { end -= 1 }
+        guard end > 0, end <= 253 + 1 + suffixBytes.count else {
             return .failure(Refusal(.badRequest, "bad-host", "the Host header is empty or too long"))
         }
+        let host = UnsafeBufferPointer(rebasing: authority[..<end])
         // Only DNS name characters (compared ignoring ASCII case; the name is lowercased when it is copied out).
-        guard host.allSatisfy(Self.isHostNameByte) else {
+        for byte in host where !Self.isHostNameByte(byte) {
             return .failure(Refusal(.badRequest, "bad-host", "the Host header is not a valid host name"))
         }
         let nameCount = host.count - suffixBytes.count - 1
-        guard nameCount > 0,
-            host.suffix(suffixBytes.count).elementsEqual(suffixBytes, by: { Self.lowercased($0) == $1 }),
-            host[host.index(host.startIndex, offsetBy: nameCount)] == UInt8(ascii: ".")
-        else {
+        guard nameCount > 0, host[nameCount] == UInt8(ascii: "."), Self.isSuffix(suffixBytes, of: host) else {
             if self.looksLikeIPLiteral(host) {
                 return .failure(Refusal(.badRequest, "ip-literal", "IP literals cannot be routed: use NAME.\(suffix)"))
             }
             return .failure(Refusal(.badRequest, "not-under-suffix", "the host is not under .\(suffix)"))
         }
-        let name = host.prefix(nameCount)
+        let name = UnsafeBufferPointer(rebasing: host[..<nameCount])
         guard Self.labelsAreValid(name) else {
             return .failure(Refusal(.badRequest, "bad-host", "the host has an empty or invalid label"))
         }
@@ -141,14 +140,30 @@ public enum RequestTarget {
         }
         return .success(
             String(unsafeUninitializedCapacity: nameCount) { buffer in
-                _ = buffer.initialize(from: name.lazy.map(Self.lowercased))
+                for index in 0..<nameCount { buffer[index] = Self.lowercased(name[index]) }
                 return nameCount
             }
         )
     }
 
+    private static func lastIndex(of byte: UInt8, in bytes: UnsafeBufferPointer<UInt8>) -> Int? {
+        var index = bytes.count
+        while index > 0 {
+            index -= 1
+            if bytes[index] == byte { return index }
+        }
+        return nil
+    }
+
+    /// Whether `host` ends in `suffix` (lowercase), ignoring ASCII case.
+    private static func isSuffix(_ suffix: UnsafeBufferPointer<UInt8>, of host: UnsafeBufferPointer<UInt8>) -> Bool {
+        let start = host.count - suffix.count
+        for index in 0..<suffix.count where Self.lowercased(host[start + index]) != suffix[index] { return false }
+        return true
+    }
+
     /// 1–5 digits, at most 65535.
-    static func isPort(_ digits: some Collection<UInt8>) -> Bool {
+    static func isPort(_ digits: UnsafeBufferPointer<UInt8>) -> Bool {
         guard (1...5).contains(digits.count) else { return false }
         var value = 0
         for byte in digits {
@@ -173,7 +188,7 @@ public enum RequestTarget {
     }
 
     /// Every label 1-63 characters, not starting or ending with "-" (one pass, no allocation).
-    static func labelsAreValid(_ name: some Collection<UInt8>) -> Bool {
+    static func labelsAreValid(_ name: UnsafeBufferPointer<UInt8>) -> Bool {
         var length = 0
         var previous: UInt8 = UInt8(ascii: ".")
         for byte in name {
@@ -192,8 +207,9 @@ public enum RequestTarget {
 
     /// A name whose last label is all digits (`127.0.0.1`, `2130706433`, `0x7f.1`) is treated as an IP literal:
     /// resolvers accept many numeric spellings, and no valid DNS name has a numeric top-level label.
-    static func looksLikeIPLiteral(_ name: some BidirectionalCollection<UInt8>) -> Bool {
-        let lastLabel = name.reversed().prefix { $0 != UInt8(ascii: ".") }
-        return !lastLabel.isEmpty && lastLabel.allSatisfy { $0 >= 48 && $0 <= 57 }
+    static func looksLikeIPLiteral(_ name: UnsafeBufferPointer<UInt8>) -> Bool {
+        let lastLabel = (Self.lastIndex(of: UInt8(ascii: "."), in: name) ?? -1) + 1
+        guard lastLabel < name.count else { return false }
+        return name[lastLabel...].allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
     }
 }

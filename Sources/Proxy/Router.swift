@@ -88,8 +88,13 @@ public final class Router: Sendable {
 /// two keys of the same list one pointer.
 final class RouteTarget: Sendable, Hashable {
     let entry: AllowList.Entry
+    /// `entry.host.hashValue`, for the pool keys of an exact entry (see `UpstreamKey`).
+    let hostHash: Int
 
-    init(_ entry: AllowList.Entry) { self.entry = entry }
+    init(_ entry: AllowList.Entry) {
+        self.entry = entry
+        self.hostHash = entry.host.hashValue
+    }
 
     /// The same object, or an equal entry: after a reload, connections pooled for an entry that did not change stay
     /// usable.

@@ -13,15 +13,28 @@ import NIOTLS
 
 /// Pool key: the concrete upstream name plus the entry it was allowed by (port, addresses, TLS, timeouts).
 struct UpstreamKey: Hashable {
-    var host: String
+    let host: String
     /// The entry, behind a reference (see `RouteTarget`).
     let target: RouteTarget
     var entry: AllowList.Entry { self.target.entry }
+    /// The host's hash: for an exact entry (the host is the entry's) the one its target computed once, otherwise
+    /// computed here. Every request looks its key up twice (acquire, release), and hashing the name was most of it.
+    private let hostHash: Int
 
-    /// Hashes the name and port only: every request looks its key up twice (acquire, release), and hashing the whole
-    /// entry (TLS files, addresses, timeouts) cost more than the rest of the lookup. Equality still compares all of it.
+    init(host: String, target: RouteTarget) {
+        self.host = host
+        self.target = target
+        self.hostHash = host == target.entry.host ? target.hostHash : host.hashValue
+    }
+
+    static func == (lhs: UpstreamKey, rhs: UpstreamKey) -> Bool {
+        lhs.host == rhs.host && lhs.target == rhs.target
+    }
+
+    /// The name and port only: hashing the whole entry (TLS files, addresses, timeouts) cost more than the rest of
+    /// the lookup. Equality still compares all of it.
     func hash(into hasher: inout Hasher) {
-        hasher.combine(self.host)
+        hasher.combine(self.hostHash)
         hasher.combine(self.target.entry.port)
     }
 }
@@ -135,8 +148,9 @@ final class UpstreamHandler: ChannelDuplexHandler {
             failure = error
             self.parsingDone = true
         }
-        for part in parts { self.handOn(part, context: context) }
-        parts.removeAll(keepingCapacity: true)
+        // Moved out one by one (a `for` loop would copy each part, retaining every buffer in it once more).
+        parts.reverse()
+        while let part = parts.popLast() { self.handOn(part, context: context) }
         self.parts = parts
         if let failure { self.fail(Self.map(failure)) }
     }

@@ -92,7 +92,7 @@ struct UpstreamResponseParser {
                 guard let method = nextMethod() else {
                     throw HTTPMessageError(description: "a response arrived with no request outstanding")
                 }
-                let body = Self.bodyState(framing, head: head, answeringHEAD: method == .HEAD)
+                let body = Self.bodyState(framing, head: head, answeringHEAD: method.isHEAD)
                 emit(.head(head))
                 if let body {
                     self.state = body

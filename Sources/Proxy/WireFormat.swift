@@ -1,3 +1,4 @@
+import JSONScanning
 import NIOCore
 import NIOHTTP1
 
@@ -129,13 +130,15 @@ struct UpstreamRequestEncoder {
     mutating func writeHead(_ head: HTTPRequestHead, into buffer: inout ByteBuffer) {
         let hopByHop = HeaderSanitizer.HopByHop(head.headers)
         var chunked = false
-        var length = 64 + head.method.rawValue.utf8.count + head.uri.utf8.count + self.host.utf8.count
+        let method = head.method.rawValue
+        let uri = head.uri
+        var length = 64 + method.utf8.count + uri.utf8.count + self.host.utf8.count
         for (name, value) in head.headers { length += name.utf8.count + value.utf8.count + 4 }
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { memory in
             var out = RawWriter(memory)
-            out.write(head.method.rawValue)
+            out.write(method)
             out.write(" ")
-            out.write(head.uri)
+            out.write(uri)
             out.write(" HTTP/1.1\r\nhost: ")
             out.write(self.host)
             out.write("\r\n")
@@ -154,7 +157,7 @@ struct UpstreamRequestEncoder {
             }
             if chunked {
                 out.write("transfer-encoding: chunked\r\n")
-            } else if !hasContentLength, head.method == .POST || head.method == .PUT || head.method == .PATCH {
+            } else if !hasContentLength, head.method.expectsBody {
                 out.write("content-length: 0\r\n")
             }
             out.write("\r\n")
@@ -218,9 +221,10 @@ enum ChunkedFraming {
     }
 }
 
-/// Writes into memory known to be large enough: one `ByteBuffer` operation for a whole head instead of a bounds and
-/// uniqueness check for every piece of it.
-struct RawWriter {
+/// Writes into memory sized in advance by its user (a wire-format head, an access log line): one `ByteBuffer`
+/// operation for a whole head instead of a bounds and uniqueness check for every piece of it. Writing past the
+/// memory is a bug in that bound, and stops the process rather than corrupt memory.
+struct RawWriter: JSONOutput {
     private let memory: UnsafeMutableRawBufferPointer
     private(set) var written = 0
 
@@ -237,16 +241,20 @@ struct RawWriter {
     }
 
     mutating func write(_ bytes: UnsafeRawBufferPointer) {
-        precondition(self.written + bytes.count <= self.memory.count, "response head longer than its bound")
+        precondition(self.written + bytes.count <= self.memory.count, "written past the bound computed for it")
         UnsafeMutableRawBufferPointer(rebasing: self.memory[self.written...]).copyMemory(from: bytes)
         self.written += bytes.count
     }
 
     mutating func writeByte(_ byte: UInt8) {
-        precondition(self.written < self.memory.count, "response head longer than its bound")
+        precondition(self.written < self.memory.count, "written past the bound computed for it")
         self.memory[self.written] = byte
         self.written += 1
     }
+
+    mutating func append(_ byte: UInt8) { self.writeByte(byte) }
+
+    mutating func append(contentsOf bytes: UnsafeBufferPointer<UInt8>) { self.write(UnsafeRawBufferPointer(bytes)) }
 
     mutating func writeStatus(_ status: HTTPResponseStatus) {
         self.writeCode(Int(status.code))

@@ -270,6 +270,8 @@ import Testing
         ("keep-ALIVE", true), ("Transfer-Encoding", true), ("Proxy-", true), ("proxy-authorization", true),
         ("Proxy-A", true), ("proxy", false), ("ta", false), ("Trailers", false), ("Content-Type", false),
         ("connections", false), ("x-te", false), ("", false), ("Accept", false), ("Transfer-Encodings", false),
+        // Only letters fold: `\r` with the case bit set is `-`.
+        ("keep\ralive", false), ("Proxy\rX", false), ("Transfer\rEncoding", false), ("tE", true),
     ])
     func hopByHopNamesIgnoreCase(name: String, hopByHop: Bool) {
         #expect(HeaderSanitizer.isHopByHop(name) == hopByHop)
@@ -644,6 +646,42 @@ import Testing
         // Keys in order, as the JSON log handler writes them.
         #expect(written[1].contains(#""bytes_in":12,"bytes_out":3456,"client":"10.0.0.7","decision":"allow""#))
     }
+
+    /// Lines are written into memory sized before each line: a line longer than any before it (here a path whose
+    /// every byte is escaped to six) gets more memory, and the lines after it are whole too.
+    @Test func linesOfEveryLengthAreWhole() throws {
+        let lines = NIOLockedValueBox<[String]>([])
+        let formatter = AccessLogFormatter(
+            AccessLog(label: "access") { bytes in
+                lines.withLockedValue { $0.append(String(decoding: bytes, as: UTF8.self)) }
+            }
+        )
+        let paths = ["/", String(repeating: "\u{1}", count: 3000), "/b", String(repeating: "é\"", count: 5000), "/c"]
+        for path in paths {
+            formatter.write(
+                AccessRecord(
+                    client: "10.0.0.7:5000",
+                    method: "GET",
+                    host: "api.github.com",
+                    path: path,
+                    status: 200,
+                    bytesIn: Int.max,
+                    bytesOut: Int.min + 1,
+                    durationNanoseconds: .max,
+                    decision: "allow",
+                    reason: String(repeating: "\u{7F}", count: 100),
+                    upstreamReused: false
+                )
+            )
+        }
+        let written = lines.withLockedValue { $0 }
+        #expect(written.count == paths.count)
+        for (line, path) in zip(written, paths) {
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            #expect(object["path"] as? String == path)
+            #expect(object["bytes_in"] as? Int == Int.max && object["bytes_out"] as? Int == Int.min + 1)
+        }
+    }
 }
 
 @Suite struct TLSContextCacheTests {
@@ -671,13 +709,17 @@ import Testing
         let first = LoopMetrics(shared)
         let second = LoopMetrics(shared)
         for status: UInt in [200, 201, 503, 99] {
-            first.request(host: "api.github.com", status: status, durationNanoseconds: 1_000_000)
+            first.request(first.host("api.github.com"), status: status, durationNanoseconds: 1_000_000)
         }
-        second.request(host: "api.github.com", status: 204, durationNanoseconds: 1_000_000)
-        LoopMetrics(shared).request(host: "api.github.com", status: 200, durationNanoseconds: 1_000_000)
-        first.upstreamConnection(host: "api.github.com", reused: false)
-        second.upstreamConnection(host: "api.github.com", reused: true)
-        second.upstreamConnection(host: "api.github.com", reused: true)
+        second.request(second.host("api.github.com"), status: 204, durationNanoseconds: 1_000_000)
+        let third = LoopMetrics(shared)
+        third.request(third.host("api.github.com"), status: 200, durationNanoseconds: 1_000_000)
+        first.upstreamConnection(first.host("api.github.com"), reused: false)
+        second.upstreamConnection(second.host("api.github.com"), reused: true)
+        second.upstreamConnection(second.host("api.github.com"), reused: true)
+        // Requests that were never routed count under the denied label.
+        first.request(nil, status: 403, durationNanoseconds: 1_000_000)
+        second.request(nil, status: 400, durationNanoseconds: 1_000_000)
         let text = registry.emitToString()
         for line in [
             #"egress_requests_total{host="api.github.com",code="2xx"} 4"#,
@@ -685,6 +727,7 @@ import Testing
             #"egress_request_duration_seconds_count{host="api.github.com"} 6"#,
             #"egress_upstream_connections_total{host="api.github.com",kind="opened"} 1"#,
             #"egress_upstream_connections_total{host="api.github.com",kind="reused"} 2"#,
+            #"egress_requests_total{host="\#(ProxyMetrics.deniedHost)",code="4xx"} 2"#,
         ] {
             #expect(text.contains(line + "\n"), "missing \(line)")
         }
