@@ -135,7 +135,8 @@ final class StandardOutputBuffer: @unchecked Sendable {
 
     func append(_ line: String) { self.append(bytes: line.utf8) }
 
-    func append(_ line: UnsafeRawBufferPointer) { self.append(bytes: line) }
+    /// Taken as typed bytes: `Array.append(contentsOf:)` copies those with one `memcpy`, but a raw buffer byte by byte.
+    func append(_ line: UnsafeRawBufferPointer) { line.withMemoryRebound(to: UInt8.self) { self.append(bytes: $0) } }
 
     private func append(bytes line: some Collection<UInt8>) {
         self.condition.lock()

@@ -85,7 +85,7 @@ enum HTTP1Syntax {
                 }
                 let colon = index
                 index += 1
-                while index < bytes.count, Self.isValueByte(bytes[index]) { index += 1 }
+                index = Self.valueEnd(bytes, from: index)
                 guard index + 1 < bytes.count, bytes[index] == 0x0D, bytes[index + 1] == 0x0A else {
                     throw Self.invalidLine(bytes, at: index)
                 }
@@ -109,6 +109,34 @@ enum HTTP1Syntax {
             return index
         }
         return block.getSlice(at: block.readerIndex + start, length: end - start)!
+    }
+
+    /// The index of the first byte at or after `start` that cannot be part of a field value (the CR that should
+    /// end it), found eight bytes at a time: values are most of a head's bytes.
+    static func valueEnd(_ bytes: UnsafeRawBufferPointer, from start: Int) -> Int {
+        var index = start
+        if let base = bytes.baseAddress {
+            let ones: UInt64 = 0x0101_0101_0101_0101
+            let highBits: UInt64 = 0x8080_8080_8080_8080
+            while index + 8 <= bytes.count {
+                let word = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: index, as: UInt64.self))
+                // The high bit of each byte below 0x20 (bytes from 0x80, obs-text, never count), and of each DEL
+                // (zero after xor with 0x7F). A borrow can also mark a byte above a marked one, never below: the
+                // lowest mark is the first control byte.
+                let delete = word ^ (ones &* 0x7F)
+                let marks = ((word &- ones &* 0x20) & ~word | (delete &- ones) & ~delete) & highBits
+                guard marks != 0 else {
+                    index += 8
+                    continue
+                }
+                index += marks.trailingZeroBitCount >> 3
+                // A tab is the one control byte a value may hold.
+                guard bytes[index] == UInt8(ascii: "\t") else { return index }
+                index += 1
+            }
+        }
+        while index < bytes.count, Self.isValueByte(bytes[index]) { index += 1 }
+        return index
     }
 
     private static func invalidLine(_ bytes: UnsafeRawBufferPointer, at index: Int) -> HTTPMessageError {

@@ -403,6 +403,53 @@ import Testing
     }
 }
 
+@Suite struct HTTP1SyntaxTests {
+    /// Field values are scanned eight bytes at a time: every byte value, at every position of a value long enough for
+    /// several words (and at its ragged end), is accepted exactly when the byte-by-byte rule accepts it.
+    @Test func fieldValuesAcceptExactlyTheValueBytes() throws {
+        for position in 0..<21 {
+            for byte in UInt8.min...UInt8.max {
+                var value = [UInt8](repeating: UInt8(ascii: "v"), count: 21)
+                value[position] = byte
+                var block = ByteBuffer(string: "x-name: ")
+                block.writeBytes(value)
+                block.writeString("\r\n\r\n")
+                var seen: [UInt8]? = nil
+                let parsed = try? HTTP1Syntax.fields(of: block, from: 0, maximumCount: 10) { _, _, value in
+                    seen = Array(value)
+                }
+                // A value is trimmed of the spaces and tabs around it.
+                var expected = value[...]
+                while let first = expected.first, first == 0x20 || first == 0x09 { expected = expected.dropFirst() }
+                while let last = expected.last, last == 0x20 || last == 0x09 { expected = expected.dropLast() }
+                if HTTP1Syntax.isValueByte(byte) {
+                    #expect(parsed != nil && seen == Array(expected), "byte \(byte) at \(position)")
+                } else {
+                    #expect(parsed == nil, "byte \(byte) at \(position)")
+                }
+            }
+        }
+    }
+
+    /// A tab (allowed) before a control byte (not) in the same or a later word: the scan goes on past the tab.
+    @Test func aTabDoesNotHideAControlByteAfterIt() {
+        for tab in 1..<20 {
+            for other in (tab + 1)..<20 {
+                for (byte, allowed) in [(UInt8(0x09), true), (0x01, false), (0x7F, false), (0x0A, false)] {
+                    var value = [UInt8](repeating: UInt8(ascii: "v"), count: 21)
+                    value[tab] = 0x09
+                    value[other] = byte
+                    var block = ByteBuffer(string: "x-name: ")
+                    block.writeBytes(value)
+                    block.writeString("\r\n\r\n")
+                    let parsed = try? HTTP1Syntax.fields(of: block, from: 0, maximumCount: 10) { _, _, _ in }
+                    #expect((parsed != nil) == allowed, "tab at \(tab), byte \(byte) at \(other)")
+                }
+            }
+        }
+    }
+}
+
 @Suite struct UpstreamResponseParserTests {
     /// Every part of `input`, parsed in one go or fed in pieces of `piece` bytes.
     private func parts(_ input: String, piece: Int = .max, methods: [HTTPMethod] = []) throws -> [String] {

@@ -22,7 +22,9 @@
 # Env: ROUNDS (default 3: each round measures every proxy in turn; the report gives medians and per-round ratios),
 #      DURATION (s, default 10), CONNECTIONS (default 32), FIXED_CONNECTIONS (10: about 1,000 req/s), DELAY_MS (10),
 #      PROXY_CPU (default 0), LOAD_CPU (default 1: upstream and wrk), FLOOR (0; 1 builds and runs relay-floor),
-#      EGRESS_BIN (an egress-proxy binary to measure instead of this checkout's release build, e.g. an older one).
+#      EGRESS_BIN (an egress-proxy binary to measure instead of this checkout's release build, e.g. an older one),
+#      INSTRUCTIONS (0; 1 adds a table of user-space instructions per request, each proxy run alone under callgrind:
+#      what the CPU ratios measure, without the noise of a shared machine; INSTRUCTION_SECONDS, default 5).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -280,10 +282,73 @@ for round in $(seq 1 "$ROUNDS"); do
     done
 done
 
+# --- instructions per request (INSTRUCTIONS=1) ---------------------------------------------------------------------
+# Each proxy again, alone on its core, under callgrind: the instructions it executes per request in user space (its
+# TLS included) at a steady wrk -c8, after a warm-up. Machine speed and other load do not change the count, so it
+# shows what the CPU ratios above measure with the noise taken out. The kernel's share (the same socket calls for
+# every proxy) is not in it.
+INSTRUCTIONS_TSV="$WORK/instructions.tsv"
+: >"$INSTRUCTIONS_TSV"
+instructions() { # name port command...
+    local name=$1 port=$2
+    shift 2
+    local out="$WORK/$name.callgrind"
+    taskset -c "$PROXY_CPU" valgrind --tool=callgrind --callgrind-out-file="$out" "$@" >"$out.log" 2>&1 &
+    local pid=$!
+    for _ in $(seq 1 600); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+    taskset -c "$LOAD_CPU" wrk -t1 -c8 -d3s -H "Host: $HOST_HEADER" "http://127.0.0.1:$port/" >/dev/null
+    callgrind_control -z "$pid" >/dev/null
+    taskset -c "$LOAD_CPU" wrk -t1 -c8 -d"${INSTRUCTION_SECONDS:-5}s" -H "Host: $HOST_HEADER" "http://127.0.0.1:$port/" \
+        >"$out.wrk"
+    callgrind_control -d "$pid" >/dev/null # written to $out.1: what ran since the zeroing
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    local requests total
+    requests=$(awk '/requests in/ {print $1}' "$out.wrk")
+    total=$(awk '/^summary:/ {print $2}' "$out.1")
+    printf "%s\t%s\t%s\n" "$name" "$requests" "$total" >>"$INSTRUCTIONS_TSV"
+    echo "[instructions] $name: $((total / requests)) per request" >&2
+}
+
+if [ "${INSTRUCTIONS:-0}" = 1 ]; then
+    need valgrind || DEBIAN_FRONTEND=noninteractive apt-get install -y valgrind >/dev/null
+    for name in "${NAMES[@]}"; do
+        # shellcheck disable=SC2086 # a list of pids
+        kill ${PIDS_OF[$name]} 2>/dev/null || true
+    done
+    sleep 1
+    # Valgrind cannot read the debug info of Swift's release binaries: it measures copies without it.
+    cp "$EGRESS" "$WORK/egress-proxy.bin" && strip --strip-debug "$WORK/egress-proxy.bin"
+    instructions egress-proxy "$EGRESS_PORT" "$WORK/egress-proxy.bin" --allowlist "$WORK/allowlist.json" --host 127.0.0.1 \
+        --port "$EGRESS_PORT" --admin-host 127.0.0.1 --admin-port "$EGRESS_ADMIN" --event-loops 1
+    # One process: callgrind follows the process it starts, and nginx's master would only fork the worker.
+    sed '1i master_process off;' "$WORK/ngx/nginx.conf" >"$WORK/ngx/nginx-callgrind.conf"
+    instructions nginx "$NGINX_PORT" "$NGINX" -c "$WORK/ngx/nginx-callgrind.conf" -p "$WORK/ngx"
+    instructions haproxy "$HAPROXY_PORT" "$HAPROXY" -f "$WORK/haproxy.cfg" -db
+    if [ "${FLOOR:-0}" = 1 ]; then
+        cp "$FLOOR_BIN" "$WORK/relay-floor.bin" && strip --strip-debug "$WORK/relay-floor.bin"
+        port=$FLOOR_PORT
+        for mode in bytes http; do
+            instructions "floor-$mode" "$port" "$WORK/relay-floor.bin" "$port" "$UP_PORT" "$WORK/ca.crt" "$UP_HOST" "$mode"
+            port=$((port + 1))
+        done
+    fi
+fi
+
 # --- report ---------------------------------------------------------------------------------------------------------
 echo
 echo "Loopback, proxy pinned to CPU $PROXY_CPU, upstream nginx + wrk on CPU $LOAD_CPU; ${DURATION}s per phase,"
 echo "$ROUNDS rounds, each measuring every proxy in turn. Saturation: wrk -t1 -c$CONNECTIONS."
 echo "Fixed rate: wrk -t1 -c$FIXED_CONNECTIONS with a ${DELAY_MS} ms Lua delay."
 python3 "$ROOT/benchmarks/proxy/report.py" "$RESULTS"
+if [ -s "$INSTRUCTIONS_TSV" ]; then
+    echo
+    echo "User-space instructions per request under callgrind (each proxy alone, wrk -t1 -c8, ${INSTRUCTION_SECONDS:-5}s after a 3s warm-up):"
+    echo
+    echo "| proxy | requests | instructions per request | egress-proxy relative to it |"
+    echo "|---|---|---|---|"
+    awk -F'\t' '{ per[NR] = $3 / $2; name[NR] = $1; req[NR] = $2; if ($1 == "egress-proxy") own = $3 / $2 }
+        END { for (i = 1; i <= NR; i++) printf "| %s | %d | %.0f | %.2f |\n", name[i], req[i], per[i], own / per[i] }' \
+        "$INSTRUCTIONS_TSV"
+fi
 echo "raw wrk output: $WORK" >&2
