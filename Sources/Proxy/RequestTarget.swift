@@ -109,7 +109,7 @@ public enum RequestTarget {
             return .failure(Refusal(.badRequest, "ip-literal", "IP literals cannot be routed: use NAME.\(suffix)"))
         }
         var end = authority.count
-        if let colon = Self.lastIndex(of: UInt8(ascii: ":"), in: authority) {
+        if let colon = authority.lastIndex(of: UInt8(ascii: ":")) {
             guard Self.isPort(UnsafeBufferPointer(rebasing: authority[(colon + 1)...])) else {
                 return .failure(Refusal(.badRequest, "bad-host", "the Host header has an invalid port"))
             }
@@ -144,15 +144,6 @@ public enum RequestTarget {
                 return nameCount
             }
         )
-    }
-
-    private static func lastIndex(of byte: UInt8, in bytes: UnsafeBufferPointer<UInt8>) -> Int? {
-        var index = bytes.count
-        while index > 0 {
-            index -= 1
-            if bytes[index] == byte { return index }
-        }
-        return nil
     }
 
     /// Whether `host` ends in `suffix` (lowercase), ignoring ASCII case.
@@ -208,7 +199,7 @@ public enum RequestTarget {
     /// A name whose last label is all digits (`127.0.0.1`, `2130706433`, `0x7f.1`) is treated as an IP literal:
     /// resolvers accept many numeric spellings, and no valid DNS name has a numeric top-level label.
     static func looksLikeIPLiteral(_ name: UnsafeBufferPointer<UInt8>) -> Bool {
-        let lastLabel = (Self.lastIndex(of: UInt8(ascii: "."), in: name) ?? -1) + 1
+        let lastLabel = (name.lastIndex(of: UInt8(ascii: ".")) ?? -1) + 1
         guard lastLabel < name.count else { return false }
         return name[lastLabel...].allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
     }
