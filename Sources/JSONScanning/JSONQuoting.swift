@@ -9,7 +9,7 @@ public protocol JSONOutput {
 extension Array: JSONOutput where Element == UInt8 {}
 
 extension JSONOutput {
-    /// Appends `text` as a JSON string literal (`JSONQuoting`'s escaping).
+    /// Appends `text` as a JSON string literal.
     @inlinable
     public mutating func appendQuoted(_ text: String) {
         // Scanned as one contiguous buffer: walking `String.UTF8View` index by index costs several times more.
@@ -96,14 +96,9 @@ extension JSONOutput {
     }
 }
 
-/// The byte-level JSON string writer the project's byte writers share: `KubeAPI`'s request bodies
-/// (`JSONValue.compactJSON()`) and `Observability`'s log lines (the proxy's access log among them).
+/// The escaping rules of `JSONOutput.appendQuoted`, which the project's byte writers share: `KubeAPI`'s request
+/// bodies (`JSONValue.compactJSON()`), `Observability`'s log lines and the proxy's access log.
 public enum JSONQuoting {
-    /// Appends `text` as a JSON string literal (see `JSONOutput.appendQuoted(utf8:)`).
-    public static func append(_ text: String, to out: inout [UInt8]) {
-        out.appendQuoted(text)
-    }
-
     /// The most bytes a string of `count` UTF-8 bytes can take quoted: every byte a `\u00XX`, and the quotes.
     public static func maximumQuotedCount(_ count: Int) -> Int { 6 * count + 2 }
 

@@ -121,7 +121,7 @@ extension JSONValue {
                 throw EncodingError.invalidValue(value, .init(codingPath: [], debugDescription: "not a JSON number"))
             }
             out.append(contentsOf: String(value).utf8)  // shortest round-trip form: `1.5`, `1e+20`, `-0.0`
-        case .string(let value): JSONQuoting.append(value, to: &out)
+        case .string(let value): out.appendQuoted(value)
         case .array(let values):
             out.append(UInt8(ascii: "["))
             for (index, value) in values.enumerated() {
@@ -133,7 +133,7 @@ extension JSONValue {
             out.append(UInt8(ascii: "{"))
             for (index, member) in members.enumerated() {
                 if index > 0 { out.append(UInt8(ascii: ",")) }
-                JSONQuoting.append(member.key, to: &out)
+                out.appendQuoted(member.key)
                 out.append(UInt8(ascii: ":"))
                 try member.value.writeCompact(to: &out)
             }

@@ -273,11 +273,12 @@ final class ProxyHandler: ChannelDuplexHandler {
         case .failure(let r):
             refusal = r
         case .success(let framing):
+            let expectsContinue = RequestValidation.expectsContinue(head)
             switch framing {
             case .none: body = .none
             case .contentLength(let length):
                 let small = length <= ClientStateMachine.RequestBody.discardLimit
-                body = small && !RequestValidation.expectsContinue(head) ? .small : .large
+                body = small && !expectsContinue ? .small : .large
             case .chunked: body = .large
             }
             switch RequestTarget.parse(head: head, suffix: self.loop.configuration.suffix) {
@@ -299,7 +300,7 @@ final class ProxyHandler: ChannelDuplexHandler {
                         // Only an absolute-form target changes: setting it copies the head's shared storage.
                         if parsed.path != head.uri { upstreamHead.uri = parsed.path }
                         self.upstreamHead = upstreamHead
-                        self.expectContinue = RequestValidation.expectsContinue(head)
+                        self.expectContinue = expectsContinue
                     } else {
                         refusal = Refusal(.forbidden, "not-allowed", "\(parsed.name) is not in the egress allow-list")
                     }
