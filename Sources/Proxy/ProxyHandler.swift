@@ -70,9 +70,9 @@ final class ProxyHandler: ChannelDuplexHandler {
     private var upstreamKeepAlive = true
     private var tls: TLSContextCache?
     private var key: UpstreamKey?
-    private var upstreamHead: HTTPRequestHead?
+    private var upstreamHead: ClientRequestHead?
     private var expectContinue = false
-    private var buffered: [HTTPServerRequestPart] = []
+    private var buffered: [ClientRequestPart] = []
     /// The buffered parts are kept until a response starts when the whole request fits in the buffer, so a dead
     /// pooled connection can be retried transparently.
     private var retryable = false
@@ -101,7 +101,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     private var maxQueued = 0
 
     private enum PipelinedInput {
-        case part(HTTPServerRequestPart)
+        case part(ClientRequestPart)
         case malformed(HTTPMessageError)
     }
 
@@ -109,7 +109,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     /// Request bytes read and not parsed yet (the start of a head or chunk-size line).
     private var unparsed: ByteBuffer?
     /// Parts parsed from one read, handed on after the parse (kept between reads to reuse its storage).
-    private var parsed: [HTTPServerRequestPart] = []
+    private var parsed: [ClientRequestPart] = []
     /// After a malformed request nothing more is parsed: the connection closes after the 400.
     private var parsingStopped = false
 
@@ -223,7 +223,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         }
     }
 
-    private func handle(_ part: HTTPServerRequestPart) {
+    private func handle(_ part: ClientRequestPart) {
         switch part {
         case .head(let head):
             self.receivedHead(head)
@@ -257,10 +257,10 @@ final class ProxyHandler: ChannelDuplexHandler {
         }
     }
 
-    private func receivedHead(_ head: HTTPRequestHead) {
+    private func receivedHead(_ head: ClientRequestHead) {
         self.headTimeout?.disarm()
         self.record = RequestRecord(method: head.method, logged: false)
-        if self.loop.configuration.logPaths { self.record.path = head.uri }
+        if self.loop.configuration.logPaths { self.record.path = head.targetString }
         self.clientVersion = head.version
         self.upstreamReused = false
         self.upstreamKeepAlive = true
@@ -296,10 +296,8 @@ final class ProxyHandler: ChannelDuplexHandler {
                             target: self.loop.routeTargets.target(for: route)
                         )
                         // Sanitized (hop-by-hop headers, Host) as it is written: `UpstreamRequestEncoder`.
-                        var upstreamHead = head
-                        // Only an absolute-form target changes: setting it copies the head's shared storage.
-                        if parsed.path != head.uri { upstreamHead.uri = parsed.path }
-                        self.upstreamHead = upstreamHead
+                        head.upstreamTarget = parsed.upstreamTarget
+                        self.upstreamHead = head
                         self.expectContinue = expectsContinue
                     } else {
                         refusal = Refusal(.forbidden, "not-allowed", "\(parsed.name) is not in the egress allow-list")
@@ -309,10 +307,10 @@ final class ProxyHandler: ChannelDuplexHandler {
                 }
             }
         }
-        self.perform(self.machine.requestHead(refusal: refusal, keepAlive: head.isKeepAlive, body: body))
+        self.perform(self.machine.requestHead(refusal: refusal, keepAlive: head.keepAlive, body: body))
     }
 
-    private func perform(_ action: ClientStateMachine.Action, part: HTTPServerRequestPart? = nil) {
+    private func perform(_ action: ClientStateMachine.Action, part: ClientRequestPart? = nil) {
         guard let context = self.context else { return }
         switch action {
         case .none, .drop:
@@ -337,7 +335,7 @@ final class ProxyHandler: ChannelDuplexHandler {
             if let part { self.buffered.append(part) }
         case .forwardRequestPart:
             if let part, let upstream = self.upstream {
-                upstream.handler.write(Self.clientPart(part))
+                upstream.handler.write(part)
                 self.flushUpstreamSoon()
                 if case .end = part { self.armResponseTimer() }
             }
@@ -349,14 +347,6 @@ final class ProxyHandler: ChannelDuplexHandler {
             break
         case .close:
             context.close(promise: nil)
-        }
-    }
-
-    private static func clientPart(_ part: HTTPServerRequestPart) -> HTTPClientRequestPart {
-        switch part {
-        case .head(let head): .head(head)
-        case .body(let buffer): .body(.byteBuffer(buffer))
-        case .end(let trailers): .end(trailers)
         }
     }
 
@@ -385,7 +375,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         upstream.handler.write(.head(head))
         var ended = false
         for part in self.buffered {
-            upstream.handler.write(Self.clientPart(part))
+            upstream.handler.write(part)
             if case .end = part { ended = true }
         }
         self.flushUpstreamSoon()

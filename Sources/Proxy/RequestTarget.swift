@@ -1,13 +1,14 @@
+import NIOCore
 import NIOHTTP1
 
 /// Pure parsing of where a request wants to go: the `Host` header and/or an absolute-form request URI of the form
 /// `NAME.<suffix>[:port]`, checked and normalized without any I/O.
 public enum RequestTarget {
-    /// The upstream name the request targets (lowercase, no trailing dot, suffix removed) and the path to send
-    /// upstream in origin form.
+    /// The upstream name the request targets (lowercase, no trailing dot, suffix removed), and the target to send
+    /// upstream in origin form when the client sent an absolute-form one (nil: the target as sent).
     public struct Parsed: Sendable, Hashable {
         public var name: String
-        public var path: String
+        public var upstreamTarget: String?
     }
 
     /// Normalizes a suffix given on the command line (`.Egress.Local.` → `egress.local`).
@@ -18,33 +19,40 @@ public enum RequestTarget {
         return String(s)
     }
 
-    public static func parse(head: HTTPRequestHead, suffix: String) -> Result<Parsed, Refusal> {
-        var host: String? = nil
-        for (name, value) in head.headers
-        where name.utf8.count == 4 && name.withContiguousUTF8({ $0.equalsIgnoringASCIICase("host") }) {
-            guard host == nil else {
-                return .failure(Refusal(.badRequest, "bad-host", "more than one Host header", closeConnection: true))
-            }
-            host = value
+    static func parse(head: ClientRequestHead, suffix: String) -> Result<Parsed, Refusal> {
+        guard head.hostCount <= 1 else {
+            return .failure(Refusal(.badRequest, "bad-host", "more than one Host header", closeConnection: true))
         }
-        var path = head.uri
+        var upstreamTarget: String? = nil
         var uriName: String? = nil
-        if !head.uri.hasPrefix("/") {
-            switch self.parseAbsoluteURI(head.uri) {
+        if head.block.getInteger(at: head.block.readerIndex + head.target.lowerBound, as: UInt8.self)
+            != UInt8(ascii: "/")
+        {
+            switch self.parseAbsoluteURI(head.targetString) {
             case .failure(let refusal): return .failure(refusal)
             case .success(let (authority, rest)):
                 switch self.upstreamName(authority: authority, suffix: suffix) {
                 case .failure(let refusal): return .failure(refusal)
                 case .success(let name): uriName = name
                 }
-                path = rest
+                upstreamTarget = rest
             }
         }
-        guard let host else {
-            if let uriName { return .success(Parsed(name: uriName, path: path)) }
+        guard let host = head.host else {
+            if let uriName { return .success(Parsed(name: uriName, upstreamTarget: upstreamTarget)) }
             return .failure(Refusal(.badRequest, "missing-host", "the request has no Host header"))
         }
-        switch self.upstreamName(authority: host[...], suffix: suffix) {
+        var suffixBytes = suffix
+        let hostName = head.block.withUnsafeReadableBytes { block in
+            suffixBytes.withUTF8 { suffixBytes in
+                Self.upstreamName(
+                    authority: UnsafeBufferPointer(rebasing: block.assumingMemoryBound(to: UInt8.self)[host]),
+                    suffixBytes: suffixBytes,
+                    suffix: suffix
+                )
+            }
+        }
+        switch hostName {
         case .failure(let refusal):
             return .failure(refusal)
         case .success(let name):
@@ -58,7 +66,7 @@ public enum RequestTarget {
                     )
                 )
             }
-            return .success(Parsed(name: name, path: path))
+            return .success(Parsed(name: name, upstreamTarget: upstreamTarget))
         }
     }
 

@@ -11,32 +11,72 @@ public enum BodyFraming: Sendable, Hashable {
 /// (Content-Length together with Transfer-Encoding, differing duplicate Content-Length values, unknown transfer
 /// codings), `CONNECT`, and the HTTP version.
 public enum RequestValidation {
-    public static func validate(_ head: HTTPRequestHead) -> Result<BodyFraming, Refusal> {
-        if case .CONNECT = head.method {
+    /// What the fields of one head say about its body, gathered one field at a time as the parser reads them.
+    struct FramingFields {
+        enum ContentLength: Equatable {
+            case absent
+            case value(Int)
+            /// Not a decimal number, or values that differ.
+            case invalid
+        }
+
+        var contentLength = ContentLength.absent
+        /// Whether there is a Transfer-Encoding field (the upstream encoder frames the body as chunked).
+        var transferEncoding = false
+        /// The `chunked` items of the Transfer-Encoding fields, and whether there was any other coding.
+        var chunkedItems = 0
+        var otherCodings = false
+        var expectsContinue = false
+
+        mutating func add(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+            switch name.count {
+            case 17 where name.equalsIgnoringASCIICase("transfer-encoding"):
+                self.transferEncoding = true
+                HeaderSanitizer.forEachToken(value) { coding in
+                    if coding.equalsIgnoringASCIICase("chunked") {
+                        self.chunkedItems += 1
+                    } else {
+                        self.otherCodings = true
+                    }
+                }
+            case 14 where name.equalsIgnoringASCIICase("content-length"):
+                // A list of equal values is one value (RFC 9110 §8.6); an empty item is not a number.
+                HeaderSanitizer.forEachListItem(value) { item in
+                    switch (HTTP1Syntax.decimal(item), self.contentLength) {
+                    case (let parsed?, .absent): self.contentLength = .value(parsed)
+                    case (let parsed?, .value(let previous)) where parsed == previous: break
+                    default: self.contentLength = .invalid
+                    }
+                }
+            case 6 where name.equalsIgnoringASCIICase("expect"):
+                if value.equalsIgnoringASCIICase("100-continue") { self.expectsContinue = true }
+            default:
+                break
+            }
+        }
+    }
+
+    static func validate(_ head: ClientRequestHead) -> Result<BodyFraming, Refusal> {
+        Self.validate(method: head.method, version: head.version, fields: head.framing)
+    }
+
+    static func validate(
+        method: HTTPMethod,
+        version: HTTPVersion,
+        fields: FramingFields
+    ) -> Result<BodyFraming, Refusal> {
+        if case .CONNECT = method {
             return .failure(
                 Refusal(.methodNotAllowed, "connect-not-allowed", "CONNECT tunnels are not supported; send plain HTTP")
             )
         }
-        guard head.version.major == 1, head.version.minor <= 1 else {
+        guard version.major == 1, version.minor <= 1 else {
             return .failure(
                 Refusal(.httpVersionNotSupported, "unsupported-version", "only HTTP/1.x", closeConnection: true)
             )
         }
-        // One pass over the fields, by length first: `headers[name]` builds an array per name asked for.
-        var transferEncodings: [String] = []
-        var contentLengths: [String] = []
-        for (name, value) in head.headers {
-            switch name.utf8.count {
-            case 17 where name.withContiguousUTF8({ $0.equalsIgnoringASCIICase("transfer-encoding") }):
-                transferEncodings.append(value)
-            case 14 where name.withContiguousUTF8({ $0.equalsIgnoringASCIICase("content-length") }):
-                contentLengths.append(value)
-            default:
-                continue
-            }
-        }
-        if !transferEncodings.isEmpty {
-            if !contentLengths.isEmpty {
+        if fields.transferEncoding {
+            if fields.contentLength != .absent {
                 return .failure(
                     Refusal(
                         .badRequest,
@@ -46,10 +86,7 @@ public enum RequestValidation {
                     )
                 )
             }
-            let codings = transferEncodings.flatMap { $0.split(separator: ",") }.map {
-                $0.trimmingASCIISpaces().lowercased()
-            }
-            guard codings == ["chunked"], head.version.minor == 1 else {
+            guard fields.chunkedItems == 1, !fields.otherCodings, version.minor == 1 else {
                 return .failure(
                     Refusal(
                         .badRequest,
@@ -61,38 +98,26 @@ public enum RequestValidation {
             }
             return .success(.chunked)
         }
-        if !contentLengths.isEmpty {
-            var value: Int? = nil
-            for field in contentLengths {
-                for part in field.split(separator: ",", omittingEmptySubsequences: false) {
-                    let digits = part.trimmingASCIISpaces()
-                    guard !digits.isEmpty, digits.utf8.count <= 18, digits.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }),
-                        let parsed = Int(digits), value == nil || value == parsed
-                    else {
-                        return .failure(
-                            Refusal(
-                                .badRequest,
-                                "bad-content-length",
-                                "Content-Length is invalid or repeated with different values",
-                                closeConnection: true
-                            )
-                        )
-                    }
-                    value = parsed
-                }
-            }
-            return .success(value! == 0 ? .none : .contentLength(value!))
+        switch fields.contentLength {
+        case .absent, .value(0):
+            return .success(.none)
+        case .value(let length):
+            return .success(.contentLength(length))
+        case .invalid:
+            return .failure(
+                Refusal(
+                    .badRequest,
+                    "bad-content-length",
+                    "Content-Length is invalid or repeated with different values",
+                    closeConnection: true
+                )
+            )
         }
-        return .success(.none)
     }
 
     /// Whether the client asked for `100 Continue` before sending its body.
-    public static func expectsContinue(_ head: HTTPRequestHead) -> Bool {
-        head.version.minor >= 1
-            && head.headers.contains { name, value in
-                name.utf8.count == 6 && name.withContiguousUTF8 { $0.equalsIgnoringASCIICase("expect") }
-                    && value.lowercased() == "100-continue"
-            }
+    static func expectsContinue(_ head: ClientRequestHead) -> Bool {
+        head.version.minor >= 1 && head.framing.expectsContinue
     }
 }
 
@@ -104,35 +129,15 @@ public enum HeaderSanitizer {
     struct HopByHop {
         /// Extra names listed by `Connection` (lowercase).
         private var named: Set<String> = []
-        /// Whether any header of the message is hop-by-hop (usually only a `Connection: keep-alive`).
-        private(set) var any = false
         /// Whether `Connection` lists no names besides the fixed hop-by-hop ones.
         var isEmptyOfNamed: Bool { self.named.isEmpty }
-
-        /// Nothing listed yet: for a message whose `Connection` tokens are passed to `list` as its bytes are read.
-        init() {}
-
-        init(_ headers: HTTPHeaders) {
-            for (name, value) in headers where HeaderSanitizer.isHopByHop(name) {
-                self.any = true
-                guard name.utf8.count == 10, name.withContiguousUTF8({ $0.equalsIgnoringASCIICase("connection") })
-                else { continue }
-                value.withContiguousUTF8 { HeaderSanitizer.forEachToken(UnsafeRawBufferPointer($0)) { self.list($0) } }
-            }
-        }
 
         /// A token of the `Connection` header: the header it names is hop-by-hop too. A name is only made for a
         /// token that is not hop-by-hop already, so the usual lone `keep-alive` costs nothing.
         mutating func list(_ token: UnsafeRawBufferPointer) {
-            self.any = true
             if !HeaderSanitizer.isHopByHop(token) {
                 self.named.insert(String(decoding: token, as: UTF8.self).lowercased())
             }
-        }
-
-        func drops(_ name: String) -> Bool {
-            guard self.any else { return false }
-            return name.withContiguousUTF8 { self.drops(UnsafeRawBufferPointer($0)) }
         }
 
         func drops(_ name: UnsafeRawBufferPointer) -> Bool {
@@ -144,8 +149,15 @@ public enum HeaderSanitizer {
     /// The comma-separated tokens of a list value (`Connection: close, x-a`), trimmed, empty ones skipped; scanned
     /// as bytes.
     static func forEachToken(_ value: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) -> Void) {
+        Self.forEachListItem(value) { item in
+            if !item.isEmpty { body(item) }
+        }
+    }
+
+    /// Every comma-separated item of a list value, trimmed of spaces and tabs, empty ones included.
+    static func forEachListItem(_ value: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) -> Void) {
         var start = 0
-        while start < value.count {
+        while true {
             let end = value[start...].firstIndex(of: UInt8(ascii: ",")) ?? value.count
             var low = start
             var high = end
@@ -153,16 +165,13 @@ public enum HeaderSanitizer {
             while high > low, value[high - 1] == UInt8(ascii: " ") || value[high - 1] == UInt8(ascii: "\t") {
                 high -= 1
             }
-            if low < high { body(UnsafeRawBufferPointer(rebasing: value[low..<high])) }
+            body(UnsafeRawBufferPointer(rebasing: value[low..<high]))
+            guard end < value.count else { return }
             start = end + 1
         }
     }
 
     /// Compared byte by byte, ignoring ASCII case, so the common (not hop-by-hop) header costs no allocation.
-    static func isHopByHop(_ name: String) -> Bool {
-        name.withContiguousUTF8 { Self.isHopByHop(UnsafeRawBufferPointer($0)) }
-    }
-
     static func isHopByHop(_ name: UnsafeRawBufferPointer) -> Bool {
         // Most names are ruled out by their length and first byte alone.
         let count = name.count
@@ -199,6 +208,16 @@ extension UnsafeRawBufferPointer {
     }
 }
 
+extension UnsafeRawBufferPointer {
+    /// Whether these bytes are exactly `literal`.
+    func equals(_ literal: StaticString) -> Bool {
+        guard self.count == literal.utf8CodeUnitCount else { return false }
+        let expected = literal.utf8Start
+        for index in 0..<self.count where self[index] != expected[index] { return false }
+        return true
+    }
+}
+
 extension UnsafeBufferPointer<UInt8> {
     func equalsIgnoringASCIICase(_ lowercase: StaticString) -> Bool {
         UnsafeRawBufferPointer(self).equalsIgnoringASCIICase(lowercase)
@@ -213,18 +232,5 @@ extension String {
         if let result = self.utf8.withContiguousStorageIfAvailable(body) { return result }
         var copy = self
         return copy.withUTF8(body)
-    }
-}
-
-extension StringProtocol {
-    func trimmingASCIISpaces() -> Substring {
-        var s = Substring(self)
-        while let first = s.utf8.first, first == UInt8(ascii: " ") || first == UInt8(ascii: "\t") {
-            s = s[s.utf8.index(after: s.startIndex)...]
-        }
-        while let last = s.utf8.last, last == UInt8(ascii: " ") || last == UInt8(ascii: "\t") {
-            s = s[..<s.utf8.index(before: s.endIndex)]
-        }
-        return s
     }
 }

@@ -191,14 +191,14 @@ final class UpstreamHandler: ChannelDuplexHandler {
     // MARK: Requests
 
     /// Encodes a request part; the bytes leave at the next `flush()` (or now, once they reach the copy limit).
-    func write(_ part: HTTPClientRequestPart) {
+    func write(_ part: ClientRequestPart) {
         guard let context = self.context else { return }
         var out = self.takePending(context)
         switch part {
         case .head(let head):
             self.methods.append(head.method)
             self.encoder.writeHead(head, into: &out)
-        case .body(.byteBuffer(let body)):
+        case .body(let body):
             let length = body.readableBytes
             self.encoder.writeBodyPrefix(length: length, into: &out)
             if length <= ProxyHandler.copiedBodyPart {
@@ -210,8 +210,6 @@ final class UpstreamHandler: ChannelDuplexHandler {
                 out = context.channel.allocator.buffer(capacity: 2)
             }
             self.encoder.writeBodySuffix(length: length, into: &out)
-        case .body(.fileRegion):
-            preconditionFailure("the proxy relays byte buffers only")
         case .end(let trailers):
             self.encoder.writeEnd(trailers: trailers, into: &out)
         }

@@ -35,27 +35,10 @@ struct ClientResponseEncoder {
             head.reason.withUnsafeReadableBytes { out.write($0) }
             out.write("\r\n")
             head.fields.withUnsafeReadableBytes { fields in
-                if head.dropped.isComplete {
-                    // The parser noted the lines to drop: copy what lies between them.
-                    var start = 0
-                    for index in 0..<head.dropped.count {
-                        let line = head.dropped[index]
-                        out.write(UnsafeRawBufferPointer(rebasing: fields[start..<line.lowerBound]))
-                        start = line.upperBound
-                    }
-                    out.write(UnsafeRawBufferPointer(rebasing: fields[start...]))
-                    return
-                }
-                var start = 0
-                while start < fields.count {
-                    let lf = fields[start...].firstIndex(of: 0x0A)!
-                    let line = UnsafeRawBufferPointer(rebasing: fields[start...lf])
-                    start = lf + 1
-                    let name = UnsafeRawBufferPointer(rebasing: line[..<line.firstIndex(of: UInt8(ascii: ":"))!])
-                    if head.hopByHop.drops(name) { continue }
+                out.writeFields(fields, dropping: head.dropped) { name in
                     // A response that cannot have a body is sent without Content-Length (as NIO's encoder does).
-                    if !mayHaveBody, name.count == 14, name.equalsIgnoringASCIICase("content-length") { continue }
-                    out.write(line)
+                    head.hopByHop.drops(name)
+                        || (!mayHaveBody && name.count == 14 && name.equalsIgnoringASCIICase("content-length"))
                 }
             }
             if close {
@@ -127,37 +110,31 @@ struct UpstreamRequestEncoder {
         self.host = port == 443 ? host : "\(host):\(port)"
     }
 
-    mutating func writeHead(_ head: HTTPRequestHead, into buffer: inout ByteBuffer) {
-        let hopByHop = HeaderSanitizer.HopByHop(head.headers)
-        var chunked = false
-        let method = head.method.rawValue
-        let uri = head.uri
-        var length = 64 + method.utf8.count + uri.utf8.count + self.host.utf8.count
-        for (name, value) in head.headers { length += name.utf8.count + value.utf8.count + 4 }
-        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { memory in
+    /// The client's request line (its target replaced when it was absolute-form) and field lines, as they came,
+    /// minus the ones the parser noted to drop.
+    mutating func writeHead(_ head: ClientRequestHead, into buffer: inout ByteBuffer) {
+        let chunked = head.framing.transferEncoding  // validated: exactly `chunked`, and no Content-Length with it
+        let targetCount = head.upstreamTarget?.utf8.count ?? head.target.count
+        let bound = 64 + head.target.lowerBound + targetCount + self.host.utf8.count + head.fields.count
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: bound) { memory in
             var out = RawWriter(memory)
-            out.write(method)
-            out.write(" ")
-            out.write(uri)
-            out.write(" HTTP/1.1\r\nhost: ")
-            out.write(self.host)
-            out.write("\r\n")
-            var hasContentLength = false
-            for (name, value) in head.headers {
-                let count = name.utf8.count
-                if count == 17, !chunked, name.withContiguousUTF8({ $0.equalsIgnoringASCIICase("transfer-encoding") }) {
-                    chunked = true  // validated: exactly `chunked`, and no Content-Length with it
+            head.block.withUnsafeReadableBytes { block in
+                if let upstreamTarget = head.upstreamTarget {
+                    out.write(UnsafeRawBufferPointer(rebasing: block[..<head.target.lowerBound]))
+                    out.write(upstreamTarget)
+                } else {
+                    out.write(UnsafeRawBufferPointer(rebasing: block[..<head.target.upperBound]))
                 }
-                if hopByHop.drops(name) { continue }
-                if count == 4, name.withContiguousUTF8({ $0.equalsIgnoringASCIICase("host") }) { continue }
-                if count == 14, name.withContiguousUTF8({ $0.equalsIgnoringASCIICase("content-length") }) {
-                    hasContentLength = true
+                out.write(" HTTP/1.1\r\nhost: ")
+                out.write(self.host)
+                out.write("\r\n")
+                out.writeFields(UnsafeRawBufferPointer(rebasing: block[head.fields]), dropping: head.dropped) { name in
+                    head.hopByHop.drops(name) || (name.count == 4 && name.equalsIgnoringASCIICase("host"))
                 }
-                out.writeHeader(name, value)
             }
             if chunked {
                 out.write("transfer-encoding: chunked\r\n")
-            } else if !hasContentLength, head.method.expectsBody {
+            } else if head.framing.contentLength == .absent, head.method.expectsBody {
                 out.write("content-length: 0\r\n")
             }
             out.write("\r\n")
@@ -268,6 +245,34 @@ struct RawWriter: JSONOutput {
         self.writeByte(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: code / 10 % 10))
         self.writeByte(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: code % 10))
         self.writeByte(UInt8(ascii: " "))
+    }
+
+    /// Field lines (each ending in CRLF) as they came, minus some: when the parser noted every line to drop, what
+    /// lies between them is copied; otherwise each line is checked with `drops` (given its name).
+    mutating func writeFields(
+        _ fields: UnsafeRawBufferPointer,
+        dropping dropped: DroppedLines,
+        otherwise drops: (UnsafeRawBufferPointer) -> Bool
+    ) {
+        if dropped.isComplete {
+            var start = 0
+            for index in 0..<dropped.count {
+                let line = dropped[index]
+                self.write(UnsafeRawBufferPointer(rebasing: fields[start..<line.lowerBound]))
+                start = line.upperBound
+            }
+            self.write(UnsafeRawBufferPointer(rebasing: fields[start...]))
+            return
+        }
+        var start = 0
+        while start < fields.count {
+            let lf = fields[start...].firstIndex(of: 0x0A)!
+            let line = UnsafeRawBufferPointer(rebasing: fields[start...lf])
+            start = lf + 1
+            if !drops(UnsafeRawBufferPointer(rebasing: line[..<line.firstIndex(of: UInt8(ascii: ":"))!])) {
+                self.write(line)
+            }
+        }
     }
 
     mutating func writeHeader(_ name: String, _ value: String) {

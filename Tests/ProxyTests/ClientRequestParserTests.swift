@@ -29,9 +29,38 @@ import Testing
         return out
     }
 
+    /// The proxy's parts in NIO's terms, to be described the same way: a head's field lines split here, at their
+    /// CRLFs and first colons, values trimmed of spaces and tabs.
+    private func described(_ parts: [ClientRequestPart]) -> [String] {
+        self.described(
+            parts.map { part -> HTTPServerRequestPart in
+                switch part {
+                case .head(let head): .head(Self.nioHead(head))
+                case .body(let body): .body(body)
+                case .end(let trailers): .end(trailers)
+                }
+            }
+        )
+    }
+
+    static func nioHead(_ head: ClientRequestHead) -> HTTPRequestHead {
+        let text = head.block.getString(at: head.block.readerIndex + head.fields.lowerBound, length: head.fields.count)!
+        let headers = text.split(separator: "\r\n").map { line in
+            let colon = line.firstIndex(of: ":")!
+            let value = line[line.index(after: colon)...].drop { $0 == " " || $0 == "\t" }
+            return (String(line[..<colon]), String(value.reversed().drop { $0 == " " || $0 == "\t" }.reversed()))
+        }
+        return HTTPRequestHead(
+            version: head.version,
+            method: head.method,
+            uri: head.targetString,
+            headers: HTTPHeaders(headers)
+        )
+    }
+
     private func parse(_ input: String, piece: Int = .max) throws -> [String] {
         var parser = ClientRequestParser(maximumHeadBytes: 32 * 1024, maximumHeaderCount: 100)
-        var parts: [HTTPServerRequestPart] = []
+        var parts: [ClientRequestPart] = []
         var unparsed = ByteBuffer()
         var rest = ByteBuffer(string: input)
         while rest.readableBytes > 0 {
