@@ -70,6 +70,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     private var upstreamKeepAlive = true
     private var tls: TLSContextCache?
     private var key: UpstreamKey?
+    private var lastRouting: Routing?
     private var upstreamHead: ClientRequestHead?
     private var expectContinue = false
     private var buffered: [ClientRequestPart] = []
@@ -99,6 +100,13 @@ final class ProxyHandler: ChannelDuplexHandler {
     private var record = RequestRecord()
     /// The most bytes queued towards this client during the current request (published to `ProxyStats`).
     private var maxQueued = 0
+
+    private struct Routing {
+        let name: String
+        let routerID: UInt64
+        let host: LoopMetrics.Host
+        let key: UpstreamKey
+    }
 
     private enum PipelinedInput {
         case part(ClientRequestPart)
@@ -288,13 +296,10 @@ final class ProxyHandler: ChannelDuplexHandler {
                 self.record.name = parsed.name
                 let (router, tls) = self.loop.store.current
                 if let router {
-                    if let route = router.route(for: parsed.name) {
-                        self.record.host = self.loop.metrics.host(route.label)
+                    if let routing = self.routing(parsed.name, router: router) {
+                        self.record.host = routing.host
                         self.tls = tls
-                        self.key = UpstreamKey(
-                            host: route.upstreamHost,
-                            target: self.loop.routeTargets.target(for: route)
-                        )
+                        self.key = routing.key
                         // Sanitized (hop-by-hop headers, Host) as it is written: `UpstreamRequestEncoder`.
                         head.upstreamTarget = parsed.upstreamTarget
                         self.upstreamHead = head
@@ -308,6 +313,23 @@ final class ProxyHandler: ChannelDuplexHandler {
             }
         }
         self.perform(self.machine.requestHead(refusal: refusal, keepAlive: head.keepAlive, body: body))
+    }
+
+    /// Where requests for `name` go under `router`, or nil when it is not allowed. The last answer is kept: a
+    /// keep-alive connection usually asks for the same host again, and routing it afresh (the name hashed into the
+    /// list, the metric handles, the pool target) cost about 1,500 instructions. A reload brings a new router,
+    /// which is routed afresh.
+    private func routing(_ name: String, router: Router) -> Routing? {
+        if let last = self.lastRouting, last.routerID == router.id, last.name == name { return last }
+        guard let route = router.route(for: name) else { return nil }
+        let routing = Routing(
+            name: name,
+            routerID: router.id,
+            host: self.loop.metrics.host(route.label),
+            key: UpstreamKey(host: route.upstreamHost, target: self.loop.routeTargets.target(for: route))
+        )
+        self.lastRouting = routing
+        return routing
     }
 
     private func perform(_ action: ClientStateMachine.Action, part: ClientRequestPart? = nil) {

@@ -1,4 +1,5 @@
 import Manifests
+import Synchronization
 
 /// Where an allowed request goes: the allow-list entry that matched and the concrete upstream name.
 ///
@@ -35,6 +36,10 @@ public final class Router: Sendable {
     private let wildcards: HostTable
     private let hasWildcards: Bool
     public let list: AllowList
+    /// Tells this router apart from every other one of the process without holding it: a connection remembers its
+    /// last routing by it, and an idle connection must not keep a replaced list (perhaps 100,000 entries) alive.
+    let id = Router.ids.add(1, ordering: .relaxed).newValue
+    private static let ids = Atomic<UInt64>(0)
 
     public var count: Int { self.list.hosts.count }
 

@@ -49,6 +49,17 @@ import Testing
                 let base = try await client.get("/hello", host: Fixtures.host("wild.upstream.test"))
                 #expect(base.status == .forbidden)
                 #expect(upstream.requests == 1)
+                // Each request of a keep-alive connection is routed by its own name (the connection remembers only
+                // its last routing).
+                for name in [
+                    "good.upstream.test", "b.wild.upstream.test", "b.wild.upstream.test", "a.wild.upstream.test",
+                ] {
+                    let response = try await client.get("/hello", host: Fixtures.host(name))
+                    #expect(response.status == .ok)
+                    #expect(response.headers["x-seen-host"] == ["\(name):\(upstream.port)"])
+                }
+                #expect(try await client.get("/hello", host: Fixtures.host("api.github.com")).status == .forbidden)
+                #expect(upstream.requests == 5)
                 await client.close()
             }
         }
