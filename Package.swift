@@ -119,7 +119,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ManifestsTests",
-            dependencies: ["Manifests", .product(name: "Yams", package: "Yams")],
+            dependencies: ["Manifests", "JSONScanning", .product(name: "Yams", package: "Yams")],
             resources: [.copy("Golden")]
         ),
         .testTarget(

@@ -26,7 +26,8 @@ extension JSONOutput {
     public mutating func appendQuoted(utf8 text: UnsafeBufferPointer<UInt8>) {
         self.append(UInt8(ascii: "\""))
         var runStart = 0
-        for index in text.indices where JSONQuoting.needsEscape(text[index]) {
+        var index = JSONQuoting.firstEscape(text, from: 0)
+        while index < text.count {
             self.append(contentsOf: UnsafeBufferPointer(rebasing: text[runStart..<index]))
             let byte = text[index]
             self.append(UInt8(ascii: "\\"))
@@ -43,6 +44,7 @@ extension JSONOutput {
                 self.append(JSONQuoting.hexDigit(byte & 0xF))
             }
             runStart = index + 1
+            index = JSONQuoting.firstEscape(text, from: runStart)
         }
         self.append(contentsOf: UnsafeBufferPointer(rebasing: text[runStart...]))
         self.append(UInt8(ascii: "\""))
@@ -105,6 +107,34 @@ public enum JSONQuoting {
     @inlinable @inline(__always)
     static func needsEscape(_ byte: UInt8) -> Bool {
         byte < 0x20 || byte == 0x7F || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\")
+    }
+
+    /// The index of the first byte at or after `start` that `needsEscape`, or `text.count`. Eight bytes at a time:
+    /// most strings (host names, methods, paths) need no escape at all, and four comparisons per byte showed up in
+    /// the proxy's access log.
+    @inlinable
+    public static func firstEscape(_ text: UnsafeBufferPointer<UInt8>, from start: Int) -> Int {
+        var index = start
+        if let base = text.baseAddress {
+            let ones: UInt64 = 0x0101_0101_0101_0101
+            let highBits: UInt64 = 0x8080_8080_8080_8080
+            while index + 8 <= text.count {
+                let word = UInt64(littleEndian: UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self))
+                // The high bit of each byte below 0x20 (bytes from 0x80 never count), and of each DEL, `"` and `\`
+                // (zero after the xor). A borrow can also mark a byte above a marked one, never below: the lowest
+                // mark is the first byte to escape.
+                let delete = word ^ (ones &* 0x7F)
+                let quote = word ^ (ones &* 0x22)
+                let backslash = word ^ (ones &* 0x5C)
+                let control = (word &- ones &* 0x20) & ~word
+                let equal = (delete &- ones) & ~delete | (quote &- ones) & ~quote | (backslash &- ones) & ~backslash
+                let marks = (control | equal) & highBits
+                if marks != 0 { return index + marks.trailingZeroBitCount >> 3 }
+                index += 8
+            }
+        }
+        while index < text.count, !Self.needsEscape(text[index]) { index += 1 }
+        return index
     }
 
     @inlinable

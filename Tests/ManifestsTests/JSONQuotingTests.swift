@@ -1,0 +1,43 @@
+import Foundation
+import JSONScanning
+import Testing
+
+/// The byte-level JSON string writer every JSON producer of the project shares (request bodies, log lines, the
+/// proxy's access log).
+@Suite struct JSONQuotingTests {
+    /// Every byte value at each of 21 positions (the eight-byte words and the tail) of a run of letters: found by
+    /// `firstEscape` exactly when it needs an escape, and the earlier of two is the one found.
+    @Test func theFirstByteToEscapeIsFoundWhereverItIs() {
+        for position in 0..<21 {
+            for value in 0...255 {
+                let byte = UInt8(value)
+                var bytes = [UInt8](repeating: UInt8(ascii: "a"), count: 21)
+                bytes[position] = byte
+                let escaped = byte < 0x20 || byte == 0x7F || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\")
+                let found = bytes.withUnsafeBufferPointer { JSONQuoting.firstEscape($0, from: 0) }
+                #expect(found == (escaped ? position : 21), "byte \(value) at \(position)")
+                // A later byte to escape does not hide this one; an earlier one is found first.
+                if position < 20 {
+                    bytes[20] = UInt8(ascii: "\"")
+                    let first = bytes.withUnsafeBufferPointer { JSONQuoting.firstEscape($0, from: 0) }
+                    #expect(first == (escaped ? position : 20), "byte \(value) at \(position), quote at 20")
+                }
+            }
+        }
+    }
+
+    /// Quoted strings read back as what was written, whatever mix of bytes to escape and to copy they hold.
+    @Test func quotedStringsReadBackTheSame() throws {
+        let pieces = ["api.github.com", "\"", "\\", "\n", "\r\t", "\u{1}", "\u{7F}", "é", "😀", " ", "/x?y=1&z"]
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<500 {
+            let text = (0..<Int.random(in: 0...12, using: &generator)).map { _ in
+                pieces.randomElement(using: &generator)!
+            }.joined()
+            var out: [UInt8] = []
+            out.appendQuoted(text)
+            let decoded = try JSONSerialization.jsonObject(with: Data(out), options: .fragmentsAllowed) as? String
+            #expect(decoded == text, "\(text.debugDescription) → \(String(decoding: out, as: UTF8.self))")
+        }
+    }
+}
