@@ -1,6 +1,12 @@
 import NIOCore
 import NIOHTTP1
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// A request head as the client sent it. As with `UpstreamResponseHead`, the field lines stay bytes: the parser
 /// checks them and they are copied upstream as they came, minus the lines it noted to drop. What the proxy needs from
 /// them (framing, `Expect`, `Host`, keep-alive, the names `Connection` lists) is gathered in the parser's one pass.
@@ -40,6 +46,26 @@ final class ClientRequestHead {
         self.block = block
         self.target = target
         self.fields = fields
+    }
+
+    /// Whether the target is a path (`/x?y`), as opposed to an absolute URI, `*` or an authority.
+    var isOriginForm: Bool {
+        self.block.getInteger(at: self.block.readerIndex + self.target.lowerBound, as: UInt8.self) == UInt8(ascii: "/")
+    }
+
+    /// The (first) `Host` value's bytes.
+    var hostValue: [UInt8]? {
+        self.host.map {
+            Array(self.block.readableBytesView[(self.block.readerIndex + $0.lowerBound)...].prefix($0.count))
+        }
+    }
+
+    /// Whether the `Host` value is exactly `bytes`.
+    func hostValueEquals(_ bytes: [UInt8]) -> Bool {
+        guard let host = self.host, host.count == bytes.count else { return false }
+        return self.block.withUnsafeReadableBytes { block in
+            bytes.withUnsafeBytes { memcmp(block.baseAddress! + host.lowerBound, $0.baseAddress!, host.count) == 0 }
+        }
     }
 
     /// The request target as text (for the access log, and to parse an absolute-form target).

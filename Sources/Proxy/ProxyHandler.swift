@@ -71,6 +71,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     private var tls: TLSContextCache?
     private var key: UpstreamKey?
     private var lastRouting: Routing?
+    private var lastHost: (value: [UInt8], name: String)?
     private var upstreamHead: ClientRequestHead?
     private var expectContinue = false
     private var buffered: [ClientRequestPart] = []
@@ -289,7 +290,7 @@ final class ProxyHandler: ChannelDuplexHandler {
                 body = small && !expectsContinue ? .small : .large
             case .chunked: body = .large
             }
-            switch RequestTarget.parse(head: head, suffix: self.loop.configuration.suffix) {
+            switch self.target(of: head) {
             case .failure(let r):
                 refusal = r
             case .success(let parsed):
@@ -313,6 +314,21 @@ final class ProxyHandler: ChannelDuplexHandler {
             }
         }
         self.perform(self.machine.requestHead(refusal: refusal, keepAlive: head.keepAlive, body: body))
+    }
+
+    /// The name `head` targets. A request with the same `Host` bytes as the last one routed on this connection (and
+    /// a target in origin form) gets the same name: checking and lowercasing them again cost about 2,000
+    /// instructions. Anything else is parsed by `RequestTarget`.
+    private func target(of head: ClientRequestHead) -> Result<RequestTarget.Parsed, Refusal> {
+        let originForm = head.isOriginForm
+        if originForm, head.hostCount == 1, let last = self.lastHost, head.hostValueEquals(last.value) {
+            return .success(RequestTarget.Parsed(name: last.name, upstreamTarget: nil))
+        }
+        let parsed = RequestTarget.parse(head: head, suffix: self.loop.configuration.suffix)
+        if originForm, case .success(let target) = parsed, let value = head.hostValue {
+            self.lastHost = (value, target.name)
+        }
+        return parsed
     }
 
     /// Where requests for `name` go under `router`, or nil when it is not allowed. The last answer is kept: a
