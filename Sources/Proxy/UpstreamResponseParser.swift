@@ -3,20 +3,43 @@ import NIOHTTP1
 
 /// A response head as the upstream sent it. The header lines stay bytes (validated, passed to the client as they
 /// came): building a `String` for every name and value is what made parsing cost more than relaying.
-struct UpstreamResponseHead {
-    var version: HTTPVersion
-    var code: Int
+///
+/// A class, as `ClientRequestHead` is: as a struct (about 130 bytes) it was copied field by field into the part
+/// queue and moved again when the queue was reversed.
+final class UpstreamResponseHead {
+    let version: HTTPVersion
+    let code: Int
     /// The reason phrase, as sent (may be empty).
-    var reason: ByteBuffer
+    let reason: ByteBuffer
     /// The header lines, each ending in CRLF, without the blank line.
-    var fields: ByteBuffer
+    let fields: ByteBuffer
     /// HTTP/1.1 unless `Connection: close`; HTTP/1.0 only with `Connection: keep-alive`.
-    var keepAlive: Bool
-    var hasContentLength: Bool
+    let keepAlive: Bool
+    let hasContentLength: Bool
     /// The fixed hop-by-hop names plus what the `Connection` header lists besides `close` and `keep-alive`.
-    var hopByHop = HeaderSanitizer.HopByHop()
+    let hopByHop: HeaderSanitizer.HopByHop
     /// The lines of `fields` the client must not get, as found while parsing.
-    var dropped = DroppedLines()
+    let dropped: DroppedLines
+
+    init(
+        version: HTTPVersion,
+        code: Int,
+        reason: ByteBuffer,
+        fields: ByteBuffer,
+        keepAlive: Bool,
+        hasContentLength: Bool,
+        hopByHop: HeaderSanitizer.HopByHop,
+        dropped: DroppedLines
+    ) {
+        self.version = version
+        self.code = code
+        self.reason = reason
+        self.fields = fields
+        self.keepAlive = keepAlive
+        self.hasContentLength = hasContentLength
+        self.hopByHop = hopByHop
+        self.dropped = dropped
+    }
 
     /// 1xx, 204 and 304 responses never have a body.
     var mayHaveBody: Bool { HTTPResponseStatus(statusCode: self.code).mayHaveResponseBody }
