@@ -193,18 +193,42 @@ public enum HeaderSanitizer {
 
 extension UnsafeRawBufferPointer {
     /// Whether these bytes spell `lowercase` (given in lowercase ASCII), ignoring ASCII case. The lengths are
-    /// compared first and the bytes in one loop over the two buffers: the generic `elementsEqual` with a closure it
-    /// replaced cost about 190 instructions per header name compared.
+    /// compared first, then eight bytes at a time (header names are mostly 8 to 17 bytes; the last word overlaps
+    /// the one before it), shorter ones byte by byte.
     func equalsIgnoringASCIICase(_ lowercase: StaticString) -> Bool {
         let count = lowercase.utf8CodeUnitCount
         guard self.count == count else { return false }
-        let expected = lowercase.utf8Start
-        for index in 0..<count {
-            let byte = self[index]
-            let folded = byte &- UInt8(ascii: "A") < 26 ? byte | 0x20 : byte
-            guard folded == expected[index] else { return false }
+        let expected = UnsafeRawPointer(lowercase.utf8Start)
+        guard count >= 8, let base = self.baseAddress else {
+            for index in 0..<count {
+                let byte = self[index]
+                let folded = byte &- UInt8(ascii: "A") < 26 ? byte | 0x20 : byte
+                guard folded == expected.load(fromByteOffset: index, as: UInt8.self) else { return false }
+            }
+            return true
         }
-        return true
+        var index = 0
+        while true {
+            let word = base.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+            guard Self.lowercased(word) == expected.loadUnaligned(fromByteOffset: index, as: UInt64.self) else {
+                return false
+            }
+            if index + 8 == count { return true }
+            index = Swift.min(index + 8, count - 8)
+        }
+    }
+
+    /// The eight bytes of `word` with ASCII capitals made small, and nothing else changed: a byte's high bit marks
+    /// it as at least `A` and not above `Z` (the sums cannot carry into the next byte, the high bits being masked
+    /// off first), and bytes from 0x80 never count.
+    @inline(__always)
+    private static func lowercased(_ word: UInt64) -> UInt64 {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let low = word & (ones &* 0x7F)
+        let fromA = low &+ ones &* (0x80 - 0x41)
+        let pastZ = low &+ ones &* (0x80 - 0x5B)
+        let capitals = fromA & ~pastZ & ~word & (ones &* 0x80)
+        return word | capitals >> 2
     }
 }
 

@@ -341,6 +341,35 @@ import Testing
         #expect(name.withContiguousUTF8 { HeaderSanitizer.isHopByHop(UnsafeRawBufferPointer($0)) } == hopByHop)
     }
 
+    /// Names of every length the proxy compares (2 to 17 bytes: byte by byte below 8, eight at a time from 8), with
+    /// every byte value at every position: equal exactly when that byte is the literal's, in either ASCII case.
+    @Test func namesCompareIgnoringOnlyASCIICase() {
+        let literals: [StaticString] = [
+            "te", "host", "expect", "trailer", "100-cont", "keep-alive", "100-continue", "connection", "content-length",
+            "a{b|c}d~e",
+            "transfer-encoding",
+        ]
+        for literal in literals {
+            let expected = literal.withUTF8Buffer { Array($0) }
+            for position in expected.indices {
+                for value in 0...255 {
+                    var name = expected
+                    name[position] = UInt8(value)
+                    // Capitals elsewhere never matter.
+                    for index in name.indices where index != position && index % 2 == 0 {
+                        name[index] = name[index] >= 0x61 && name[index] <= 0x7A ? name[index] - 0x20 : name[index]
+                    }
+                    let folded = value >= 0x41 && value <= 0x5A ? UInt8(value + 0x20) : UInt8(value)
+                    let equal = name.withUnsafeBytes { $0.equalsIgnoringASCIICase(literal) }
+                    #expect(equal == (folded == expected[position]), "\(literal): \(value) at \(position)")
+                }
+            }
+            // Another length never matches.
+            #expect(!(expected + [0x61]).withUnsafeBytes { $0.equalsIgnoringASCIICase(literal) })
+            #expect(!expected.dropLast().withUnsafeBytes { $0.equalsIgnoringASCIICase(literal) })
+        }
+    }
+
     @Test func connectionTokensWithSpacesTabsAndEmptyItems() throws {
         let head = try ClientRequestHead.parsing(
             fields: [
