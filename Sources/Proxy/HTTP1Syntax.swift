@@ -223,10 +223,14 @@ struct HTTP1BodyReader {
         case trailers
     }
 
-    enum Progress {
-        case needMore
+    /// What `next` found.
+    enum Piece {
+        /// Bytes of the body (a slice of the input, not a copy).
+        case body(ByteBuffer)
         /// The body is complete; the trailer lines (each ending in CRLF) of a chunked body, if it had any.
         case ended(trailers: ByteBuffer?)
+        /// Nothing more until more input arrives.
+        case needMore
     }
 
     private var state: State
@@ -246,23 +250,25 @@ struct HTTP1BodyReader {
         self.maximumTrailerBytes = maximumTrailerBytes
     }
 
-    /// Consumes what it can of `buffer`, handing each piece of the body to `body` as it comes.
-    mutating func read(_ buffer: inout ByteBuffer, body: (ByteBuffer) -> Void) throws -> Progress {
-        while buffer.readableBytes > 0 {
+    /// The next piece of the body from `buffer`: called until it needs more input or the body has ended.
+    mutating func next(_ buffer: inout ByteBuffer) throws -> Piece {
+        while true {
             switch self.state {
             case .fixed(let remaining):
+                if remaining == 0 { return .ended(trailers: nil) }
+                guard buffer.readableBytes > 0 else { return .needMore }
                 let slice = buffer.readSlice(length: min(remaining, buffer.readableBytes))!
-                body(slice)
-                if remaining == slice.readableBytes { return .ended(trailers: nil) }
                 self.state = .fixed(remaining: remaining - slice.readableBytes)
+                return .body(slice)
             case .chunkSize:
                 guard let size = try Self.readChunkSize(&buffer) else { return .needMore }
                 self.state = size == 0 ? .trailers : .chunkData(remaining: size)
             case .chunkData(let remaining):
+                guard buffer.readableBytes > 0 else { return .needMore }
                 let slice = buffer.readSlice(length: min(remaining, buffer.readableBytes))!
-                body(slice)
                 let left = remaining - slice.readableBytes
                 self.state = left == 0 ? .chunkDataEnd : .chunkData(remaining: left)
+                return .body(slice)
             case .chunkDataEnd:
                 guard buffer.readableBytes >= 2 else { return .needMore }
                 guard buffer.readInteger(as: UInt16.self) == 0x0D0A else {
@@ -278,7 +284,6 @@ struct HTTP1BodyReader {
                 return .ended(trailers: lines.readableBytes > 0 ? lines : nil)
             }
         }
-        return .needMore
     }
 
     /// A chunk-size line (hex digits, then an optional extension, which is ignored), or nil when it is not complete.

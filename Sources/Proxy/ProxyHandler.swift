@@ -117,8 +117,6 @@ final class ProxyHandler: ChannelDuplexHandler {
     private var parser: ClientRequestParser
     /// Request bytes read and not parsed yet (the start of a head or chunk-size line).
     private var unparsed: ByteBuffer?
-    /// Parts parsed from one read, handed on after the parse (kept between reads to reuse its storage).
-    private var parsed: [ClientRequestPart] = []
     /// After a malformed request nothing more is parsed: the connection closes after the 400.
     private var parsingStopped = false
 
@@ -189,22 +187,15 @@ final class ProxyHandler: ChannelDuplexHandler {
             unparsed.writeBuffer(&input)
             input = unparsed
         }
-        var parts = self.parsed
-        self.parsed = []
-        var malformed: HTTPMessageError? = nil
+        // Each part is handed on as it is pulled from the parser: handling it may write, close or replay queued
+        // input, none of which touches the parser or this input.
         do {
-            try self.parser.parse(&input) { parts.append($0) }
+            while let part = try self.parser.next(&input) { self.receive(.part(part)) }
             if input.readableBytes > 0 { self.unparsed = input }
         } catch {
-            malformed = error as? HTTPMessageError ?? HTTPMessageError(description: "\(error)")
             self.parsingStopped = true
+            self.receive(.malformed(error as? HTTPMessageError ?? HTTPMessageError(description: "\(error)")))
         }
-        // Handed on after the parse, never from inside it: handling a part may write, close or replay. Moved out one
-        // by one (a `for` loop would copy each part, retaining what it holds once more).
-        parts.reverse()
-        while let part = parts.popLast() { self.receive(.part(part)) }
-        self.parsed = parts
-        if let malformed { self.receive(.malformed(malformed)) }
     }
 
     /// Handles input now, or queues it behind the request being answered (it belongs to a pipelined request).

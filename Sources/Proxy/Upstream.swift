@@ -100,8 +100,6 @@ final class UpstreamHandler: ChannelDuplexHandler {
     private var pending: ByteBuffer?
     /// Response bytes read and not parsed yet (an incomplete head or chunk-size line).
     private var unparsed: ByteBuffer?
-    /// Parsed parts waiting to be handed on (kept between reads to reuse its storage).
-    private var parts: [UpstreamResponsePart] = []
     /// After a parse error or the end of input nothing more is parsed.
     private var parsingDone = false
 
@@ -138,21 +136,29 @@ final class UpstreamHandler: ChannelDuplexHandler {
             unparsed.writeBuffer(&input)
             input = unparsed
         }
-        var parts = self.parts
-        self.parts = []
-        var failure: (any Error)? = nil
+        // Each part is handed on as it is pulled from the parser. A response in this input can only answer a
+        // request written before the input was read: one the owner writes while the parts are handed on (the next
+        // request on a kept-alive connection) is not offered to it, and bytes for it are an error, as they would be
+        // had the whole input been parsed first. Parsing stops if handing on a part ended the connection.
+        var answerable = self.methods.count
         do {
-            try self.parser.parse(&input, nextMethod: { self.methods.popFirst() }, emit: { parts.append($0) })
-            if input.readableBytes > 0 { self.unparsed = input }
+            while !self.parsingDone,
+                let part = try self.parser.next(
+                    &input,
+                    nextMethod: {
+                        guard answerable > 0 else { return nil }
+                        answerable -= 1
+                        return self.methods.popFirst()
+                    }
+                )
+            {
+                self.handOn(part, context: context)
+            }
+            if !self.parsingDone, input.readableBytes > 0 { self.unparsed = input }
         } catch {
-            failure = error
             self.parsingDone = true
+            self.fail(Self.map(error))
         }
-        // Moved out one by one (a `for` loop would copy each part, retaining every buffer in it once more).
-        parts.reverse()
-        while let part = parts.popLast() { self.handOn(part, context: context) }
-        self.parts = parts
-        if let failure { self.fail(Self.map(failure)) }
     }
 
     private func handOn(_ part: UpstreamResponsePart, context: ChannelHandlerContext) {

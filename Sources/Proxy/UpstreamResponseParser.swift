@@ -92,6 +92,8 @@ struct UpstreamResponseParser {
     private enum State {
         case head
         case body(HTTP1BodyReader)
+        /// A head without a body was handed out: its end comes next.
+        case end
         /// Neither length nor chunked: the body ends when the connection does.
         case untilClose
     }
@@ -99,41 +101,39 @@ struct UpstreamResponseParser {
     private var state = State.head
     private var heads = HTTP1BlockReader()
 
-    /// Consumes what it can of `buffer`, emitting each part as soon as it is complete. `nextMethod` gives the method
-    /// of the request a final response answers (a response to `HEAD` has no body), nil if none is outstanding.
-    mutating func parse(
-        _ buffer: inout ByteBuffer,
-        nextMethod: () -> HTTPMethod?,
-        emit: (UpstreamResponsePart) -> Void
-    ) throws {
-        while buffer.readableBytes > 0 {
+    /// The next part of a response from `buffer`, or nil when more input is needed. `nextMethod` gives the method of
+    /// the request a final response answers (a response to `HEAD` has no body), nil if none is outstanding.
+    mutating func next(_ buffer: inout ByteBuffer, nextMethod: () -> HTTPMethod?) throws -> UpstreamResponsePart? {
+        while true {
             switch self.state {
             case .head:
-                guard let block = try self.heads.read(&buffer, trailers: false, maximumBytes: Self.maximumHeadBytes)
-                else { return }
+                guard buffer.readableBytes > 0,
+                    let block = try self.heads.read(&buffer, trailers: false, maximumBytes: Self.maximumHeadBytes)
+                else { return nil }
                 guard let (head, framing) = try Self.head(block) else { continue }  // an interim 1xx response
                 guard let method = nextMethod() else {
                     throw HTTPMessageError(description: "a response arrived with no request outstanding")
                 }
-                let body = Self.bodyState(framing, head: head, answeringHEAD: method.isHEAD)
-                emit(.head(head))
-                if let body {
-                    self.state = body
-                } else {
-                    emit(.end(trailers: nil))
-                }
+                self.state = Self.bodyState(framing, head: head, answeringHEAD: method.isHEAD) ?? .end
+                return .head(head)
+            case .end:
+                self.state = .head
+                return .end(trailers: nil)
             case .body(var reader):
-                let progress = try reader.read(&buffer) { emit(.body($0)) }
-                switch progress {
+                switch try reader.next(&buffer) {
                 case .needMore:
                     self.state = .body(reader)
-                    return
+                    return nil
+                case .body(let bytes):
+                    self.state = .body(reader)
+                    return .body(bytes)
                 case .ended(let trailers):
                     self.state = .head
-                    emit(.end(trailers: trailers))
+                    return .end(trailers: trailers)
                 }
             case .untilClose:
-                emit(.body(buffer.readSlice(length: buffer.readableBytes)!))
+                guard buffer.readableBytes > 0 else { return nil }
+                return .body(buffer.readSlice(length: buffer.readableBytes)!)
             }
         }
     }

@@ -66,7 +66,7 @@ import Testing
         while rest.readableBytes > 0 {
             var chunk = rest.readSlice(length: min(piece, rest.readableBytes))!
             unparsed.writeBuffer(&chunk)
-            try parser.parse(&unparsed) { parts.append($0) }
+            while let part = try parser.next(&unparsed) { parts.append(part) }
             unparsed.discardReadBytes()
         }
         return described(parts)

@@ -255,6 +255,26 @@ import Testing
             }
         }
     }
+
+    /// An upstream that sends a second response nobody asked for, in the same bytes as its answer, never gets it to
+    /// a client, not even to the pipelined request that is sent on the same upstream connection as soon as the
+    /// first response ends: bytes read before a request was written cannot answer it.
+    @Test func aResponseToNoRequestNeverAnswersTheNextOne() async throws {
+        try await ProxyHarness.withGoodUpstream { proxy, upstream in
+            let raw = try await proxy.raw()
+            let host = Fixtures.host("good.upstream.test")
+            try await raw.send(
+                "GET /two-responses HTTP/1.1\r\nHost: \(host)\r\n\r\nGET /hello HTTP/1.1\r\nHost: \(host)\r\n\r\n"
+            )
+            let first = await raw.readResponse() ?? ""
+            #expect(first.hasPrefix("HTTP/1.1 200") && first.hasSuffix("\r\n\r\nmine"), "\(first)")
+            let second = await raw.readResponse() ?? ""
+            #expect(!second.contains("forged"), "\(second)")
+            // Retried on a fresh connection (the first was failed), or refused: never the forged bytes.
+            #expect(second.hasPrefix("HTTP/1.1 200") || second.hasPrefix("HTTP/1.1 502"), "\(second)")
+            await raw.close()
+        }
+    }
 }
 
 @Suite struct HTTPSemanticsTests {

@@ -400,7 +400,7 @@ import Testing
         var parser = UpstreamResponseParser()
         var input = ByteBuffer(string: upstream)
         var parts: [UpstreamResponsePart] = []
-        try parser.parse(&input, nextMethod: { method }, emit: { parts.append($0) })
+        while let part = try parser.next(&input, nextMethod: { method }) { parts.append(part) }
         if let last = try parser.inputClosed(unparsed: input.readableBytes) { parts.append(last) }
         var encoder = ClientResponseEncoder()
         var buffer = ByteBuffer()
@@ -565,7 +565,7 @@ import Testing
         while rest.readableBytes > 0 {
             var chunk = rest.readSlice(length: min(piece, rest.readableBytes))!
             unparsed.writeBuffer(&chunk)
-            try parser.parse(&unparsed, nextMethod: { pending.popFirst() ?? .GET }) { part in
+            while let part = try parser.next(&unparsed, nextMethod: { pending.popFirst() ?? .GET }) {
                 switch part {
                 case .head(let head):
                     out.append("head \(head.code) keepAlive=\(head.keepAlive) \(String(buffer: head.fields))")
@@ -655,7 +655,7 @@ import Testing
     @Test func aResponseWithNoRequestOutstandingIsAnError() {
         var parser = UpstreamResponseParser()
         var input = ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-        #expect(throws: HTTPMessageError.self) { try parser.parse(&input, nextMethod: { nil }, emit: { _ in }) }
+        #expect(throws: HTTPMessageError.self) { try parser.next(&input, nextMethod: { nil }) }
     }
 }
 

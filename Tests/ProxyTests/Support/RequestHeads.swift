@@ -9,8 +9,8 @@ extension ClientRequestHead {
         var parser = ClientRequestParser(maximumHeadBytes: 64 * 1024, maximumHeaderCount: 100)
         var buffer = ByteBuffer(string: text)
         var head: ClientRequestHead? = nil
-        try parser.parse(&buffer) { part in
-            if case .head(let parsed) = part, head == nil { head = parsed }
+        while head == nil, let part = try parser.next(&buffer) {
+            if case .head(let parsed) = part { head = parsed }
         }
         return try #require(head)
     }

@@ -10,7 +10,8 @@ import NIOSSL
 /// Paths: `/hello` (small body, echoes the Host header and header names it received), `/download/N` (N generated
 /// bytes, chunked, written with backpressure), `/download-cl/N` (same with Content-Length), `/upload` (counts the
 /// request body and answers the count and a checksum), `/chunked` (three chunks), `/hang` (never answers),
-/// `/slow/MS` (answers after MS milliseconds), `/invalid-http` (a response no parser accepts), `/204`, `/304`.
+/// `/slow/MS` (answers after MS milliseconds), `/invalid-http` (a response no parser accepts), `/two-responses` (its
+/// answer and, in the same write, a response to no request), `/204`, `/304`.
 final class TestUpstream: Sendable {
     struct Counters: Sendable {
         var connections = 0
@@ -163,6 +164,18 @@ final class UpstreamTestHandler: ChannelInboundHandler {
             let encoder = try? context.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self)
             encoder?.writeAndFlush(
                 NIOAny(ByteBuffer(string: "HTTP/1.1 2x0 OK\r\ncontent-length: 0\r\n\r\n")),
+                promise: nil
+            )
+        case "two-responses":
+            // Raw bytes below the HTTP encoder: the answer, and at once a second response nobody asked for.
+            let encoder = try? context.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self)
+            encoder?.writeAndFlush(
+                NIOAny(
+                    ByteBuffer(
+                        string: "HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nmine"
+                            + "HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nforged"
+                    )
+                ),
                 promise: nil
             )
         case "chunked":
