@@ -90,6 +90,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     /// Response bytes not yet written to the channel: a small response leaves as one buffer, written at the end of
     /// the upstream's read batch (or of the response).
     private var output: ByteBuffer?
+    private var spare = SpareBuffer()
     /// Parts (or a parse error) of requests that arrived while the current one was still being answered.
     private var pipelined = CircularBuffer<PipelinedInput>()
     private var replaying = false
@@ -563,7 +564,7 @@ final class ProxyHandler: ChannelDuplexHandler {
             self.output = nil
             return output
         }
-        return context.channel.allocator.buffer(capacity: 512)
+        return self.spare.take(context.channel.allocator)
     }
 
     /// Writes (does not flush) the response bytes held back so far.
@@ -740,6 +741,7 @@ extension ProxyHandler: UpstreamConnectionDelegate {
                 }
             } else {
                 context.writeAndFlush(self.wrapOutboundOut(out), promise: nil)
+                self.spare.keep(out)
                 self.enteredIdle()
             }
         }

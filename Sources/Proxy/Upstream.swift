@@ -98,6 +98,7 @@ final class UpstreamHandler: ChannelDuplexHandler {
     private var methods = CircularBuffer<HTTPMethod>(initialCapacity: 4)
     /// Request bytes gathered until the next flush.
     private var pending: ByteBuffer?
+    private var spare = SpareBuffer()
     /// Response bytes read and not parsed yet (an incomplete head or chunk-size line).
     private var unparsed: ByteBuffer?
     /// After a parse error or the end of input nothing more is parsed.
@@ -232,6 +233,7 @@ final class UpstreamHandler: ChannelDuplexHandler {
         if let pending = self.pending {
             self.pending = nil
             context.write(self.wrapOutboundOut(pending), promise: nil)
+            self.spare.keep(pending)
         }
         context.flush()
     }
@@ -242,7 +244,7 @@ final class UpstreamHandler: ChannelDuplexHandler {
             self.pending = nil
             return pending
         }
-        return context.channel.allocator.buffer(capacity: 512)
+        return self.spare.take(context.channel.allocator)
     }
 
     var isWritable: Bool { self.context?.channel.isWritable ?? false }

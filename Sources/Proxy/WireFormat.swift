@@ -198,6 +198,24 @@ enum ChunkedFraming {
     }
 }
 
+/// The buffer a handler wrote last, kept so its next message is written into the same memory: by then NIO has sent
+/// it and let it go, so clearing it keeps its storage, and a request allocates no buffer on either connection. Only
+/// small ones are kept (at most 2 KiB per connection); one NIO still holds is not written into (`clear` copies).
+struct SpareBuffer {
+    private var buffer: ByteBuffer?
+
+    mutating func keep(_ buffer: ByteBuffer) {
+        self.buffer = buffer.capacity <= 2048 ? buffer : nil
+    }
+
+    mutating func take(_ allocator: ByteBufferAllocator) -> ByteBuffer {
+        guard var buffer = self.buffer else { return allocator.buffer(capacity: 512) }
+        self.buffer = nil
+        buffer.clear()
+        return buffer
+    }
+}
+
 /// Writes into memory sized in advance by its user (a wire-format head, an access log line): one `ByteBuffer`
 /// operation for a whole head instead of a bounds and uniqueness check for every piece of it. Writing past the
 /// memory is a bug in that bound, and stops the process rather than corrupt memory.

@@ -235,6 +235,51 @@ import Testing
     }
 }
 
+@Suite struct SpareBufferTests {
+    let allocator = ByteBufferAllocator()
+
+    private func address(_ buffer: ByteBuffer) -> UInt {
+        buffer.withVeryUnsafeBytes { UInt(bitPattern: $0.baseAddress) }
+    }
+
+    /// Once nothing else holds the buffer written last, the next message is written into its memory.
+    @Test func theLastBufferIsWrittenIntoAgain() {
+        var spare = SpareBuffer()
+        let first: UInt
+        do {
+            var sent = self.allocator.buffer(capacity: 512)
+            sent.writeString("sent")
+            first = self.address(sent)
+            spare.keep(sent)
+        }
+        var next = spare.take(self.allocator)
+        #expect(next.readableBytes == 0)
+        #expect(self.address(next) == first)
+        next.writeString("next")
+        #expect(String(buffer: next) == "next")
+    }
+
+    /// A buffer still held (NIO has not written it yet) is never written into: the next message gets other memory
+    /// and the held bytes stay as they were. Large buffers are not kept.
+    @Test func aBufferStillHeldOrLargeIsNotReused() {
+        var spare = SpareBuffer()
+        var held = self.allocator.buffer(capacity: 512)
+        held.writeString("still queued")
+        spare.keep(held)
+        var next = spare.take(self.allocator)
+        next.writeString("next")
+        #expect(String(buffer: held) == "still queued")
+        #expect(self.address(next) != self.address(held))
+
+        do {
+            var big = self.allocator.buffer(capacity: 64 * 1024)
+            big.writeString("big")
+            spare.keep(big)
+        }
+        #expect(spare.take(self.allocator).capacity < 64 * 1024)
+    }
+}
+
 @Suite struct HeaderSanitizerTests {
     /// The head an upstream gets for `head`, as text.
     private func encoded(_ head: ClientRequestHead, host: String = "api.github.com", port: Int = 443) -> String {
