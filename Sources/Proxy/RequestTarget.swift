@@ -25,9 +25,7 @@ public enum RequestTarget {
         }
         var upstreamTarget: String? = nil
         var uriName: String? = nil
-        if head.block.getInteger(at: head.block.readerIndex + head.target.lowerBound, as: UInt8.self)
-            != UInt8(ascii: "/")
-        {
+        if !head.isOriginForm {
             switch self.parseAbsoluteURI(head.targetString) {
             case .failure(let refusal): return .failure(refusal)
             case .success(let (authority, rest)):

@@ -57,15 +57,8 @@ public enum RequestValidation {
     }
 
     static func validate(_ head: ClientRequestHead) -> Result<BodyFraming, Refusal> {
-        Self.validate(method: head.method, version: head.version, fields: head.framing)
-    }
-
-    static func validate(
-        method: HTTPMethod,
-        version: HTTPVersion,
-        fields: FramingFields
-    ) -> Result<BodyFraming, Refusal> {
-        if case .CONNECT = method {
+        let (version, fields) = (head.version, head.framing)
+        if case .CONNECT = head.method {
             return .failure(
                 Refusal(.methodNotAllowed, "connect-not-allowed", "CONNECT tunnels are not supported; send plain HTTP")
             )
