@@ -13,8 +13,8 @@ import NIOHTTP1
 /// NIO's `HTTPRequestHead` it replaces cost a `String` per name and value, a headers array and a storage object per
 /// request, and was walked again to validate, route and encode.
 ///
-/// A class: as a struct (about 250 bytes, four references) every hop through the part queues copied it field by
-/// field, which cost more than the one allocation.
+/// A class: as a struct (about 250 bytes, four references) every move of a part copied it field by field, which
+/// cost more than the one allocation.
 final class ClientRequestHead {
     let method: HTTPMethod
     let version: HTTPVersion
@@ -254,15 +254,9 @@ extension ClientRequestHead {
             self.dropped.append(line)  // the upstream gets its own name
             return
         case 10 where name.equalsIgnoringASCIICase("connection"):
-            HeaderSanitizer.forEachToken(value) { token in
-                if token.equalsIgnoringASCIICase("close") {
-                    self.connectionClose = true
-                } else if token.equalsIgnoringASCIICase("keep-alive") {
-                    self.connectionKeepAlive = true
-                } else {
-                    self.hopByHop.list(token)
-                }
-            }
+            let said = self.hopByHop.listConnection(value)
+            if said.close { self.connectionClose = true }
+            if said.keepAlive { self.connectionKeepAlive = true }
         default:
             self.framing.add(name: name, value: value)
         }

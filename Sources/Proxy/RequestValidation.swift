@@ -125,9 +125,25 @@ public enum HeaderSanitizer {
         /// Whether `Connection` lists no names besides the fixed hop-by-hop ones.
         var isEmptyOfNamed: Bool { self.named.isEmpty }
 
+        /// A `Connection` value: each header it names is hop-by-hop too; `close` and `keep-alive` are what it says
+        /// about the connection.
+        mutating func listConnection(_ value: UnsafeRawBufferPointer) -> (close: Bool, keepAlive: Bool) {
+            var said = (close: false, keepAlive: false)
+            HeaderSanitizer.forEachToken(value) { token in
+                if token.equalsIgnoringASCIICase("close") {
+                    said.close = true
+                } else if token.equalsIgnoringASCIICase("keep-alive") {
+                    said.keepAlive = true
+                } else {
+                    self.list(token)
+                }
+            }
+            return said
+        }
+
         /// A token of the `Connection` header: the header it names is hop-by-hop too. A name is only made for a
         /// token that is not hop-by-hop already, so the usual lone `keep-alive` costs nothing.
-        mutating func list(_ token: UnsafeRawBufferPointer) {
+        private mutating func list(_ token: UnsafeRawBufferPointer) {
             if !HeaderSanitizer.isHopByHop(token) {
                 self.named.insert(String(decoding: token, as: UTF8.self).lowercased())
             }

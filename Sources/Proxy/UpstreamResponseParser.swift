@@ -4,8 +4,7 @@ import NIOHTTP1
 /// A response head as the upstream sent it. The header lines stay bytes (validated, passed to the client as they
 /// came): building a `String` for every name and value is what made parsing cost more than relaying.
 ///
-/// A class, as `ClientRequestHead` is: as a struct (about 130 bytes) it was copied field by field into the part
-/// queue and moved again when the queue was reversed.
+/// A class, as `ClientRequestHead` is: as a struct (about 130 bytes) every move of a part copied it field by field.
 final class UpstreamResponseHead {
     let version: HTTPVersion
     let code: Int
@@ -265,15 +264,9 @@ struct UpstreamResponseParser {
                 if !self.mayHaveBody { self.dropped.append(line) }
                 return
             case 10 where name.equalsIgnoringASCIICase("connection"):
-                HeaderSanitizer.forEachToken(value) { token in
-                    if token.equalsIgnoringASCIICase("close") {
-                        self.close = true
-                    } else if token.equalsIgnoringASCIICase("keep-alive") {
-                        self.keepAlive = true
-                    } else {
-                        self.hopByHop.list(token)
-                    }
-                }
+                let said = self.hopByHop.listConnection(value)
+                if said.close { self.close = true }
+                if said.keepAlive { self.keepAlive = true }
             default:
                 break
             }
