@@ -55,9 +55,7 @@ final class ClientRequestHead {
 
     /// The (first) `Host` value's bytes.
     var hostValue: [UInt8]? {
-        self.host.map {
-            Array(self.block.readableBytesView[(self.block.readerIndex + $0.lowerBound)...].prefix($0.count))
-        }
+        self.host.map { self.block.getBytes(at: self.block.readerIndex + $0.lowerBound, length: $0.count)! }
     }
 
     /// Whether the `Host` value is exactly `bytes`.
@@ -70,9 +68,7 @@ final class ClientRequestHead {
 
     /// The request target as text (for the access log, and to parse an absolute-form target).
     var targetString: String {
-        self.block.withUnsafeReadableBytes {
-            String(decoding: UnsafeRawBufferPointer(rebasing: $0[self.target]), as: UTF8.self)
-        }
+        self.block.getString(at: self.block.readerIndex + self.target.lowerBound, length: self.target.count)!
     }
 }
 
