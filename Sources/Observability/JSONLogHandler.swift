@@ -120,6 +120,9 @@ final class StandardOutputBuffer: @unchecked Sendable {
     private var writerStopped = false
     /// Serializes writes so lines from the writer thread and an explicit `flush()` never interleave.
     private let writeLock = NIOLock()
+    /// The buffer written last, emptied with its memory kept (guarded by `writeLock`). Each flush swaps it in, so
+    /// `buffer` does not grow again from nothing, reallocating as it goes, after every flush.
+    private var spare: [UInt8] = []
 
     init(
         flushThreshold: Int = 64 * 1024,
@@ -161,8 +164,7 @@ final class StandardOutputBuffer: @unchecked Sendable {
     func flush() {
         self.writeLock.withLock {
             self.condition.lock()
-            var pending: [UInt8] = []
-            swap(&pending, &self.buffer)
+            swap(&self.spare, &self.buffer)
             let dropped = self.dropped
             self.dropped = 0
             self.condition.unlock(withValue: false)
@@ -173,9 +175,15 @@ final class StandardOutputBuffer: @unchecked Sendable {
                 warning.append("\"message\":\"standard output was not keeping up: log lines dropped\",\"dropped\":")
                 warning.appendInteger(dropped)
                 warning.append("}\n")
-                pending.append(contentsOf: warning.bytes)
+                self.spare.append(contentsOf: warning.bytes)
             }
-            if !pending.isEmpty { self.output(pending) }
+            if !self.spare.isEmpty { self.output(self.spare) }
+            // What a stalled output left behind (up to `capacity`) is let go.
+            if self.spare.capacity > 4 * self.flushThreshold {
+                self.spare = []
+            } else {
+                self.spare.removeAll(keepingCapacity: true)
+            }
         }
     }
 

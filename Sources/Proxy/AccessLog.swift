@@ -66,6 +66,10 @@ final class AccessLogFormatter {
     private let fixed: [UInt8]
     /// More than the keys, four integers, the milliseconds of the time and the quotes around the strings take.
     private static let boundBesidesStrings = 384
+    private var client = RenderedField(key: ",\"client\":")
+    private var decision = RenderedField(key: ",\"decision\":")
+    private var host = RenderedField(key: ",\"host\":")
+    private var method = RenderedField(key: ",\"method\":")
 
     init(_ log: AccessLog) {
         self.log = log
@@ -104,18 +108,12 @@ final class AccessLogFormatter {
         line.appendInteger(record.bytesIn)
         line.append(",\"bytes_out\":")
         line.appendInteger(record.bytesOut)
-        line.append(",\"client\":")
-        line.appendQuoted(record.client)
-        line.append(",\"decision\":")
-        line.appendQuoted(record.decision)
+        self.client.write(record.client, into: &line)
+        self.decision.write(record.decision, into: &line)
         line.append(",\"duration_ms\":")
         line.appendMilliseconds(microseconds: Int(record.durationNanoseconds / 1000))
-        if let host = record.host {
-            line.append(",\"host\":")
-            line.appendQuoted(host)
-        }
-        line.append(",\"method\":")
-        line.appendQuoted(record.method)
+        if let host = record.host { self.host.write(host, into: &line) }
+        self.method.write(record.method, into: &line)
         if let path = record.path {
             line.append(",\"path\":")
             line.appendQuoted(path)
@@ -131,5 +129,27 @@ final class AccessLogFormatter {
         }
         line.append("}\n")
         sink(UnsafeRawBufferPointer(rebasing: self.memory[..<line.written]))
+    }
+}
+
+/// `,"key":"value"` as rendered for the last value written: most lines repeat the line before's client, decision,
+/// host and method, and comparing a string (the same storage, or a short one held inline) costs less than quoting
+/// it again.
+private struct RenderedField {
+    let key: StaticString
+    private var value: String?
+    private var rendered: [UInt8] = []
+
+    init(key: StaticString) { self.key = key }
+
+    mutating func write(_ value: String, into line: inout RawWriter) {
+        if value != self.value {
+            var rendered: [UInt8] = []
+            rendered.append(self.key)
+            rendered.appendQuoted(value)
+            self.rendered = rendered
+            self.value = value
+        }
+        self.rendered.withUnsafeBytes { line.write($0) }
     }
 }

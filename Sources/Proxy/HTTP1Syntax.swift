@@ -79,7 +79,7 @@ enum HTTP1Syntax {
                     throw HTTPMessageError(description: "more than \(maximumCount) header fields", tooLarge: true)
                 }
                 let lineStart = index
-                while index < bytes.count, Self.isTokenByte(bytes[index]) { index += 1 }
+                index = Self.tokenEnd(bytes, from: index)
                 guard index > lineStart, index < bytes.count, bytes[index] == UInt8(ascii: ":") else {
                     throw Self.invalidLine(bytes, at: index)
                 }
@@ -109,6 +109,35 @@ enum HTTP1Syntax {
             return index
         }
         return block.getSlice(at: block.readerIndex + start, length: end - start)!
+    }
+
+    /// The index of the first byte at or after `start` that is not a token byte. Eight bytes are taken at a time
+    /// while they are letters and hyphens, which is what field names are made of; the first other byte (most often
+    /// the colon) and whatever follows it are looked at one by one.
+    static func tokenEnd(_ bytes: UnsafeRawBufferPointer, from start: Int) -> Int {
+        var index = start
+        if let base = bytes.baseAddress {
+            let ones: UInt64 = 0x0101_0101_0101_0101
+            let low7: UInt64 = ones &* 0x7F
+            while index + 8 <= bytes.count {
+                let word = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: index, as: UInt64.self))
+                // Per byte, no carry crosses into the next: `| 0x20` folds A-Z onto a-z, and adding 0x1F and 0x05
+                // to the low seven bits sets the high bit from 0x61 and from 0x7B. Bytes from 0x80 never count.
+                let folded = (word | ones &* 0x20) & low7
+                let letters = (folded &+ ones &* 0x1F) & ~(folded &+ ones &* 0x05) & ~word
+                // A byte equal to `-` is zero after the xor; the high bit of the sum is clear only for zero.
+                let dash = word ^ (ones &* UInt64(UInt8(ascii: "-")))
+                let dashes = ~(((dash & low7) &+ low7) | dash)
+                let others = ~(letters | dashes) & ~low7
+                guard others == 0 else {
+                    index += others.trailingZeroBitCount >> 3
+                    break
+                }
+                index += 8
+            }
+        }
+        while index < bytes.count, Self.isTokenByte(bytes[index]) { index += 1 }
+        return index
     }
 
     /// The index of the first byte at or after `start` that cannot be part of a field value (the CR that should

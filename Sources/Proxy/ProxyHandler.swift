@@ -69,7 +69,8 @@ final class ProxyHandler: ChannelDuplexHandler {
     private var upstreamReused = false
     private var upstreamKeepAlive = true
     private var tls: TLSContextCache?
-    private var key: UpstreamKey?
+    /// The pool slot of the current request's upstream key.
+    private var slot: UpstreamPool.Slot?
     private var lastRouting: Routing?
     private var lastHost: (value: [UInt8], name: String)?
     private var upstreamHead: ClientRequestHead?
@@ -107,7 +108,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         let name: String
         let routerID: UInt64
         let host: LoopMetrics.Host
-        let key: UpstreamKey
+        let slot: UpstreamPool.Slot
     }
 
     private enum PipelinedInput {
@@ -140,8 +141,8 @@ final class ProxyHandler: ChannelDuplexHandler {
             if case .idle = self.machine.state { self.perform(self.machine.closeWhenIdle(drain: false)) }
         }
         self.responseTimeout = LazyTimeout(eventLoop: context.eventLoop) { [self] in
-            let host = self.key?.host ?? "the upstream"
-            let millis = self.key?.entry.timeouts.responseHeadersMillis ?? 0
+            let host = self.slot?.key.host ?? "the upstream"
+            let millis = self.slot?.key.entry.timeouts.responseHeadersMillis ?? 0
             self.upstream?.handler.fail(
                 .responseHeadersTimeout("\(host) did not send response headers within \(millis) ms")
             )
@@ -292,7 +293,7 @@ final class ProxyHandler: ChannelDuplexHandler {
                     if let routing = self.routing(parsed.name, router: router) {
                         self.record.host = routing.host
                         self.tls = tls
-                        self.key = routing.key
+                        self.slot = routing.slot
                         // Sanitized (hop-by-hop headers, Host) as it is written: `UpstreamRequestEncoder`.
                         head.upstreamTarget = parsed.upstreamTarget
                         self.upstreamHead = head
@@ -325,16 +326,20 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     /// Where requests for `name` go under `router`, or nil when it is not allowed. The last answer is kept: a
     /// keep-alive connection usually asks for the same host again, and routing it afresh (the name hashed into the
-    /// list, the metric handles, the pool target) cost about 1,500 instructions. A reload brings a new router,
-    /// which is routed afresh.
+    /// list, the metric handles, the pool slot) cost about 1,500 instructions. A reload brings a new router, and a
+    /// slot the pool forgot a new slot: both are routed afresh.
     private func routing(_ name: String, router: Router) -> Routing? {
-        if let last = self.lastRouting, last.routerID == router.id, last.name == name { return last }
+        if let last = self.lastRouting, last.routerID == router.id, last.name == name, !last.slot.isForgotten {
+            return last
+        }
         guard let route = router.route(for: name) else { return nil }
         let routing = Routing(
             name: name,
             routerID: router.id,
             host: self.loop.metrics.host(route.label),
-            key: UpstreamKey(host: route.upstreamHost, target: self.loop.routeTargets.target(for: route))
+            slot: self.loop.pool.slot(
+                for: UpstreamKey(host: route.upstreamHost, target: self.loop.routeTargets.target(for: route))
+            )
         )
         self.lastRouting = routing
         return routing
@@ -357,8 +362,8 @@ final class ProxyHandler: ChannelDuplexHandler {
                 )
                 context.writeAndFlush(self.wrapOutboundOut(out), promise: nil)
             }
-            guard let key = self.key, let tls = self.tls else { return }
-            self.loop.pool.acquire(key: key, tls: tls) { [self] result, reused in
+            guard let slot = self.slot, let tls = self.tls else { return }
+            self.loop.pool.acquire(slot, tls: tls) { [self] result, reused in
                 self.upstreamAcquired(result, reused: reused)
             }
         case .buffer:
@@ -604,7 +609,7 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     /// Response headers must start arriving within the entry's timeout after the request was sent.
     private func armResponseTimer() {
-        guard let key = self.key else { return }
+        guard let key = self.slot?.key else { return }
         self.responseTimeout?.arm(in: .milliseconds(Int64(key.entry.timeouts.responseHeadersMillis)))
     }
 

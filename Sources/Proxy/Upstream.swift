@@ -58,6 +58,8 @@ final class UpstreamConnection {
     let handler: UpstreamHandler
     /// Number of requests served, for reuse accounting.
     var requests = 0
+    /// The pool's slot for `key`, set when the pool opened it.
+    var slot: UpstreamPool.Slot?
 
     init(key: UpstreamKey, channel: Channel, handler: UpstreamHandler) {
         self.key = key

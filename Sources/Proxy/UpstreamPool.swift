@@ -9,65 +9,89 @@ import NIOCore
 final class UpstreamPool {
     typealias Callback = (Result<UpstreamConnection, ProxyError>, _ reused: Bool) -> Void
 
-    private struct Waiter {
+    fileprivate struct Waiter {
         var id: Int
         var callback: Callback
         var timeout: Scheduled<Void>?
     }
 
+    /// What the pool keeps for one key. A client connection's routing holds its key's slot and every connection
+    /// holds its own, so acquiring and releasing look nothing up: the two dictionary lookups by key (hashing the
+    /// name, comparing the entry) were 2 % of a request's instructions. A slot with no connections and no waiters
+    /// is forgotten; whoever still holds it asks for its key's slot again.
+    final class Slot {
+        let key: UpstreamKey
+        fileprivate var idle: [UpstreamConnection] = []
+        /// Connections opening, idle or busy.
+        fileprivate var open = 0
+        fileprivate var waiters: [Waiter] = []
+        fileprivate(set) var isForgotten = false
+
+        fileprivate init(key: UpstreamKey) { self.key = key }
+    }
+
     let eventLoop: EventLoop
     let maxPerKey: Int
-    private var idle: [UpstreamKey: [UpstreamConnection]] = [:]
-    private var open: [UpstreamKey: Int] = [:]
-    private var waiters: [UpstreamKey: [Waiter]] = [:]
+    private var slots: [UpstreamKey: Slot] = [:]
     private var nextWaiterID = 0
     private(set) var opened = 0
+    /// The TLS cache used for replacement connections opened for waiters.
+    private var lastTLS: TLSContextCache?
 
     init(eventLoop: EventLoop, maxPerKey: Int) {
         self.eventLoop = eventLoop
         self.maxPerKey = max(1, maxPerKey)
     }
 
-    func acquire(key: UpstreamKey, tls: TLSContextCache, callback: @escaping Callback) {
+    /// The slot of `key`, made when there is none.
+    func slot(for key: UpstreamKey) -> Slot {
+        if let slot = self.slots[key] { return slot }
+        let slot = Slot(key: key)
+        self.slots[key] = slot
+        return slot
+    }
+
+    func acquire(_ slot: Slot, tls: TLSContextCache, callback: @escaping Callback) {
         self.eventLoop.preconditionInEventLoop()
         self.lastTLS = tls
-        // One lookup, and the list is changed in place (a copied-out list would be copied again by `popLast`).
-        if let index = self.idle.index(forKey: key), let connection = self.idle.values[index].popLast() {
-            if self.idle.values[index].isEmpty { self.idle.remove(at: index) }
+        let slot = slot.isForgotten ? self.slot(for: slot.key) : slot
+        if let connection = slot.idle.popLast() {
             callback(.success(connection), true)
             return
         }
-        if self.open[key, default: 0] < self.maxPerKey {
-            self.openConnection(key: key, tls: tls, callback: callback)
+        if slot.open < self.maxPerKey {
+            self.openConnection(slot, tls: tls, callback: callback)
             return
         }
         let id = self.nextWaiterID
         self.nextWaiterID += 1
         let timeout = self.eventLoop.assumeIsolated().scheduleTask(
-            in: .milliseconds(Int64(key.entry.timeouts.connectMillis))
+            in: .milliseconds(Int64(slot.key.entry.timeouts.connectMillis))
         ) { [self] in
-            guard var list = self.waiters[key], let index = list.firstIndex(where: { $0.id == id }) else { return }
-            let waiter = list.remove(at: index)
-            self.waiters[key] = list.isEmpty ? nil : list
+            guard let index = slot.waiters.firstIndex(where: { $0.id == id }) else { return }
+            let waiter = slot.waiters.remove(at: index)
+            self.forgetIfUnused(slot)
             waiter.callback(
-                .failure(.poolExhausted("all \(self.maxPerKey) connections to \(key.host) are busy")),
+                .failure(.poolExhausted("all \(self.maxPerKey) connections to \(slot.key.host) are busy")),
                 false
             )
         }
-        self.waiters[key, default: []].append(Waiter(id: id, callback: callback, timeout: timeout))
+        slot.waiters.append(Waiter(id: id, callback: callback, timeout: timeout))
     }
 
-    private func openConnection(key: UpstreamKey, tls: TLSContextCache, callback: @escaping Callback) {
-        self.open[key, default: 0] += 1
-        UpstreamConnector.connect(key: key, tls: tls, eventLoop: self.eventLoop) { [self] result in
+    private func openConnection(_ slot: Slot, tls: TLSContextCache, callback: @escaping Callback) {
+        slot.open += 1
+        UpstreamConnector.connect(key: slot.key, tls: tls, eventLoop: self.eventLoop) { [self] result in
             switch result {
             case .success(let connection):
                 self.opened += 1
+                connection.slot = slot
                 connection.handler.onClose = { [self] in self.closed(connection) }
                 callback(.success(connection), false)
             case .failure:
-                self.decrementOpen(key)
-                self.serveWaiter(key: key, tls: tls)
+                slot.open -= 1
+                self.serveWaiter(slot, tls: tls)
+                self.forgetIfUnused(slot)
                 callback(result, false)
             }
         }
@@ -77,52 +101,51 @@ final class UpstreamPool {
     func release(_ connection: UpstreamConnection, reusable: Bool, tls: TLSContextCache?) {
         self.eventLoop.preconditionInEventLoop()
         connection.handler.delegate = nil
-        guard reusable, connection.channel.isActive else {
+        guard reusable, connection.channel.isActive, let slot = connection.slot else {
             connection.channel.close(promise: nil)
             return
         }
-        if !self.waiters.isEmpty, var list = self.waiters[connection.key], !list.isEmpty {
-            let waiter = list.removeFirst()
-            self.waiters[connection.key] = list.isEmpty ? nil : list
+        if !slot.waiters.isEmpty {
+            let waiter = slot.waiters.removeFirst()
             waiter.timeout?.cancel()
             waiter.callback(.success(connection), true)
             return
         }
-        self.idle[connection.key, default: []].append(connection)
+        slot.idle.append(connection)
     }
 
     private func closed(_ connection: UpstreamConnection) {
-        self.decrementOpen(connection.key)
-        if var list = self.idle[connection.key], let index = list.firstIndex(where: { $0 === connection }) {
-            list.remove(at: index)
-            self.idle[connection.key] = list.isEmpty ? nil : list
-        }
+        guard let slot = connection.slot else { return }
+        slot.open -= 1
+        if let index = slot.idle.firstIndex(where: { $0 === connection }) { slot.idle.remove(at: index) }
         // The connection's TLS settings are those of its key; a waiter gets a fresh connection.
-        if let tls = self.lastTLS { self.serveWaiter(key: connection.key, tls: tls) }
+        if let tls = self.lastTLS { self.serveWaiter(slot, tls: tls) }
+        self.forgetIfUnused(slot)
     }
 
-    /// The TLS cache used for replacement connections opened for waiters.
-    var lastTLS: TLSContextCache?
-
-    private func serveWaiter(key: UpstreamKey, tls: TLSContextCache) {
-        guard var list = self.waiters[key], !list.isEmpty, self.open[key, default: 0] < self.maxPerKey else { return }
-        let waiter = list.removeFirst()
-        self.waiters[key] = list.isEmpty ? nil : list
+    private func serveWaiter(_ slot: Slot, tls: TLSContextCache) {
+        guard !slot.waiters.isEmpty, slot.open < self.maxPerKey else { return }
+        let waiter = slot.waiters.removeFirst()
         waiter.timeout?.cancel()
-        self.openConnection(key: key, tls: tls, callback: waiter.callback)
+        self.openConnection(slot, tls: tls, callback: waiter.callback)
     }
 
-    private func decrementOpen(_ key: UpstreamKey) {
-        let count = self.open[key, default: 1] - 1
-        self.open[key] = count > 0 ? count : nil
+    /// A slot with nothing in it is dropped, so names that are no longer asked for (wildcard entries can match
+    /// any number) do not pile up.
+    private func forgetIfUnused(_ slot: Slot) {
+        guard slot.open == 0, slot.waiters.isEmpty, !slot.isForgotten else { return }
+        slot.isForgotten = true
+        self.slots[slot.key] = nil
     }
 
     /// Closes every idle connection (shutdown).
     func closeIdle() {
-        let all = self.idle.values.flatMap { $0 }
-        self.idle = [:]
+        let all = self.slots.values.flatMap { slot in
+            defer { slot.idle.removeAll() }
+            return slot.idle
+        }
         for connection in all { connection.channel.close(promise: nil) }
     }
 
-    var idleCount: Int { self.idle.values.reduce(0) { $0 + $1.count } }
+    var idleCount: Int { self.slots.values.reduce(0) { $0 + $1.idle.count } }
 }

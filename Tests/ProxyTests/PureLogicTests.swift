@@ -580,6 +580,25 @@ import Testing
         }
     }
 
+    /// Field names are scanned eight bytes at a time while they are letters and hyphens: every byte value at every
+    /// position of names of 1-19 bytes (ending in a colon) gives the name the byte-by-byte token rule gives.
+    @Test func fieldNamesEndWhereTheTokenRuleEndsThem() {
+        for length in 1..<20 {
+            for position in 0..<length {
+                for byte in UInt8.min...UInt8.max {
+                    var name = Array("aZ-zA-yB-xC-wD-vE-uF".utf8.prefix(length))
+                    name[position] = byte
+                    var line = name
+                    line.append(contentsOf: ": v\r\n".utf8)
+                    var expected = 0
+                    while expected < line.count, HTTP1Syntax.isTokenByte(line[expected]) { expected += 1 }
+                    let end = line.withUnsafeBytes { HTTP1Syntax.tokenEnd($0, from: 0) }
+                    #expect(end == expected, "byte \(byte) at \(position) of \(length)")
+                }
+            }
+        }
+    }
+
     /// A tab (allowed) before a control byte (not) in the same or a later word: the scan goes on past the tab.
     @Test func aTabDoesNotHideAControlByteAfterIt() {
         for tab in 1..<20 {
