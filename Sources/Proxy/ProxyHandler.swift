@@ -132,7 +132,10 @@ final class ProxyHandler: ChannelDuplexHandler {
             maximumHeadBytes: loop.configuration.maxHeaderBytes,
             maximumHeaderCount: loop.configuration.maxHeaderCount
         )
+        loop.stats.clientHandlers.add(1, ordering: .relaxed)
     }
+
+    deinit { self.loop.stats.clientHandlers.subtract(1, ordering: .relaxed) }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -156,6 +159,8 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.stopTimers()
+        // The context holds this handler: keeping it would keep both (and what they hold) after the channel is gone.
+        self.context = nil
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -639,7 +644,7 @@ final class UpstreamDrainer: UpstreamConnectionDelegate {
     private let pool: UpstreamPool
     private var drained = 0
     private var keepAlive = true
-    private var retainSelf: UpstreamDrainer?
+    private var finished = false
 
     private init(connection: UpstreamConnection, pool: UpstreamPool) {
         self.connection = connection
@@ -647,9 +652,8 @@ final class UpstreamDrainer: UpstreamConnectionDelegate {
     }
 
     static func drain(_ connection: UpstreamConnection, pool: UpstreamPool, responseStarted: Bool) {
-        let drainer = UpstreamDrainer(connection: connection, pool: pool)
-        drainer.retainSelf = drainer  // the handler holds delegates weakly
-        connection.handler.delegate = drainer
+        // The upstream handler holds the drainer until it lets the connection go.
+        connection.handler.delegate = UpstreamDrainer(connection: connection, pool: pool)
         connection.handler.resumeReading()
     }
 
@@ -666,14 +670,14 @@ final class UpstreamDrainer: UpstreamConnectionDelegate {
     }
 
     private func finish(reusable: Bool) {
-        guard self.retainSelf != nil else { return }
-        self.retainSelf = nil
+        guard !self.finished else { return }
+        self.finished = true
         self.pool.release(self.connection, reusable: reusable, tls: nil)
     }
 
     func upstreamReadComplete() {}
     func upstreamWritabilityChanged() {}
-    func upstreamFailed(_ error: ProxyError) { self.retainSelf = nil }
+    func upstreamFailed(_ error: ProxyError) { self.finished = true }
     var upstreamMayRead: Bool { true }
 }
 

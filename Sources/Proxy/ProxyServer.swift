@@ -4,11 +4,16 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import ServiceLifecycle
+import Synchronization
 
 /// Counters that are not metrics, exposed for tests and debugging: the honest way to show bounded memory is to
 /// track how many bytes the proxy ever had queued towards a client.
 public final class ProxyStats: Sendable {
     private let maxBuffered = NIOLockedValueBox(0)
+    /// Client connection handlers not yet freed. Once every connection has closed it is back to zero; a handler
+    /// kept alive by an upstream connection that still points at it (a reference cycle) would keep it above.
+    let clientHandlers = Atomic<Int>(0)
+    public var liveClientHandlers: Int { self.clientHandlers.load(ordering: .relaxed) }
 
     public init() {}
 

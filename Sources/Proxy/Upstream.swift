@@ -82,7 +82,11 @@ final class UpstreamHandler: ChannelDuplexHandler {
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    weak var delegate: (any UpstreamConnectionDelegate)?
+    /// Whoever owns the connection: a client request or a drainer. Held strongly, and cleared by every path that
+    /// lets the connection go (`UpstreamPool.release`, a close by the owner, `detach`). A weak reference gave the
+    /// client handler a side table, and every retain and release of it then took the runtime's slow path: about
+    /// 2 % of a request's instructions.
+    var delegate: (any UpstreamConnectionDelegate)?
     /// Called once when the channel goes inactive (the pool forgets the connection).
     var onClose: (() -> Void)?
     /// Set while connecting: completes when the TLS handshake finishes or fails.

@@ -199,6 +199,37 @@ import Testing
         }
     }
 
+    /// No client handler outlives its connection: not through its channel context (which holds it), nor through an
+    /// upstream handler, which holds its owner strongly until the owner lets the connection go. Checked after an
+    /// abandoned request (drained), a client leaving mid-download (closed), an invalid upstream response (502), a
+    /// denied request, and keep-alive exchanges (pooled).
+    @Test func noClientHandlerOutlivesItsConnection() async throws {
+        try await ProxyHarness.withGoodUpstream { proxy, upstream in
+            let host = Fixtures.host("good.upstream.test")
+            let abandoned = try await proxy.raw()
+            try await abandoned.send("GET /slow/200 HTTP/1.1\r\nHost: \(host)\r\n\r\n")
+            let leaving = try await proxy.raw()
+            try await leaving.send("GET /download/50000000 HTTP/1.1\r\nHost: \(host)\r\n\r\n")
+            while upstream.requests < 2 { try await Task.sleep(for: .milliseconds(10)) }
+            await abandoned.close()
+            await leaving.close()
+
+            // Last, so the pooled connections were last used by this client.
+            let client = try await proxy.client()
+            #expect(try await client.get("/invalid-http", host: host).status == .badGateway)
+            #expect(try await client.get("/hello", host: Fixtures.host("denied.test")).status == .forbidden)
+            for _ in 0..<3 { #expect(try await client.get("/hello", host: host).status == .ok) }
+            await client.close()
+
+            var polls = 0
+            while proxy.stats.liveClientHandlers > 0, polls < 500 {
+                try await Task.sleep(for: .milliseconds(10))
+                polls += 1
+            }
+            #expect(proxy.stats.liveClientHandlers == 0)
+        }
+    }
+
     @Test func ssrfRefusesPrivateAddressesUnlessAllowed() async throws {
         try await TestUpstream.with { upstream in
             var resolved = AllowList.Entry(host: "localhost", port: upstream.port)
