@@ -227,6 +227,8 @@ struct RawWriter: JSONOutput {
         self.memory = memory
     }
 
+    /// Inlined: a literal's length is then a constant, and its copy a few moves instead of a call to `memcpy`.
+    @inline(__always)
     mutating func write(_ text: StaticString) {
         self.write(UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
     }
@@ -235,9 +237,12 @@ struct RawWriter: JSONOutput {
         text.withContiguousUTF8 { self.write(UnsafeRawBufferPointer($0)) }
     }
 
+    @inline(__always)
     mutating func write(_ bytes: UnsafeRawBufferPointer) {
         precondition(self.written + bytes.count <= self.memory.count, "written past the bound computed for it")
-        UnsafeMutableRawBufferPointer(rebasing: self.memory[self.written...]).copyMemory(from: bytes)
+        if let source = bytes.baseAddress, let target = self.memory.baseAddress {
+            (target + self.written).copyMemory(from: source, byteCount: bytes.count)
+        }
         self.written += bytes.count
     }
 
