@@ -20,10 +20,11 @@ COPY Package.swift Package.resolve[d] ./
 RUN swift package resolve
 COPY Sources ./Sources
 COPY Tests ./Tests
-RUN swift build -c release --static-swift-stdlib --product egress-operator \
- && swift build -c release --static-swift-stdlib --product egress-proxy \
+COPY scripts/swift-build-release.sh ./scripts/
+RUN scripts/swift-build-release.sh --product egress-operator \
+ && scripts/swift-build-release.sh --product egress-proxy \
  && mkdir /out \
- && cp "$(swift build -c release --show-bin-path)/egress-operator" "$(swift build -c release --show-bin-path)/egress-proxy" /out/ \
+ && cp "$(scripts/swift-build-release.sh --show-bin-path)/egress-operator" "$(scripts/swift-build-release.sh --show-bin-path)/egress-proxy" /out/ \
  && /out/egress-operator --version \
  && mkdir /out/lib \
  && cp -L "/usr/lib/$(uname -m)-linux-gnu/libz.so.1" /out/lib/

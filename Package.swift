@@ -92,7 +92,7 @@ let package = Package(
             // The data plane's handlers keep their state in class properties, and every access to one paid a runtime
             // exclusivity check: 4 % of the proxy's instructions per request (callgrind). They run on one event loop
             // and never overlap; the compile-time checks stay, and debug builds (the tests) keep the runtime ones.
-            // Dependencies keep their own settings.
+            // The shipped build (scripts/swift-build-release.sh) turns them off for every module, SwiftNIO included.
             swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
         ),
         .executableTarget(

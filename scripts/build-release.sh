@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the release binaries exactly as the Dockerfile's build stage does, without a container engine, and
+# Builds the release binaries exactly as the Dockerfile's build stage does (scripts/swift-build-release.sh), without a container engine, and
 # checks that they would run in the runtime image (gcr.io/distroless/cc-debian12:nonroot):
 #   - both start (`--help`; `--version` prints the chart's appVersion)
 #   - `ldd` lists only libraries that image provides: glibc (libc, libm, libpthread, libdl, librt, libutil,
@@ -20,10 +20,10 @@ APP_VERSION=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' charts/eg
 ALLOWED='^(linux-vdso\.so\.1|/lib64/ld-linux-x86-64\.so\.2|ld-linux-x86-64\.so\.2|/lib/ld-linux-aarch64\.so\.1|ld-linux-aarch64\.so\.1|libc\.so\.6|libm\.so\.6|libpthread\.so\.0|libdl\.so\.2|librt\.so\.1|libutil\.so\.1|libstdc\+\+\.so\.6|libgcc_s\.so\.1|libz\.so\.1)$'
 
 for product in "${PRODUCTS[@]}"; do
-    echo "==> swift build -c release --static-swift-stdlib --product $product"
-    swift build -c release --static-swift-stdlib --product "$product"
+    echo "==> scripts/swift-build-release.sh --product $product"
+    scripts/swift-build-release.sh --product "$product"
 done
-BIN=$(swift build -c release --show-bin-path)
+BIN=$(scripts/swift-build-release.sh --show-bin-path)
 mkdir -p "$OUT"
 for product in "${PRODUCTS[@]}"; do cp "$BIN/$product" "$OUT/$product"; done
 

@@ -25,6 +25,6 @@ with open(path, "w") as f:
     f.write(",\n".join(json.dumps(e, separators=(",", ":")) for e in entries))
     f.write("\n]}\n")
 PY
-swift build -c release --static-swift-stdlib --product egress-proxy 2>&1 | tail -n 1
-BIN=$(swift build -c release --static-swift-stdlib --show-bin-path)
+scripts/swift-build-release.sh --product egress-proxy 2>&1 | tail -n 1
+BIN=$(scripts/swift-build-release.sh --show-bin-path)
 for run in 1 2 3 4 5; do "$BIN/egress-proxy" --allowlist "$FILE" --check; done

@@ -52,11 +52,12 @@ fi
 NGINX="$(command -v nginx)"
 HAPROXY="$(command -v haproxy)"
 
-EGRESS="${EGRESS_BIN:-$ROOT/.build/release/egress-proxy}"
-if [ ! -x "$EGRESS" ]; then
-    # Static Swift runtime, as shipped (scripts/build-release.sh): RSS then counts only the pages the proxy touches.
-    (cd "$ROOT" && swift build -c release --static-swift-stdlib --product egress-proxy >&2)
+if [ -z "${EGRESS_BIN:-}" ]; then
+    # Built as shipped (scripts/swift-build-release.sh: static Swift runtime, so RSS counts only the pages the proxy
+    # touches; run-time exclusivity checks off). A no-op when the build is up to date.
+    (cd "$ROOT" && scripts/swift-build-release.sh --product egress-proxy >&2)
 fi
+EGRESS="${EGRESS_BIN:-$ROOT/.build/release/egress-proxy}"
 
 WORK="$(mktemp -d /tmp/egress-bench.XXXXXX)"
 chmod 755 "$WORK"
@@ -259,9 +260,8 @@ PIDS_OF[haproxy]="$!"
 
 if [ "${FLOOR:-0}" = 1 ]; then
     FLOOR_BIN="$ROOT/benchmarks/proxy/floor/.build/release/relay-floor"
-    if [ ! -x "$FLOOR_BIN" ]; then
-        (cd "$ROOT/benchmarks/proxy/floor" && swift build -c release --static-swift-stdlib >&2)
-    fi
+    # The same build flags as egress-proxy's, so the floor is what the libraries cost in the build that ships.
+    (cd "$ROOT/benchmarks/proxy/floor" && "$ROOT/scripts/swift-build-release.sh" >&2)
     port=$FLOOR_PORT
     for mode in bytes http; do
         taskset -c "$PROXY_CPU" "$FLOOR_BIN" "$port" "$UP_PORT" "$WORK/ca.crt" "$UP_HOST" "$mode" \
