@@ -403,7 +403,6 @@ final class ProxyHandler: ChannelDuplexHandler {
             self.upstream = connection
             self.upstreamReused = reused
             self.record.reusedUpstream = reused
-            connection.requests += 1
             connection.handler.delegate = self
             self.loop.metrics.upstreamConnection(self.record.host, reused: reused)
             self.perform(action)

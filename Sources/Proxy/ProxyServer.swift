@@ -11,7 +11,7 @@ import Synchronization
 public final class ProxyStats: Sendable {
     private let maxBuffered = NIOLockedValueBox(0)
     /// Client connection handlers not yet freed. Once every connection has closed it is back to zero; a handler
-    /// kept alive by an upstream connection that still points at it (a reference cycle) would keep it above.
+    /// something still holds (its channel context, an upstream connection still pointing at it) keeps it above.
     let clientHandlers = Atomic<Int>(0)
     public var liveClientHandlers: Int { self.clientHandlers.load(ordering: .relaxed) }
 

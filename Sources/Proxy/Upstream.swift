@@ -53,16 +53,12 @@ protocol UpstreamConnectionDelegate: AnyObject {
 
 /// One upstream connection (TCP + TLS + HTTP/1.1 codec), owned either by the pool (idle) or by one client request.
 final class UpstreamConnection {
-    let key: UpstreamKey
     let channel: Channel
     let handler: UpstreamHandler
-    /// Number of requests served, for reuse accounting.
-    var requests = 0
-    /// The pool's slot for `key`, set when the pool opened it.
+    /// The pool's slot for the key the connection was opened for, set when the pool opened it.
     var slot: UpstreamPool.Slot?
 
-    init(key: UpstreamKey, channel: Channel, handler: UpstreamHandler) {
-        self.key = key
+    init(channel: Channel, handler: UpstreamHandler) {
         self.channel = channel
         self.handler = handler
     }
@@ -474,7 +470,7 @@ enum UpstreamConnector {
                     timeout.cancel()
                     switch result {
                     case .success:
-                        callback(.success(UpstreamConnection(key: key, channel: channel, handler: handler)))
+                        callback(.success(UpstreamConnection(channel: channel, handler: handler)))
                     case .failure(let error):
                         callback(.failure(error))
                     }
