@@ -11,7 +11,8 @@
 # CPU per request: utime+stime of the proxy's processes (/proc/PID/stat) over the saturation phase / requests.
 # Each proxy gets one thread/process (egress-proxy --event-loops 1, nginx worker_processes 1, haproxy nbthread 1).
 # Access logs: egress-proxy writes its JSON line per request, nginx its combined log (buffered); HAProxy logs nothing.
-# RSS: sum of VmRSS of the proxy's processes after the saturation phase.
+# RSS: sum of VmRSS of the proxy's processes after the saturation phase, and before and after a phase of connection
+# churn (every request on a new connection) that follows the rounds (CHURN=0 skips it).
 # New upstream connections: requests logged by the upstream with $connection_requests == 1 during the proxy's run.
 #
 # FLOOR=1 adds two rows measured the same way: benchmarks/proxy/floor's relay-floor, the same job on NIO and NIOSSL
@@ -22,6 +23,7 @@
 # Env: ROUNDS (default 3: each round measures every proxy in turn; the report gives medians and per-round ratios),
 #      DURATION (s, default 10), CONNECTIONS (default 32), FIXED_CONNECTIONS (10: about 1,000 req/s), DELAY_MS (10),
 #      PROXY_CPU (default 0), LOAD_CPU (default 1: upstream and wrk), FLOOR (0; 1 builds and runs relay-floor),
+#      CHURN (1; 0 skips the connection-churn phase),
 #      EGRESS_BIN (an egress-proxy binary to measure instead of this checkout's release build, e.g. an older one),
 #      INSTRUCTIONS (0; 1 adds a table of user-space instructions per request, each proxy run alone under callgrind:
 #      what the CPU ratios measure, without the noise of a shared machine; INSTRUCTION_SECONDS, default 5).
@@ -282,6 +284,26 @@ for round in $(seq 1 "$ROUNDS"); do
     done
 done
 
+# --- connection churn (CHURN=1, the default) ------------------------------------------------------------------------
+# Each proxy once more, every request on a new connection (wrk -c8, `Connection: close`) for DURATION seconds: what a
+# proxy keeps per closed connection (a leak the keep-alive phases never show) shows as RSS growth.
+CHURN_TSV="$WORK/churn.tsv"
+: >"$CHURN_TSV"
+if [ "${CHURN:-1}" = 1 ]; then
+    for name in "${NAMES[@]}"; do
+        echo "[churn] $name" >&2
+        # shellcheck disable=SC2086 # a list of pids
+        before=$(rss_kib ${PIDS_OF[$name]})
+        taskset -c "$LOAD_CPU" wrk -t1 -c8 -d"${DURATION}s" -H "Connection: close" -H "Host: $HOST_HEADER" \
+            "http://127.0.0.1:${PORT_OF[$name]}/" >"$WORK/$name.churn.txt"
+        sleep 1
+        # shellcheck disable=SC2086 # a list of pids
+        after=$(rss_kib ${PIDS_OF[$name]})
+        printf "%s\t%s\t%s\t%s\n" "$name" "$(awk '/requests in/ {print $1}' "$WORK/$name.churn.txt")" \
+            "$((before / 1024))" "$((after / 1024))" >>"$CHURN_TSV"
+    done
+fi
+
 # --- instructions per request (INSTRUCTIONS=1) ---------------------------------------------------------------------
 # Each proxy again, alone on its core, under callgrind: the instructions it executes per request in user space (its
 # TLS included) at a steady wrk -c8, after a warm-up. Machine speed and other load do not change the count, so it
@@ -341,6 +363,14 @@ echo "Loopback, proxy pinned to CPU $PROXY_CPU, upstream nginx + wrk on CPU $LOA
 echo "$ROUNDS rounds, each measuring every proxy in turn. Saturation: wrk -t1 -c$CONNECTIONS."
 echo "Fixed rate: wrk -t1 -c$FIXED_CONNECTIONS with a ${DELAY_MS} ms Lua delay."
 python3 "$ROOT/benchmarks/proxy/report.py" "$RESULTS"
+if [ -s "$CHURN_TSV" ]; then
+    echo
+    echo "Connection churn: wrk -t1 -c8 with Connection: close for ${DURATION}s, after the rounds:"
+    echo
+    echo "| proxy | connections | RSS before MiB | RSS after MiB |"
+    echo "|---|---|---|---|"
+    awk -F'\t' '{ printf "| %s | %d | %d | %d |\n", $1, $2, $3, $4 }' "$CHURN_TSV"
+fi
 if [ -s "$INSTRUCTIONS_TSV" ]; then
     echo
     echo "User-space instructions per request under callgrind (each proxy alone, wrk -t1 -c8, ${INSTRUCTION_SECONDS:-5}s after a 3s warm-up):"
