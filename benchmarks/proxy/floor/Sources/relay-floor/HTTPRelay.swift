@@ -36,6 +36,8 @@ enum HTTPRelay {
         init(upstreamHost: String) { self.upstreamHost = upstreamHost }
 
         func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+        // The context holds this handler: keeping it would keep both after the channel is gone.
+        func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             guard let partner = self.partner, let upstream = partner.context else { return }
@@ -66,6 +68,8 @@ enum HTTPRelay {
         private(set) var context: ChannelHandlerContext?
 
         func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+        // The context holds this handler: keeping it would keep both after the channel is gone.
+        func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             guard let partner = self.partner, let client = partner.context else { return }
