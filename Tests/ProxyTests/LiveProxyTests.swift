@@ -559,7 +559,6 @@ import Testing
                 // A pooled connection left idle is closed and forgotten.
                 let client = try await proxy.client()
                 #expect(try await client.get("/hello", host: Fixtures.host("good.upstream.test")).status == .ok)
-                await client.close()
                 #expect(try await proxy.proxy.idleUpstreamConnections() == 1)
                 var polls = 0
                 while try await proxy.proxy.idleUpstreamConnections() > 0, polls < 500 {
@@ -567,6 +566,12 @@ import Testing
                     polls += 1
                 }
                 #expect(try await proxy.proxy.idleUpstreamConnections() == 0)
+                // The same keep-alive client remembers a routing whose pool slot is now forgotten: it is routed to
+                // the key's new slot, and the new connection is pooled there like the first.
+                #expect(try await client.get("/hello", host: Fixtures.host("good.upstream.test")).status == .ok)
+                #expect(try await proxy.proxy.idleUpstreamConnections() == 1)
+                #expect(upstream.connections == 3)
+                await client.close()
             }
         }
     }
