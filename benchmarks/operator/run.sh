@@ -17,10 +17,15 @@ scripts/control-plane.sh install
 export PATH="$(scripts/install-tools.sh):$PATH"
 CONFIGURATION=${EGRESS_BENCH_CONFIGURATION:-release}
 echo "building egress-operator ($CONFIGURATION)" >&2
-# Static Swift runtime, as shipped (scripts/build-release.sh): RSS then counts only the pages the operator touches,
-# not whole shared libraries (Foundation and its ICU data alone are tens of MB).
-swift build -c "$CONFIGURATION" --static-swift-stdlib --product egress-operator 2>&1 | tail -n 1
-BIN=$(swift build -c "$CONFIGURATION" --static-swift-stdlib --show-bin-path)
+# Static Swift runtime, as shipped (scripts/swift-build-release.sh): RSS then counts only the pages the operator
+# touches, not whole shared libraries (Foundation and its ICU data alone are tens of MB).
+if [ "$CONFIGURATION" = release ]; then
+    scripts/swift-build-release.sh --product egress-operator 2>&1 | tail -n 1
+    BIN=$(scripts/swift-build-release.sh --show-bin-path)
+else
+    swift build -c "$CONFIGURATION" --static-swift-stdlib --product egress-operator 2>&1 | tail -n 1
+    BIN=$(swift build -c "$CONFIGURATION" --static-swift-stdlib --show-bin-path)
+fi
 scripts/control-plane.sh start
 eval "$(scripts/control-plane.sh env)"
 pid=
