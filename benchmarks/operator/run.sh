@@ -19,13 +19,10 @@ CONFIGURATION=${EGRESS_BENCH_CONFIGURATION:-release}
 echo "building egress-operator ($CONFIGURATION)" >&2
 # Static Swift runtime, as shipped (scripts/swift-build-release.sh): RSS then counts only the pages the operator
 # touches, not whole shared libraries (Foundation and its ICU data alone are tens of MB).
-if [ "$CONFIGURATION" = release ]; then
-    scripts/swift-build-release.sh --product egress-operator 2>&1 | tail -n 1
-    BIN=$(scripts/swift-build-release.sh --show-bin-path)
-else
-    swift build -c "$CONFIGURATION" --static-swift-stdlib --product egress-operator 2>&1 | tail -n 1
-    BIN=$(swift build -c "$CONFIGURATION" --static-swift-stdlib --show-bin-path)
-fi
+build=(swift build -c "$CONFIGURATION" --static-swift-stdlib)
+if [ "$CONFIGURATION" = release ]; then build=(scripts/swift-build-release.sh); fi
+"${build[@]}" --product egress-operator 2>&1 | tail -n 1
+BIN=$("${build[@]}" --show-bin-path)
 scripts/control-plane.sh start
 eval "$(scripts/control-plane.sh env)"
 pid=
