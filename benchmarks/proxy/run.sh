@@ -5,9 +5,12 @@
 #
 # Upstream: nginx serving a small static body over TLS (its own instance, pinned to its own core).
 # Load: wrk (Debian's wrk 4.1). wrk2 is not packaged in Debian, so the fixed-rate phase uses wrk with a Lua
-# `delay()` per request (each connection waits DELAY_MS between requests): the offered rate is about
-# FIXED_CONNECTIONS * 1000 / DELAY_MS req/s. Latencies are wrk's (not corrected for coordinated omission; at
-# this low utilisation the difference is small, but say so when quoting them).
+# `delay()` per request (each connection waits DELAY_MS between requests, on average): the offered rate is about
+# FIXED_CONNECTIONS * 1000 / DELAY_MS req/s. The delay is drawn uniformly from DELAY_MS/2 to 3*DELAY_MS/2: with one
+# fixed delay every connection's timer fires in the same millisecond (they all start together), so the proxy got
+# the ten requests as one burst every 10 ms and the latencies measured the queue inside each burst (FIXED_JITTER=0
+# brings that lock-step load back). Latencies are wrk's (not corrected for coordinated omission; at this low
+# utilisation the difference is small, but say so when quoting them).
 # CPU per request: utime+stime of the proxy's processes (/proc/PID/stat) over the saturation phase / requests.
 # Each proxy gets one thread/process (egress-proxy --event-loops 1, nginx worker_processes 1, haproxy nbthread 1).
 # Access logs: egress-proxy writes its JSON line per request, nginx its combined log (buffered); HAProxy logs nothing.
@@ -23,10 +26,11 @@
 # Env: ROUNDS (default 3: each round measures every proxy in turn; the report gives medians and per-round ratios),
 #      DURATION (s, default 10), CONNECTIONS (default 32), FIXED_CONNECTIONS (10: about 1,000 req/s), DELAY_MS (10),
 #      PROXY_CPU (default 0), LOAD_CPU (default 1: upstream and wrk), FLOOR (0; 1 builds and runs relay-floor),
-#      CHURN (1; 0 skips the connection-churn phase),
+#      CHURN (1; 0 skips the connection-churn phase), FIXED_JITTER (1; 0: every connection waits exactly DELAY_MS),
 #      EGRESS_BIN (an egress-proxy binary to measure instead of this checkout's release build, e.g. an older one),
 #      INSTRUCTIONS (0; 1 adds a table of user-space instructions per request, each proxy run alone under callgrind:
-#      what the CPU ratios measure, without the noise of a shared machine; INSTRUCTION_SECONDS, default 5).
+#      what the CPU ratios measure, without the noise of a shared machine; INSTRUCTION_SECONDS, default 5),
+#      PROFILE (0; 1 adds a table of CPU time per request by component, kernel included, from perf; PROFILE_HZ).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -34,6 +38,7 @@ DURATION="${DURATION:-10}"
 CONNECTIONS="${CONNECTIONS:-32}"
 FIXED_CONNECTIONS="${FIXED_CONNECTIONS:-10}"
 DELAY_MS="${DELAY_MS:-10}"
+FIXED_JITTER="${FIXED_JITTER:-1}"
 ROUNDS="${ROUNDS:-3}"
 PROXY_CPU="${PROXY_CPU:-0}"
 LOAD_CPU="${LOAD_CPU:-1}"
@@ -161,10 +166,18 @@ backend up
     server s1 127.0.0.1:$UP_PORT ssl verify required ca-file $WORK/ca.crt sni str($UP_HOST) verifyhost $UP_HOST
 EOF
 
-cat >"$WORK/fixed.lua" <<EOF
+if [ "$FIXED_JITTER" = 1 ]; then
+    cat >"$WORK/fixed.lua" <<EOF
+math.randomseed(os.time())
+local low, high = math.floor($DELAY_MS / 2), $DELAY_MS + math.ceil($DELAY_MS / 2)
+function delay() return math.random(low, high) end
+EOF
+else
+    cat >"$WORK/fixed.lua" <<EOF
 local d = $DELAY_MS
 function delay() return d end
 EOF
+fi
 
 wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 wait_port "$UP_PORT"
@@ -304,6 +317,32 @@ if [ "${CHURN:-1}" = 1 ]; then
     done
 fi
 
+# --- where the CPU time goes (PROFILE=1) -----------------------------------------------------------------------------
+# Each proxy once more at saturation, sampled by perf (cpu-clock, PROFILE_HZ per second, kernel included): CPU
+# microseconds per request by component (benchmarks/proxy/profile.py). It shows what the CPU ratios are made of:
+# the kernel's share (the same socket calls for every proxy), the TLS library's, the proxy's own code's and, for
+# the Swift builds, SwiftNIO's and the Swift runtime's.
+PROFILE_ROWS=()
+if [ "${PROFILE:-0}" = 1 ]; then
+    need perf || DEBIAN_FRONTEND=noninteractive apt-get install -y linux-perf >/dev/null
+    PROFILE_HZ="${PROFILE_HZ:-4000}"
+    for name in "${NAMES[@]}"; do
+        echo "[profile] $name" >&2
+        port=${PORT_OF[$name]}
+        taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d2s -H "Host: $HOST_HEADER" "http://127.0.0.1:$port/" >/dev/null
+        # shellcheck disable=SC2086 # a list of pids
+        perf record -e cpu-clock -F "$PROFILE_HZ" -p "$(echo ${PIDS_OF[$name]} | tr ' ' ',')" -o "$WORK/$name.perf" \
+            -- sleep "$DURATION" >/dev/null 2>&1 &
+        perf_pid=$!
+        taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -H "Host: $HOST_HEADER" \
+            "http://127.0.0.1:$port/" >"$WORK/$name.profile.txt"
+        wait "$perf_pid" || true
+        perf report -i "$WORK/$name.perf" --stdio --no-children -g none --sort dso,sym -F sample,dso,sym \
+            >"$WORK/$name.perf.txt" 2>/dev/null
+        PROFILE_ROWS+=("$name=$WORK/$name.perf.txt:$(awk '/requests in/ {print $1}' "$WORK/$name.profile.txt")")
+    done
+fi
+
 # --- instructions per request (INSTRUCTIONS=1) ---------------------------------------------------------------------
 # Each proxy again, alone on its core, under callgrind: the instructions it executes per request in user space (its
 # TLS included) at a steady wrk -c8, after a warm-up. Machine speed and other load do not change the count, so it
@@ -361,7 +400,11 @@ fi
 echo
 echo "Loopback, proxy pinned to CPU $PROXY_CPU, upstream nginx + wrk on CPU $LOAD_CPU; ${DURATION}s per phase,"
 echo "$ROUNDS rounds, each measuring every proxy in turn. Saturation: wrk -t1 -c$CONNECTIONS."
-echo "Fixed rate: wrk -t1 -c$FIXED_CONNECTIONS with a ${DELAY_MS} ms Lua delay."
+if [ "$FIXED_JITTER" = 1 ]; then
+    echo "Fixed rate: wrk -t1 -c$FIXED_CONNECTIONS with a Lua delay drawn from $((DELAY_MS / 2))–$((DELAY_MS + (DELAY_MS + 1) / 2)) ms (mean ${DELAY_MS} ms)."
+else
+    echo "Fixed rate: wrk -t1 -c$FIXED_CONNECTIONS with a ${DELAY_MS} ms Lua delay (lock-step: FIXED_JITTER=0)."
+fi
 python3 "$ROOT/benchmarks/proxy/report.py" "$RESULTS"
 if [ -s "$CHURN_TSV" ]; then
     echo
@@ -370,6 +413,12 @@ if [ -s "$CHURN_TSV" ]; then
     echo "| proxy | connections | RSS before MiB | RSS after MiB |"
     echo "|---|---|---|---|"
     awk -F'\t' '{ printf "| %s | %d | %d | %d |\n", $1, $2, $3, $4 }' "$CHURN_TSV"
+fi
+if [ "${#PROFILE_ROWS[@]}" -gt 0 ]; then
+    echo
+    echo "CPU µs per request by component (perf, cpu-clock at ${PROFILE_HZ} Hz, wrk -t1 -c$CONNECTIONS for ${DURATION}s):"
+    echo
+    python3 "$ROOT/benchmarks/proxy/profile.py" "$PROFILE_HZ" "${PROFILE_ROWS[@]}"
 fi
 if [ -s "$INSTRUCTIONS_TSV" ]; then
     echo
