@@ -1,5 +1,9 @@
 import NIOCore
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// A timeout whose deadline moves on every request or batch of bytes but rarely expires.
 ///
 /// Moving the deadline only stores it; at most one task is scheduled, and when it fires before the (moved)
@@ -31,7 +35,20 @@ final class LazyTimeout {
         self.schedule(at: deadline)
     }
 
-    func arm(in amount: TimeAmount) { self.arm(at: .now() + amount) }
+    /// Expire `amount` from now, as `coarseNow()` tells the time: up to one kernel tick early.
+    func arm(in amount: TimeAmount) { self.arm(at: Self.coarseNow() + amount) }
+
+    /// The monotonic clock `NIODeadline.now()` reads, as of the kernel's last tick (1 to 4 ms ago), at a quarter of
+    /// the cost: each request moves several timeouts, and these timeouts count in seconds.
+    static func coarseNow() -> NIODeadline {
+        #if os(Linux)
+            var time = timespec()
+            clock_gettime(CLOCK_MONOTONIC_COARSE, &time)
+            return .uptimeNanoseconds(UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec))
+        #else
+            return .now()
+        #endif
+    }
 
     /// Stop expiring (the pending task, if any, fires and does nothing).
     func disarm() { self.deadline = nil }

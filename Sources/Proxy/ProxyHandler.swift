@@ -81,6 +81,8 @@ final class ProxyHandler: ChannelDuplexHandler {
     private var retryable = false
     private var clientVersion: HTTPVersion = .http1_1
     private var pendingRead = false
+    /// The client channel's writability, as its last change said (asking the channel retains and releases it).
+    private var clientWritable = true
     /// Inside a batch of client reads, writes to the upstream are flushed once, at `channelReadComplete` (a GET's
     /// head and end arrive in one batch: one flush through TLS instead of three).
     private var inClientReadBatch = false
@@ -467,11 +469,13 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { self.upstream?.handler.resumeReading() }
+        self.clientWritable = context.channel.isWritable
+        if self.clientWritable { self.upstream?.handler.resumeReading() }
         context.fireChannelWritabilityChanged()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        self.clientWritable = false
         self.stopTimers()
         self.pipelined.removeAll()
         let wasForwarding = self.machine.state
@@ -613,8 +617,8 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     /// Response headers must start arriving within the entry's timeout after the request was sent.
     private func armResponseTimer() {
-        guard let key = self.slot?.key else { return }
-        self.responseTimeout?.arm(in: .milliseconds(Int64(key.entry.timeouts.responseHeadersMillis)))
+        guard let slot = self.slot else { return }
+        self.responseTimeout?.arm(in: slot.responseHeadersTimeout)
     }
 
     private func upstreamError(_ error: ProxyError) {
@@ -727,7 +731,7 @@ extension ProxyHandler: UpstreamConnectionDelegate {
             self.clientFlushPending = true
             // Below the high-water mark the queue is bounded by it; only a queue above it says whether backpressure
             // holds, and reading the option on every body part costs a dynamic cast.
-            if !context.channel.isWritable,
+            if !self.clientWritable,
                 let queued = try? context.channel.syncOptions?.getOption(.bufferedWritableBytes),
                 queued > self.maxQueued
             {
@@ -784,5 +788,5 @@ extension ProxyHandler: UpstreamConnectionDelegate {
         self.upstreamError(error)
     }
 
-    var upstreamMayRead: Bool { self.context?.channel.isWritable ?? false }
+    var upstreamMayRead: Bool { self.clientWritable }
 }

@@ -179,6 +179,7 @@ final class UpstreamHandler: ChannelDuplexHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
+        self.isWritable = context.channel.isWritable
         self.delegate?.upstreamWritabilityChanged()
         context.fireChannelWritabilityChanged()
     }
@@ -249,7 +250,9 @@ final class UpstreamHandler: ChannelDuplexHandler {
         return self.spare.take(context.channel.allocator)
     }
 
-    var isWritable: Bool { self.context?.channel.isWritable ?? false }
+    /// The channel's writability, as its last change said: kept here because asking the channel on every read
+    /// retains and releases it.
+    private(set) var isWritable = true
 
     // MARK: Failures
 
@@ -258,6 +261,7 @@ final class UpstreamHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        self.isWritable = false
         self.idleTimeout?.cancel()
         if !self.parsingDone {
             self.parsingDone = true

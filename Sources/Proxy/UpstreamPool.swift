@@ -26,8 +26,14 @@ final class UpstreamPool {
         fileprivate var open = 0
         fileprivate var waiters: [Waiter] = []
         fileprivate(set) var isForgotten = false
+        /// The entry's response-headers timeout, read once: each request arms it, and reaching it through the key
+        /// copied the key.
+        let responseHeadersTimeout: TimeAmount
 
-        fileprivate init(key: UpstreamKey) { self.key = key }
+        fileprivate init(key: UpstreamKey) {
+            self.key = key
+            self.responseHeadersTimeout = .milliseconds(Int64(key.entry.timeouts.responseHeadersMillis))
+        }
     }
 
     let eventLoop: EventLoop
@@ -53,7 +59,7 @@ final class UpstreamPool {
 
     func acquire(_ slot: Slot, tls: TLSContextCache, callback: @escaping Callback) {
         self.eventLoop.preconditionInEventLoop()
-        self.lastTLS = tls
+        if self.lastTLS !== tls { self.lastTLS = tls }
         let slot = slot.isForgotten ? self.slot(for: slot.key) : slot
         if let connection = slot.idle.popLast() {
             callback(.success(connection), true)

@@ -208,8 +208,10 @@ struct SpareBuffer {
         self.buffer = buffer.capacity <= 2048 ? buffer : nil
     }
 
-    mutating func take(_ allocator: ByteBufferAllocator) -> ByteBuffer {
-        guard var buffer = self.buffer else { return allocator.buffer(capacity: 512) }
+    /// The kept buffer, emptied, or a new one from `allocator` (asked for only then: reaching a channel's allocator
+    /// retains and releases the channel).
+    mutating func take(_ allocator: @autoclosure () -> ByteBufferAllocator) -> ByteBuffer {
+        guard var buffer = self.buffer else { return allocator().buffer(capacity: 512) }
         self.buffer = nil
         buffer.clear()
         return buffer

@@ -280,6 +280,37 @@ import Testing
     }
 }
 
+extension SpareBufferTests {
+    /// The allocator is reached for only when there is no buffer to reuse: reaching a channel's retains the channel.
+    @Test func theAllocatorIsAskedForOnlyWithoutASpare() {
+        var spare = SpareBuffer()
+        var asked = 0
+        func allocator() -> ByteBufferAllocator {
+            asked += 1
+            return self.allocator
+        }
+        _ = spare.take(allocator())
+        #expect(asked == 1)
+        spare.keep(self.allocator.buffer(capacity: 16))
+        _ = spare.take(allocator())
+        #expect(asked == 1)
+    }
+}
+
+@Suite struct LazyTimeoutClockTests {
+    /// Timeouts are armed by the coarse clock: the monotonic clock NIO's deadlines count in, as of the kernel's
+    /// last tick. Read just before the precise one, it is never ahead of it and only a tick behind (a second allows
+    /// for a thread preempted between the two reads; another clock would be off by far more).
+    @Test func coarseNowIsNIOsClockAtMostATickBehind() {
+        for _ in 0..<1000 {
+            let coarse = LazyTimeout.coarseNow()
+            let precise = NIODeadline.now()
+            #expect(coarse <= precise)
+            #expect(precise - coarse < .seconds(1))
+        }
+    }
+}
+
 @Suite struct HeaderSanitizerTests {
     /// The head an upstream gets for `head`, as text.
     private func encoded(_ head: ClientRequestHead, host: String = "api.github.com", port: Int = 443) -> String {
