@@ -763,8 +763,12 @@ extension ProxyHandler: UpstreamConnectionDelegate {
         self.noteActivity()
         if self.clientFlushPending, let context = self.context {
             self.clientFlushPending = false
-            self.writeOutput(context)
-            context.flush()
+            if let output = self.output {
+                self.output = nil
+                context.writeAndFlush(self.wrapOutboundOut(output), promise: nil)
+            } else {
+                context.flush()
+            }
         }
     }
 

@@ -235,10 +235,12 @@ final class UpstreamHandler: ChannelDuplexHandler {
         guard let context = self.context else { return }
         if let pending = self.pending {
             self.pending = nil
-            context.write(self.wrapOutboundOut(pending), promise: nil)
+            // One trip down the pipeline (through NIOSSL) for both.
+            context.writeAndFlush(self.wrapOutboundOut(pending), promise: nil)
             self.spare.keep(pending)
+        } else {
+            context.flush()
         }
-        context.flush()
     }
 
     /// The bytes gathered so far (moved out, so appending does not copy them), or a new buffer.
