@@ -289,8 +289,11 @@ if [ "${FLOOR:-0}" = 1 ]; then
     done
 fi
 
+# The order rotates from round to round (round r starts with the r-th proxy), so that no proxy always runs first,
+# right after the slowest one, or last: with as many rounds as proxies, each holds every position once.
 for round in $(seq 1 "$ROUNDS"); do
-    for name in "${NAMES[@]}"; do
+    for offset in $(seq 0 $((${#NAMES[@]} - 1))); do
+        name=${NAMES[$(((round - 1 + offset) % ${#NAMES[@]}))]}
         echo "[round $round/$ROUNDS] $name" >&2
         # shellcheck disable=SC2086 # a list of pids
         bench "$round" "$name" "${PORT_OF[$name]}" ${PIDS_OF[$name]}
@@ -399,7 +402,7 @@ fi
 # --- report ---------------------------------------------------------------------------------------------------------
 echo
 echo "Loopback, proxy pinned to CPU $PROXY_CPU, upstream nginx + wrk on CPU $LOAD_CPU; ${DURATION}s per phase,"
-echo "$ROUNDS rounds, each measuring every proxy in turn. Saturation: wrk -t1 -c$CONNECTIONS."
+echo "$ROUNDS rounds, each measuring every proxy in turn (the order rotating). Saturation: wrk -t1 -c$CONNECTIONS."
 if [ "$FIXED_JITTER" = 1 ]; then
     echo "Fixed rate: wrk -t1 -c$FIXED_CONNECTIONS with a Lua delay drawn from $((DELAY_MS / 2))–$((DELAY_MS + (DELAY_MS + 1) / 2)) ms (mean ${DELAY_MS} ms)."
 else
