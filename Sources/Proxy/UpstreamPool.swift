@@ -59,7 +59,7 @@ final class UpstreamPool {
 
     func acquire(_ slot: Slot, tls: TLSContextCache, callback: @escaping Callback) {
         self.eventLoop.preconditionInEventLoop()
-        if self.lastTLS !== tls { self.lastTLS = tls }
+        if self.lastTLS !== tls { self.lastTLS = tls }  // storing the same cache again retains and releases it
         let slot = slot.isForgotten ? self.slot(for: slot.key) : slot
         if let connection = slot.idle.popLast() {
             callback(.success(connection), true)

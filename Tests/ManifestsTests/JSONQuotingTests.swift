@@ -26,9 +26,8 @@ import Testing
         }
     }
 
-    /// Quoted strings read back as what was written, whatever mix of bytes to escape and to copy they hold.
     /// Numbers as log lines and request bodies write them: the same digits as Swift's own description, zero-padded
-    /// to a width, from one digit to the largest `Int`; milliseconds with up to three decimals.
+    /// to a width, from one digit to nineteen (the largest `Int`); milliseconds with up to three decimals.
     @Test func numbersAreWrittenAsTheirDigits() {
         var values = Array(0...20_000) + [Int.max, Int.max - 1, -1, -7_654_321]
         var power = 10
@@ -56,6 +55,7 @@ import Testing
         }
     }
 
+    /// Quoted strings read back as what was written, whatever mix of bytes to escape and to copy they hold.
     @Test func quotedStringsReadBackTheSame() throws {
         let pieces = ["api.github.com", "\"", "\\", "\n", "\r\t", "\u{1}", "\u{7F}", "é", "😀", " ", "/x?y=1&z"]
         var generator = SystemRandomNumberGenerator()
