@@ -23,7 +23,8 @@
 # codecs ("floor-http"). They show how much of egress-proxy's cost is the libraries it is built on.
 #
 # Usage: benchmarks/proxy/run.sh            (builds egress-proxy in release mode if needed)
-# Env: ROUNDS (default 3: each round measures every proxy in turn; the report gives medians and per-round ratios),
+# Env: ROUNDS (default 3: each round measures every proxy in turn, the order rotating; the report gives medians and
+#      per-round ratios),
 #      DURATION (s, default 10), CONNECTIONS (default 32), FIXED_CONNECTIONS (10: about 1,000 req/s), DELAY_MS (10),
 #      PROXY_CPU (default 0), LOAD_CPU (default 1: upstream and wrk), FLOOR (0; 1 builds and runs relay-floor),
 #      CHURN (1; 0 skips the connection-churn phase), FIXED_JITTER (1; 0: every connection waits exactly DELAY_MS),
