@@ -101,8 +101,9 @@ public struct JSONLogHandler: LogHandler {
 /// Standard output for log lines, written by one background thread, so no event loop ever blocks on a slow reader
 /// of the process's output (a container runtime's pipe).
 ///
-/// Lines collect in a buffer that the writer thread empties every `interval`, or as soon as it holds
-/// `flushThreshold` bytes. If the output stops taking bytes, the buffer stops growing at `capacity`: further lines
+/// Lines collect in a buffer that the writer thread empties `interval` after the first of them arrived, or as soon as
+/// it holds `flushThreshold` bytes; with nothing to write, the thread sleeps until a line comes (an idle process does
+/// not wake up ten times a second). If the output stops taking bytes, the buffer stops growing at `capacity`: further lines
 /// are dropped and counted, and a warning line says how many once output resumes. Serving requests matters more
 /// than a complete log, and memory stays bounded.
 final class StandardOutputBuffer: @unchecked Sendable {
@@ -112,8 +113,9 @@ final class StandardOutputBuffer: @unchecked Sendable {
     let capacity: Int
     let interval: Double
     private let output: @Sendable ([UInt8]) -> Void
-    /// Its value says whether a flush is due now; it also guards the three variables below.
-    private let condition = ConditionLock(value: false)
+    /// Guards the four variables below; signalled when the first line arrives in an empty buffer, when the buffer
+    /// reaches `flushThreshold`, and when the writer is stopped.
+    private let condition = NSCondition()
     private var buffer: [UInt8] = []
     private var dropped = 0
     private var writerStarted = false
@@ -145,18 +147,16 @@ final class StandardOutputBuffer: @unchecked Sendable {
         self.condition.lock()
         let startWriter = !self.writerStarted
         self.writerStarted = true
-        var flushDue = false
         if self.buffer.count + line.count > self.capacity {
             self.dropped += 1
+            self.condition.signal()  // a line too long for an empty buffer still gets its warning written
         } else {
+            let wasEmpty = self.buffer.isEmpty
             self.buffer.append(contentsOf: line)
-            flushDue = self.buffer.count >= self.flushThreshold
+            // Only the first line of a batch and a full buffer signal; a signal nobody waits for costs no system call.
+            if wasEmpty || self.buffer.count >= self.flushThreshold { self.condition.signal() }
         }
-        if flushDue {
-            self.condition.unlock(withValue: true)
-        } else {
-            self.condition.unlock()
-        }
+        self.condition.unlock()
         if startWriter { self.startWriter() }
     }
 
@@ -167,7 +167,7 @@ final class StandardOutputBuffer: @unchecked Sendable {
             swap(&self.spare, &self.buffer)
             let dropped = self.dropped
             self.dropped = 0
-            self.condition.unlock(withValue: false)
+            self.condition.unlock()
             if dropped > 0 {
                 var warning = JSONLineWriter()
                 warning.appendTime(JSONLineWriter.now())
@@ -190,12 +190,17 @@ final class StandardOutputBuffer: @unchecked Sendable {
     private func startWriter() {
         let thread = Thread { [self] in
             while true {
-                // Wakes up when a flush is due or the interval passed, whichever comes first.
-                if self.condition.lock(whenValue: true, timeoutSeconds: self.interval) { self.condition.unlock() }
-                self.flush()
                 self.condition.lock()
+                // Sleeps until there is something to write, then gives the batch `interval` to gather unless the
+                // buffer fills to the threshold first.
+                while self.buffer.isEmpty, self.dropped == 0, !self.writerStopped { self.condition.wait() }
+                let deadline = Date(timeIntervalSinceNow: self.interval)
+                while self.buffer.count < self.flushThreshold, !self.writerStopped,
+                    self.condition.wait(until: deadline)
+                {}
                 let stopped = self.writerStopped
                 self.condition.unlock()
+                self.flush()
                 if stopped { return }
             }
         }
@@ -207,7 +212,8 @@ final class StandardOutputBuffer: @unchecked Sendable {
     func stopWriter() {
         self.condition.lock()
         self.writerStopped = true
-        self.condition.unlock(withValue: true)
+        self.condition.signal()
+        self.condition.unlock()
     }
 
     /// Blocking `write(2)` to file descriptor 1, retried until everything is written (or output is gone).

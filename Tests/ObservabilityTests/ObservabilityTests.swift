@@ -51,6 +51,20 @@ struct StandardOutputBufferTests {
         #expect(String(decoding: written.withLock { $0 }, as: UTF8.self) == "line 0\nline 1\nline 2\n")
     }
 
+    /// With nothing to write the writer sleeps until a line comes, and a line after a quiet spell still reaches the
+    /// output within the interval.
+    @Test func aLineAfterAQuietSpellIsStillWritten() async throws {
+        let written = Mutex<[UInt8]>([])
+        let buffer = StandardOutputBuffer(interval: 0.02) { bytes in written.withLock { $0 += bytes } }
+        defer { buffer.stopWriter() }
+        buffer.append("before\n")
+        try await Self.eventually { written.withLock { $0.count } == 7 }
+        try await Task.sleep(for: .milliseconds(200))  // ten intervals with nothing to write
+        buffer.append("after\n")
+        try await Self.eventually { written.withLock { $0.count } == 13 }
+        #expect(String(decoding: written.withLock { $0 }, as: UTF8.self) == "before\nafter\n")
+    }
+
     /// A stalled output never blocks whoever logs: the buffer stops at its capacity, later lines are dropped and
     /// counted, and a warning line reports them once output resumes.
     @Test func aStalledOutputDropsLinesBeyondCapacityInsteadOfBlocking() async throws {
