@@ -103,9 +103,9 @@ public struct JSONLogHandler: LogHandler {
 ///
 /// Lines collect in a buffer that the writer thread empties `interval` after the first of them arrived, or as soon as
 /// it holds `flushThreshold` bytes; with nothing to write, the thread sleeps until a line comes (an idle process does
-/// not wake up ten times a second). If the output stops taking bytes, the buffer stops growing at `capacity`: further lines
-/// are dropped and counted, and a warning line says how many once output resumes. Serving requests matters more
-/// than a complete log, and memory stays bounded.
+/// not wake up ten times a second). If the output stops taking bytes, the buffer stops growing at `capacity`: further
+/// lines are dropped and counted, and a warning line says how many once output resumes. Serving requests matters
+/// more than a complete log, and memory stays bounded.
 final class StandardOutputBuffer: @unchecked Sendable {
     static let shared = StandardOutputBuffer()
 

@@ -21,8 +21,11 @@ COMPONENTS = [
     ("other", "vDSO clock, other"),
 ]
 
-# BoringSSL is linked into the Swift binaries (NIOSSL's copy); OpenSSL is a shared library for nginx and HAProxy.
-TLS_SYMBOL = re.compile(r"BoringSSL|bssl::|aes|gcm|ghash|sha\d|x25519|chacha|poly1305|check_iovec|^ssl_|^SSL_|^BIO_|^ERR_|^EVP_|^CRYPTO_"
+# BoringSSL is linked into the Swift binaries (NIOSSL's copy), so its symbols are told apart by name there; OpenSSL
+# is a shared library for nginx and HAProxy, whose own TLS glue (`ssl_sock_*`) counts as their own code, as NIOSSL's
+# counts as NIO.
+TLS_SYMBOL = re.compile(
+    r"BoringSSL|bssl::|aes|gcm|ghash|sha\d|x25519|chacha|poly1305|check_iovec|^ssl_|^SSL_|^BIO_|^ERR_|^EVP_|^CRYPTO_"
 )
 OWN_MODULES = ("$s5Proxy", "$s12JSONScanning", "$s13Observability", "$s10Prometheus", "$s11CoreMetrics",
                "$s7Logging", "$s11relay_floor")
@@ -48,12 +51,12 @@ def component(dso: str, symbol: str) -> str:
         return "nio"
     if symbol.startswith(("swift", "_swift", "$s", "__swift", "getCache", "tryCast")) or "swift::" in symbol:
         return "runtime"
+    if dso.startswith(("nginx", "haproxy")):
+        return "own"
     if TLS_SYMBOL.search(symbol):
         return "tls"
     if symbol.startswith(("c_nio_", "CNIOLinux", "CNIOPosix")):
         return "nio"
-    if dso.startswith(("nginx", "haproxy")):
-        return "own"
     return "other"
 
 
