@@ -60,7 +60,7 @@ extension JSONValue {
     }
 }
 
-/// Builds the tree on `JSONScanner`: objects as dictionaries (the first of duplicate names counts), numbers as
+/// Builds the tree on `JSONScanner`: objects as `JSONObject`s (the first of duplicate names counts), numbers as
 /// `.int` when their value is a whole number in range.
 private struct JSONTextParser {
     private var scanner: JSONScanner
@@ -71,6 +71,12 @@ private struct JSONTextParser {
     /// The omission's path; `matched` below counts how many of its steps lead to the value being parsed (nil once
     /// the value is off the path).
     private let omitted: [JSONValue.Omission.Step]
+
+    /// The members and elements read so far of the objects and arrays open, nested ones after their parent's. Each
+    /// object or array is copied out at its exact size when it closes: one grown by appending keeps up to twice the
+    /// room it needs, for as long as an informer caches it.
+    private var pendingMembers: [JSONObject.Member] = []
+    private var pendingElements: [JSONValue] = []
 
     init(_ bytes: UnsafeRawBufferPointer, omitting omitted: [JSONValue.Omission.Step] = []) {
         self.scanner = JSONScanner(bytes)
@@ -122,16 +128,16 @@ private struct JSONTextParser {
 
     private mutating func object(depth: Int, matched: Int?) throws(JSONScanError) -> JSONValue {
         self.scanner.index += 1
-        var members: [String: JSONValue] = [:]
         self.scanner.skipWhitespace()
         if self.scanner.current == UInt8(ascii: "}") {
             self.scanner.index += 1
-            return .object(members)
+            return .object(JSONObject())
         }
+        let start = self.pendingMembers.count
         while true {
             self.scanner.skipWhitespace()
             guard self.scanner.current == UInt8(ascii: "\"") else { throw self.scanner.error("expected a member name") }
-            let key = try self.scanner.string()
+            let key = Self.wellKnown(try self.scanner.string())
             self.scanner.skipWhitespace()
             guard self.scanner.current == UInt8(ascii: ":") else { throw self.scanner.error("expected ':'") }
             self.scanner.index += 1
@@ -140,7 +146,7 @@ private struct JSONTextParser {
                 try self.skipValue(depth: depth + 1)
             } else {
                 let value = try self.value(depth: depth + 1, matched: next)
-                if members[key] == nil { members[key] = value }  // the first of duplicate names, as before
+                self.pendingMembers.append(JSONObject.Member(key: key, value: value))
             }
             self.scanner.skipWhitespace()
             switch self.scanner.current {
@@ -148,7 +154,8 @@ private struct JSONTextParser {
                 self.scanner.index += 1
             case UInt8(ascii: "}"):
                 self.scanner.index += 1
-                return .object(members)
+                defer { self.pendingMembers.removeSubrange(start...) }
+                return .object(JSONObject(read: self.pendingMembers[start...]))
             default:
                 throw self.scanner.error("expected ',' or '}'")
             }
@@ -157,18 +164,19 @@ private struct JSONTextParser {
 
     private mutating func array(depth: Int, matched: Int?) throws(JSONScanError) -> JSONValue {
         self.scanner.index += 1
-        var elements: [JSONValue] = []
         self.scanner.skipWhitespace()
         if self.scanner.current == UInt8(ascii: "]") {
             self.scanner.index += 1
-            return .array(elements)
+            return .array([])
         }
+        let start = self.pendingElements.count
         let next = self.matched(matched, after: .anyElement)
         while true {
             if next == self.omitted.count {
                 try self.skipValue(depth: depth + 1)
             } else {
-                elements.append(try self.value(depth: depth + 1, matched: next))
+                let element = try self.value(depth: depth + 1, matched: next)
+                self.pendingElements.append(element)
             }
             self.scanner.skipWhitespace()
             switch self.scanner.current {
@@ -176,11 +184,28 @@ private struct JSONTextParser {
                 self.scanner.index += 1
             case UInt8(ascii: "]"):
                 self.scanner.index += 1
-                return .array(elements)
+                defer { self.pendingElements.removeSubrange(start...) }
+                return .array(Array(exactly: self.pendingElements[start...]))
             default:
                 throw self.scanner.error("expected ',' or ']'")
             }
         }
+    }
+
+    /// Member names longer than a small string (15 bytes of UTF-8, kept inline) that Kubernetes objects repeat, as
+    /// literals: a name read as one of these shares the binary's copy instead of holding a heap allocation per
+    /// object. A cached EgressHost repeats these eight times (three conditions' times and generations, the status's
+    /// generation, its creation time).
+    private static let wellKnownNames: Set<String> = [
+        "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "lastTransitionTime",
+        "observedGeneration", "blockOwnerDeletion", "allowPrivateAddresses", "insecureSkipVerify",
+        "clientCertificate", "app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component",
+        "app.kubernetes.io/part-of", "app.kubernetes.io/managed-by", "app.kubernetes.io/version",
+    ]
+
+    private static func wellKnown(_ name: String) -> String {
+        guard name.utf8.count > 15, let index = Self.wellKnownNames.firstIndex(of: name) else { return name }
+        return Self.wellKnownNames[index]
     }
 
     /// Checks a value as `value` would, building no object or array.

@@ -13,7 +13,7 @@ public enum JSONValue: Sendable, Hashable {
     case double(Double)
     case string(String)
     case array([JSONValue])
-    case object([String: JSONValue])
+    case object(JSONObject)
 }
 
 extension JSONValue {
@@ -48,7 +48,7 @@ extension JSONValue {
         return nil
     }
 
-    public var objectValue: [String: JSONValue]? {
+    public var objectValue: JSONObject? {
         if case .object(let value) = self { return value }
         return nil
     }
@@ -63,10 +63,12 @@ extension JSONValue {
             return nil
         }
         set {
-            var members: [String: JSONValue]
+            var members: JSONObject
             switch self {
-            case .object(let existing): members = existing
-            case .null: members = [:]
+            case .object(let existing):
+                members = existing
+                self = .null  // the members' only owner now: changed in place, not copied
+            case .null: members = JSONObject()
             default: return
             }
             members[key] = newValue
@@ -165,7 +167,7 @@ extension JSONValue: Codable {
         } else if let value = try? container.decode([JSONValue].self) {
             self = .array(value)
         } else {
-            self = .object(try container.decode([String: JSONValue].self))
+            self = .object(try container.decode(JSONObject.self))
         }
     }
 
@@ -197,6 +199,8 @@ extension JSONValue: ExpressibleByNilLiteral, ExpressibleByBooleanLiteral, Expre
     public init(stringLiteral value: String) { self = .string(value) }
     public init(arrayLiteral elements: JSONValue...) { self = .array(elements) }
     public init(dictionaryLiteral elements: (String, JSONValue)...) {
-        self = .object(Dictionary(elements, uniquingKeysWith: { _, last in last }))
+        var members = JSONObject()
+        for (key, value) in elements { members[key] = value }  // the last of duplicate names, as a dictionary's
+        self = .object(members)
     }
 }

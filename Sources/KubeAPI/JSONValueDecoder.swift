@@ -53,7 +53,7 @@ struct JSONValueDecoder: Decoder {
     }
 
     private struct Keyed<Key: CodingKey>: KeyedDecodingContainerProtocol {
-        let object: [String: JSONValue]
+        let object: JSONObject
         let codingPath: [any CodingKey]
 
         var allKeys: [Key] { object.keys.compactMap { Key(stringValue: $0) } }

@@ -80,12 +80,17 @@ public struct KubeObject: Sendable, Hashable, Codable, CustomStringConvertible {
 
     public var labels: [String: String] {
         get { Self.stringMap(self.metadata["labels"]) }
-        set { self.metadata["labels"] = newValue.isEmpty ? nil : .object(newValue.mapValues(JSONValue.string)) }
+        set {
+            self.metadata["labels"] = newValue.isEmpty ? nil : .object(JSONObject(newValue.mapValues(JSONValue.string)))
+        }
     }
 
     public var annotations: [String: String] {
         get { Self.stringMap(self.metadata["annotations"]) }
-        set { self.metadata["annotations"] = newValue.isEmpty ? nil : .object(newValue.mapValues(JSONValue.string)) }
+        set {
+            self.metadata["annotations"] =
+                newValue.isEmpty ? nil : .object(JSONObject(newValue.mapValues(JSONValue.string)))
+        }
     }
 
     /// namespace/name: how caches and work queues key objects.

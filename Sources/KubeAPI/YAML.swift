@@ -51,7 +51,7 @@ extension JSONValue {
                 self = .string(scalar.string)
             }
         case .mapping(let mapping):
-            var members: [String: JSONValue] = [:]
+            var members = JSONObject()
             for (key, value) in mapping {
                 guard let name = key.string else {
                     throw KubeError(code: .decoding, message: "YAML mapping key is not a string: \(key)")

@@ -170,7 +170,7 @@ import Testing
         default:
             var members: [String: JSONValue] = [:]
             for _ in 0..<random.next() % 5 { members[randomString(&random)] = randomValue(&random, depth: depth + 1) }
-            return .object(members)
+            return .object(JSONObject(members))
         }
     }
 

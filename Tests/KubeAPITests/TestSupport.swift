@@ -52,7 +52,7 @@ class LiveTestCase: XCTestCase {
 
     func configMap(_ name: String, data: [String: String], labels: [String: String] = [:]) -> KubeObject {
         var object = KubeObject(apiVersion: "v1", kind: "ConfigMap", name: name, namespace: self.namespace)
-        object["data"] = .object(data.mapValues(JSONValue.string))
+        object["data"] = .object(JSONObject(data.mapValues(JSONValue.string)))
         object.labels = labels
         return object
     }
