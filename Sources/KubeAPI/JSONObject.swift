@@ -89,12 +89,7 @@ public struct JSONObject: Sendable, Hashable {
     /// Sorted by name, the first of each name kept. Kubernetes writes map keys sorted and struct fields in a fixed
     /// order, so most objects arrive sorted or nearly; a stable sort of the rest keeps "first" meaning first.
     private static func sortedUnique(_ members: [Member]) -> [Member] {
-        var isSortedAndUnique = true
-        for index in members.indices.dropFirst() where !(members[index - 1].key < members[index].key) {
-            isSortedAndUnique = false
-            break
-        }
-        if isSortedAndUnique { return members }
+        if zip(members, members.dropFirst()).allSatisfy({ $0.key < $1.key }) { return members }
         // Out of order: the pairs (name, position) sort first names first.
         let ordered = members.enumerated().sorted { ($0.element.key, $0.offset) < ($1.element.key, $1.offset) }
         var unique: [Member] = []
@@ -112,8 +107,12 @@ extension JSONObject: RandomAccessCollection {
 }
 
 extension JSONObject: ExpressibleByDictionaryLiteral {
-    /// Of duplicate names the last counts, as `Dictionary(_:uniquingKeysWith:)` in the literal had it.
     public init(dictionaryLiteral elements: (String, JSONValue)...) {
+        self.init(keepingLastOf: elements)
+    }
+
+    /// Of duplicate names the last counts, as `Dictionary(_:uniquingKeysWith:)` in the literals had it.
+    init(keepingLastOf elements: some Sequence<(String, JSONValue)>) {
         self.init()
         for (key, value) in elements { self[key] = value }
     }

@@ -199,8 +199,6 @@ extension JSONValue: ExpressibleByNilLiteral, ExpressibleByBooleanLiteral, Expre
     public init(stringLiteral value: String) { self = .string(value) }
     public init(arrayLiteral elements: JSONValue...) { self = .array(elements) }
     public init(dictionaryLiteral elements: (String, JSONValue)...) {
-        var members = JSONObject()
-        for (key, value) in elements { members[key] = value }  // the last of duplicate names, as a dictionary's
-        self = .object(members)
+        self = .object(JSONObject(keepingLastOf: elements))
     }
 }
