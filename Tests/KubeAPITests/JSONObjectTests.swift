@@ -81,3 +81,17 @@ import Testing
         #expect(arrays == 1)
     }
 }
+
+/// Setting a member to `nil` removes it; `JSONValue` is itself expressible by `nil` (as `.null`), so a `nil` in the
+/// wrong place would write a JSON null instead.
+@Suite struct NilIsNotNullTests {
+    @Test func emptyLabelsAndAnnotationsRemoveTheirMembers() {
+        var object = KubeObject(apiVersion: "v1", kind: "ConfigMap", name: "x", namespace: "y")
+        object.labels = ["a": "1"]
+        object.annotations = ["b": "2"]
+        #expect(object.metadata["labels"] == ["a": "1"])
+        object.labels = [:]
+        object.annotations = [:]
+        #expect(object.metadata.objectValue?.keys == ["name", "namespace"])
+    }
+}
