@@ -31,7 +31,9 @@
 #      EGRESS_BIN (an egress-proxy binary to measure instead of this checkout's release build, e.g. an older one),
 #      INSTRUCTIONS (0; 1 adds a table of user-space instructions per request, each proxy run alone under callgrind:
 #      what the CPU ratios measure, without the noise of a shared machine; INSTRUCTION_SECONDS, default 5),
-#      PROFILE (0; 1 adds a table of CPU time per request by component, kernel included, from perf; PROFILE_HZ).
+#      PROFILE (0; 1 adds a table of CPU time per request by component, kernel included, from perf; PROFILE_HZ),
+#      PAIRS (0; N measures every proxy in turn in short slices N times and reports ratios of neighbouring slices;
+#      PAIR_SECONDS, default 4).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -321,6 +323,47 @@ if [ "${CHURN:-1}" = 1 ]; then
     done
 fi
 
+# --- paired slices (PAIRS=N) ---------------------------------------------------------------------------------------
+# The machine changes speed from one moment to the next: run alternately, nginx's saturation runs split between about
+# 44k and 53k req/s just as egress-proxy's do, the difference all in system time, and a round's 10 s phases can fall on
+# different speeds. PAIRS=N measures every proxy in turn in short slices (PAIR_SECONDS, default 4, each after 1 s of
+# warm-up), N times, the order reversed every other time: neighbouring slices share the machine's speed far more
+# often than a round's phases do. benchmarks/proxy/pairs.py reports the ratios of neighbouring slices, and each
+# proxy's user and system time per request.
+PAIRS_TSV="$WORK/pairs.tsv"
+: >"$PAIRS_TSV"
+user_system_ticks() { # pids... -> "utime stime", summed
+    local user=0 system=0 pid fields
+    for pid in "$@"; do
+        fields=$(sed 's/.*) //' "/proc/$pid/stat")
+        user=$((user + $(echo "$fields" | awk '{print $12}')))
+        system=$((system + $(echo "$fields" | awk '{print $13}')))
+    done
+    echo "$user $system"
+}
+if [ "${PAIRS:-0}" -gt 0 ]; then
+    for pair in $(seq 1 "$PAIRS"); do
+        order=("${NAMES[@]}")
+        if [ $((pair % 2)) = 0 ]; then
+            order=()
+            for ((index = ${#NAMES[@]} - 1; index >= 0; index--)); do order+=("${NAMES[$index]}"); done
+        fi
+        for name in "${order[@]}"; do
+            port=${PORT_OF[$name]}
+            taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d1s -H "Host: $HOST_HEADER" "http://127.0.0.1:$port/" >/dev/null
+            # shellcheck disable=SC2086 # a list of pids
+            read -r user0 system0 <<<"$(user_system_ticks ${PIDS_OF[$name]})"
+            taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"${PAIR_SECONDS:-4}s" -H "Host: $HOST_HEADER" \
+                "http://127.0.0.1:$port/" >"$WORK/$name.pair.txt"
+            # shellcheck disable=SC2086 # a list of pids
+            read -r user1 system1 <<<"$(user_system_ticks ${PIDS_OF[$name]})"
+            printf "%s\t%s\t%s\t%s\t%s\n" "$name" "$pair" "$(awk '/requests in/ {print $1}' "$WORK/$name.pair.txt")" \
+                "$((user1 - user0))" "$((system1 - system0))" >>"$PAIRS_TSV"
+        done
+        echo "[pairs] $pair/$PAIRS" >&2
+    done
+fi
+
 # --- where the CPU time goes (PROFILE=1) -----------------------------------------------------------------------------
 # Each proxy once more at saturation, sampled by perf (cpu-clock, PROFILE_HZ per second, kernel included): CPU
 # microseconds per request by component (benchmarks/proxy/profile.py). It shows what the CPU ratios are made of:
@@ -417,6 +460,12 @@ if [ -s "$CHURN_TSV" ]; then
     echo "| proxy | connections | RSS before MiB | RSS after MiB |"
     echo "|---|---|---|---|"
     awk -F'\t' '{ printf "| %s | %d | %d | %d |\n", $1, $2, $3, $4 }' "$CHURN_TSV"
+fi
+if [ -s "$PAIRS_TSV" ]; then
+    echo
+    echo "Paired slices: every proxy in turn, ${PAIR_SECONDS:-4}s each at saturation (wrk -t1 -c$CONNECTIONS), $PAIRS times:"
+    echo
+    python3 "$ROOT/benchmarks/proxy/pairs.py" "$HZ" "$PAIRS_TSV"
 fi
 if [ "${#PROFILE_ROWS[@]}" -gt 0 ]; then
     echo
