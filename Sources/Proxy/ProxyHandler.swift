@@ -581,10 +581,18 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     /// Writes (does not flush) the response bytes held back so far.
-    private func writeOutput(_ context: ChannelHandlerContext) {
-        guard let output = self.output else { return }
-        self.output = nil
-        context.write(self.wrapOutboundOut(output), promise: nil)
+    /// Writes the held response bytes; with `flush`, flushes too, in the same trip down the pipeline.
+    private func writeOutput(_ context: ChannelHandlerContext, flush: Bool = false) {
+        if let output = self.output {
+            self.output = nil
+            if flush {
+                context.writeAndFlush(self.wrapOutboundOut(output), promise: nil)
+            } else {
+                context.write(self.wrapOutboundOut(output), promise: nil)
+            }
+        } else if flush {
+            context.flush()
+        }
     }
 
     private func finishRecord(status: UInt, decision: String) {
@@ -763,12 +771,7 @@ extension ProxyHandler: UpstreamConnectionDelegate {
         self.noteActivity()
         if self.clientFlushPending, let context = self.context {
             self.clientFlushPending = false
-            if let output = self.output {
-                self.output = nil
-                context.writeAndFlush(self.wrapOutboundOut(output), promise: nil)
-            } else {
-                context.flush()
-            }
+            self.writeOutput(context, flush: true)
         }
     }
 

@@ -185,14 +185,19 @@ fi
 wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 wait_port "$UP_PORT"
 
-cpu_ticks() { # utime+stime of the given pids
-    local total=0
+user_system_ticks() { # pids... -> "utime stime", summed
+    local user=0 system=0 pid fields
     for pid in "$@"; do
-        local fields
         fields=$(sed 's/.*) //' "/proc/$pid/stat")
-        total=$((total + $(echo "$fields" | awk '{print $12 + $13}')))
+        user=$((user + $(echo "$fields" | awk '{print $12}')))
+        system=$((system + $(echo "$fields" | awk '{print $13}')))
     done
-    echo "$total"
+    echo "$user $system"
+}
+cpu_ticks() { # utime+stime of the given pids
+    local user system
+    read -r user system <<<"$(user_system_ticks "$@")"
+    echo $((user + system))
 }
 rss_kib() { local t=0; for pid in "$@"; do t=$((t + $(awk '/VmRSS/ {print $2}' "/proc/$pid/status"))); done; echo "$t"; }
 to_ms() { # wrk latency value like 1.23ms / 456.00us / 1.01s -> ms
@@ -332,15 +337,6 @@ fi
 # proxy's user and system time per request.
 PAIRS_TSV="$WORK/pairs.tsv"
 : >"$PAIRS_TSV"
-user_system_ticks() { # pids... -> "utime stime", summed
-    local user=0 system=0 pid fields
-    for pid in "$@"; do
-        fields=$(sed 's/.*) //' "/proc/$pid/stat")
-        user=$((user + $(echo "$fields" | awk '{print $12}')))
-        system=$((system + $(echo "$fields" | awk '{print $13}')))
-    done
-    echo "$user $system"
-}
 if [ "${PAIRS:-0}" -gt 0 ]; then
     for pair in $(seq 1 "$PAIRS"); do
         order=("${NAMES[@]}")
