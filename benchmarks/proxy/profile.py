@@ -26,6 +26,7 @@ COMPONENTS = [
 # counts as NIO.
 TLS_SYMBOL = re.compile(
     r"BoringSSL|bssl::|aes|gcm|ghash|sha\d|x25519|chacha|poly1305|check_iovec|^ssl_|^SSL_|^BIO_|^ERR_|^EVP_|^CRYPTO_"
+    r"|ecp_nistz256|^fe_|^ge_|mlkem|^bn_|^ec_"
 )
 OWN_MODULES = ("$s5Proxy", "$s12JSONScanning", "$s13Observability", "$s10Prometheus", "$s11CoreMetrics",
                "$s7Logging", "$s11relay_floor")

@@ -30,7 +30,8 @@
 #      CHURN (1; 0 skips the connection-churn phase), FIXED_JITTER (1; 0: every connection waits exactly DELAY_MS),
 #      EGRESS_BIN (an egress-proxy binary to measure instead of this checkout's release build, e.g. an older one),
 #      INSTRUCTIONS (0; 1 adds a table of user-space instructions per request, each proxy run alone under callgrind:
-#      what the CPU ratios measure, without the noise of a shared machine; INSTRUCTION_SECONDS, default 5),
+#      what the CPU ratios measure, without the noise of a shared machine, then split by component, with the Swift
+#      builds' reference counting calls by the module that made them; INSTRUCTION_SECONDS, default 5),
 #      PROFILE (0; 1 adds a table of CPU time per request by component, kernel included, from perf; PROFILE_HZ),
 #      PAIRS (0; N measures every proxy in turn in short slices N times and reports ratios of neighbouring slices;
 #      PAIR_SECONDS, default 4).
@@ -478,5 +479,11 @@ if [ -s "$INSTRUCTIONS_TSV" ]; then
     awk -F'\t' '{ per[NR] = $3 / $2; name[NR] = $1; req[NR] = $2; if ($1 == "egress-proxy") own = $3 / $2 }
         END { for (i = 1; i <= NR; i++) printf "| %s | %d | %.0f | %.2f |\n", name[i], req[i], per[i], own / per[i] }' \
         "$INSTRUCTIONS_TSV"
+    echo
+    echo "The same instructions per request by component (benchmarks/proxy/instructions.py):"
+    echo
+    mapfile -t INSTRUCTION_ROWS < <(awk -F'\t' -v work="$WORK" '{ printf "%s=%s/%s.callgrind.1:%s\n", $1, work, $1, $2 }' \
+        "$INSTRUCTIONS_TSV")
+    python3 "$ROOT/benchmarks/proxy/instructions.py" "${INSTRUCTION_ROWS[@]}"
 fi
 echo "raw wrk output: $WORK" >&2
