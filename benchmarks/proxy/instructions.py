@@ -12,7 +12,7 @@ import collections
 import re
 import sys
 
-from profile import COMPONENTS, NIO_MODULES, OWN_MODULES, component
+from profile import COMPONENTS, component
 
 USER_COMPONENTS = [(key, title) for key, title in COMPONENTS if key != "kernel"]
 REFCOUNT_CALLS = ("swift_retain", "swift_release")
@@ -24,7 +24,7 @@ class Profile:
 
     def __init__(self, path: str):
         self.cost: collections.Counter[tuple[str, str]] = collections.Counter()
-        self.refcounts: collections.Counter[str] = collections.Counter()
+        self.refcounts: collections.Counter[tuple[str, str]] = collections.Counter()
         names: dict[str, dict[str, str]] = {"ob": {}, "fn": {}}
 
         def name(kind: str, token: str) -> str:
@@ -43,27 +43,19 @@ class Profile:
                 obj = name("ob", line[3:])
             elif line.startswith("fn="):
                 function = name("fn", line[3:])
-            elif line.startswith(("cob=")):
+            elif line.startswith("cob="):
                 name("ob", line[4:])
             elif line.startswith("cfn="):
                 callee = name("fn", line[4:])
             elif line.startswith("calls="):
                 calling = True
                 if callee in REFCOUNT_CALLS:
-                    self.refcounts[function] += int(line[6:].split()[0])
+                    self.refcounts[(obj.rsplit("/", 1)[-1], function)] += int(line[6:].split()[0])
             elif line[:1].isdigit() or line[:1] in ("+", "-", "*"):
                 # The cost line after `calls=` is the call's inclusive cost, not the caller's own.
                 if not calling:
                     self.cost[(obj.rsplit("/", 1)[-1], function)] += int(line.split()[-1])
                 calling = False
-
-
-def caller_module(function: str) -> str:
-    if function.startswith(OWN_MODULES) or "5ProxyE" in function[:24]:
-        return "own"
-    if function.startswith(NIO_MODULES):
-        return "nio"
-    return "other"
 
 
 def main() -> None:
@@ -91,8 +83,9 @@ def main() -> None:
         print("|---" * (len(CALLERS) + 2) + "|")
         for name, profile, requests in swift_rows:
             per_caller = {key: 0.0 for key, _ in CALLERS}
-            for function, calls in profile.refcounts.items():
-                per_caller[caller_module(function)] += calls / requests
+            for (obj, function), calls in profile.refcounts.items():
+                caller = component(obj, function)
+                per_caller[caller if caller in per_caller else "other"] += calls / requests
             cells = " | ".join(f"{per_caller[key]:.0f}" for key, _ in CALLERS)
             print(f"| {name} | {cells} | {sum(per_caller.values()):.0f} |")
 
