@@ -101,11 +101,14 @@ public struct JSONLogHandler: LogHandler {
 /// Standard output for log lines, written by one background thread, so no event loop ever blocks on a slow reader
 /// of the process's output (a container runtime's pipe).
 ///
-/// Lines collect in a buffer that the writer thread empties `interval` after the first of them arrived, or as soon as
-/// it holds `flushThreshold` bytes; with nothing to write, the thread sleeps until a line comes (an idle process does
-/// not wake up ten times a second). If the output stops taking bytes, the buffer stops growing at `capacity`: further
-/// lines are dropped and counted, and a warning line says how many once output resumes. Serving requests matters
-/// more than a complete log, and memory stays bounded.
+/// Lines collect in a buffer that the writer thread empties every `interval`, or as soon as it holds `flushThreshold`
+/// bytes. After an interval with nothing to write, the thread sleeps until a line comes (an idle process does not
+/// wake up ten times a second); while lines keep coming it wakes by itself, so the line that starts a batch does not
+/// have to wake it: that signal cost the logging event loop a system call, and often its core, once per batch.
+///
+/// If the output stops taking bytes, the buffer stops growing at `capacity`: further lines are dropped and counted,
+/// and a warning line says how many once output resumes. Serving requests matters more than a complete log, and
+/// memory stays bounded.
 final class StandardOutputBuffer: @unchecked Sendable {
     static let shared = StandardOutputBuffer()
 
@@ -113,13 +116,16 @@ final class StandardOutputBuffer: @unchecked Sendable {
     let capacity: Int
     let interval: Double
     private let output: @Sendable ([UInt8]) -> Void
-    /// Guards the four variables below; signalled when the first line arrives in an empty buffer, when the buffer
-    /// reaches `flushThreshold`, and when the writer is stopped.
+    /// Guards the variables below; signalled when a line arrives while the writer sleeps with nothing to write, when
+    /// the buffer reaches `flushThreshold`, and when the writer is stopped.
     private let condition = NSCondition()
     private var buffer: [UInt8] = []
     private var dropped = 0
     private var writerStarted = false
     private var writerStopped = false
+    /// The writer sleeps until signalled (its last interval brought nothing), rather than to the end of an interval.
+    private var writerIdle = true
+    private var signals = 0
     /// Serializes writes so lines from the writer thread and an explicit `flush()` never interleave.
     private let writeLock = NIOLock()
     /// The buffer written last, emptied with its memory kept (guarded by `writeLock`). Each flush swaps it in, so
@@ -149,12 +155,12 @@ final class StandardOutputBuffer: @unchecked Sendable {
         self.writerStarted = true
         if self.buffer.count + line.count > self.capacity {
             self.dropped += 1
-            self.condition.signal()  // a line too long for an empty buffer still gets its warning written
+            self.signalWriter()  // a line too long for an empty buffer still gets its warning written
         } else {
             let wasEmpty = self.buffer.isEmpty
             self.buffer.append(contentsOf: line)
-            // Only the first line of a batch and a full buffer signal; a signal nobody waits for costs no system call.
-            if wasEmpty || self.buffer.count >= self.flushThreshold { self.condition.signal() }
+            // A writer gathering a batch wakes at the end of its interval by itself.
+            if wasEmpty && self.writerIdle || self.buffer.count >= self.flushThreshold { self.signalWriter() }
         }
         self.condition.unlock()
         if startWriter { self.startWriter() }
@@ -187,17 +193,35 @@ final class StandardOutputBuffer: @unchecked Sendable {
         }
     }
 
+    /// How many times `append` has signalled the writer (tests: a busy writer must not be woken once per batch).
+    var signalsSent: Int {
+        self.condition.lock()
+        defer { self.condition.unlock() }
+        return self.signals
+    }
+
+    /// With the condition's lock held.
+    private func signalWriter() {
+        self.signals += 1
+        self.condition.signal()
+    }
+
     private func startWriter() {
         let thread = Thread { [self] in
+            var quiet = true  // the last interval brought nothing to write
             while true {
                 self.condition.lock()
-                // Sleeps until there is something to write, then gives the batch `interval` to gather unless the
-                // buffer fills to the threshold first.
-                while self.buffer.isEmpty, self.dropped == 0, !self.writerStopped { self.condition.wait() }
+                if quiet {
+                    self.writerIdle = true
+                    while self.buffer.isEmpty, self.dropped == 0, !self.writerStopped { self.condition.wait() }
+                    self.writerIdle = false
+                }
+                // Gives the batch `interval` to gather unless the buffer fills to the threshold first.
                 let deadline = Date(timeIntervalSinceNow: self.interval)
                 while self.buffer.count < self.flushThreshold, !self.writerStopped,
                     self.condition.wait(until: deadline)
                 {}
+                quiet = self.buffer.isEmpty && self.dropped == 0
                 let stopped = self.writerStopped
                 self.condition.unlock()
                 self.flush()

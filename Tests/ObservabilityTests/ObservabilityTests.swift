@@ -65,6 +65,31 @@ struct StandardOutputBufferTests {
         #expect(String(decoding: written.withLock { $0 }, as: UTF8.self) == "before\nafter\n")
     }
 
+    /// While lines keep coming the writer wakes by itself at the end of each interval: a line signals it only when it
+    /// found the writer asleep after a quiet interval, not as the first line of every batch.
+    @Test func aBusyWriterIsNotWokenForEachBatch() async throws {
+        let written = Mutex(0)
+        let outputs = Mutex(0)
+        let buffer = StandardOutputBuffer(interval: 0.02) { bytes in
+            written.withLock { $0 += bytes.count }
+            outputs.withLock { $0 += 1 }
+        }
+        defer { buffer.stopWriter() }
+        var expected = 0
+        for i in 0..<150 {  // a line every 2 ms or so: every 20 ms interval has some
+            let line = "line \(i)\n"
+            expected += line.utf8.count
+            buffer.append(line)
+            try await Task.sleep(for: .milliseconds(2))
+        }
+        try await Self.eventually { written.withLock { $0 } == expected }
+        let batches = outputs.withLock { $0 }
+        #expect(batches >= 6)
+        // Each batch's first line signalled before: as many signals as batches. A slow machine may leave an
+        // interval empty now and then, and the line after it signals; far fewer than one per batch either way.
+        #expect(buffer.signalsSent * 2 < batches, "\(buffer.signalsSent) signals for \(batches) batches")
+    }
+
     /// A stalled output never blocks whoever logs: the buffer stops at its capacity, later lines are dropped and
     /// counted, and a warning line reports them once output resumes.
     @Test func aStalledOutputDropsLinesBeyondCapacityInsteadOfBlocking() async throws {
