@@ -123,7 +123,7 @@ final class StandardOutputBuffer: @unchecked Sendable {
     private var dropped = 0
     private var writerStarted = false
     private var writerStopped = false
-    /// The writer sleeps until signalled (its last interval brought nothing), rather than to the end of an interval.
+    /// The writer's last interval brought nothing to write: it sleeps until signalled, not to the end of an interval.
     private var writerIdle = true
     private var signals = 0
     /// Serializes writes so lines from the writer thread and an explicit `flush()` never interleave.
@@ -208,11 +208,9 @@ final class StandardOutputBuffer: @unchecked Sendable {
 
     private func startWriter() {
         let thread = Thread { [self] in
-            var quiet = true  // the last interval brought nothing to write
             while true {
                 self.condition.lock()
-                if quiet {
-                    self.writerIdle = true
+                if self.writerIdle {
                     while self.buffer.isEmpty, self.dropped == 0, !self.writerStopped { self.condition.wait() }
                     self.writerIdle = false
                 }
@@ -221,7 +219,7 @@ final class StandardOutputBuffer: @unchecked Sendable {
                 while self.buffer.count < self.flushThreshold, !self.writerStopped,
                     self.condition.wait(until: deadline)
                 {}
-                quiet = self.buffer.isEmpty && self.dropped == 0
+                self.writerIdle = self.buffer.isEmpty && self.dropped == 0
                 let stopped = self.writerStopped
                 self.condition.unlock()
                 self.flush()

@@ -580,7 +580,6 @@ final class ProxyHandler: ChannelDuplexHandler {
         return self.spare.take(context.channel.allocator)
     }
 
-    /// Writes (does not flush) the response bytes held back so far.
     /// Writes the held response bytes; with `flush`, flushes too, in the same trip down the pipeline.
     private func writeOutput(_ context: ChannelHandlerContext, flush: Bool = false) {
         if let output = self.output {

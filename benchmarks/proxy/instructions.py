@@ -40,7 +40,7 @@ class Profile:
         for line in open(path, encoding="utf-8", errors="replace"):
             line = line.rstrip("\n")
             if line.startswith("ob="):
-                obj = name("ob", line[3:])
+                obj = name("ob", line[3:]).rsplit("/", 1)[-1]
             elif line.startswith("fn="):
                 function = name("fn", line[3:])
             elif line.startswith("cob="):
@@ -50,11 +50,11 @@ class Profile:
             elif line.startswith("calls="):
                 calling = True
                 if callee in REFCOUNT_CALLS:
-                    self.refcounts[(obj.rsplit("/", 1)[-1], function)] += int(line[6:].split()[0])
+                    self.refcounts[(obj, function)] += int(line[6:].split()[0])
             elif line[:1].isdigit() or line[:1] in ("+", "-", "*"):
                 # The cost line after `calls=` is the call's inclusive cost, not the caller's own.
                 if not calling:
-                    self.cost[(obj.rsplit("/", 1)[-1], function)] += int(line.split()[-1])
+                    self.cost[(obj, function)] += int(line.split()[-1])
                 calling = False
 
 
