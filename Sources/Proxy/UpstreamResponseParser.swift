@@ -40,8 +40,12 @@ final class UpstreamResponseHead {
         self.dropped = dropped
     }
 
-    /// 1xx, 204 and 304 responses never have a body.
-    var mayHaveBody: Bool { HTTPResponseStatus(statusCode: self.code).mayHaveResponseBody }
+    /// Whether a body may follow this head: not for 204 and 304 (1xx heads are never handed out).
+    var mayHaveBody: Bool { Self.mayHaveBody(code: self.code) }
+
+    /// 1xx, 204 and 304 responses never have a body (RFC 9112 section 6.3). Decided on the number: building NIO's
+    /// `HTTPResponseStatus` to ask it released a string, three times per response.
+    static func mayHaveBody(code: Int) -> Bool { code >= 200 && code != 204 && code != 304 }
 }
 
 /// The field lines of a response head the client must not get (hop-by-hop ones, and Content-Length where there can
@@ -176,7 +180,7 @@ struct UpstreamResponseParser {
             }
             return nil
         }
-        var summary = FieldSummary(mayHaveBody: HTTPResponseStatus(statusCode: code).mayHaveResponseBody)
+        var summary = FieldSummary(mayHaveBody: UpstreamResponseHead.mayHaveBody(code: code))
         let fields = try HTTP1Syntax.fields(of: block, from: lineEnd + 2, maximumCount: Self.maximumHeaderCount) {
             line,
             name,

@@ -752,6 +752,16 @@ extension SpareBufferTests {
         var input = ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
         #expect(throws: HTTPMessageError.self) { try parser.next(&input, nextMethod: { nil }) }
     }
+
+    @Test func whetherABodyMayFollowAgreesWithNIOForEveryCode() {
+        for code in 100...999 {
+            #expect(
+                UpstreamResponseHead.mayHaveBody(code: code)
+                    == HTTPResponseStatus(statusCode: code).mayHaveResponseBody,
+                "code \(code)"
+            )
+        }
+    }
 }
 
 @Suite struct AddressClassificationTests {
