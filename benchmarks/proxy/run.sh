@@ -34,7 +34,9 @@
 #      builds' reference counting calls by the module that made them; INSTRUCTION_SECONDS, default 5),
 #      PROFILE (0; 1 adds a table of CPU time per request by component, kernel included, from perf; PROFILE_HZ),
 #      PAIRS (0; N measures every proxy in turn in short slices N times and reports ratios of neighbouring slices;
-#      PAIR_SECONDS, default 4).
+#      PAIR_SECONDS, default 4),
+#      BODY_BYTES (unset: the upstream answers with a 61-byte body; N: with a static file of N bytes, for responses
+#      the size of a typical API's, where TLS and copying weigh more than the per-request work).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -88,8 +90,16 @@ printf "subjectAltName=DNS:%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serve
 openssl x509 -req -in "$WORK/up.csr" -CA "$WORK/ca.crt" -CAkey "$WORK/ca.key" -CAcreateserial -days 2 \
     -extfile "$WORK/up.ext" -out "$WORK/up.crt" 2>/dev/null
 
-# --- upstream: nginx over TLS, small static body ------------------------------------------------------------------
+# --- upstream: nginx over TLS, a small static body (or BODY_BYTES of a file) -----------------------------------
 mkdir -p "$WORK/up"
+if [ -n "${BODY_BYTES:-}" ]; then
+    [[ "$BODY_BYTES" =~ ^[1-9][0-9]*$ ]] || { echo "BODY_BYTES must be a positive number of bytes" >&2; exit 2; }
+    mkdir -p "$WORK/up/www"
+    head -c "$BODY_BYTES" /dev/zero | tr '\0' 'x' >"$WORK/up/www/body"
+    UP_LOCATION="location / { default_type application/json; root $WORK/up/www; try_files /body =500; }"
+else
+    UP_LOCATION='location / { default_type text/plain; return 200 "hello from the benchmark upstream, 64 bytes of body.........\n"; }'
+fi
 cat >"$WORK/up/nginx.conf" <<EOF
 worker_processes 1;
 daemon off;
@@ -108,7 +118,7 @@ http {
         ssl_certificate $WORK/up.crt;
         ssl_certificate_key $WORK/up.key;
         ssl_protocols TLSv1.2 TLSv1.3;
-        location / { default_type text/plain; return 200 "hello from the benchmark upstream, 64 bytes of body.........\n"; }
+        $UP_LOCATION
     }
 }
 EOF
@@ -444,6 +454,7 @@ fi
 echo
 echo "Loopback, proxy pinned to CPU $PROXY_CPU, upstream nginx + wrk on CPU $LOAD_CPU; ${DURATION}s per phase,"
 echo "$ROUNDS rounds, each measuring every proxy in turn (the order rotating). Saturation: wrk -t1 -c$CONNECTIONS."
+echo "Response body: ${BODY_BYTES:-61} bytes."
 if [ "$FIXED_JITTER" = 1 ]; then
     echo "Fixed rate: wrk -t1 -c$FIXED_CONNECTIONS with a Lua delay drawn from $((DELAY_MS / 2))–$((DELAY_MS + (DELAY_MS + 1) / 2)) ms (mean ${DELAY_MS} ms)."
 else
