@@ -57,18 +57,18 @@ extension JSONOutput {
 
     @inlinable
     public mutating func appendInteger(_ value: Int) {
-        if value < 0 {
-            self.append(UInt8(ascii: "-"))
-            self.appendDecimal(-value)
-        } else {
-            self.appendDecimal(value)
-        }
+        self.appendDecimal(value)
     }
 
     /// Milliseconds with up to three decimals, trailing zeros dropped: `1.234`, `0.5`, `12.0`.
     @inlinable
     public mutating func appendMilliseconds(microseconds: Int) {
-        self.appendInteger(microseconds / 1000)
+        if microseconds < 0 {
+            self.append(UInt8(ascii: "-"))
+            // `-Int.min` does not fit in an `Int`: that one value is shown a microsecond short.
+            return self.appendMilliseconds(microseconds: -(microseconds == .min ? microseconds + 1 : microseconds))
+        }
+        self.appendDecimal(microseconds / 1000)
         self.append(UInt8(ascii: "."))
         var fraction = microseconds % 1000
         var width = 3
@@ -79,9 +79,15 @@ extension JSONOutput {
         self.appendDecimal(fraction, width: width)
     }
 
-    /// The decimal digits of a non-negative `value`, left-padded with zeros to `width`.
+    /// The decimal digits of `value`, left-padded with zeros to `width`, after a `-` if it is negative.
     @inlinable
     public mutating func appendDecimal(_ value: Int, width: Int = 1) {
+        guard value >= 0 else {
+            self.append(UInt8(ascii: "-"))
+            // `-Int.min` does not fit in an `Int`.
+            if value == .min { return self.append("9223372036854775808") }
+            return self.appendDecimal(-value, width: width)
+        }
         var divisor = 1
         var digits = 1
         while divisor <= value / 10 {

@@ -27,28 +27,33 @@ import Testing
     }
 
     /// Numbers as log lines and request bodies write them: the same digits as Swift's own description, zero-padded
-    /// to a width, from one digit to nineteen (the largest `Int`); milliseconds with up to three decimals.
+    /// to a width, from one digit to nineteen (the largest `Int`), negative ones down to `Int.min` after their sign;
+    /// milliseconds with up to three decimals.
     @Test func numbersAreWrittenAsTheirDigits() {
-        var values = Array(0...20_000) + [Int.max, Int.max - 1, -1, -7_654_321]
+        var values = Array(-20...20_000) + [Int.max, Int.max - 1, -7_654_321, Int.min, Int.min + 1]
         var power = 10
         while power < Int.max / 10 {
             values += [power - 1, power, power + 1]
             power *= 10
         }
         for value in values {
-            for width in [1, 3, 5] where value >= 0 {
+            for width in [1, 3, 5] {
                 var output: [UInt8] = []
                 output.appendDecimal(value, width: width)
-                let digits = String(value)
-                let expected = String(repeating: "0", count: max(0, width - digits.count)) + digits
+                let digits = String(value.magnitude)
+                let expected =
+                    (value < 0 ? "-" : "") + String(repeating: "0", count: max(0, width - digits.count)) + digits
                 #expect(String(decoding: output, as: UTF8.self) == expected, "\(value) width \(width)")
             }
             var integer: [UInt8] = []
             integer.appendInteger(value)
             #expect(String(decoding: integer, as: UTF8.self) == String(value))
         }
-        for (microseconds, expected) in [(0, "0.0"), (500, "0.5"), (1_234, "1.234"), (12_000, "12.0"), (1_050, "1.05")]
-        {
+        let milliseconds = [
+            (0, "0.0"), (500, "0.5"), (1_234, "1.234"), (12_000, "12.0"), (1_050, "1.05"), (-1_500, "-1.5"),
+            (-7, "-0.007"),
+        ]
+        for (microseconds, expected) in milliseconds {
             var output: [UInt8] = []
             output.appendMilliseconds(microseconds: microseconds)
             #expect(String(decoding: output, as: UTF8.self) == expected)

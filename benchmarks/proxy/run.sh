@@ -58,9 +58,14 @@ UP_HOST=upstream.bench.test
 HOST_HEADER="$UP_HOST.egress.local"
 
 need() { command -v "$1" >/dev/null 2>&1; }
+# A fresh machine has no package lists yet: they are fetched once, before the first install.
+apt_install() {
+    if [ -z "${APT_UPDATED:-}" ]; then apt-get update -qq >&2; APT_UPDATED=1; fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
 if ! need nginx || ! need haproxy || ! need wrk || ! need openssl; then
     echo "installing nginx haproxy wrk openssl (apt)" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y nginx haproxy wrk openssl >/dev/null
+    apt_install nginx haproxy wrk openssl
 fi
 NGINX="$(command -v nginx)"
 HAPROXY="$(command -v haproxy)"
@@ -378,7 +383,7 @@ fi
 # the Swift builds, SwiftNIO's and the Swift runtime's.
 PROFILE_ROWS=()
 if [ "${PROFILE:-0}" = 1 ]; then
-    need perf || DEBIAN_FRONTEND=noninteractive apt-get install -y linux-perf >/dev/null
+    need perf || apt_install linux-perf
     PROFILE_HZ="${PROFILE_HZ:-4000}"
     for name in "${NAMES[@]}"; do
         echo "[profile] $name" >&2
@@ -426,7 +431,7 @@ instructions() { # name port command...
 }
 
 if [ "${INSTRUCTIONS:-0}" = 1 ]; then
-    need valgrind || DEBIAN_FRONTEND=noninteractive apt-get install -y valgrind >/dev/null
+    need valgrind || apt_install valgrind
     for name in "${NAMES[@]}"; do
         # shellcheck disable=SC2086 # a list of pids
         kill ${PIDS_OF[$name]} 2>/dev/null || true
