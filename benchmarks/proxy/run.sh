@@ -35,6 +35,8 @@
 #      PROFILE (0; 1 adds a table of CPU time per request by component, kernel included, from perf; PROFILE_HZ),
 #      PAIRS (0; N measures every proxy in turn in short slices N times and reports ratios of neighbouring slices;
 #      PAIR_SECONDS, default 4),
+#      LATENCY_PAIRS (0; N measures every proxy in turn at the fixed rate in slices of LATENCY_SECONDS, default 6, N
+#      times, and reports percentiles of all their latencies pooled, and ratios of neighbouring slices),
 #      BODY_BYTES (unset: the upstream answers with a 61-byte body; N: with a static file of N bytes, for responses
 #      the size of a typical API's, where TLS and copying weigh more than the per-request work).
 set -euo pipefail
@@ -197,6 +199,24 @@ local d = $DELAY_MS
 function delay() return d end
 EOF
 fi
+
+# The fixed-rate load again, writing every latency it recorded (microseconds and count, one line per distinct
+# value) to $LATENCY_OUT: a 10 s phase holds about 100 requests above its p99, too few for a steady tail, so the
+# latency pairs pool the histograms of many slices.
+cat "$WORK/fixed.lua" - >"$WORK/fixed-dump.lua" <<'EOF'
+done = function(summary, latency, requests)
+    local out = assert(io.open(os.getenv("LATENCY_OUT"), "w"))
+    local index = 1
+    while true do
+        -- Past the last distinct value wrk answers 0 (and, as the count, how many values it holds).
+        local value, count = latency(index)
+        if value == 0 then break end
+        out:write(string.format("%d\t%d\n", value, count))
+        index = index + 1
+    end
+    out:close()
+end
+EOF
 
 wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 wait_port "$UP_PORT"
@@ -376,6 +396,28 @@ if [ "${PAIRS:-0}" -gt 0 ]; then
     done
 fi
 
+# --- latency pairs (LATENCY_PAIRS=N) --------------------------------------------------------------------------------
+# The fixed-rate phase again, every proxy in turn in slices of LATENCY_SECONDS, N times, the order reversed every
+# other time. benchmarks/proxy/latency_pairs.py pools each proxy's latencies over all its slices (N times more
+# requests above the p99 than one phase has) and compares the p99 of neighbouring slices.
+LATENCY_DIR="$WORK/latency"
+mkdir -p "$LATENCY_DIR"
+if [ "${LATENCY_PAIRS:-0}" -gt 0 ]; then
+    for pair in $(seq 1 "$LATENCY_PAIRS"); do
+        order=("${NAMES[@]}")
+        if [ $((pair % 2)) = 0 ]; then
+            order=()
+            for ((index = ${#NAMES[@]} - 1; index >= 0; index--)); do order+=("${NAMES[$index]}"); done
+        fi
+        for name in "${order[@]}"; do
+            LATENCY_OUT="$LATENCY_DIR/$name.$pair.tsv" taskset -c "$LOAD_CPU" wrk -t1 -c"$FIXED_CONNECTIONS" \
+                -d"${LATENCY_SECONDS:-6}s" -s "$WORK/fixed-dump.lua" -H "Host: $HOST_HEADER" \
+                "http://127.0.0.1:${PORT_OF[$name]}/" >/dev/null
+        done
+        echo "[latency pairs] $pair/$LATENCY_PAIRS" >&2
+    done
+fi
+
 # --- where the CPU time goes (PROFILE=1) -----------------------------------------------------------------------------
 # Each proxy once more at saturation, sampled by perf (cpu-clock, PROFILE_HZ per second, kernel included): CPU
 # microseconds per request by component (benchmarks/proxy/profile.py). It shows what the CPU ratios are made of:
@@ -479,6 +521,12 @@ if [ -s "$PAIRS_TSV" ]; then
     echo "Paired slices: every proxy in turn, ${PAIR_SECONDS:-4}s each at saturation (wrk -t1 -c$CONNECTIONS), $PAIRS times:"
     echo
     python3 "$ROOT/benchmarks/proxy/pairs.py" "$HZ" "$PAIRS_TSV"
+fi
+if [ "${LATENCY_PAIRS:-0}" -gt 0 ]; then
+    echo
+    echo "Latency pairs: every proxy in turn at the fixed rate, ${LATENCY_SECONDS:-6}s each, $LATENCY_PAIRS times:"
+    echo
+    python3 "$ROOT/benchmarks/proxy/latency_pairs.py" "$LATENCY_DIR"
 fi
 if [ "${#PROFILE_ROWS[@]}" -gt 0 ]; then
     echo
