@@ -372,15 +372,19 @@ fi
 # often than a round's phases do. benchmarks/proxy/pairs.py reports the ratios of neighbouring slices, and each
 # proxy's user and system time per request.
 PAIRS_TSV="$WORK/pairs.tsv"
+# ORDER: the proxies in the order of pair $1, reversed every other pair, so that no proxy always follows the same one.
+pair_order() {
+    ORDER=("${NAMES[@]}")
+    if [ $(($1 % 2)) = 0 ]; then
+        ORDER=()
+        for ((index = ${#NAMES[@]} - 1; index >= 0; index--)); do ORDER+=("${NAMES[$index]}"); done
+    fi
+}
 : >"$PAIRS_TSV"
 if [ "${PAIRS:-0}" -gt 0 ]; then
     for pair in $(seq 1 "$PAIRS"); do
-        order=("${NAMES[@]}")
-        if [ $((pair % 2)) = 0 ]; then
-            order=()
-            for ((index = ${#NAMES[@]} - 1; index >= 0; index--)); do order+=("${NAMES[$index]}"); done
-        fi
-        for name in "${order[@]}"; do
+        pair_order "$pair"
+        for name in "${ORDER[@]}"; do
             port=${PORT_OF[$name]}
             taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d1s -H "Host: $HOST_HEADER" "http://127.0.0.1:$port/" >/dev/null
             # shellcheck disable=SC2086 # a list of pids
@@ -401,15 +405,11 @@ fi
 # other time. benchmarks/proxy/latency_pairs.py pools each proxy's latencies over all its slices (N times more
 # requests above the p99 than one phase has) and compares the p99 of neighbouring slices.
 LATENCY_DIR="$WORK/latency"
-mkdir -p "$LATENCY_DIR"
 if [ "${LATENCY_PAIRS:-0}" -gt 0 ]; then
+    mkdir -p "$LATENCY_DIR"
     for pair in $(seq 1 "$LATENCY_PAIRS"); do
-        order=("${NAMES[@]}")
-        if [ $((pair % 2)) = 0 ]; then
-            order=()
-            for ((index = ${#NAMES[@]} - 1; index >= 0; index--)); do order+=("${NAMES[$index]}"); done
-        fi
-        for name in "${order[@]}"; do
+        pair_order "$pair"
+        for name in "${ORDER[@]}"; do
             LATENCY_OUT="$LATENCY_DIR/$name.$pair.tsv" taskset -c "$LOAD_CPU" wrk -t1 -c"$FIXED_CONNECTIONS" \
                 -d"${LATENCY_SECONDS:-6}s" -s "$WORK/fixed-dump.lua" -H "Host: $HOST_HEADER" \
                 "http://127.0.0.1:${PORT_OF[$name]}/" >/dev/null
