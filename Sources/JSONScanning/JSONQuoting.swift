@@ -63,14 +63,12 @@ extension JSONOutput {
     /// Milliseconds with up to three decimals, trailing zeros dropped: `1.234`, `0.5`, `12.0`.
     @inlinable
     public mutating func appendMilliseconds(microseconds: Int) {
-        if microseconds < 0 {
-            self.append(UInt8(ascii: "-"))
-            // `-Int.min` does not fit in an `Int`: that one value is shown a microsecond short.
-            return self.appendMilliseconds(microseconds: -(microseconds == .min ? microseconds + 1 : microseconds))
-        }
-        self.appendDecimal(microseconds / 1000)
+        if microseconds < 0 { self.append(UInt8(ascii: "-")) }
+        // From the magnitude: `-Int.min` does not fit in an `Int`, its thousandth does.
+        let magnitude = microseconds.magnitude
+        self.appendDecimal(Int(magnitude / 1000))
         self.append(UInt8(ascii: "."))
-        var fraction = microseconds % 1000
+        var fraction = Int(magnitude % 1000)
         var width = 3
         while width > 1, fraction % 10 == 0 {
             fraction /= 10

@@ -51,7 +51,7 @@ import Testing
         }
         let milliseconds = [
             (0, "0.0"), (500, "0.5"), (1_234, "1.234"), (12_000, "12.0"), (1_050, "1.05"), (-1_500, "-1.5"),
-            (-7, "-0.007"),
+            (-7, "-0.007"), (Int.min, "-9223372036854775.808"),
         ]
         for (microseconds, expected) in milliseconds {
             var output: [UInt8] = []

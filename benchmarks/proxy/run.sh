@@ -364,14 +364,6 @@ if [ "${CHURN:-1}" = 1 ]; then
     done
 fi
 
-# --- paired slices (PAIRS=N) ---------------------------------------------------------------------------------------
-# The machine changes speed from one moment to the next: run alternately, nginx's saturation runs split between about
-# 44k and 53k req/s just as egress-proxy's do, the difference all in system time, and a round's 10 s phases can fall on
-# different speeds. PAIRS=N measures every proxy in turn in short slices (PAIR_SECONDS, default 4, each after 1 s of
-# warm-up), N times, the order reversed every other time: neighbouring slices share the machine's speed far more
-# often than a round's phases do. benchmarks/proxy/pairs.py reports the ratios of neighbouring slices, and each
-# proxy's user and system time per request.
-PAIRS_TSV="$WORK/pairs.tsv"
 # ORDER: the proxies in the order of pair $1, reversed every other pair, so that no proxy always follows the same one.
 pair_order() {
     ORDER=("${NAMES[@]}")
@@ -380,6 +372,15 @@ pair_order() {
         for ((index = ${#NAMES[@]} - 1; index >= 0; index--)); do ORDER+=("${NAMES[$index]}"); done
     fi
 }
+
+# --- paired slices (PAIRS=N) ---------------------------------------------------------------------------------------
+# The machine changes speed from one moment to the next: run alternately, nginx's saturation runs split between about
+# 44k and 53k req/s just as egress-proxy's do, the difference all in system time, and a round's 10 s phases can fall on
+# different speeds. PAIRS=N measures every proxy in turn in short slices (PAIR_SECONDS, default 4, each after 1 s of
+# warm-up), N times, the order reversed every other time: neighbouring slices share the machine's speed far more
+# often than a round's phases do. benchmarks/proxy/pairs.py reports the ratios of neighbouring slices, and each
+# proxy's user and system time per request.
+PAIRS_TSV="$WORK/pairs.tsv"
 : >"$PAIRS_TSV"
 if [ "${PAIRS:-0}" -gt 0 ]; then
     for pair in $(seq 1 "$PAIRS"); do
