@@ -1,18 +1,22 @@
 """Latency pairs of benchmarks/proxy/run.sh (LATENCY_PAIRS=N): each proxy's fixed-rate latencies pooled over all its
-slices, and egress-proxy's p99 against each peer's, slice by neighbouring slice.
+slices, and egress-proxy's p99 against each peer's, slice by neighbouring slice; then the same over the quiet pairs
+only (slices.py), when a steal file is given.
 
-Usage: latency_pairs.py DIR
+Usage: latency_pairs.py DIR [HZ SECONDS STEAL]
   DIR holds NAME.PAIR.tsv files, one per slice, as wrk's done() wrote them: a latency in microseconds and how many
   requests took it, one line per distinct value.
+  STEAL has a line per slice: proxy, pair number, steal ticks (HZ per second) during its SECONDS.
 
 A p99 from one 10 s phase at about 1,000 req/s rests on some 100 requests; pooled over N slices it rests on N times
 as many, and the slices, interleaved, share the machine's quiet and busy moments between the proxies.
 """
 
 import collections
+import csv
 import pathlib
-import statistics
 import sys
+
+from slices import cell, quiet_heading, quiet_pairs
 
 PERCENTILES = (50, 90, 99, 99.9)
 
@@ -39,27 +43,36 @@ for path in sorted(pathlib.Path(sys.argv[1]).glob("*.tsv")):
     slices[(name, int(pair))] = histogram
 
 names = list(dict.fromkeys(name for name, _ in sorted(slices, key=lambda key: (key[0] != "egress-proxy", key[0]))))
-pairs = sorted({pair for _, pair in slices})
 
 
-def cell(values):
-    return f"{statistics.median(values):.2f} ({min(values):.2f}–{max(values):.2f})"
+def table(pairs):
+    columns = " | ".join(f"p{p:g} ms" for p in PERCENTILES)
+    print(f"| proxy | requests | {columns} | egress-proxy's p99 relative to it, by slice | slices with egress-proxy's "
+          "p99 at or below it |")
+    print("|---|---|" + "---|" * len(PERCENTILES) + "---|---|")
+    for name in names:
+        pooled: collections.Counter = collections.Counter()
+        for pair in pairs:
+            pooled.update(slices.get((name, pair), {}))
+        values = " | ".join(f"{percentile(pooled, p):.3f}" for p in PERCENTILES)
+        relative, at_or_below = "", ""
+        if name != "egress-proxy":
+            both = [p for p in pairs if (name, p) in slices and ("egress-proxy", p) in slices]
+            ratios = [percentile(slices[("egress-proxy", p)], 99) / percentile(slices[(name, p)], 99) for p in both]
+            if ratios:
+                relative = cell(ratios)
+                at_or_below = f"{sum(r <= 1 for r in ratios)} of {len(ratios)}"
+        print(f"| {name} | {sum(pooled.values())} | {values} | {relative} | {at_or_below} |")
 
 
-columns = " | ".join(f"p{p:g} ms" for p in PERCENTILES)
-print(f"| proxy | requests | {columns} | egress-proxy's p99 relative to it, by slice | slices with egress-proxy's p99 "
-      "at or below it |")
-print("|---|---|" + "---|" * len(PERCENTILES) + "---|---|")
-for name in names:
-    pooled: collections.Counter = collections.Counter()
-    for pair in pairs:
-        pooled.update(slices.get((name, pair), {}))
-    values = " | ".join(f"{percentile(pooled, p):.3f}" for p in PERCENTILES)
-    relative, at_or_below = "", ""
-    if name != "egress-proxy":
-        both = [p for p in pairs if (name, p) in slices and ("egress-proxy", p) in slices]
-        ratios = [percentile(slices[("egress-proxy", p)], 99) / percentile(slices[(name, p)], 99) for p in both]
-        if ratios:
-            relative = cell(ratios)
-            at_or_below = f"{sum(r <= 1 for r in ratios)} of {len(ratios)}"
-    print(f"| {name} | {sum(pooled.values())} | {values} | {relative} | {at_or_below} |")
+every = sorted({pair for _, pair in slices})
+table(every)
+if len(sys.argv) > 4:
+    steal = {(name, int(pair)): float(ticks) for name, pair, ticks in csv.reader(open(sys.argv[4]), delimiter="\t")}
+    quiet = quiet_pairs(steal, float(sys.argv[2]), float(sys.argv[3]))
+    if len(quiet) < len(every):
+        print()
+        print(quiet_heading(quiet, len(every)))
+        if quiet:
+            print()
+            table(sorted(quiet))

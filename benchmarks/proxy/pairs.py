@@ -1,36 +1,64 @@
-"""Paired slices of benchmarks/proxy/run.sh (PAIRS=N): egress-proxy's CPU per request against each peer's, slice by
-slice.
+"""Paired slices of benchmarks/proxy/run.sh (PAIRS=N): egress-proxy's throughput and CPU per request against each
+peer's, slice by slice; then the same over the quiet pairs only (slices.py).
 
-Each line of the input is one slice: proxy, pair number, requests, user ticks, system ticks. A ratio is taken between
-egress-proxy's slice and the peer's slice of the same pair, measured seconds apart; the machine's speed, which moves
-both, changes less often than that.
+Usage: pairs.py HZ SECONDS FILE. Each line of FILE is one slice: proxy, pair number, requests, user ticks, system
+ticks, steal ticks. A ratio is taken between egress-proxy's slice and the peer's slice of the same pair, measured
+seconds apart; the machine's speed, which moves both, changes less often than that.
 """
 import csv
 import statistics
 import sys
 
+from slices import cell, quiet_heading, quiet_pairs
+
 hz = float(sys.argv[1])
+seconds = float(sys.argv[2])
 slices = {}
-for name, pair, requests, user, system in csv.reader(open(sys.argv[2]), delimiter="\t"):
+steal = {}
+for name, pair, requests, user, system, stolen in csv.reader(open(sys.argv[3]), delimiter="\t"):
     requests = float(requests)
     slices[(name, int(pair))] = (float(user) / hz * 1e6 / requests, float(system) / hz * 1e6 / requests, requests)
+    steal[(name, int(pair))] = float(stolen)
 names = list(dict.fromkeys(name for name, _ in slices))
-pairs = sorted({pair for _, pair in slices})
 
 
-def cell(values, digits=2):
-    return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
+def cpu(slice):
+    return slice[0] + slice[1]
 
 
-print("| proxy | CPU µs/req | user µs/req | system µs/req | egress-proxy's CPU per request relative to it |")
-print("|---|---|---|---|---|")
-for name in names:
-    mine = [slices[(name, p)] for p in pairs if (name, p) in slices]
-    ratios = [
-        sum(slices[("egress-proxy", p)][:2]) / sum(slices[(name, p)][:2])
-        for p in pairs
-        if (name, p) in slices and ("egress-proxy", p) in slices
-    ]
-    relative = "" if name == "egress-proxy" else cell(ratios)
-    print(f"| {name} | {cell([u + s for u, s, _ in mine], 1)} | {cell([u for u, _, _ in mine], 1)} | "
-          f"{cell([s for _, s, _ in mine], 1)} | {relative} |")
+def throughput(slice):
+    return slice[2] / seconds
+
+
+def table(pairs):
+    def ratios(name, of):
+        """egress-proxy's `of(slice)` over the peer's, one ratio per pair both were measured in."""
+        return [
+            of(slices[("egress-proxy", p)]) / of(slices[(name, p)])
+            for p in pairs
+            if (name, p) in slices and ("egress-proxy", p) in slices
+        ]
+
+    print("| proxy | req/s | CPU µs/req | user µs/req | system µs/req | egress-proxy's throughput relative to it "
+          "(>1 is better) | slices with egress-proxy's throughput at or above it | egress-proxy's CPU per request "
+          "relative to it (<1 is better) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in names:
+        mine = [slices[(name, p)] for p in pairs if (name, p) in slices]
+        rates = [] if name == "egress-proxy" else ratios(name, throughput)
+        relative_rate = f"{cell(rates)} | {sum(r >= 1 for r in rates)} of {len(rates)}" if rates else " | "
+        relative_cpu = "" if name == "egress-proxy" else cell(ratios(name, cpu))
+        print(f"| {name} | {statistics.median(throughput(s) for s in mine):.0f} | "
+              f"{cell([cpu(s) for s in mine], 1)} | {cell([u for u, _, _ in mine], 1)} | "
+              f"{cell([s for _, s, _ in mine], 1)} | {relative_rate} | {relative_cpu} |")
+
+
+every = sorted({pair for _, pair in slices})
+table(every)
+quiet = quiet_pairs(steal, hz, seconds)
+if len(quiet) < len(every):
+    print()
+    print(quiet_heading(quiet, len(every)))
+    if quiet:
+        print()
+        table(sorted(quiet))

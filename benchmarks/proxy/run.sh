@@ -37,6 +37,8 @@
 #      PAIR_SECONDS, default 4),
 #      LATENCY_PAIRS (0; N measures every proxy in turn at the fixed rate in slices of LATENCY_SECONDS, default 6, N
 #      times, and reports percentiles of all their latencies pooled, and ratios of neighbouring slices),
+#      QUIET_STEAL_PERCENT (0.25: both kinds of pairs are reported again over the pairs in which no slice lost more
+#      than this share of the two CPUs' time to the hypervisor; see benchmarks/proxy/slices.py),
 #      BODY_BYTES (unset: the upstream answers with a 61-byte body; N: with a static file of N bytes, for responses
 #      the size of a typical API's, where TLS and copying weigh more than the per-request work).
 set -euo pipefail
@@ -235,6 +237,11 @@ cpu_ticks() { # utime+stime of the given pids
     read -r user system <<<"$(user_system_ticks "$@")"
     echo $((user + system))
 }
+# Time the hypervisor ran something else while the benchmark's two CPUs wanted to run (the steal column of
+# /proc/stat), in ticks: a slice that lost some stalls every request in flight, and its tail measures the host.
+steal_ticks() {
+    awk -v a="cpu$PROXY_CPU" -v b="cpu$LOAD_CPU" '$1 == a || $1 == b { s += $9 } END { print s + 0 }' /proc/stat
+}
 rss_kib() { local t=0; for pid in "$@"; do t=$((t + $(awk '/VmRSS/ {print $2}' "/proc/$pid/status"))); done; echo "$t"; }
 to_ms() { # wrk latency value like 1.23ms / 456.00us / 1.01s -> ms
     awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
@@ -378,8 +385,8 @@ pair_order() {
 # 44k and 53k req/s just as egress-proxy's do, the difference all in system time, and a round's 10 s phases can fall on
 # different speeds. PAIRS=N measures every proxy in turn in short slices (PAIR_SECONDS, default 4, each after 1 s of
 # warm-up), N times, the order reversed every other time: neighbouring slices share the machine's speed far more
-# often than a round's phases do. benchmarks/proxy/pairs.py reports the ratios of neighbouring slices, and each
-# proxy's user and system time per request.
+# often than a round's phases do. benchmarks/proxy/pairs.py reports the ratios of neighbouring slices (throughput and
+# CPU per request), and each proxy's user and system time per request.
 PAIRS_TSV="$WORK/pairs.tsv"
 : >"$PAIRS_TSV"
 if [ "${PAIRS:-0}" -gt 0 ]; then
@@ -390,12 +397,15 @@ if [ "${PAIRS:-0}" -gt 0 ]; then
             taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d1s -H "Host: $HOST_HEADER" "http://127.0.0.1:$port/" >/dev/null
             # shellcheck disable=SC2086 # a list of pids
             read -r user0 system0 <<<"$(user_system_ticks ${PIDS_OF[$name]})"
+            steal0=$(steal_ticks)
             taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"${PAIR_SECONDS:-4}s" -H "Host: $HOST_HEADER" \
                 "http://127.0.0.1:$port/" >"$WORK/$name.pair.txt"
+            steal1=$(steal_ticks)
             # shellcheck disable=SC2086 # a list of pids
             read -r user1 system1 <<<"$(user_system_ticks ${PIDS_OF[$name]})"
-            printf "%s\t%s\t%s\t%s\t%s\n" "$name" "$pair" "$(awk '/requests in/ {print $1}' "$WORK/$name.pair.txt")" \
-                "$((user1 - user0))" "$((system1 - system0))" >>"$PAIRS_TSV"
+            requests=$(awk '/requests in/ {print $1}' "$WORK/$name.pair.txt")
+            printf "%s\t%s\t%s\t%s\t%s\t%s\n" "$name" "$pair" "$requests" "$((user1 - user0))" \
+                "$((system1 - system0))" "$((steal1 - steal0))" >>"$PAIRS_TSV"
         done
         echo "[pairs] $pair/$PAIRS" >&2
     done
@@ -404,16 +414,21 @@ fi
 # --- latency pairs (LATENCY_PAIRS=N) --------------------------------------------------------------------------------
 # The fixed-rate phase again, every proxy in turn in slices of LATENCY_SECONDS, N times, the order reversed every
 # other time. benchmarks/proxy/latency_pairs.py pools each proxy's latencies over all its slices (N times more
-# requests above the p99 than one phase has) and compares the p99 of neighbouring slices.
+# requests above the p99 than one phase has) and compares the p99 of neighbouring slices. Both kinds of pairs record
+# each slice's steal, which decides the quiet pairs (benchmarks/proxy/slices.py).
 LATENCY_DIR="$WORK/latency"
+LATENCY_STEAL_TSV="$WORK/latency-steal.tsv"
+: >"$LATENCY_STEAL_TSV"
 if [ "${LATENCY_PAIRS:-0}" -gt 0 ]; then
     mkdir -p "$LATENCY_DIR"
     for pair in $(seq 1 "$LATENCY_PAIRS"); do
         pair_order "$pair"
         for name in "${ORDER[@]}"; do
+            steal0=$(steal_ticks)
             LATENCY_OUT="$LATENCY_DIR/$name.$pair.tsv" taskset -c "$LOAD_CPU" wrk -t1 -c"$FIXED_CONNECTIONS" \
                 -d"${LATENCY_SECONDS:-6}s" -s "$WORK/fixed-dump.lua" -H "Host: $HOST_HEADER" \
                 "http://127.0.0.1:${PORT_OF[$name]}/" >/dev/null
+            printf "%s\t%s\t%s\n" "$name" "$pair" "$(($(steal_ticks) - steal0))" >>"$LATENCY_STEAL_TSV"
         done
         echo "[latency pairs] $pair/$LATENCY_PAIRS" >&2
     done
@@ -521,13 +536,13 @@ if [ -s "$PAIRS_TSV" ]; then
     echo
     echo "Paired slices: every proxy in turn, ${PAIR_SECONDS:-4}s each at saturation (wrk -t1 -c$CONNECTIONS), $PAIRS times:"
     echo
-    python3 "$ROOT/benchmarks/proxy/pairs.py" "$HZ" "$PAIRS_TSV"
+    python3 "$ROOT/benchmarks/proxy/pairs.py" "$HZ" "${PAIR_SECONDS:-4}" "$PAIRS_TSV"
 fi
 if [ "${LATENCY_PAIRS:-0}" -gt 0 ]; then
     echo
     echo "Latency pairs: every proxy in turn at the fixed rate, ${LATENCY_SECONDS:-6}s each, $LATENCY_PAIRS times:"
     echo
-    python3 "$ROOT/benchmarks/proxy/latency_pairs.py" "$LATENCY_DIR"
+    python3 "$ROOT/benchmarks/proxy/latency_pairs.py" "$LATENCY_DIR" "$HZ" "${LATENCY_SECONDS:-6}" "$LATENCY_STEAL_TSV"
 fi
 if [ "${#PROFILE_ROWS[@]}" -gt 0 ]; then
     echo

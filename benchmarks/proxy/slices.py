@@ -1,0 +1,30 @@
+"""What pairs.py and latency_pairs.py share: a cell of a ratio table, and which pairs of slices the hypervisor left
+alone.
+
+A slice's steal is the time the hypervisor ran something else while the benchmark's two CPUs (the proxy's and the
+load's) wanted to run, from /proc/stat. Every request in flight waits it out, so a slice that lost some measures the
+host as much as the proxy; the episodes last seconds and can take in two neighbouring slices of one pair. A pair is
+quiet when every one of its slices lost at most QUIET_STEAL_PERCENT (environment, default 0.25) of the two CPUs'
+time.
+"""
+
+import os
+import statistics
+
+QUIET_STEAL_PERCENT = float(os.environ.get("QUIET_STEAL_PERCENT", "0.25"))
+
+
+def cell(values, digits=2):
+    """Median (range)."""
+    return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
+
+
+def quiet_pairs(steal_ticks: dict, hz: float, seconds: float) -> set:
+    """The pairs none of whose slices lost more than the threshold; `steal_ticks` maps (proxy, pair) to ticks."""
+    limit = QUIET_STEAL_PERCENT / 100 * 2 * seconds * hz
+    return {pair for _, pair in steal_ticks} - {pair for (_, pair), ticks in steal_ticks.items() if ticks > limit}
+
+
+def quiet_heading(quiet: set, total: int) -> str:
+    return (f"Quiet pairs only ({len(quiet)} of {total}: no slice of the pair lost more than {QUIET_STEAL_PERCENT:g} % "
+            "of the two CPUs' time to the hypervisor):")
