@@ -16,7 +16,7 @@ import csv
 import pathlib
 import sys
 
-from slices import cell, quiet_heading, quiet_pairs
+from slices import cell, print_tables, quiet_pairs
 
 PERCENTILES = (50, 90, 99, 99.9)
 
@@ -65,14 +65,8 @@ def table(pairs):
         print(f"| {name} | {sum(pooled.values())} | {values} | {relative} | {at_or_below} |")
 
 
-every = sorted({pair for _, pair in slices})
-table(every)
+quiet = None
 if len(sys.argv) > 4:
     steal = {(name, int(pair)): float(ticks) for name, pair, ticks in csv.reader(open(sys.argv[4]), delimiter="\t")}
     quiet = quiet_pairs(steal, float(sys.argv[2]), float(sys.argv[3]))
-    if len(quiet) < len(every):
-        print()
-        print(quiet_heading(quiet, len(every)))
-        if quiet:
-            print()
-            table(sorted(quiet))
+print_tables(table, sorted({pair for _, pair in slices}), quiet)

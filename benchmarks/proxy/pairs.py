@@ -9,7 +9,7 @@ import csv
 import statistics
 import sys
 
-from slices import cell, quiet_heading, quiet_pairs
+from slices import cell, print_tables, quiet_pairs
 
 hz = float(sys.argv[1])
 seconds = float(sys.argv[2])
@@ -53,12 +53,4 @@ def table(pairs):
               f"{cell([s for _, s, _ in mine], 1)} | {relative_rate} | {relative_cpu} |")
 
 
-every = sorted({pair for _, pair in slices})
-table(every)
-quiet = quiet_pairs(steal, hz, seconds)
-if len(quiet) < len(every):
-    print()
-    print(quiet_heading(quiet, len(every)))
-    if quiet:
-        print()
-        table(sorted(quiet))
+print_tables(table, sorted({pair for _, pair in slices}), quiet_pairs(steal, hz, seconds))

@@ -25,6 +25,14 @@ def quiet_pairs(steal_ticks: dict, hz: float, seconds: float) -> set:
     return {pair for _, pair in steal_ticks} - {pair for (_, pair), ticks in steal_ticks.items() if ticks > limit}
 
 
-def quiet_heading(quiet: set, total: int) -> str:
-    return (f"Quiet pairs only ({len(quiet)} of {total}: no slice of the pair lost more than {QUIET_STEAL_PERCENT:g} % "
-            "of the two CPUs' time to the hypervisor):")
+def print_tables(table, pairs: list, quiet: set | None) -> None:
+    """`table(pairs)` over every pair, then over the quiet ones when some were left out."""
+    table(pairs)
+    if quiet is None or len(quiet) == len(pairs):
+        return
+    print()
+    print(f"Quiet pairs only ({len(quiet)} of {len(pairs)}: no slice of the pair lost more than "
+          f"{QUIET_STEAL_PERCENT:g} % of the two CPUs' time to the hypervisor):")
+    if quiet:
+        print()
+        table(sorted(quiet))
