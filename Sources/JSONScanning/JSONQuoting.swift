@@ -64,29 +64,30 @@ extension JSONOutput {
     @inlinable
     public mutating func appendMilliseconds(microseconds: Int) {
         if microseconds < 0 { self.append(UInt8(ascii: "-")) }
-        // From the magnitude: `-Int.min` does not fit in an `Int`, its thousandth does.
         let magnitude = microseconds.magnitude
-        self.appendDecimal(Int(magnitude / 1000))
+        self.appendDigits(magnitude / 1000)
         self.append(UInt8(ascii: "."))
-        var fraction = Int(magnitude % 1000)
+        var fraction = magnitude % 1000
         var width = 3
         while width > 1, fraction % 10 == 0 {
             fraction /= 10
             width -= 1
         }
-        self.appendDecimal(fraction, width: width)
+        self.appendDigits(fraction, width: width)
     }
 
     /// The decimal digits of `value`, left-padded with zeros to `width`, after a `-` if it is negative.
     @inlinable
     public mutating func appendDecimal(_ value: Int, width: Int = 1) {
-        guard value >= 0 else {
-            self.append(UInt8(ascii: "-"))
-            // `-Int.min` does not fit in an `Int`.
-            if value == .min { return self.append("9223372036854775808") }
-            return self.appendDecimal(-value, width: width)
-        }
-        var divisor = 1
+        if value < 0 { self.append(UInt8(ascii: "-")) }
+        // The magnitude, unsigned: `-Int.min` does not fit in an `Int`.
+        self.appendDigits(value.magnitude, width: width)
+    }
+
+    /// The decimal digits of `value`, left-padded with zeros to `width`.
+    @inlinable
+    mutating func appendDigits(_ value: UInt, width: Int = 1) {
+        var divisor: UInt = 1
         var digits = 1
         while divisor <= value / 10 {
             divisor *= 10
