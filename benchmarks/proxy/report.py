@@ -55,7 +55,8 @@ def cell(values):
 
 
 peers = [name for name in names if name in ("nginx", "haproxy")]
-floors = [name for name in names if name.startswith("floor-")]
+# The floors and a baseline build (BASELINE_BIN) are not peers: they show what egress-proxy's cost is made of.
+floors = [name for name in names if name.startswith("floor-") or name == "egress-baseline"]
 print()
 print("egress-proxy relative to each peer, ratio within each round: median (range). Throughput: >1 is better; "
       "latency, CPU, RSS: <1 is better.")
@@ -67,7 +68,7 @@ for peer in peers:
           f"{cell(ratios(peer, 'cpu'))} | {cell(ratios(peer, 'rss'))} |")
 if floors:
     print()
-    print("| floor | egress-proxy throughput | egress-proxy CPU per request |")
+    print("| floor or baseline | egress-proxy throughput | egress-proxy CPU per request |")
     print("|---|---|---|")
     for floor in floors:
         print(f"| {floor} | {cell(ratios(floor, 'rps'))} | {cell(ratios(floor, 'cpu'))} |")

@@ -29,6 +29,8 @@
 #      PROXY_CPU (default 0), LOAD_CPU (default 1: upstream and wrk), FLOOR (0; 1 builds and runs relay-floor),
 #      CHURN (1; 0 skips the connection-churn phase), FIXED_JITTER (1; 0: every connection waits exactly DELAY_MS),
 #      EGRESS_BIN (an egress-proxy binary to measure instead of this checkout's release build, e.g. an older one),
+#      BASELINE_BIN (a second egress-proxy binary, measured in the same rounds and pairs as one more row,
+#      "egress-baseline": A/B of two builds, e.g. EGRESS_BIN built against a patched library and this one),
 #      INSTRUCTIONS (0; 1 adds a table of user-space instructions per request, each proxy run alone under callgrind:
 #      what the CPU ratios measure, without the noise of a shared machine, then split by component, with the Swift
 #      builds' reference counting calls by the module that made them; INSTRUCTION_SECONDS, default 5),
@@ -58,6 +60,8 @@ EGRESS_ADMIN=19090
 NGINX_PORT=18081
 HAPROXY_PORT=18082
 FLOOR_PORT=18083 # and 18084
+BASELINE_PORT=18085
+BASELINE_ADMIN=19091
 UP_HOST=upstream.bench.test
 HOST_HEADER="$UP_HOST.egress.local"
 
@@ -303,12 +307,20 @@ bench() { # round name port pids...
 NAMES=()
 declare -A PORT_OF PIDS_OF
 
-taskset -c "$PROXY_CPU" "$EGRESS" --allowlist "$WORK/allowlist.json" --host 127.0.0.1 --port "$EGRESS_PORT" \
-    --admin-host 127.0.0.1 --admin-port "$EGRESS_ADMIN" --event-loops 1 >"$WORK/egress.log" 2>&1 &
-PIDS+=($!)
-NAMES+=(egress-proxy)
-PORT_OF[egress-proxy]=$EGRESS_PORT
-PIDS_OF[egress-proxy]="$!"
+# egress-proxy's command line in every phase: BIN PORT ADMIN_PORT.
+egress_command() { echo "$1" --allowlist "$WORK/allowlist.json" --host 127.0.0.1 --port "$2" --admin-host 127.0.0.1 \
+    --admin-port "$3" --event-loops 1; }
+# Starts an egress-proxy build as one of the measured proxies: NAME BIN PORT ADMIN_PORT.
+start_egress() {
+    # shellcheck disable=SC2046 # the command's words (no path here has spaces)
+    taskset -c "$PROXY_CPU" $(egress_command "$2" "$3" "$4") >"$WORK/$1.log" 2>&1 &
+    PIDS+=($!)
+    NAMES+=("$1")
+    PORT_OF[$1]=$3
+    PIDS_OF[$1]="$!"
+}
+
+start_egress egress-proxy "$EGRESS" "$EGRESS_PORT" "$EGRESS_ADMIN"
 
 taskset -c "$PROXY_CPU" "$NGINX" -c "$WORK/ngx/nginx.conf" -p "$WORK/ngx" &
 NPID=$!
@@ -323,6 +335,10 @@ PIDS+=($!)
 NAMES+=(haproxy)
 PORT_OF[haproxy]=$HAPROXY_PORT
 PIDS_OF[haproxy]="$!"
+
+if [ -n "${BASELINE_BIN:-}" ]; then
+    start_egress egress-baseline "$BASELINE_BIN" "$BASELINE_PORT" "$BASELINE_ADMIN"
+fi
 
 if [ "${FLOOR:-0}" = 1 ]; then
     FLOOR_BIN="$ROOT/benchmarks/proxy/floor/.build/release/relay-floor"
@@ -497,12 +513,18 @@ if [ "${INSTRUCTIONS:-0}" = 1 ]; then
     sleep 1
     # Valgrind cannot read the debug info of Swift's release binaries: it measures copies without it.
     cp "$EGRESS" "$WORK/egress-proxy.bin" && strip --strip-debug "$WORK/egress-proxy.bin"
-    instructions egress-proxy "$EGRESS_PORT" "$WORK/egress-proxy.bin" --allowlist "$WORK/allowlist.json" --host 127.0.0.1 \
-        --port "$EGRESS_PORT" --admin-host 127.0.0.1 --admin-port "$EGRESS_ADMIN" --event-loops 1
+    # shellcheck disable=SC2046
+    instructions egress-proxy "$EGRESS_PORT" $(egress_command "$WORK/egress-proxy.bin" "$EGRESS_PORT" "$EGRESS_ADMIN")
     # One process: callgrind follows the process it starts, and nginx's master would only fork the worker.
     sed '1i master_process off;' "$WORK/ngx/nginx.conf" >"$WORK/ngx/nginx-callgrind.conf"
     instructions nginx "$NGINX_PORT" "$NGINX" -c "$WORK/ngx/nginx-callgrind.conf" -p "$WORK/ngx"
     instructions haproxy "$HAPROXY_PORT" "$HAPROXY" -f "$WORK/haproxy.cfg" -db
+    if [ -n "${BASELINE_BIN:-}" ]; then
+        cp "$BASELINE_BIN" "$WORK/egress-baseline.bin" && strip --strip-debug "$WORK/egress-baseline.bin"
+        # shellcheck disable=SC2046
+        instructions egress-baseline "$BASELINE_PORT" \
+            $(egress_command "$WORK/egress-baseline.bin" "$BASELINE_PORT" "$BASELINE_ADMIN")
+    fi
     if [ "${FLOOR:-0}" = 1 ]; then
         cp "$FLOOR_BIN" "$WORK/relay-floor.bin" && strip --strip-debug "$WORK/relay-floor.bin"
         port=$FLOOR_PORT
