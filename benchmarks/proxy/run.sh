@@ -41,6 +41,8 @@
 #      times, and reports percentiles of all their latencies pooled, and ratios of neighbouring slices),
 #      QUIET_STEAL_PERCENT (0.25: both kinds of pairs are reported again over the pairs in which no slice lost more
 #      than this share of the two CPUs' time to the hypervisor; see benchmarks/proxy/slices.py),
+#      QUIET_PAIRS (0; N: each kind of pairs stops as soon as N of its pairs were quiet, PAIRS and LATENCY_PAIRS
+#      becoming the most it runs: on a host that steals often, LATENCY_PAIRS=100 QUIET_PAIRS=15 gets 15 quiet pairs),
 #      BODY_BYTES (unset: the upstream answers with a 61-byte body; N: with a static file of N bytes, for responses
 #      the size of a typical API's, where TLS and copying weigh more than the per-request work).
 set -euo pipefail
@@ -396,6 +398,18 @@ pair_order() {
     fi
 }
 
+# With QUIET_PAIRS=N, true once N of the pairs in steal file $1 (steal ticks in column $2, the pair in column 2) are
+# quiet: no slice of the pair lost more than benchmarks/proxy/slices.py's limit for slices of $3 seconds.
+enough_quiet_pairs() {
+    [ "${QUIET_PAIRS:-0}" -gt 0 ] || return 1
+    local limit
+    limit=$(python3 "$ROOT/benchmarks/proxy/slices.py" limit "$HZ" "$3")
+    awk -F'\t' -v column="$2" -v limit="$limit" -v want="$QUIET_PAIRS" '
+        { seen[$2] = 1; if ($column > limit) loud[$2] = 1 }
+        END { for (pair in seen) if (!(pair in loud)) quiet++
+              printf "[quiet pairs] %d of %d\n", quiet, want > "/dev/stderr"; exit (quiet < want) }' "$1"
+}
+
 # --- paired slices (PAIRS=N) ---------------------------------------------------------------------------------------
 # The machine changes speed from one moment to the next: run alternately, nginx's saturation runs split between about
 # 44k and 53k req/s just as egress-proxy's do, the difference all in system time, and a round's 10 s phases can fall on
@@ -405,6 +419,7 @@ pair_order() {
 # CPU per request), and each proxy's user and system time per request.
 PAIRS_TSV="$WORK/pairs.tsv"
 : >"$PAIRS_TSV"
+PAIRS_RUN=0
 if [ "${PAIRS:-0}" -gt 0 ]; then
     for pair in $(seq 1 "$PAIRS"); do
         pair_order "$pair"
@@ -424,6 +439,8 @@ if [ "${PAIRS:-0}" -gt 0 ]; then
                 "$((system1 - system0))" "$((steal1 - steal0))" >>"$PAIRS_TSV"
         done
         echo "[pairs] $pair/$PAIRS" >&2
+        PAIRS_RUN=$pair
+        if enough_quiet_pairs "$PAIRS_TSV" 6 "${PAIR_SECONDS:-4}"; then break; fi
     done
 fi
 
@@ -435,6 +452,7 @@ fi
 LATENCY_DIR="$WORK/latency"
 LATENCY_STEAL_TSV="$WORK/latency-steal.tsv"
 : >"$LATENCY_STEAL_TSV"
+LATENCY_PAIRS_RUN=0
 if [ "${LATENCY_PAIRS:-0}" -gt 0 ]; then
     mkdir -p "$LATENCY_DIR"
     for pair in $(seq 1 "$LATENCY_PAIRS"); do
@@ -447,6 +465,8 @@ if [ "${LATENCY_PAIRS:-0}" -gt 0 ]; then
             printf "%s\t%s\t%s\n" "$name" "$pair" "$(($(steal_ticks) - steal0))" >>"$LATENCY_STEAL_TSV"
         done
         echo "[latency pairs] $pair/$LATENCY_PAIRS" >&2
+        LATENCY_PAIRS_RUN=$pair
+        if enough_quiet_pairs "$LATENCY_STEAL_TSV" 3 "${LATENCY_SECONDS:-6}"; then break; fi
     done
 fi
 
@@ -556,13 +576,13 @@ if [ -s "$CHURN_TSV" ]; then
 fi
 if [ -s "$PAIRS_TSV" ]; then
     echo
-    echo "Paired slices: every proxy in turn, ${PAIR_SECONDS:-4}s each at saturation (wrk -t1 -c$CONNECTIONS), $PAIRS times:"
+    echo "Paired slices: every proxy in turn, ${PAIR_SECONDS:-4}s each at saturation (wrk -t1 -c$CONNECTIONS), $PAIRS_RUN times:"
     echo
     python3 "$ROOT/benchmarks/proxy/pairs.py" "$HZ" "${PAIR_SECONDS:-4}" "$PAIRS_TSV"
 fi
 if [ "${LATENCY_PAIRS:-0}" -gt 0 ]; then
     echo
-    echo "Latency pairs: every proxy in turn at the fixed rate, ${LATENCY_SECONDS:-6}s each, $LATENCY_PAIRS times:"
+    echo "Latency pairs: every proxy in turn at the fixed rate, ${LATENCY_SECONDS:-6}s each, $LATENCY_PAIRS_RUN times:"
     echo
     python3 "$ROOT/benchmarks/proxy/latency_pairs.py" "$LATENCY_DIR" "$HZ" "${LATENCY_SECONDS:-6}" "$LATENCY_STEAL_TSV"
 fi

@@ -10,6 +10,7 @@ time.
 
 import os
 import statistics
+import sys
 
 QUIET_STEAL_PERCENT = float(os.environ.get("QUIET_STEAL_PERCENT", "0.25"))
 
@@ -19,9 +20,14 @@ def cell(values, digits=2):
     return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
 
 
+def quiet_limit(hz: float, seconds: float) -> float:
+    """The most steal ticks a slice of `seconds` may lose and still be quiet."""
+    return QUIET_STEAL_PERCENT / 100 * 2 * seconds * hz
+
+
 def quiet_pairs(steal_ticks: dict, hz: float, seconds: float) -> set:
     """The pairs none of whose slices lost more than the threshold; `steal_ticks` maps (proxy, pair) to ticks."""
-    limit = QUIET_STEAL_PERCENT / 100 * 2 * seconds * hz
+    limit = quiet_limit(hz, seconds)
     return {pair for _, pair in steal_ticks} - {pair for (_, pair), ticks in steal_ticks.items() if ticks > limit}
 
 
@@ -36,3 +42,11 @@ def print_tables(table, pairs: list, quiet: set | None) -> None:
     if quiet:
         print()
         table(sorted(quiet))
+
+
+if __name__ == "__main__":
+    # `slices.py limit HZ SECONDS`: the quiet limit in ticks, for run.sh, which stops measuring pairs once enough
+    # of them were quiet (QUIET_PAIRS).
+    if len(sys.argv) != 4 or sys.argv[1] != "limit":
+        sys.exit("usage: slices.py limit HZ SECONDS")
+    print(quiet_limit(float(sys.argv[2]), float(sys.argv[3])))
