@@ -398,17 +398,17 @@ pair_order() {
     fi
 }
 
-# With QUIET_PAIRS=N, true once N of the pairs in steal file $1 (steal ticks in column $2, the pair in column 2) are
-# quiet: no slice of the pair lost more than benchmarks/proxy/slices.py's limit for slices of $3 seconds.
+# With QUIET_PAIRS=N, true once N of the pairs in steal file $1 (the pair in its second column, a slice's steal ticks
+# in column $2) are quiet: no slice of the pair lost more than $3 ticks (quiet_limit, below).
 enough_quiet_pairs() {
     [ "${QUIET_PAIRS:-0}" -gt 0 ] || return 1
-    local limit
-    limit=$(python3 "$ROOT/benchmarks/proxy/slices.py" limit "$HZ" "$3")
-    awk -F'\t' -v column="$2" -v limit="$limit" -v want="$QUIET_PAIRS" '
+    awk -F'\t' -v column="$2" -v limit="$3" -v want="$QUIET_PAIRS" '
         { seen[$2] = 1; if ($column > limit) loud[$2] = 1 }
         END { for (pair in seen) if (!(pair in loud)) quiet++
               printf "[quiet pairs] %d of %d\n", quiet, want > "/dev/stderr"; exit (quiet < want) }' "$1"
 }
+# The most steal ticks a quiet slice of $1 seconds may lose: benchmarks/proxy/slices.py's rule, which the reports apply.
+quiet_limit() { python3 "$ROOT/benchmarks/proxy/slices.py" limit "$HZ" "$1"; }
 
 # --- paired slices (PAIRS=N) ---------------------------------------------------------------------------------------
 # The machine changes speed from one moment to the next: run alternately, nginx's saturation runs split between about
@@ -421,6 +421,7 @@ PAIRS_TSV="$WORK/pairs.tsv"
 : >"$PAIRS_TSV"
 PAIRS_RUN=0
 if [ "${PAIRS:-0}" -gt 0 ]; then
+    quiet_ticks=$(quiet_limit "${PAIR_SECONDS:-4}")
     for pair in $(seq 1 "$PAIRS"); do
         pair_order "$pair"
         for name in "${ORDER[@]}"; do
@@ -440,7 +441,7 @@ if [ "${PAIRS:-0}" -gt 0 ]; then
         done
         echo "[pairs] $pair/$PAIRS" >&2
         PAIRS_RUN=$pair
-        if enough_quiet_pairs "$PAIRS_TSV" 6 "${PAIR_SECONDS:-4}"; then break; fi
+        if enough_quiet_pairs "$PAIRS_TSV" 6 "$quiet_ticks"; then break; fi
     done
 fi
 
@@ -455,6 +456,7 @@ LATENCY_STEAL_TSV="$WORK/latency-steal.tsv"
 LATENCY_PAIRS_RUN=0
 if [ "${LATENCY_PAIRS:-0}" -gt 0 ]; then
     mkdir -p "$LATENCY_DIR"
+    quiet_ticks=$(quiet_limit "${LATENCY_SECONDS:-6}")
     for pair in $(seq 1 "$LATENCY_PAIRS"); do
         pair_order "$pair"
         for name in "${ORDER[@]}"; do
@@ -466,7 +468,7 @@ if [ "${LATENCY_PAIRS:-0}" -gt 0 ]; then
         done
         echo "[latency pairs] $pair/$LATENCY_PAIRS" >&2
         LATENCY_PAIRS_RUN=$pair
-        if enough_quiet_pairs "$LATENCY_STEAL_TSV" 3 "${LATENCY_SECONDS:-6}"; then break; fi
+        if enough_quiet_pairs "$LATENCY_STEAL_TSV" 3 "$quiet_ticks"; then break; fi
     done
 fi
 
@@ -531,19 +533,20 @@ if [ "${INSTRUCTIONS:-0}" = 1 ]; then
         kill ${PIDS_OF[$name]} 2>/dev/null || true
     done
     sleep 1
-    # Valgrind cannot read the debug info of Swift's release binaries: it measures copies without it.
-    cp "$EGRESS" "$WORK/egress-proxy.bin" && strip --strip-debug "$WORK/egress-proxy.bin"
-    # shellcheck disable=SC2046
-    instructions egress-proxy "$EGRESS_PORT" $(egress_command "$WORK/egress-proxy.bin" "$EGRESS_PORT" "$EGRESS_ADMIN")
+    # An egress-proxy build: NAME BIN PORT ADMIN_PORT. Valgrind cannot read the debug info of Swift's release
+    # binaries: it measures a copy without it.
+    egress_instructions() {
+        cp "$2" "$WORK/$1.bin" && strip --strip-debug "$WORK/$1.bin"
+        # shellcheck disable=SC2046 # the command's words
+        instructions "$1" "$3" $(egress_command "$WORK/$1.bin" "$3" "$4")
+    }
+    egress_instructions egress-proxy "$EGRESS" "$EGRESS_PORT" "$EGRESS_ADMIN"
     # One process: callgrind follows the process it starts, and nginx's master would only fork the worker.
     sed '1i master_process off;' "$WORK/ngx/nginx.conf" >"$WORK/ngx/nginx-callgrind.conf"
     instructions nginx "$NGINX_PORT" "$NGINX" -c "$WORK/ngx/nginx-callgrind.conf" -p "$WORK/ngx"
     instructions haproxy "$HAPROXY_PORT" "$HAPROXY" -f "$WORK/haproxy.cfg" -db
     if [ -n "${BASELINE_BIN:-}" ]; then
-        cp "$BASELINE_BIN" "$WORK/egress-baseline.bin" && strip --strip-debug "$WORK/egress-baseline.bin"
-        # shellcheck disable=SC2046
-        instructions egress-baseline "$BASELINE_PORT" \
-            $(egress_command "$WORK/egress-baseline.bin" "$BASELINE_PORT" "$BASELINE_ADMIN")
+        egress_instructions egress-baseline "$BASELINE_BIN" "$BASELINE_PORT" "$BASELINE_ADMIN"
     fi
     if [ "${FLOOR:-0}" = 1 ]; then
         cp "$FLOOR_BIN" "$WORK/relay-floor.bin" && strip --strip-debug "$WORK/relay-floor.bin"
