@@ -407,6 +407,8 @@ enough_quiet_pairs() {
         END { for (pair in seen) if (!(pair in loud)) quiet++
               printf "[quiet pairs] %d of %d\n", quiet, want > "/dev/stderr"; exit (quiet < want) }' "$1"
 }
+# How many pairs the pairs or steal file $1 holds (the pair in its second column): QUIET_PAIRS may stop a series early.
+pairs_in() { cut -f2 "$1" | sort -u | wc -l; }
 # The most steal ticks a quiet slice of $1 seconds may lose: benchmarks/proxy/slices.py's rule, which the reports apply.
 quiet_limit() { python3 "$ROOT/benchmarks/proxy/slices.py" limit "$HZ" "$1"; }
 
@@ -419,7 +421,6 @@ quiet_limit() { python3 "$ROOT/benchmarks/proxy/slices.py" limit "$HZ" "$1"; }
 # CPU per request), and each proxy's user and system time per request.
 PAIRS_TSV="$WORK/pairs.tsv"
 : >"$PAIRS_TSV"
-PAIRS_RUN=0
 if [ "${PAIRS:-0}" -gt 0 ]; then
     quiet_ticks=$(quiet_limit "${PAIR_SECONDS:-4}")
     for pair in $(seq 1 "$PAIRS"); do
@@ -440,7 +441,6 @@ if [ "${PAIRS:-0}" -gt 0 ]; then
                 "$((system1 - system0))" "$((steal1 - steal0))" >>"$PAIRS_TSV"
         done
         echo "[pairs] $pair/$PAIRS" >&2
-        PAIRS_RUN=$pair
         if enough_quiet_pairs "$PAIRS_TSV" 6 "$quiet_ticks"; then break; fi
     done
 fi
@@ -453,7 +453,6 @@ fi
 LATENCY_DIR="$WORK/latency"
 LATENCY_STEAL_TSV="$WORK/latency-steal.tsv"
 : >"$LATENCY_STEAL_TSV"
-LATENCY_PAIRS_RUN=0
 if [ "${LATENCY_PAIRS:-0}" -gt 0 ]; then
     mkdir -p "$LATENCY_DIR"
     quiet_ticks=$(quiet_limit "${LATENCY_SECONDS:-6}")
@@ -467,7 +466,6 @@ if [ "${LATENCY_PAIRS:-0}" -gt 0 ]; then
             printf "%s\t%s\t%s\n" "$name" "$pair" "$(($(steal_ticks) - steal0))" >>"$LATENCY_STEAL_TSV"
         done
         echo "[latency pairs] $pair/$LATENCY_PAIRS" >&2
-        LATENCY_PAIRS_RUN=$pair
         if enough_quiet_pairs "$LATENCY_STEAL_TSV" 3 "$quiet_ticks"; then break; fi
     done
 fi
@@ -579,13 +577,13 @@ if [ -s "$CHURN_TSV" ]; then
 fi
 if [ -s "$PAIRS_TSV" ]; then
     echo
-    echo "Paired slices: every proxy in turn, ${PAIR_SECONDS:-4}s each at saturation (wrk -t1 -c$CONNECTIONS), $PAIRS_RUN times:"
+    echo "Paired slices: every proxy in turn, ${PAIR_SECONDS:-4}s each at saturation (wrk -t1 -c$CONNECTIONS), $(pairs_in "$PAIRS_TSV") times:"
     echo
     python3 "$ROOT/benchmarks/proxy/pairs.py" "$HZ" "${PAIR_SECONDS:-4}" "$PAIRS_TSV"
 fi
 if [ "${LATENCY_PAIRS:-0}" -gt 0 ]; then
     echo
-    echo "Latency pairs: every proxy in turn at the fixed rate, ${LATENCY_SECONDS:-6}s each, $LATENCY_PAIRS_RUN times:"
+    echo "Latency pairs: every proxy in turn at the fixed rate, ${LATENCY_SECONDS:-6}s each, $(pairs_in "$LATENCY_STEAL_TSV") times:"
     echo
     python3 "$ROOT/benchmarks/proxy/latency_pairs.py" "$LATENCY_DIR" "$HZ" "${LATENCY_SECONDS:-6}" "$LATENCY_STEAL_TSV"
 fi
