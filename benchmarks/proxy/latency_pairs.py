@@ -12,11 +12,10 @@ as many, and the slices, interleaved, share the machine's quiet and busy moments
 """
 
 import collections
-import csv
 import pathlib
 import sys
 
-from slices import cell, print_tables, quiet_pairs
+from slices import cell, print_tables, quiet_pairs, read_steal
 
 PERCENTILES = (50, 90, 99, 99.9)
 
@@ -67,6 +66,5 @@ def table(pairs):
 
 quiet = None
 if len(sys.argv) > 4:
-    steal = {(name, int(pair)): float(ticks) for name, pair, ticks in csv.reader(open(sys.argv[4]), delimiter="\t")}
-    quiet = quiet_pairs(steal, float(sys.argv[2]), float(sys.argv[3]))
+    quiet = quiet_pairs(read_steal(sys.argv[4]), float(sys.argv[2]), float(sys.argv[3]))
 print_tables(table, sorted({pair for _, pair in slices}), quiet)

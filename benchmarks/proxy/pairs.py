@@ -9,16 +9,14 @@ import csv
 import statistics
 import sys
 
-from slices import cell, print_tables, quiet_pairs
+from slices import cell, print_tables, quiet_pairs, read_steal
 
 hz = float(sys.argv[1])
 seconds = float(sys.argv[2])
 slices = {}
-steal = {}
-for name, pair, requests, user, system, stolen in csv.reader(open(sys.argv[3]), delimiter="\t"):
+for name, pair, requests, user, system, _ in csv.reader(open(sys.argv[3]), delimiter="\t"):
     requests = float(requests)
     slices[(name, int(pair))] = (float(user) / hz * 1e6 / requests, float(system) / hz * 1e6 / requests, requests)
-    steal[(name, int(pair))] = float(stolen)
 names = list(dict.fromkeys(name for name, _ in slices))
 
 
@@ -53,4 +51,4 @@ def table(pairs):
               f"{cell([s for _, s, _ in mine], 1)} | {relative_rate} | {relative_cpu} |")
 
 
-print_tables(table, sorted({pair for _, pair in slices}), quiet_pairs(steal, hz, seconds))
+print_tables(table, sorted({pair for _, pair in slices}), quiet_pairs(read_steal(sys.argv[3]), hz, seconds))

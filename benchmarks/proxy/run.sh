@@ -398,19 +398,17 @@ pair_order() {
     fi
 }
 
-# With QUIET_PAIRS=N, true once N of the pairs in steal file $1 (the pair in its second column, a slice's steal ticks
-# in column $2) are quiet: no slice of the pair lost more than $3 ticks (quiet_limit, below).
+# With QUIET_PAIRS=N, true once N of the pairs in steal file $1, of slices of $2 seconds, are quiet: counted by
+# benchmarks/proxy/slices.py, whose rule the reports apply.
 enough_quiet_pairs() {
     [ "${QUIET_PAIRS:-0}" -gt 0 ] || return 1
-    awk -F'\t' -v column="$2" -v limit="$3" -v want="$QUIET_PAIRS" '
-        { seen[$2] = 1; if ($column > limit) loud[$2] = 1 }
-        END { for (pair in seen) if (!(pair in loud)) quiet++
-              printf "[quiet pairs] %d of %d\n", quiet, want > "/dev/stderr"; exit (quiet < want) }' "$1"
+    local quiet
+    quiet=$(python3 "$ROOT/benchmarks/proxy/slices.py" quiet "$HZ" "$2" "$1")
+    echo "[quiet pairs] $quiet of $QUIET_PAIRS" >&2
+    [ "$quiet" -ge "$QUIET_PAIRS" ]
 }
 # How many pairs the pairs or steal file $1 holds (the pair in its second column): QUIET_PAIRS may stop a series early.
 pairs_in() { cut -f2 "$1" | sort -u | wc -l; }
-# The most steal ticks a quiet slice of $1 seconds may lose: benchmarks/proxy/slices.py's rule, which the reports apply.
-quiet_limit() { python3 "$ROOT/benchmarks/proxy/slices.py" limit "$HZ" "$1"; }
 
 # --- paired slices (PAIRS=N) ---------------------------------------------------------------------------------------
 # The machine changes speed from one moment to the next: run alternately, nginx's saturation runs split between about
@@ -422,7 +420,6 @@ quiet_limit() { python3 "$ROOT/benchmarks/proxy/slices.py" limit "$HZ" "$1"; }
 PAIRS_TSV="$WORK/pairs.tsv"
 : >"$PAIRS_TSV"
 if [ "${PAIRS:-0}" -gt 0 ]; then
-    quiet_ticks=$(quiet_limit "${PAIR_SECONDS:-4}")
     for pair in $(seq 1 "$PAIRS"); do
         pair_order "$pair"
         for name in "${ORDER[@]}"; do
@@ -441,7 +438,7 @@ if [ "${PAIRS:-0}" -gt 0 ]; then
                 "$((system1 - system0))" "$((steal1 - steal0))" >>"$PAIRS_TSV"
         done
         echo "[pairs] $pair/$PAIRS" >&2
-        if enough_quiet_pairs "$PAIRS_TSV" 6 "$quiet_ticks"; then break; fi
+        if enough_quiet_pairs "$PAIRS_TSV" "${PAIR_SECONDS:-4}"; then break; fi
     done
 fi
 
@@ -455,7 +452,6 @@ LATENCY_STEAL_TSV="$WORK/latency-steal.tsv"
 : >"$LATENCY_STEAL_TSV"
 if [ "${LATENCY_PAIRS:-0}" -gt 0 ]; then
     mkdir -p "$LATENCY_DIR"
-    quiet_ticks=$(quiet_limit "${LATENCY_SECONDS:-6}")
     for pair in $(seq 1 "$LATENCY_PAIRS"); do
         pair_order "$pair"
         for name in "${ORDER[@]}"; do
@@ -466,7 +462,7 @@ if [ "${LATENCY_PAIRS:-0}" -gt 0 ]; then
             printf "%s\t%s\t%s\n" "$name" "$pair" "$(($(steal_ticks) - steal0))" >>"$LATENCY_STEAL_TSV"
         done
         echo "[latency pairs] $pair/$LATENCY_PAIRS" >&2
-        if enough_quiet_pairs "$LATENCY_STEAL_TSV" 3 "$quiet_ticks"; then break; fi
+        if enough_quiet_pairs "$LATENCY_STEAL_TSV" "${LATENCY_SECONDS:-6}"; then break; fi
     done
 fi
 

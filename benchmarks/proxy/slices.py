@@ -8,6 +8,7 @@ quiet when every one of its slices lost at most QUIET_STEAL_PERCENT (environment
 time.
 """
 
+import csv
 import os
 import statistics
 import sys
@@ -20,14 +21,16 @@ def cell(values, digits=2):
     return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
 
 
-def quiet_limit(hz: float, seconds: float) -> float:
-    """The most steal ticks a slice of `seconds` may lose and still be quiet."""
-    return QUIET_STEAL_PERCENT / 100 * 2 * seconds * hz
+def read_steal(path: str) -> dict:
+    """A steal file's (proxy, pair) -> steal ticks: a line per slice, tab-separated, the proxy first, the pair
+    second, the steal ticks last (run.sh's pairs file and its latency pairs' steal file both have that shape)."""
+    with open(path) as lines:
+        return {(row[0], int(row[1])): float(row[-1]) for row in csv.reader(lines, delimiter="\t")}
 
 
 def quiet_pairs(steal_ticks: dict, hz: float, seconds: float) -> set:
     """The pairs none of whose slices lost more than the threshold; `steal_ticks` maps (proxy, pair) to ticks."""
-    limit = quiet_limit(hz, seconds)
+    limit = QUIET_STEAL_PERCENT / 100 * 2 * seconds * hz
     return {pair for _, pair in steal_ticks} - {pair for (_, pair), ticks in steal_ticks.items() if ticks > limit}
 
 
@@ -45,8 +48,8 @@ def print_tables(table, pairs: list, quiet: set | None) -> None:
 
 
 if __name__ == "__main__":
-    # `slices.py limit HZ SECONDS`: the quiet limit in ticks, for run.sh, which stops measuring pairs once enough
-    # of them were quiet (QUIET_PAIRS).
-    if len(sys.argv) != 4 or sys.argv[1] != "limit":
-        sys.exit("usage: slices.py limit HZ SECONDS")
-    print(quiet_limit(float(sys.argv[2]), float(sys.argv[3])))
+    # `slices.py quiet HZ SECONDS FILE`: how many of the steal file's pairs are quiet, for run.sh, which stops
+    # measuring pairs once enough of them were (QUIET_PAIRS).
+    if len(sys.argv) != 5 or sys.argv[1] != "quiet":
+        sys.exit("usage: slices.py quiet HZ SECONDS FILE")
+    print(len(quiet_pairs(read_steal(sys.argv[4]), float(sys.argv[2]), float(sys.argv[3]))))
