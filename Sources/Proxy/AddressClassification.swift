@@ -15,8 +15,8 @@ public enum AddressClass: String, Sendable, Hashable {
 
     public var isPublic: Bool { self == .public }
 
-    /// Classifies raw address bytes: 4 for IPv4, 16 for IPv6 (IPv4-mapped, IPv4-compatible and NAT64 addresses are
-    /// classified by the IPv4 address they embed, so `::ffff:127.0.0.1` is loopback).
+    /// Classifies raw address bytes: 4 for IPv4, 16 for IPv6 (IPv4-mapped, IPv4-compatible, NAT64 and 6to4
+    /// addresses are classified by the IPv4 address they embed, so `::ffff:127.0.0.1` is loopback).
     public static func classify(bytes: some Collection<UInt8>) -> AddressClass {
         let b = Array(bytes)
         switch b.count {
@@ -78,6 +78,13 @@ public enum AddressClass: String, Sendable, Hashable {
         if b[0] == 0x00, b[1] == 0x64, b[2] == 0xFF, b[3] == 0x9B, b[4..<12].allSatisfy({ $0 == 0 }) {
             return self.classifyV4(b[12], b[13], b[14], b[15])
         }
+        // 2002::/16 6to4: a relay delivers it to the IPv4 address in bytes 2...5.
+        if b[0] == 0x20, b[1] == 0x02 { return self.classifyV4(b[2], b[3], b[4], b[5]) }
+        // 64:ff9b:1::/48 local-use NAT64 (RFC 8215): a network's own translator, into its own IPv4 space.
+        if b[0] == 0x00, b[1] == 0x64, b[2] == 0xFF, b[3] == 0x9B, b[4] == 0x00, b[5] == 0x01 { return .private }
+        // 100::/64 discard-only and 2001:db8::/32 documentation: never a real upstream.
+        if b[0] == 0x01, b[1] == 0x00, b[2..<8].allSatisfy({ $0 == 0 }) { return .reserved }
+        if b[0] == 0x20, b[1] == 0x01, b[2] == 0x0D, b[3] == 0xB8 { return .reserved }
         if b[0] & 0xFE == 0xFC { return .private }  // fc00::/7
         if b[0] == 0xFE && b[1] & 0xC0 == 0x80 { return .linkLocal }  // fe80::/10
         if b[0] == 0xFE && b[1] & 0xC0 == 0xC0 { return .private }  // fec0::/10 deprecated site-local

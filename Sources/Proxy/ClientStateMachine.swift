@@ -41,6 +41,16 @@ struct ClientStateMachine {
     }
 
     private(set) var state: State = .idle
+
+    /// Whether the exchange waits on the upstream, not the client: for a connection, then for a response or the
+    /// rest of it. The upstream's own timeouts (connect, response headers, idle) bound that wait; the client's idle
+    /// timeout must not cut off a slow answer or a pause in a stream.
+    var waitsOnUpstream: Bool {
+        switch self.state {
+        case .connecting, .forwarding(requestEnded: true, _): return true
+        default: return false
+        }
+    }
     /// Close the client connection after the current response (client asked, or graceful shutdown).
     private(set) var closeAfterResponse = false
     /// Whether the current request has a body (its framing says so).

@@ -23,6 +23,16 @@ extension HTTPMethod {
         return false
     }
 
+    /// The methods a client may send twice with the effect of once (RFC 9110, 9.2.2): the only requests the proxy
+    /// sends again by itself when a reused upstream connection turns out closed. A `POST` the upstream may have
+    /// processed before closing is never repeated: the client gets a 502 and decides.
+    var isIdempotent: Bool {
+        switch self {
+        case .GET, .HEAD, .OPTIONS, .TRACE, .PUT, .DELETE: return true
+        default: return false
+        }
+    }
+
     /// The methods whose requests servers expect to carry a body (`content-length: 0` is sent when they have none).
     var expectsBody: Bool {
         switch self {
@@ -188,9 +198,17 @@ enum HTTP1Syntax {
         return base.distance(to: UnsafeRawPointer(found))
     }
 
-    static func checkNoBareLF(_ buffer: ByteBuffer) throws {
+    /// Throws if a line feed at or after `start` lacks its carriage return. An incomplete head is checked again as
+    /// more of it arrives: only from where the last check stopped, so a head trickled in byte by byte costs linear
+    /// time, not quadratic.
+    static func checkNoBareLF(_ buffer: ByteBuffer, from start: Int = 0) throws {
         let bare = buffer.withUnsafeReadableBytes { bytes in
-            bytes.indices.contains { bytes[$0] == 0x0A && ($0 == 0 || bytes[$0 - 1] != 0x0D) }
+            var index = start
+            while let lf = HTTP1Syntax.firstLF(bytes, from: index) {
+                if lf == 0 || bytes[lf - 1] != 0x0D { return true }
+                index = lf + 1
+            }
+            return false
         }
         if bare { throw HTTPMessageError(description: "a line ends in LF without CR") }
     }
@@ -230,7 +248,7 @@ struct HTTP1BlockReader {
             self.searched = 0
             return buffer.readSlice(length: end)!
         }
-        try HTTP1Syntax.checkNoBareLF(buffer)
+        try HTTP1Syntax.checkNoBareLF(buffer, from: searchFrom)
         self.searched = buffer.readableBytes
         guard buffer.readableBytes <= maximumBytes else { throw Self.tooLarge(maximumBytes) }
         return nil

@@ -79,6 +79,9 @@ final class ProxyHandler: ChannelDuplexHandler {
     /// The buffered parts are kept until a response starts when the whole request fits in the buffer, so a dead
     /// pooled connection can be retried transparently.
     private var retryable = false
+    /// Whether any byte of the current response has been handed to the client's channel. Until one has, a failed
+    /// response can still be answered with a 502 instead of a connection closed with no answer.
+    private var responseWritten = false
     private var clientVersion: HTTPVersion = .http1_1
     private var pendingRead = false
     /// The client channel's writability, as its last change said (asking the channel retains and releases it).
@@ -153,6 +156,7 @@ final class ProxyHandler: ChannelDuplexHandler {
             )
         }
         self.idleTimeout = LazyTimeout(eventLoop: context.eventLoop) { [self] in
+            if self.machine.waitsOnUpstream { return self.noteActivity() }
             self.record.reason = "client-idle-timeout"
             self.context?.close(promise: nil)
         }
@@ -378,6 +382,15 @@ final class ProxyHandler: ChannelDuplexHandler {
         case .forwardRequestPart:
             if let part, let upstream = self.upstream {
                 upstream.handler.write(part)
+                if self.retryable {
+                    // Kept for a retry while the request stays small (its head and at most two parts).
+                    if self.buffered.count < 2 {
+                        self.buffered.append(part)
+                    } else {
+                        self.retryable = false
+                        self.buffered.removeAll(keepingCapacity: true)
+                    }
+                }
                 self.flushUpstreamSoon()
                 if case .end = part { self.armResponseTimer() }
             }
@@ -420,8 +433,9 @@ final class ProxyHandler: ChannelDuplexHandler {
             if case .end = part { ended = true }
         }
         self.flushUpstreamSoon()
-        // Keep the parts for a transparent retry only when the request is complete and small.
-        self.retryable = ended && self.upstreamReused && self.buffered.count <= 2
+        // The parts are kept (here, and as they are forwarded) for a transparent retry on a fresh connection only
+        // when a reused one may have gone stale, the request is small and sending it twice does what once does.
+        self.retryable = self.upstreamReused && self.buffered.count <= 2 && self.record.method.isIdempotent
         if !self.retryable { self.buffered.removeAll(keepingCapacity: true) }
         if ended { self.armResponseTimer() }
         if self.pendingRead, upstream.handler.isWritable {
@@ -584,6 +598,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     private func writeOutput(_ context: ChannelHandlerContext, flush: Bool = false) {
         if let output = self.output {
             self.output = nil
+            self.responseWritten = true
             if flush {
                 context.writeAndFlush(self.wrapOutboundOut(output), promise: nil)
             } else {
@@ -637,6 +652,14 @@ final class ProxyHandler: ChannelDuplexHandler {
             self.buffered.removeAll(keepingCapacity: true)
             if let context = self.context { self.writeRefusal(refusal, close: close, context: context) }
         case .abort:
+            if !self.responseWritten, let context = self.context {
+                // The response head is still held (it waits for the upstream read to complete), so nothing has left:
+                // the client gets a 502 that says why, not a connection closed with no answer.
+                self.output = nil
+                self.record.bytesOut = 0
+                self.writeRefusal(error.refusal, close: true, context: context)
+                return
+            }
             self.finishRecord(status: self.record.status, decision: "error")
             self.context?.close(promise: nil)
         default:
@@ -702,6 +725,7 @@ extension ProxyHandler: UpstreamConnectionDelegate {
             self.buffered.removeAll(keepingCapacity: true)
             self.upstreamKeepAlive = head.keepAlive
             self.record.status = UInt(head.code)
+            self.responseWritten = false
             if self.clientVersion.minor == 0, head.mayHaveBody, !self.record.method.isHEAD, !head.hasContentLength {
                 // HTTP/1.0 has no chunked encoding: the body ends when the connection does.
                 self.machine.responseNeedsClose()
@@ -729,6 +753,7 @@ extension ProxyHandler: UpstreamConnectionDelegate {
                 if out.readableBytes >= Self.copiedBodyPart { self.writeOutput(context) }
             } else {
                 // Large parts are written as they are (no copy).
+                self.responseWritten = true
                 context.write(self.wrapOutboundOut(out), promise: nil)
                 context.write(self.wrapOutboundOut(buffer), promise: nil)
                 var suffix = context.channel.allocator.buffer(capacity: 2)

@@ -143,7 +143,12 @@ public enum HeaderSanitizer {
 
         /// A token of the `Connection` header: the header it names is hop-by-hop too. A name is only made for a
         /// token that is not hop-by-hop already, so the usual lone `keep-alive` costs nothing.
+        ///
+        /// `Content-Length` is never dropped this way: the proxy frames the message by it, and a request sent on
+        /// without it would leave its body to be read upstream as a next request that no check has seen (request
+        /// smuggling); a response, with no framing at all. No sender may list it (RFC 9110, 7.6.1).
         private mutating func list(_ token: UnsafeRawBufferPointer) {
+            if token.count == 14, token.equalsIgnoringASCIICase("content-length") { return }
             if !HeaderSanitizer.isHopByHop(token) {
                 self.named.insert(String(decoding: token, as: UTF8.self).lowercased())
             }

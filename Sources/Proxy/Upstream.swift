@@ -320,6 +320,11 @@ final class UpstreamHandler: ChannelDuplexHandler {
             return .certificateInvalid("the upstream certificate does not match the host name: \(extra)")
         }
         if let ssl = error as? NIOSSLError {
+            // Many servers close an idle keep-alive connection without TLS's close_notify: a closed connection (which
+            // an idempotent request on a reused one may retry), not a failed handshake.
+            if case .uncleanShutdown = ssl {
+                return .upstreamClosed("the upstream closed the connection without a TLS close_notify")
+            }
             let text = "\(ssl)"
             if text.contains("CERTIFICATE_VERIFY_FAILED") || text.contains("certificate verify failed") {
                 return .certificateInvalid("upstream certificate verification failed: \(text)")

@@ -149,7 +149,10 @@ import Testing
         "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: 1\nY: 2\r\n\r\n",  // bare LF in trailers
     ])
     func malformedRequestsAreErrors(request: String) {
-        #expect(throws: HTTPMessageError.self) { try parse(request) }
+        // Whole, and arriving in pieces (an incomplete head is checked for bare LFs only where it grew).
+        for piece in [Int.max, 1, 2, 3, 7] {
+            #expect(throws: HTTPMessageError.self, "pieces of \(piece)") { try parse(request, piece: piece) }
+        }
     }
 
     @Test func oversizedHeadsAndTooManyFieldsAreTooLarge() {

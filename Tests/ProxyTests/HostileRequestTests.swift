@@ -164,6 +164,33 @@ import Testing
         }
     }
 
+    /// `Connection: content-length` must not drop the length the proxy frames the body by: the body, a request
+    /// of its own, would reach the upstream as a next request no check has seen, and its answer would go to the
+    /// next client of that pooled connection.
+    @Test func connectionNamingContentLengthSmugglesNothing() async throws {
+        try await TestUpstream.with { upstream in
+            try await ProxyHarness.with(
+                AllowList(hosts: [Fixtures.entry("good.upstream.test", upstream: upstream)])
+            ) { proxy in
+                let smuggled = "GET /hello HTTP/1.1\r\nHost: good.upstream.test\r\n\r\n"
+                let raw = try await proxy.raw()
+                try await raw.send(
+                    "POST /upload HTTP/1.1\r\nHost: \(Self.host)\r\nConnection: content-length\r\n"
+                        + "Content-Length: \(smuggled.utf8.count)\r\n\r\n\(smuggled)"
+                )
+                let first = await raw.readResponse() ?? ""
+                #expect(first.contains("received \(smuggled.utf8.count) "), "\(first)")
+                // The next request on the same connection gets its own answer, not the smuggled request's.
+                try await raw.send("POST /upload HTTP/1.1\r\nHost: \(Self.host)\r\nContent-Length: 3\r\n\r\nabc")
+                let second = await raw.readResponse() ?? ""
+                #expect(second.contains("received 3 "), "\(second)")
+                await raw.close()
+                #expect(upstream.heads.map(\.uri) == ["/upload", "/upload"])
+                #expect(upstream.heads.first?.headers["content-length"] == ["\(smuggled.utf8.count)"])
+            }
+        }
+    }
+
     @Test func slowlorisIsCutOff() async throws {
         try await TestUpstream.with { upstream in
             try await ProxyHarness.with(

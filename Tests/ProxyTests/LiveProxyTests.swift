@@ -162,6 +162,48 @@ import Testing
         }
     }
 
+    /// A reused upstream connection that closes instead of answering: an idempotent request is sent once more on a
+    /// fresh connection, a `POST` (which the upstream may have acted on) never is: its client gets the 502.
+    @Test func onlyIdempotentRequestsAreRetriedOnAClosedPooledConnection() async throws {
+        try await withEventLoopGroup(threads: 1) { loop in
+            try await TestUpstream.with { upstream in
+                try await ProxyHarness.with(
+                    AllowList(hosts: [Fixtures.entry("good.upstream.test", upstream: upstream)]),
+                    group: loop
+                ) { proxy in
+                    let host = Fixtures.host("good.upstream.test")
+                    let raw = try await proxy.raw()
+                    for request in [
+                        "GET /hello HTTP/1.1\r\nHost: \(host)\r\n\r\n",
+                        "POST /close HTTP/1.1\r\nHost: \(host)\r\nContent-Length: 2\r\n\r\nhi",
+                        "GET /hello HTTP/1.1\r\nHost: \(host)\r\n\r\n",
+                        "GET /close HTTP/1.1\r\nHost: \(host)\r\n\r\n",
+                        "GET /hello HTTP/1.1\r\nHost: \(host)\r\n\r\n",
+                        "GET /close-unclean HTTP/1.1\r\nHost: \(host)\r\n\r\n",
+                    ] {
+                        try await raw.send(request)
+                        let response = await raw.readResponse() ?? ""
+                        let expected = request.contains("/close") ? "HTTP/1.1 502 " : "HTTP/1.1 200 "
+                        #expect(response.hasPrefix(expected), "\(request.prefix(16)): \(response.prefix(200))")
+                        if request.contains("/close") {
+                            #expect(response.lowercased().contains("x-egress-error: upstream-closed\r\n"))
+                        }
+                    }
+                    await raw.close()
+                    // The POST reached the upstream once; each GET twice, the second time on a new connection,
+                    // whether the stale connection closed with TLS's close_notify or without.
+                    #expect(
+                        upstream.heads.map(\.uri) == [
+                            "/hello", "/close", "/hello", "/close", "/close", "/hello", "/close-unclean",
+                            "/close-unclean",
+                        ]
+                    )
+                    #expect(upstream.connections == 5)
+                }
+            }
+        }
+    }
+
     @Test func anAbandonedRequestDoesNotCostAnUpstreamConnection() async throws {
         // One event loop, so every client shares one upstream pool.
         try await withEventLoopGroup(threads: 1) { loop in
@@ -218,6 +260,14 @@ import Testing
             let client = try await proxy.client()
             #expect(try await client.get("/invalid-http", host: host).status == .badGateway)
             #expect(try await client.get("/hello", host: Fixtures.host("denied.test")).status == .forbidden)
+            // A head followed at once by a malformed body: nothing of it has left, so still a 502 (and a closed
+            // connection: the exchange is over), not a connection closed with no answer.
+            let badBody = try await proxy.raw()
+            try await badBody.send("GET /bad-chunk HTTP/1.1\r\nHost: \(host)\r\n\r\n")
+            let answer = await badBody.readResponse() ?? "<closed without a response>"
+            #expect(answer.hasPrefix("HTTP/1.1 502 "), "\(answer)")
+            #expect(answer.lowercased().contains("x-egress-error: upstream-protocol-error\r\n"), "\(answer)")
+            await badBody.close()
             for _ in 0..<3 { #expect(try await client.get("/hello", host: host).status == .ok) }
             await client.close()
 
@@ -572,6 +622,31 @@ import Testing
                 #expect(try await proxy.proxy.idleUpstreamConnections() == 1)
                 #expect(upstream.connections == 3)
                 await client.close()
+            }
+        }
+    }
+
+    /// The client's idle timeout is for a client that sends nothing: a request waiting on a slow upstream, within
+    /// that upstream's response-headers timeout, still gets its answer.
+    @Test func aClientWaitingOnASlowUpstreamIsNotIdle() async throws {
+        try await TestUpstream.with { upstream in
+            try await ProxyHarness.with(
+                AllowList(hosts: [
+                    Fixtures.entry(
+                        "good.upstream.test",
+                        upstream: upstream,
+                        timeouts: AllowList.Timeouts(responseHeadersMillis: 10_000)
+                    )
+                ]),
+                configure: { $0.clientIdleTimeout = .milliseconds(300) }
+            ) { proxy in
+                let raw = try await proxy.raw()
+                try await raw.send("GET /slow/1200 HTTP/1.1\r\nHost: \(Fixtures.host("good.upstream.test"))\r\n\r\n")
+                let response = await raw.readResponse() ?? "<closed without a response>"
+                #expect(response.hasPrefix("HTTP/1.1 200 ") && response.hasSuffix("slow\n"), "\(response)")
+                // Idle again, the client is disconnected after its idle timeout.
+                #expect(await raw.readResponse() == nil)
+                await raw.close()
             }
         }
     }

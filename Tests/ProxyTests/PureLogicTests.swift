@@ -773,7 +773,9 @@ extension SpareBufferTests {
         ("0.0.0.0", .unspecified), ("255.255.255.255", .reserved), ("::", .unspecified), ("::1", .loopback),
         ("fc00::1", .private), ("fd12:3456::1", .private), ("fe80::1", .linkLocal), ("ff02::1", .multicast),
         ("::ffff:127.0.0.1", .loopback), ("::ffff:10.0.0.1", .private), ("::ffff:8.8.8.8", .public),
-        ("64:ff9b::a9fe:a9fe", .linkLocal), ("2606:4700::1111", .public),
+        ("64:ff9b::a9fe:a9fe", .linkLocal), ("2606:4700::1111", .public), ("2002:7f00:1::", .loopback),
+        ("2002:a9fe:a9fe::1", .linkLocal), ("2002:0808:0808::1", .public), ("64:ff9b:1::808:808", .private),
+        ("100::1", .reserved), ("2001:db8::1", .reserved), ("2001:4860::8888", .public),
     ])
     func classify(address: String, expected: AddressClass) {
         #expect(AddressClass.classify(ipAddress: address) == expected)

@@ -53,6 +53,7 @@ final class TestUpstream: Sendable {
                 counters.withLockedValue { $0.connections += 1 }
                 do {
                     let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(SocketCloser())
                     try sync.addHandler(NIOSSLServerHandler(context: context))
                     try sync.configureHTTPServerPipeline()
                     try sync.addHandler(UpstreamTestHandler(counters: counters))
@@ -166,6 +167,13 @@ final class UpstreamTestHandler: ChannelInboundHandler {
                 NIOAny(ByteBuffer(string: "HTTP/1.1 2x0 OK\r\ncontent-length: 0\r\n\r\n")),
                 promise: nil
             )
+        case "bad-chunk":
+            // A valid head and, in the same write, a chunk size that is not hexadecimal.
+            let encoder = try? context.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self)
+            encoder?.writeAndFlush(
+                NIOAny(ByteBuffer(string: "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n")),
+                promise: nil
+            )
         case "two-responses":
             // Raw bytes below the HTTP encoder: the answer, and at once a second response nobody asked for.
             let encoder = try? context.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self)
@@ -197,6 +205,13 @@ final class UpstreamTestHandler: ChannelInboundHandler {
             self.pump(context: context)
         case "hang":
             break
+        case "close":
+            // Read the request, answer nothing, close (cleanly: TLS close_notify first), as a server that timed out
+            // its idle keep-alive connection just as the request arrived does.
+            context.close(promise: nil)
+        case "close-unclean":
+            // The same, but closing the socket under TLS: no close_notify, as many servers do.
+            try? context.pipeline.syncOperations.context(handlerType: SocketCloser.self).close(promise: nil)
         case "stall":
             // Headers and half of the body, then silence.
             let head = HTTPResponseHead(version: .http1_1, status: .ok, headers: ["content-length": "10"])
@@ -270,4 +285,9 @@ final class UpstreamTestHandler: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         context.close(promise: nil)
     }
+}
+
+/// Sits below TLS: a close started from its context reaches the socket without a TLS close_notify.
+final class SocketCloser: ChannelOutboundHandler {
+    typealias OutboundIn = NIOAny
 }
