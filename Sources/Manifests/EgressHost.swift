@@ -140,6 +140,22 @@ public struct EgressHost: Codable, Sendable, Hashable {
             self.conditions = conditions
             self.internalURL = internalURL
         }
+
+        /// The condition types the operator writes.
+        public static let operatorConditionTypes: Set<String> = [
+            "Accepted", "Programmed", "Ready", "InsecureSkipVerify",
+        ]
+
+        /// This status without the conditions other controllers added: server-side apply leaves those alone, so a
+        /// status compared with them would always differ from the operator's and be written again, forever.
+        public var operatorOwned: Status {
+            guard let conditions, conditions.contains(where: { !Self.operatorConditionTypes.contains($0.type) }) else {
+                return self
+            }
+            var owned = self
+            owned.conditions = conditions.filter { Self.operatorConditionTypes.contains($0.type) }
+            return owned
+        }
     }
 }
 

@@ -26,8 +26,9 @@ extension EgressHost.Spec {
                 "host": OpenAPI.string(
                     "The external host: a lowercase DNS name such as api.github.com, or a wildcard *.example.com "
                         + "matching one or more labels in front of example.com (not example.com itself). "
-                        + "No scheme, port, path or IP address.",
-                    maxLength: HostName.maxLength,
+                        + "No scheme, port, path or IP address. At most 240 characters, so that HOST.egress.local is "
+                        + "a DNS name.",
+                    maxLength: HostName.maxLength(under: HostName.reservedSuffix),
                     allOf: HostName.rules.filter { !$0.negated }.map { ["pattern": .string($0.pattern)] },
                     not: HostName.rules.first { $0.negated }.map { ["pattern": .string($0.pattern)] }
                 ),

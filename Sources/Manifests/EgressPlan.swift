@@ -13,12 +13,19 @@ public struct EgressPlan: Sendable, Hashable {
     public init(
         egressHosts: [EgressHost],
         material: TLSMaterial,
-        tlsMountPath: String = ProxySettings.defaultTLSMountPath
+        tlsMountPath: String = ProxySettings.defaultTLSMountPath,
+        suffix: String = HostName.reservedSuffix
     ) {
         self.init(
             egressHosts: egressHosts,
             assessments: egressHosts.map {
-                Self.assess($0.spec, name: $0.metadata.name, material: material, tlsMountPath: tlsMountPath)
+                Self.assess(
+                    $0.spec,
+                    name: $0.metadata.name,
+                    material: material,
+                    tlsMountPath: tlsMountPath,
+                    suffix: suffix
+                )
             }
         )
     }
@@ -54,7 +61,7 @@ public struct EgressPlan: Sendable, Hashable {
 
         var verdicts: [String: HostVerdict] = [:]
         var entries: [AllowList.Entry] = []
-        var secretData: [String: String] = [:]
+        var secretData = SecretFiles()
         verdicts.reserveCapacity(egressHosts.count)
         entries.reserveCapacity(winners.count)
         for index in hostOrder ?? Array(egressHosts.indices) {
@@ -70,19 +77,60 @@ public struct EgressPlan: Sendable, Hashable {
                 } else {
                     verdicts[name] = HostVerdict(.missingMaterial(description))
                 }
-            case .claim(let entry, let files, let insecure):
+            case .claim(var entry, let files, let insecure):
                 if !wins[index], let winner = winners[entry.host] {
                     verdicts[name] = HostVerdict(.hostConflict(owner: egressHosts[winner].metadata.name))
-                } else {
-                    secretData.merge(files) { $1 }
+                } else if secretData.add(files, for: &entry.tls) {
                     entries.append(entry)
                     verdicts[name] = HostVerdict(.accepted(insecure: insecure))
+                } else {
+                    verdicts[name] = HostVerdict(.tlsMaterialTooLarge(limit: SecretFiles.maximumBytes))
                 }
             }
         }
         self.verdicts = verdicts
         self.allowList = AllowList(hosts: entries)
-        self.tlsSecretData = secretData
+        self.tlsSecretData = secretData.data
+    }
+
+    /// The data of the proxy's TLS Secret as it is built. A file from the same source (ConfigMap or Secret and key)
+    /// is stored once, under the key of the first object that names it: a corporate CA bundle named by fifty
+    /// EgressHosts is one file, not fifty copies in an object the API server caps at 1 MiB. A claim whose new files would pass that cap is refused on its own
+    /// status, rather than making the whole Secret (and every write after it) fail.
+    struct SecretFiles {
+        /// The API server refuses a Secret whose data exceeds 1 MiB; what is left is room for the object's keys.
+        static let maximumBytes = 1_000_000
+        private(set) var data: [String: String] = [:]
+        /// By source, not content: hashing every copy of a large bundle on every pass would cost more than it saves.
+        private var keyOfSource: [String: String] = [:]
+        private var bytes = 0
+
+        /// Adds `files` (key → file) and points `tls` at the keys they are stored under; false, with nothing
+        /// added, if they do not fit.
+        mutating func add(_ files: [String: TLSMaterial.File], for tls: inout AllowList.TLS) -> Bool {
+            if files.isEmpty { return true }
+            let new = files.filter { keyOfSource[$0.value.source] == nil }
+            let added = new.reduce(0) { $0 + $1.key.utf8.count + $1.value.content.utf8.count }
+            guard bytes + added <= Self.maximumBytes else { return false }
+            bytes += added
+            // In key order: when two of the object's own files share a source, the same one is kept on every pass.
+            for (key, file) in new.sorted(by: { $0.key < $1.key }) where keyOfSource[file.source] == nil {
+                data[key] = file.content
+                keyOfSource[file.source] = key
+            }
+            for (key, file) in files {
+                guard let stored = keyOfSource[file.source], stored != key else { continue }
+                tls.caFile = tls.caFile.map { Self.renaming($0, key, to: stored) }
+                tls.clientCertificateFile = tls.clientCertificateFile.map { Self.renaming($0, key, to: stored) }
+                tls.clientKeyFile = tls.clientKeyFile.map { Self.renaming($0, key, to: stored) }
+            }
+            return true
+        }
+
+        /// `path` with its file name `key` replaced by `stored`; any other path as it is.
+        private static func renaming(_ path: String, _ key: String, to stored: String) -> String {
+            path.hasSuffix("/" + key) ? String(path.dropLast(key.utf8.count)) + stored : path
+        }
     }
 
     /// What one EgressHost yields on its own, before claims on the same host are compared.
@@ -90,7 +138,7 @@ public struct EgressPlan: Sendable, Hashable {
         enum Outcome: Sendable, Hashable {
             case invalid(problems: [String])
             case missing(String)
-            case claim(entry: AllowList.Entry, files: [String: String], insecure: Bool)
+            case claim(entry: AllowList.Entry, files: [String: TLSMaterial.File], insecure: Bool)
         }
         let outcome: Outcome
     }
@@ -101,9 +149,19 @@ public struct EgressPlan: Sendable, Hashable {
         _ spec: EgressHost.Spec,
         name: String,
         material: TLSMaterial,
-        tlsMountPath: String = ProxySettings.defaultTLSMountPath
+        tlsMountPath: String = ProxySettings.defaultTLSMountPath,
+        suffix: String = HostName.reservedSuffix
     ) -> Assessment {
-        let problems = SpecValidation.problems(spec)
+        var problems = SpecValidation.problems(spec, suffix: suffix)
+        if spec.tls?.caBundle != nil || spec.tls?.clientCertificate != nil,
+            name.utf8.count + TLSMaterial.longestFileSuffix.utf8.count > TLSMaterial.maxKeyLength
+        {
+            problems.append(
+                "metadata.name: must be at most \(TLSMaterial.maxKeyLength - TLSMaterial.longestFileSuffix.utf8.count) "
+                    + "characters when spec.tls names a CA bundle or client certificate: the files are keyed by the "
+                    + "name in the proxy's Secret"
+            )
+        }
         guard problems.isEmpty else { return Assessment(outcome: .invalid(problems: problems)) }
         switch material.resolve(spec.tls, for: name, mountPath: tlsMountPath) {
         case .failure(let missing):
@@ -146,6 +204,8 @@ public struct HostVerdict: Sendable, Hashable {
         /// Another, older object already claims the same host.
         case hostConflict(owner: String)
         case missingMaterial(String)
+        /// Its CA bundle or client certificate would take the proxy's TLS Secret over its size limit.
+        case tlsMaterialTooLarge(limit: Int)
     }
     public let outcome: Outcome
     public init(_ outcome: Outcome) { self.outcome = outcome }
@@ -165,6 +225,12 @@ public struct HostVerdict: Sendable, Hashable {
         case .invalidSpec(let message): ("InvalidSpec", message)
         case .hostConflict(let owner): ("HostConflict", "EgressHost \(owner) already claims this host")
         case .missingMaterial(let message): ("MissingSecret", message)
+        case .tlsMaterialTooLarge(let limit):
+            (
+                "TLSMaterialTooLarge",
+                "its CA bundle or client certificate does not fit in the proxy's TLS Secret beside the other hosts' "
+                    + "(at most \(limit) bytes in all); use a smaller bundle or share one between hosts"
+            )
         }
     }
 }
@@ -181,13 +247,23 @@ public struct TLSMaterial: Sendable, Hashable {
         self.secrets = secrets
     }
 
+    /// A Secret's keys are at most 253 characters, and the longest a file adds to the object's name is this.
+    static let maxKeyLength = 253
+    static let longestFileSuffix = ".tls.crt"
+
     struct Missing: Error, CustomStringConvertible {
         let description: String
     }
 
+    /// A file for the proxy's TLS Secret and where it comes from (`configmap/NAME/KEY`, `secret/NAME/KEY`).
+    public struct File: Sendable, Hashable {
+        var source: String
+        var content: String
+    }
+
     struct Resolved {
         var tls: AllowList.TLS
-        var files: [String: String]
+        var files: [String: File]
     }
 
     func resolve(_ tls: EgressHost.TLS?, for name: String, mountPath: String) -> Result<Resolved, Missing> {
@@ -206,7 +282,10 @@ public struct TLSMaterial: Sendable, Hashable {
                 )
             }
             let file = "\(name).ca.crt"
-            result.files[file] = pem
+            result.files[file] = File(
+                source: "\(bundle.kind.rawValue)/\(bundle.name)/\(bundle.effectiveKey)",
+                content: pem
+            )
             result.tls.caFile = "\(mountPath)/\(file)"
         }
         if let reference = tls?.clientCertificate {
@@ -217,8 +296,8 @@ public struct TLSMaterial: Sendable, Hashable {
             else {
                 return .failure(Missing(description: "Secret \(reference.name) needs tls.crt and tls.key"))
             }
-            result.files["\(name).tls.crt"] = certificate
-            result.files["\(name).tls.key"] = key
+            result.files["\(name).tls.crt"] = File(source: "Secret/\(reference.name)/tls.crt", content: certificate)
+            result.files["\(name).tls.key"] = File(source: "Secret/\(reference.name)/tls.key", content: key)
             result.tls.clientCertificateFile = "\(mountPath)/\(name).tls.crt"
             result.tls.clientKeyFile = "\(mountPath)/\(name).tls.key"
         }

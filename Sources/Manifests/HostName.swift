@@ -10,6 +10,11 @@ public enum HostName {
     public static let maxLength = 253
     public static let reservedSuffix = "egress.local"
 
+    /// The longest host whose name under `suffix` is still a DNS name: applications call `HOST.SUFFIX` (for
+    /// `*.base`, names such as `x.base.SUFFIX`, as long), and CoreDNS cannot route a longer one. 240 under the
+    /// default suffix, the CRD's limit; the operator checks it against its own suffix.
+    public static func maxLength(under suffix: String) -> Int { maxLength - 1 - suffix.utf8.count }
+
     /// One rule: a regular expression (RE2, for the CRD schema) a valid host must match, the same rule as Swift
     /// code (the allow-list reader checks 100,000 hosts without compiling a regex; a test keeps the two equal),
     /// and what to tell a user whose host does not.

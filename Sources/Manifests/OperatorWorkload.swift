@@ -70,11 +70,11 @@ public enum OperatorWorkload {
         )
     }
 
-    /// The flags the operator's Deployment passes; the chart passes the same ones.
+    /// The flags the operator's Deployment passes; the chart passes the same ones, and `--namespace` (here the
+    /// pod's namespace, `POD_NAMESPACE`, says it: a kustomize overlay may move it).
     public static func arguments(_ settings: OperatorSettings) -> [String] {
         [
             "run",
-            "--namespace=\(settings.namespace)",
             "--leader-elect",
             "--admin-port=\(settings.adminPort)",
             "--log-level=\(settings.logLevel)",

@@ -193,7 +193,7 @@ public struct ReconcilePlan: Sendable {
                 suffix: suffix,
                 dnsWarning: snapshot.dnsWarning
             )
-            if status != snapshot.egressHosts[index].status {
+            if status != snapshot.egressHosts[index].status?.operatorOwned {
                 updates[name] = status
                 next[name] = nil
             } else {

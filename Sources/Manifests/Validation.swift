@@ -2,8 +2,19 @@
 /// old API server may be laxer, and the operator must never program a spec it cannot honour). Problems come back
 /// as `field: message` strings for the `Accepted=False, reason=InvalidSpec` condition.
 public enum SpecValidation {
-    public static func problems(_ spec: EgressHost.Spec) -> [String] {
+    /// `suffix` is the operator's (`--suffix`): the host must fit under it and must not be under it.
+    public static func problems(_ spec: EgressHost.Spec, suffix: String = HostName.reservedSuffix) -> [String] {
         var problems = HostName.validate(spec.host).map { "spec.host: \($0)" }
+        let hostLength = spec.host.utf8.count
+        if hostLength <= HostName.maxLength, hostLength > HostName.maxLength(under: suffix) {
+            problems.append(
+                "spec.host: must be at most \(HostName.maxLength(under: suffix)) characters: the name applications "
+                    + "call, HOST.\(suffix), must fit in DNS's \(HostName.maxLength)"
+            )
+        }
+        if suffix != HostName.reservedSuffix, spec.host == suffix || spec.host.hasSuffix("." + suffix) {
+            problems.append("spec.host: must not be under \(suffix): that is the proxy's own suffix")
+        }
         if let port = spec.port, !(1...65535).contains(port) {
             problems.append("spec.port: must be between 1 and 65535")
         }

@@ -48,7 +48,12 @@ struct EgressHostIndex: Sendable {
     }
 
     /// Every EgressHost and the plan for them, assessing only hosts that changed (all of them if the material did).
-    mutating func plan(material: TLSMaterial, tlsMountPath: String) -> (hosts: [EgressHost], plan: EgressPlan) {
+    /// `tlsMountPath` and `suffix` are the process's settings, the same on every call.
+    mutating func plan(
+        material: TLSMaterial,
+        tlsMountPath: String,
+        suffix: String = HostName.reservedSuffix
+    ) -> (hosts: [EgressHost], plan: EgressPlan) {
         if material != self.material {
             self.material = material
             assessments = Array(repeating: nil, count: hosts.count)
@@ -67,7 +72,8 @@ struct EgressHostIndex: Sendable {
                 host.spec,
                 name: host.metadata.name,
                 material: material,
-                tlsMountPath: tlsMountPath
+                tlsMountPath: tlsMountPath,
+                suffix: suffix
             )
             assessments[index] = assessment
             complete.append(assessment)
@@ -123,9 +129,10 @@ struct EgressHostIndex: Sendable {
 
     /// An EgressHost's status alone (nil inside for none); nil if it does not decode. Decoding the whole object
     /// costs several times more, and a status write changes nothing else.
+    /// The part of `object`'s status the operator writes (`operatorOwned`).
     static func status(of object: KubeObject) -> EgressHost.Status?? {
         guard let value = object["status"], value != .null else { return .some(nil) }
-        return (try? value.decode(EgressHost.Status.self)).map { .some($0) }
+        return (try? value.decode(EgressHost.Status.self)).map { .some($0.operatorOwned) }
     }
 
     /// Whether the plan reads the same from both: the spec, and the name and age that decide a claim.

@@ -206,7 +206,11 @@ final class Reconciler: Sendable {
                 return nil
             }
         }
-        return index.plan(material: material, tlsMountPath: settings.proxy.tlsMountPath)
+        return index.plan(
+            material: material,
+            tlsMountPath: settings.proxy.tlsMountPath,
+            suffix: settings.proxy.suffix
+        )
     }
 
     /// The ConfigMaps and Secrets EgressHosts may reference, without the operator's own allow-list and TLS Secret:

@@ -19,8 +19,14 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Path to a kubeconfig; default: $KUBECONFIG, then in-cluster, then ~/.kube/config.")
     var kubeconfig: String?
 
-    @Option(help: "The operator's namespace: the proxy workload, its allow-list and TLS material live here.")
-    var namespace = OperatorSettings().namespace
+    /// In the cluster the pod's own namespace (the downward API's `POD_NAMESPACE`), so that a kustomize overlay that
+    /// moves the operator moves what it manages too.
+    @Option(
+        help: """
+            The operator's namespace: the proxy workload, its allow-list and TLS material live here.             Default: $POD_NAMESPACE, else \(OperatorSettings().namespace).
+            """
+    )
+    var namespace = ProcessInfo.processInfo.environment["POD_NAMESPACE"] ?? OperatorSettings().namespace
 
     @Flag(inversion: .prefixedNo, help: "Elect one leader among replicas with a coordination.k8s.io Lease.")
     var leaderElect = true

@@ -97,6 +97,37 @@ struct SpecValidationTests {
         )
     }
 
+    @Test("a host must fit, with the operator's suffix, in a DNS name; and must not be under that suffix")
+    func hostFitsUnderTheSuffix() {
+        // 240 = 253 - ".egress.local".count: the CRD's limit.
+        let label = String(repeating: "a", count: 63)
+        func name(lastLabel: Int) -> String {
+            [label, label, label, String(repeating: "b", count: lastLabel)].joined(separator: ".") + ".com"
+        }
+        let longest = name(lastLabel: 44)
+        #expect(longest.utf8.count == 240)
+        #expect(SpecValidation.problems(.init(host: longest)) == [])
+        #expect((longest + ".egress.local").utf8.count == 253)
+        let longer = name(lastLabel: 45)
+        #expect(
+            SpecValidation.problems(.init(host: longer)) == [
+                "spec.host: must be at most 240 characters: the name applications call, HOST.egress.local, must fit "
+                    + "in DNS's 253"
+            ]
+        )
+        // A wildcard's names (x.base.SUFFIX) are as long as the wildcard under the suffix.
+        #expect(SpecValidation.problems(.init(host: "*." + longest.dropFirst(2))) == [])
+        #expect(SpecValidation.problems(.init(host: "*." + longest.dropFirst(1))).count == 1)
+        // A longer suffix leaves less room, and a host under it is refused.
+        let suffix = "egress.svc.example.internal"
+        #expect(SpecValidation.problems(.init(host: longest), suffix: suffix).count == 1)
+        #expect(
+            SpecValidation.problems(.init(host: "api.egress.svc.example.internal"), suffix: suffix) == [
+                "spec.host: must not be under egress.svc.example.internal: that is the proxy's own suffix"
+            ]
+        )
+    }
+
     @Test(
         arguments: [
             ("500ms", 500), ("5s", 5_000), ("1m30s", 90_000), ("1.5s", 1_500), ("2h", 7_200_000),

@@ -276,6 +276,80 @@ struct AllowListTests {
         #expect(plan.tlsSecretData.isEmpty)
     }
 
+    @Test("a CA bundle or client certificate named by many hosts is stored once, and each host's entry points at it")
+    func sharedTLSFilesAreStoredOnce() throws {
+        let hosts = ["a", "b", "c"].map { name in
+            EgressHost(
+                name: name,
+                spec: .init(
+                    host: "\(name).example.com",
+                    tls: .init(
+                        caBundle: .init(kind: .configMap, name: "partner-ca"),
+                        clientCertificate: .init(name: "partner-client-cert")
+                    )
+                )
+            )
+        }
+        let plan = EgressPlan(egressHosts: hosts, material: Self.material, tlsMountPath: "/tls")
+        #expect(plan.verdicts.values.allSatisfy { $0.isAccepted })
+        #expect(plan.tlsSecretData.keys.sorted() == ["a.ca.crt", "a.tls.crt", "a.tls.key"])
+        for entry in plan.allowList.hosts {
+            #expect(entry.tls.caFile == "/tls/a.ca.crt", "\(entry.host)")
+            #expect(entry.tls.clientCertificateFile == "/tls/a.tls.crt", "\(entry.host)")
+            #expect(entry.tls.clientKeyFile == "/tls/a.tls.key", "\(entry.host)")
+        }
+        // Every file an entry names is in the Secret with the content its own object referenced.
+        let ca = try #require(Self.material.configMaps["partner-ca"]?["ca.crt"])
+        #expect(plan.tlsSecretData["a.ca.crt"] == ca)
+    }
+
+    @Test("TLS material that would take the proxy's Secret past its size limit is refused on that host alone")
+    func oversizedTLSMaterialIsRefusedPerHost() {
+        let bundle = String(repeating: "A", count: 400_000)
+        let material = TLSMaterial(configMaps: [
+            "one": ["ca.crt": bundle], "two": ["ca.crt": bundle + "B"], "three": ["ca.crt": bundle + "C"],
+        ])
+        let hosts = ["one", "two", "three", "one-again"].map { name in
+            EgressHost(
+                name: name,
+                spec: .init(
+                    host: "\(name).example.com",
+                    tls: .init(caBundle: .init(kind: .configMap, name: name == "one-again" ? "one" : name))
+                )
+            )
+        }
+        let plan = EgressPlan(egressHosts: hosts, material: material)
+        // In the objects' order: one and two fit, three does not, one-again names one's file.
+        #expect(plan.hosts == ["one-again.example.com", "one.example.com", "two.example.com"])
+        #expect(plan.verdicts["three"]?.acceptedReason.reason == "TLSMaterialTooLarge")
+        #expect(plan.tlsSecretData.values.reduce(0) { $0 + $1.utf8.count } <= 1_000_000)
+        #expect(Set(plan.tlsSecretData.keys) == ["one.ca.crt", "two.ca.crt"])
+        #expect(plan.allowList.hosts.first?.tls.caFile?.hasSuffix("/one.ca.crt") == true)
+    }
+
+    @Test("an object name too long to key its TLS files is an invalid spec, not a failing Secret write")
+    func objectNameTooLongForTLSFileKeys() {
+        let longest = String(repeating: "n", count: 245)
+        let spec = EgressHost.Spec(
+            host: "a.example.com",
+            tls: .init(caBundle: .init(kind: .configMap, name: "partner-ca"))
+        )
+        let plan = EgressPlan(
+            egressHosts: [
+                EgressHost(name: longest, spec: spec),
+                EgressHost(name: longest + "x", spec: spec),
+                EgressHost(name: longest + "y", spec: .init(host: "b.example.com")),
+            ],
+            material: Self.material
+        )
+        #expect(plan.verdicts[longest]?.isAccepted == true)
+        #expect(plan.verdicts[longest + "x"]?.acceptedReason.reason == "InvalidSpec")
+        #expect(
+            plan.verdicts[longest + "x"]?.acceptedReason.message.hasPrefix("metadata.name: must be at most 245") == true
+        )
+        #expect(plan.verdicts[longest + "y"]?.isAccepted == true, "no TLS files, no limit")
+    }
+
     /// Each document fails to decode with an error that mentions the expected text.
     static func expectDecodingFails(_ cases: [(document: String, expected: String)]) {
         for (document, expected) in cases {

@@ -46,6 +46,32 @@ struct ReconcilePlanTests {
         #expect(third.dnsHosts == snapshot.dnsHosts)
     }
 
+    @Test("another controller's condition is neither compared nor written: a converged status stays converged")
+    func foreignConditionsAreLeftAlone() {
+        var snapshot = ClusterSnapshot(egressHosts: [Self.github], proxyAvailable: true, now: "t1")
+        apply(ReconcilePlan(snapshot), to: &snapshot)
+        apply(ReconcilePlan(snapshot), to: &snapshot)
+        #expect(ReconcilePlan(snapshot).statusUpdates.isEmpty)
+
+        // What server-side apply leaves after a policy engine adds its own condition between the operator's.
+        let foreign = Condition(
+            type: "PolicyCompliant",
+            status: .true,
+            reason: "Compliant",
+            message: "checked by another controller",
+            lastTransitionTime: "t0"
+        )
+        snapshot.egressHosts[0].status?.conditions?.insert(foreign, at: 1)
+        snapshot.now = "t2"
+        #expect(ReconcilePlan(snapshot).statusUpdates.isEmpty)
+
+        // A change of the operator's own conditions is still written, with only its own conditions.
+        snapshot.proxyAvailable = false
+        let update = ReconcilePlan(snapshot).statusUpdates["github"]
+        #expect(update?.conditions?.map(\.type) == ["Accepted", "Programmed", "Ready"])
+        #expect(update?.conditions?.last?.reason == "ProxyUnavailable")
+    }
+
     @Test("a host whose status was current is skipped while its inputs repeat, and planned again when one changes")
     func settledStatusesAreSkippedUntilAnInputChanges() {
         var github = Self.github
