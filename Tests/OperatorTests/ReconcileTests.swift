@@ -380,6 +380,41 @@ final class ReconcileTests: OperatorTestCase {
         }
     }
 
+    /// A condition another controller adds (a policy engine, say) is its own: the operator neither removes it nor
+    /// counts it as a difference, which would make every pass write the status again, for ever.
+    func testAnotherControllersConditionIsLeftAlone() async throws {
+        try await createCoreDNS()
+        let running = try await startOperator()
+        try await setProxyAvailable(2)
+        let name = uniqueName("eh")
+        try await createEgressHost(name, host: uniqueHost("foreign"))
+        try await waitForCondition(name, "Ready", .true, reason: "Ready")
+
+        var object = KubeObject(apiVersion: EgressHost.apiVersion, kind: EgressHost.kind, name: name)
+        object["status"] = [
+            "conditions": [
+                [
+                    "type": "PolicyCompliant", "status": "True", "reason": "Compliant", "message": "checked",
+                    "lastTransitionTime": "2026-01-01T00:00:00Z",
+                ]
+            ]
+        ]
+        _ = try await client.apply(Self.egressHosts, object, fieldManager: "policy-engine", subresource: "status")
+        // A status write starts no pass; another host does, and plans every status again.
+        let other = uniqueName("eh")
+        try await createEgressHost(other, host: uniqueHost("foreign"))
+        try await waitForCondition(other, "Ready", .true, reason: "Ready")
+
+        var (passes, since) = (running.service.passes, ContinuousClock.now)
+        try await eventually("two seconds without a reconcile pass (passes so far: \(running.service.passes))") {
+            let now = running.service.passes
+            if now != passes { (passes, since) = (now, .now) }
+            return ContinuousClock.now - since >= .seconds(2)
+        }
+        let types = try await egressHost(name).status?.conditions?.map(\.type) ?? []
+        XCTAssertEqual(Set(types), ["Accepted", "Programmed", "Ready", "PolicyCompliant"])
+    }
+
     func testProxyAvailabilityDrivesReady() async throws {
         try await createCoreDNS()
         try await startOperator()
