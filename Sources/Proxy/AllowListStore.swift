@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Manifests
 import NIOConcurrencyHelpers
+import NIOCore
 import NIOSSL
 import ServiceLifecycle
 
@@ -51,12 +52,26 @@ public final class AllowListStore: Sendable {
 }
 
 /// NIOSSL client contexts, one per distinct TLS setting of the current list, created on first use.
+///
+/// A context built from files (a CA bundle, a client certificate) is checked against them again, at most once per
+/// `recheckInterval` and only when a new upstream connection asks for it: a rotated client certificate, or a
+/// Secret volume that the kubelet updated after the allow-list's ConfigMap (the two are synced independently),
+/// would otherwise be picked up only at the next change of the allow-list itself. A context that failed to build
+/// is built again once its files change, not kept failing.
 public final class TLSContextCache: Sendable {
-    private let contexts: NIOLockedValueBox<[AllowList.TLS: Result<NIOSSLContext, ProxyError>]>
+    struct Entry: Sendable {
+        var result: Result<NIOSSLContext, ProxyError>
+        /// The files' stamps when `result` was built, in `AllowList.TLS.files` order (nil: not there).
+        var stamps: [FileStamp?]
+        var checked: NIODeadline
+    }
+
+    static let recheckInterval: TimeAmount = .seconds(1)
+    private let contexts: NIOLockedValueBox<[AllowList.TLS: Entry]>
 
     public init() { self.contexts = NIOLockedValueBox([:]) }
 
-    private init(_ contexts: [AllowList.TLS: Result<NIOSSLContext, ProxyError>]) {
+    private init(_ contexts: [AllowList.TLS: Entry]) {
         self.contexts = NIOLockedValueBox(contexts)
     }
 
@@ -66,18 +81,25 @@ public final class TLSContextCache: Sendable {
     func keepingFilelessContexts() -> TLSContextCache {
         TLSContextCache(
             self.contexts.withLockedValue { contexts in
-                contexts.filter { tls, result in
-                    guard case .success = result else { return false }
-                    return tls.caFile == nil && tls.clientCertificateFile == nil && tls.clientKeyFile == nil
+                contexts.filter { tls, entry in
+                    guard case .success = entry.result else { return false }
+                    return tls.files.isEmpty
                 }
             }
         )
     }
 
     public func context(for tls: AllowList.TLS) -> Result<NIOSSLContext, ProxyError> {
-        if let cached = self.contexts.withLockedValue({ $0[tls] }) { return cached }
+        let now = NIODeadline.now()
+        let cached = self.contexts.withLockedValue { $0[tls] }
+        if let cached, tls.files.isEmpty || now - cached.checked < Self.recheckInterval { return cached.result }
+        let stamps = tls.files.map(FileStamp.init(path:))
+        if let cached, cached.stamps == stamps {
+            self.contexts.withLockedValue { $0[tls]?.checked = now }
+            return cached.result
+        }
         let made = Self.make(tls)
-        self.contexts.withLockedValue { $0[tls] = made }
+        self.contexts.withLockedValue { $0[tls] = Entry(result: made, stamps: stamps, checked: now) }
         return made
     }
 
@@ -118,14 +140,6 @@ public struct AllowListWatcher: Service {
     private let logger: Logger
     private let lastSeen = NIOLockedValueBox<(stamp: FileStamp?, bytes: [UInt8]?)>((nil, nil))
 
-    struct FileStamp: Equatable {
-        var device: UInt64
-        var inode: UInt64
-        var size: Int64
-        var mtimeSeconds: Int
-        var mtimeNanoseconds: Int
-    }
-
     public init(path: String, interval: Duration = .seconds(1), store: AllowListStore, logger: Logger) {
         self.path = path
         self.interval = interval
@@ -143,19 +157,11 @@ public struct AllowListWatcher: Service {
     /// Checks the file once; returns whether a new list was installed. Tests call this directly instead of waiting.
     @discardableResult
     public func checkNow() -> Bool {
-        var st = stat()
-        guard stat(self.path, &st) == 0 else {
+        guard let stamp = FileStamp(path: self.path) else {
             let error = String(cString: strerror(errno))
             self.fail("cannot stat allow-list file: \(error)", stamp: nil)
             return false
         }
-        let stamp = FileStamp(
-            device: UInt64(st.st_dev),
-            inode: UInt64(st.st_ino),
-            size: Int64(st.st_size),
-            mtimeSeconds: st.st_mtim.tv_sec,
-            mtimeNanoseconds: st.st_mtim.tv_nsec
-        )
         if self.lastSeen.withLockedValue({ $0.stamp == stamp }) { return false }
         guard let data = FileManager.default.contents(atPath: self.path) else {
             self.fail("cannot read allow-list file", stamp: nil)
@@ -208,4 +214,30 @@ struct AsyncTimerSequence: AsyncSequence, Sendable {
     }
 
     func makeAsyncIterator() -> AsyncIterator { AsyncIterator(interval: self.interval) }
+}
+
+/// What `stat` (following symlinks) says of a file's identity and version: a Kubernetes volume update swaps a
+/// symlink to a new directory, so the resolved inode changes even when size and time do not.
+struct FileStamp: Equatable, Sendable {
+    var device: UInt64
+    var inode: UInt64
+    var size: Int64
+    var mtimeSeconds: Int
+    var mtimeNanoseconds: Int
+
+    /// nil when the file cannot be stat'ed (`errno` says why).
+    init?(path: String) {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        self.device = UInt64(st.st_dev)
+        self.inode = UInt64(st.st_ino)
+        self.size = Int64(st.st_size)
+        self.mtimeSeconds = st.st_mtim.tv_sec
+        self.mtimeNanoseconds = st.st_mtim.tv_nsec
+    }
+}
+
+extension AllowList.TLS {
+    /// The files a context for this setting reads.
+    var files: [String] { [self.caFile, self.clientCertificateFile, self.clientKeyFile].compactMap { $0 } }
 }

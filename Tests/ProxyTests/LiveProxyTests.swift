@@ -146,6 +146,45 @@ import Testing
         }
     }
 
+    /// TLS files the allow-list names are read again when they change, without a change of the allow-list: the
+    /// kubelet may update the TLS Secret's volume after the allow-list's ConfigMap, and rotates certificates in
+    /// place. Until the files are there the host gets a 502; once they are, new connections use them.
+    @Test func tlsFilesThatAppearOrChangeAreReadAgain() async throws {
+        let pki = TestPKI.shared
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("egress-tls-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let (certificate, key) = ("\(directory)/client.crt", "\(directory)/client.key")
+        try await TestUpstream.with(requireClientCertificateFrom: pki.clientCA) { upstream in
+            let list = AllowList(hosts: [
+                Fixtures.entry(
+                    "rotated.wild.upstream.test",
+                    upstream: upstream,
+                    tls: .init(
+                        caFile: pki.ca.certificatePath,
+                        clientCertificateFile: certificate,
+                        clientKeyFile: key
+                    )
+                )
+            ])
+            try await ProxyHarness.with(list) { proxy in
+                let client = try await proxy.client()
+                let missing = try await client.get("/hello", host: Fixtures.host("rotated.wild.upstream.test"))
+                #expect(missing.status == .badGateway)
+                #expect(missing.reason == "upstream-tls-configuration")
+                #expect(upstream.requests == 0)
+
+                try FileManager.default.copyItem(atPath: pki.client.certificatePath, toPath: certificate)
+                try FileManager.default.copyItem(atPath: pki.client.keyPath, toPath: key)
+                try await Task.sleep(for: .milliseconds(1_100))
+                let present = try await client.get("/hello", host: Fixtures.host("rotated.wild.upstream.test"))
+                #expect(present.status == .ok, "\(present.reason ?? "")")
+                #expect(upstream.requests == 1)
+                await client.close()
+            }
+        }
+    }
+
     @Test func keepAliveReusesOneUpstreamConnection() async throws {
         try await ProxyHarness.withGoodUpstream { proxy, upstream in
             let client = try await proxy.client()
