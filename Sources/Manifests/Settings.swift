@@ -82,7 +82,8 @@ public struct CoreDNSSettings: Sendable, Hashable {
         case corefile
         /// Write `egress-operator.override` into the `coredns-custom` ConfigMap (k3s, AKS style).
         case custom
-        /// `custom` when a `coredns-custom` ConfigMap exists or the Corefile imports `*.override`, else `corefile`.
+        /// `custom` when the Corefile imports `*.override` files (with no Corefile to read, when a `coredns-custom`
+        /// ConfigMap exists), else `corefile`.
         case auto
     }
     public var mode = Mode.auto

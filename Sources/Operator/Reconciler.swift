@@ -259,14 +259,16 @@ final class Reconciler: Sendable {
         let corefile = corefileObject?[path: "data", coreDNS.corefileKey]?.stringValue
         let custom = caches.coreDNS.get(name: coreDNS.customConfigMapName, namespace: coreDNS.namespace)
         let editor = try options.corefileEditor()
+        let imports = try corefile.map { try corefileImportsOverride($0, CorefileEditor.importsOverrideFiles) }
         let mode: DNSState.Mode
         switch coreDNS.mode {
         case .corefile: mode = .corefile
         case .custom: mode = .custom
         case .auto:
-            let imports =
-                try corefile.map { try corefileImportsOverride($0, CorefileEditor.importsOverrideFiles) } ?? false
-            mode = custom != nil || imports ? .custom : .corefile
+            // The Corefile says what CoreDNS loads: a `coredns-custom` it does not import (left over, or made for
+            // another distribution) would hold rules CoreDNS never reads. Without a Corefile to read, its presence
+            // is the only hint.
+            mode = imports ?? (custom != nil) ? .custom : .corefile
         }
         if mode == .corefile && corefile == nil {
             throw OperatorError.coreDNSMissing(
@@ -277,6 +279,11 @@ final class Reconciler: Sendable {
         var warning: String?
         if let corefile, !CorefileEditor.mentionsReload(in: corefile) {
             warning = "the Corefile has no `reload` plugin: CoreDNS applies changes only after a restart"
+        }
+        if mode == .custom, imports == false {
+            warning =
+                "the Corefile imports no *.override files: CoreDNS does not read the rules in "
+                + "\(coreDNS.namespace)/\(coreDNS.customConfigMapName)"
         }
         return DNSState(
             mode: mode,

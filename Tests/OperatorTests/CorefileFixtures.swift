@@ -24,6 +24,32 @@ enum CorefileFixtures {
         }
         """# + "\n"
 
+    /// `k3s.input.txt`: imports `*.override` files from `coredns-custom`.
+    static let k3s = #"""
+        .:53 {
+            errors
+            health
+            ready
+            kubernetes cluster.local in-addr.arpa ip6.arpa {
+              pods insecure
+              fallthrough in-addr.arpa ip6.arpa
+            }
+            hosts /etc/coredns/NodeHosts {
+              ttl 60
+              reload 15s
+              fallthrough
+            }
+            prometheus :9153
+            forward . /etc/resolv.conf
+            cache 30
+            loop
+            reload
+            loadbalance
+            import /etc/coredns/custom/*.override
+        }
+        import /etc/coredns/custom/*.server
+        """# + "\n"
+
     /// `comments-quotes.input.txt`.
     static let commentsAndQuotes = #"""
         # A Corefile with { braces } in comments and "quoted { strings }".

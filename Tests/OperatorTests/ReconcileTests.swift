@@ -123,11 +123,11 @@ final class ReconcileTests: OperatorTestCase {
         XCTAssertEqual(routed, ["*"])
     }
 
-    /// CoreDNS `custom` mode (k3s, AKS), which `auto` picks because `coredns-custom` exists: the rules go to its
-    /// `egress-operator.override` key; its other keys and the Corefile stay as they were; a deleted host leaves the
-    /// snippet, then the allow-list.
+    /// CoreDNS `custom` mode (k3s, AKS), which `auto` picks because the Corefile imports `*.override` files: the
+    /// rules go to the `egress-operator.override` key of `coredns-custom`; its other keys and the Corefile stay as
+    /// they were; a deleted host leaves the snippet, then the allow-list.
     func testCustomModeWritesOnlyTheOverrideKey() async throws {
-        try await createCoreDNS()
+        try await createCoreDNS(CorefileFixtures.k3s)
         let usersServer = "example.org:53 {\n    forward . 10.0.0.1\n}\n"
         var custom = KubeObject(apiVersion: "v1", kind: "ConfigMap", name: "coredns-custom", namespace: dnsNamespace)
         custom["data"] = ["users.server": .string(usersServer)]
@@ -150,10 +150,39 @@ final class ReconcileTests: OperatorTestCase {
         XCTAssertEqual(afterDelete.data?["users.server"], .string(usersServer))
     }
 
+    /// A `coredns-custom` that the Corefile does not import (left over on a kubeadm cluster) is not where `auto`
+    /// writes: CoreDNS would never read the rules there. Forced into `custom` mode, the operator says so in
+    /// `Programmed`.
+    func testAutoModeIgnoresACustomConfigMapTheCorefileDoesNotImport() async throws {
+        try await createCoreDNS()
+        let custom = KubeObject(apiVersion: "v1", kind: "ConfigMap", name: "coredns-custom", namespace: dnsNamespace)
+        _ = try await client.create(.configMaps, custom)
+        try await startOperatorWithProxy(coreDNSMode: .auto)
+        let (name, host) = (uniqueName("eh"), uniqueHost("leftover"))
+        try await createEgressHost(name, host: host)
+        try await eventually("the Corefile to route the host") { try await corefileHosts().contains(host) }
+        try await waitForCondition(name, "Programmed", .true)
+        let override = try await overrideHosts()
+        XCTAssertEqual(override.hosts, [], "rules written where CoreDNS does not read them")
+    }
+
+    func testCustomModeWarnsWhenTheCorefileDoesNotImportOverrides() async throws {
+        try await createCoreDNS()
+        let custom = KubeObject(apiVersion: "v1", kind: "ConfigMap", name: "coredns-custom", namespace: dnsNamespace)
+        _ = try await client.create(.configMaps, custom)
+        try await startOperatorWithProxy(coreDNSMode: .custom)
+        let (name, host) = (uniqueName("eh"), uniqueHost("unread"))
+        try await createEgressHost(name, host: host)
+        try await eventually("the override key to route the host") { try await overrideHosts().hosts == [host] }
+        try await eventually("Programmed to warn that CoreDNS does not read the rules") {
+            try await self.condition(name, "Programmed")?.message.contains("imports no *.override files") == true
+        }
+    }
+
     /// `custom` mode with suffix rules: the override key holds the one rule, and a deleted host leaves the allow-list
     /// at once while another keeps the rule.
     func testCustomModeWithSuffixRules() async throws {
-        try await createCoreDNS()
+        try await createCoreDNS(CorefileFixtures.k3s)
         let custom = KubeObject(apiVersion: "v1", kind: "ConfigMap", name: "coredns-custom", namespace: dnsNamespace)
         _ = try await client.create(.configMaps, custom)
         try await startOperatorWithProxy(dnsRules: .suffix, coreDNSMode: .auto)
