@@ -48,6 +48,10 @@ public enum ProxyWorkload {
             "--suffix=\(proxy.suffix)",
             "--allowlist=\(ProxySettings.allowListMountPath)/\(ProxySettings.allowListKey)",
             "--max-connections=\(proxy.maxClientConnections)",
+            // Within the pod's 30 s termination grace: 5 s still accepting while the endpoint is removed, then up
+            // to 20 s for in-flight requests.
+            "--shutdown-delay=5",
+            "--shutdown-grace=20",
         ] + (proxy.logPaths ? ["--log-paths"] : []) + (proxy.accessLog ? [] : ["--no-access-log"])
     }
 

@@ -23,7 +23,12 @@ public struct ProxyConfiguration: Sendable {
     public var requestHeadTimeout: TimeAmount = .seconds(10)
     /// A client connection with no bytes read or written for this long is closed.
     public var clientIdleTimeout: TimeAmount = .seconds(60)
-    /// Graceful shutdown: in-flight requests get this long to finish before connections are closed.
+    /// Graceful shutdown: readiness fails at once, but new connections are still accepted for this long, while
+    /// Kubernetes takes the pod out of the Service's endpoints (clients that have not heard yet would otherwise be
+    /// refused). 0 for local use; the operator's proxy Deployment passes 5 s.
+    public var shutdownDelay: TimeAmount = .zero
+    /// Graceful shutdown: after `shutdownDelay`, in-flight requests get this long to finish before connections are
+    /// closed.
     public var shutdownGracePeriod: TimeAmount = .seconds(25)
     /// Include the request path in access log lines (off: paths can carry secrets).
     public var logPaths: Bool = false

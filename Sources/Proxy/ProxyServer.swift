@@ -256,8 +256,18 @@ public final class ProxyServer: Service, Sendable {
     }
 
     private func shutdown() {
-        self.logger.info("graceful shutdown: no new connections, draining in-flight requests")
         self.store.markShuttingDown()
+        let delay = self.configuration.shutdownDelay
+        guard delay > .zero else { return self.stopAccepting() }
+        self.logger.info(
+            "graceful shutdown: not ready; still accepting while endpoints update",
+            metadata: ["delay_ms": "\(delay.nanoseconds / 1_000_000)"]
+        )
+        self.serverChannel.eventLoop.scheduleTask(in: delay) { [self] in self.stopAccepting() }
+    }
+
+    private func stopAccepting() {
+        self.logger.info("graceful shutdown: no new connections, draining in-flight requests")
         self.serverChannel.close(promise: nil)
         let grace = self.serverChannel.eventLoop.scheduleTask(in: self.configuration.shutdownGracePeriod) {
             [tracker, logger] in

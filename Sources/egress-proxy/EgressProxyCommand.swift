@@ -31,7 +31,9 @@ struct EgressProxyCommand: AsyncParsableCommand {
     @Option(help: "Maximum upstream connections per host and event loop.") var maxUpstreamConnections = 256
     @Option(help: "Seconds a client has to send a complete request head.") var requestHeadTimeout = 10
     @Option(help: "Seconds a client connection may be idle.") var clientIdleTimeout = 60
-    @Option(help: "Seconds in-flight requests get on SIGTERM.") var shutdownGrace = 25
+    @Option(help: "Seconds to keep accepting connections after SIGTERM, with /readyz failing (endpoint removal).")
+    var shutdownDelay = 0
+    @Option(help: "Seconds in-flight requests get on SIGTERM, after the delay.") var shutdownGrace = 25
     @Option(help: "Seconds between allow-list file checks.") var reloadInterval = 1
     @Option(help: "Event loop threads (default: one per core).") var eventLoops: Int?
     @Flag(help: "Include request paths in access logs.") var logPaths = false
@@ -61,6 +63,7 @@ struct EgressProxyCommand: AsyncParsableCommand {
         options.proxy.maxUpstreamConnectionsPerHost = self.maxUpstreamConnections
         options.proxy.requestHeadTimeout = .seconds(Int64(self.requestHeadTimeout))
         options.proxy.clientIdleTimeout = .seconds(Int64(self.clientIdleTimeout))
+        options.proxy.shutdownDelay = .seconds(Int64(self.shutdownDelay))
         options.proxy.shutdownGracePeriod = .seconds(Int64(self.shutdownGrace))
         options.proxy.logPaths = self.logPaths
         options.adminHost = self.adminHost

@@ -222,6 +222,32 @@ import Testing
         }
     }
 
+    /// With a shutdown delay, readiness fails at once but connections are still accepted and served until the
+    /// delay ends (Kubernetes is still removing the pod from the Service's endpoints); then they are refused.
+    @Test func gracefulShutdownKeepsAcceptingDuringTheDelay() async throws {
+        try await TestUpstream.with { upstream in
+            try await ProxyHarness.with(
+                AllowList(hosts: [Fixtures.entry("good.upstream.test", upstream: upstream)]),
+                configure: { $0.shutdownDelay = .milliseconds(800) }
+            ) { proxy in
+                #expect(proxy.store.isReady)
+                await proxy.serviceGroup.triggerGracefulShutdown()
+                var polls = 0
+                while proxy.store.isReady, polls < 100 {
+                    try await Task.sleep(for: .milliseconds(5))
+                    polls += 1
+                }
+                #expect(!proxy.store.isReady)
+                let late = try await TestClient.connect(port: proxy.port)
+                let response = try await late.get("/hello", host: Fixtures.host("good.upstream.test"))
+                #expect(response.status == .ok)
+                await late.close()
+                try await Task.sleep(for: .milliseconds(1_200))
+                await #expect(throws: (any Error).self) { _ = try await TestClient.connect(port: proxy.port) }
+            }
+        }
+    }
+
     @Test func connectionLimit() async throws {
         try await ProxyHarness.with(AllowList(hosts: []), configure: { $0.maxClientConnections = 2 }) { proxy in
             let a = try await proxy.raw()
