@@ -139,6 +139,8 @@ public struct AllowListWatcher: Service {
     private let store: AllowListStore
     private let logger: Logger
     private let lastSeen = NIOLockedValueBox<(stamp: FileStamp?, bytes: [UInt8]?)>((nil, nil))
+    /// The last failure to stat or read the file, reported once until the file is back.
+    private let lastFailure = NIOLockedValueBox<String?>(nil)
 
     public init(path: String, interval: Duration = .seconds(1), store: AllowListStore, logger: Logger) {
         self.path = path
@@ -162,6 +164,7 @@ public struct AllowListWatcher: Service {
             self.fail("cannot stat allow-list file: \(error)", stamp: nil)
             return false
         }
+        self.lastFailure.withLockedValue { $0 = nil }
         if self.lastSeen.withLockedValue({ $0.stamp == stamp }) { return false }
         guard let data = FileManager.default.contents(atPath: self.path) else {
             self.fail("cannot read allow-list file", stamp: nil)
@@ -189,7 +192,17 @@ public struct AllowListWatcher: Service {
     }
 
     private func fail(_ message: String, stamp: FileStamp?) {
-        let alreadyReported = stamp != nil && self.lastSeen.withLockedValue { $0.stamp == stamp }
+        // A broken file is reported once per version (its stamp), a missing one once until it is back: not every
+        // second.
+        let alreadyReported =
+            if stamp != nil {
+                self.lastSeen.withLockedValue { $0.stamp == stamp }
+            } else {
+                self.lastFailure.withLockedValue { last in
+                    defer { last = message }
+                    return last == message
+                }
+            }
         guard !alreadyReported else { return }
         if let stamp { self.lastSeen.withLockedValue { $0.stamp = stamp } }
         self.store.reloadFailed()

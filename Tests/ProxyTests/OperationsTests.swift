@@ -103,6 +103,11 @@ import Testing
                 #expect(proxy.metricsText.contains("egress_allowlist_reload_errors_total 2"))
                 #expect(proxy.metricsText.contains("egress_allowlist_reloads_total 11"))
 
+                // A missing file (a volume being remounted) is reported once, not at every check.
+                let missing = AllowListWatcher(path: mount.path + ".missing", store: proxy.store, logger: quiet)
+                for _ in 0..<3 { #expect(!missing.checkNow()) }
+                #expect(proxy.metricsText.contains("egress_allowlist_reload_errors_total 3"))
+
                 // A valid list without the host takes effect for the next request on the same connection.
                 try mount.publish(AllowList(hosts: [other]).encoded())
                 #expect(watcher.checkNow())
