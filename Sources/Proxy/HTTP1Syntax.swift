@@ -327,10 +327,26 @@ struct HTTP1BodyReader {
                 guard let block = try self.trailerBlock.read(&buffer, trailers: true, maximumBytes: maximum) else {
                     return .needMore
                 }
-                let lines = try HTTP1Syntax.fields(of: block, from: 0, maximumCount: 1024) { _, _, _ in }
+                var forbidden: [Range<Int>] = []
+                var lines = try HTTP1Syntax.fields(of: block, from: 0, maximumCount: 1024) { line, name, _ in
+                    if HeaderSanitizer.isForbiddenInTrailers(name) { forbidden.append(line) }
+                }
+                if !forbidden.isEmpty { lines = Self.removing(forbidden, from: lines) }
                 return .ended(trailers: lines.readableBytes > 0 ? lines : nil)
             }
         }
+    }
+
+    /// `lines` without the given line ranges (ascending, relative to its reader index).
+    private static func removing(_ ranges: [Range<Int>], from lines: ByteBuffer) -> ByteBuffer {
+        var kept = ByteBuffer()
+        var start = 0
+        for range in ranges {
+            kept.writeImmutableBuffer(lines.getSlice(at: lines.readerIndex + start, length: range.lowerBound - start)!)
+            start = range.upperBound
+        }
+        kept.writeImmutableBuffer(lines.getSlice(at: lines.readerIndex + start, length: lines.readableBytes - start)!)
+        return kept
     }
 
     /// A chunk-size line (hex digits, then an optional extension, which is ignored), or nil when it is not complete.

@@ -185,6 +185,15 @@ public enum HeaderSanitizer {
         }
     }
 
+    /// Fields a trailer section must not carry (RFC 9110, 6.5.1), which the proxy drops rather than relays: the
+    /// hop-by-hop ones, and the framing and routing ones a recipient that merges trailers into the header section
+    /// would otherwise take for the message's own (`Content-Length`, `Host`).
+    static func isForbiddenInTrailers(_ name: UnsafeRawBufferPointer) -> Bool {
+        Self.isHopByHop(name)
+            || (name.count == 14 && name.equalsIgnoringASCIICase("content-length"))
+            || (name.count == 4 && name.equalsIgnoringASCIICase("host"))
+    }
+
     /// Compared byte by byte, ignoring ASCII case, so the common (not hop-by-hop) header costs no allocation.
     static func isHopByHop(_ name: UnsafeRawBufferPointer) -> Bool {
         // Most names are ruled out by their length and first byte alone.

@@ -103,6 +103,16 @@ import Testing
         #expect(ours == nio, "\(ours.debugDescription) vs \(nio.debugDescription)")
     }
 
+    /// Request trailers that could pass for the request's own framing or routing, or that are hop-by-hop, are not
+    /// handed on.
+    @Test func forbiddenTrailersAreDropped() throws {
+        let request =
+            "POST /t HTTP/1.1\r\nHost: a.egress.local\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"
+            + "X-Sum: 1\r\nHost: evil.example\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\nX-B: 2\r\n\r\n"
+        let parts = try parse(request)
+        #expect(parts.last == "end [X-Sum=1,X-B=2]", "\(parts)")
+    }
+
     /// RFC 9110 §5.5: whitespace around a value is not part of it. llhttp keeps trailing whitespace; this parser does
     /// not, so an upstream gets the value without it.
     @Test func fieldValuesLoseSurroundingWhitespace() throws {

@@ -497,6 +497,24 @@ extension SpareBufferTests {
         return (String(buffer: buffer), encoder)
     }
 
+    /// Trailers that could pass for the message's own framing or routing, or that are hop-by-hop, are dropped;
+    /// the others reach the client as they came.
+    @Test func responseTrailersLoseForbiddenFields() throws {
+        let upstream =
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n"
+            + "X-Sum: 1\r\nContent-Length: 99\r\nHost: evil.example\r\nConnection: close\r\nX-After: 2\r\n\r\n"
+        #expect(
+            try relay(upstream).text
+                == "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Sum: 1\r\nX-After: 2\r\n\r\n"
+        )
+    }
+
+    /// `Connection` cannot drop a response's own `Content-Length`: the client would get a body with no framing.
+    @Test func connectionCannotDropTheResponsesContentLength() throws {
+        let upstream = "HTTP/1.1 200 OK\r\nConnection: content-length, x-a\r\nX-A: 1\r\nContent-Length: 3\r\n\r\nabc"
+        #expect(try relay(upstream).text == "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc")
+    }
+
     @Test func responseHeadDropsHopByHopHeaders() throws {
         let upstream =
             "HTTP/1.1 200 OK\r\nConnection: close, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: x\r\nContent-Length: 3\r\n"
