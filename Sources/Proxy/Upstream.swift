@@ -402,9 +402,19 @@ enum UpstreamConnector {
         } else {
             let host = key.host
             let port = entry.port
-            NIOThreadPool.singleton.runIfActive(eventLoop: eventLoop) {
+            // Answered once, by the lookup or by the connect deadline, whichever comes first (both on the loop).
+            let answered = NIOLoopBoundBox(false, eventLoop: eventLoop)
+            let expiry = eventLoop.assumeIsolated().scheduleTask(deadline: deadline) {
+                guard !answered.value else { return }
+                answered.value = true
+                callback(.failure(.connectTimeout("resolving \(host) took longer than the connect timeout")))
+            }
+            Self.resolverPool.runIfActive(eventLoop: eventLoop) {
                 try Self.resolve(host: host, port: port)
             }.assumeIsolated().whenComplete { result in
+                guard !answered.value else { return }
+                answered.value = true
+                expiry.cancel()
                 resolved(result.mapError { ($0 as? ProxyError) ?? .resolutionFailed("\($0)") })
             }
         }
@@ -491,6 +501,14 @@ enum UpstreamConnector {
     }
 
     /// All addresses of `host` (getaddrinfo, blocking: run on the thread pool).
+    /// `getaddrinfo` blocks, so lookups run on threads of their own: not NIO's shared pool (one thread per core),
+    /// where a few slow names would hold up every new upstream connection and anything else queued there.
+    static let resolverPool: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 16)
+        pool.start()
+        return pool
+    }()
+
     static func resolve(host: String, port: Int) throws -> [SocketAddress] {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
