@@ -95,8 +95,9 @@ public struct EgressPlan: Sendable, Hashable {
 
     /// The data of the proxy's TLS Secret as it is built. A file from the same source (ConfigMap or Secret and key)
     /// is stored once, under the key of the first object that names it: a corporate CA bundle named by fifty
-    /// EgressHosts is one file, not fifty copies in an object the API server caps at 1 MiB. A claim whose new files would pass that cap is refused on its own
-    /// status, rather than making the whole Secret (and every write after it) fail.
+    /// EgressHosts is one file, not fifty copies in an object the API server caps at 1 MiB. A claim whose new files
+    /// would pass that cap is refused on its own status, rather than making the whole Secret (and every write
+    /// after it) fail.
     struct SecretFiles {
         /// The API server refuses a Secret whose data exceeds 1 MiB; what is left is room for the object's keys.
         static let maximumBytes = 1_000_000

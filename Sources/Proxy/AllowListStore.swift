@@ -57,7 +57,8 @@ public final class AllowListStore: Sendable {
 /// `recheckInterval` and only when a new upstream connection asks for it: a rotated client certificate, or a
 /// Secret volume that the kubelet updated after the allow-list's ConfigMap (the two are synced independently),
 /// would otherwise be picked up only at the next change of the allow-list itself. A context that failed to build
-/// is built again once its files change, not kept failing.
+/// is built again once its files change, not kept failing; a good one is kept when its files change into something
+/// that cannot be used.
 public final class TLSContextCache: Sendable {
     struct Entry: Sendable {
         var result: Result<NIOSSLContext, ProxyError>
@@ -98,7 +99,12 @@ public final class TLSContextCache: Sendable {
             self.contexts.withLockedValue { $0[tls]?.checked = now }
             return cached.result
         }
-        let made = Self.make(tls)
+        var made = Self.make(tls)
+        if case .failure = made, let cached, case .success = cached.result {
+            // Files that changed into something unusable (half-written, or gone while a volume is being updated):
+            // the last good context stays, as the last good allow-list does, until they change again.
+            made = cached.result
+        }
         self.contexts.withLockedValue { $0[tls] = Entry(result: made, stamps: stamps, checked: now) }
         return made
     }

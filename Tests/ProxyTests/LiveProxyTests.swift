@@ -180,6 +180,16 @@ import Testing
                 let present = try await client.get("/hello", host: Fixtures.host("rotated.wild.upstream.test"))
                 #expect(present.status == .ok, "\(present.reason ?? "")")
                 #expect(upstream.requests == 1)
+
+                // Files that vanish (a volume mid-update) do not take a good context away: the pooled connection
+                // closes on this request, and its retry on a new connection still has TLS (and so reaches the
+                // upstream, which closes again).
+                try FileManager.default.removeItem(atPath: key)
+                try await Task.sleep(for: .milliseconds(1_100))
+                let vanished = try await client.get("/close", host: Fixtures.host("rotated.wild.upstream.test"))
+                #expect(vanished.status == .badGateway)
+                #expect(vanished.reason == "upstream-closed")
+                #expect(upstream.heads.map(\.uri) == ["/hello", "/close", "/close"])
                 await client.close()
             }
         }
