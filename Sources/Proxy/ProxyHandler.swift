@@ -146,7 +146,16 @@ final class ProxyHandler: ChannelDuplexHandler {
         self.context = context
         self.client = context.channel.remoteAddress?.ipAddress ?? ""
         self.headTimeout = LazyTimeout(eventLoop: context.eventLoop) { [self] in
-            if case .idle = self.machine.state { self.perform(self.machine.closeWhenIdle(drain: false)) }
+            switch self.machine.state {
+            case .idle:
+                self.perform(self.machine.closeWhenIdle(drain: false))
+            case .refused(close: false):
+                // The body of a refused request, read only to be discarded, gets no more time than a head: a
+                // trickle would otherwise hold the connection for as long as it kept the idle timer moving.
+                self.context?.close(promise: nil)
+            default:
+                break
+            }
         }
         self.responseTimeout = LazyTimeout(eventLoop: context.eventLoop) { [self] in
             let host = self.slot?.key.host ?? "the upstream"
@@ -318,6 +327,9 @@ final class ProxyHandler: ChannelDuplexHandler {
             }
         }
         self.perform(self.machine.requestHead(refusal: refusal, keepAlive: head.keepAlive, body: body))
+        if self.machine.state == .refused(close: false) {
+            self.headTimeout?.arm(in: self.loop.configuration.requestHeadTimeout)
+        }
     }
 
     /// The name `head` targets. A request with the same `Host` bytes as the last one routed on this connection (and

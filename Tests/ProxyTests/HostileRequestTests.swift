@@ -191,6 +191,34 @@ import Testing
         }
     }
 
+    /// The body of a refused request is read (to keep the connection usable) but, trickled, gets no more time than
+    /// a head would.
+    @Test func aTrickledRefusedBodyIsCutOff() async throws {
+        try await ProxyHarness.with(
+            AllowList(hosts: []),
+            configure: { $0.requestHeadTimeout = .milliseconds(500) }
+        ) { proxy in
+            let raw = try await proxy.raw()
+            try await raw.send(
+                "POST /x HTTP/1.1\r\nHost: \(Fixtures.host("nope.example.com"))\r\nContent-Length: 1000\r\n\r\n"
+            )
+            #expect(await raw.readResponse()?.hasPrefix("HTTP/1.1 403 ") == true)
+            var sent = 0
+            while raw.channel.isActive, sent < 60 {
+                do {
+                    try await raw.send("x")
+                } catch {
+                    break
+                }
+                sent += 1
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            await raw.waitForClose()
+            #expect(raw.isClosed)
+            #expect(sent < 60, "the proxy kept a trickling refused body open")
+        }
+    }
+
     @Test func slowlorisIsCutOff() async throws {
         try await TestUpstream.with { upstream in
             try await ProxyHarness.with(
