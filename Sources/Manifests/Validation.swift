@@ -41,8 +41,15 @@ public enum SpecValidation {
         }
         // Field by field, not through an array of them: this runs for every EgressHost on every pass.
         func checkDuration(_ field: String, _ value: String?) {
-            if let value, GoDuration.milliseconds(value) == nil {
+            guard let value else { return }
+            switch GoDuration.milliseconds(value) {
+            case nil:
                 problems.append("spec.timeouts.\(field): \"\(value)\" is not a duration such as 500ms, 5s or 1m30s")
+            case 0:
+                // A zero timeout would fail every connection, or close every one at once.
+                problems.append("spec.timeouts.\(field): must be at least 1ms")
+            default:
+                break
             }
         }
         checkDuration("connect", spec.timeouts?.connect)

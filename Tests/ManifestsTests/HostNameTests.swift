@@ -138,6 +138,18 @@ struct SpecValidationTests {
         #expect(GoDuration.milliseconds(text) == millis)
     }
 
+    @Test func zeroTimeoutsAreProblems() {
+        let spec = EgressHost.Spec(
+            host: "a.example.com",
+            timeouts: .init(connect: "0s", responseHeaders: "0ms", idle: "1ms")
+        )
+        #expect(
+            SpecValidation.problems(spec) == [
+                "spec.timeouts.connect: must be at least 1ms", "spec.timeouts.responseHeaders: must be at least 1ms",
+            ]
+        )
+    }
+
     @Test(arguments: ["", "5", "s", "5x", "-5s", ".5s", "5.s", "5 s", "1e3s", "9999999h"])
     func badDurations(_ text: String) {
         #expect(GoDuration.milliseconds(text) == nil)
