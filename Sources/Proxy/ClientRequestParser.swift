@@ -249,6 +249,10 @@ extension ClientRequestHead {
             }
             self.dropped.append(line)  // the upstream gets its own name
             return
+        case 14 where name.equalsIgnoringASCIICase("content-length"):
+            self.framing.add(name: name, value: value)
+            self.dropped.append(line)  // the encoder writes one canonical line
+            return
         case 10 where name.equalsIgnoringASCIICase("connection"):
             let said = self.hopByHop.listConnection(value)
             if said.close { self.connectionClose = true }

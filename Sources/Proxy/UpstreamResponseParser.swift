@@ -14,7 +14,9 @@ final class UpstreamResponseHead {
     let fields: ByteBuffer
     /// HTTP/1.1 unless `Connection: close`; HTTP/1.0 only with `Connection: keep-alive`.
     let keepAlive: Bool
-    let hasContentLength: Bool
+    /// The body's length as `Content-Length` gave it; the client gets it as one line the encoder writes.
+    let contentLength: Int?
+    var hasContentLength: Bool { self.contentLength != nil }
     /// The fixed hop-by-hop names plus what the `Connection` header lists besides `close` and `keep-alive`.
     let hopByHop: HeaderSanitizer.HopByHop
     /// The lines of `fields` the client must not get, as found while parsing.
@@ -26,7 +28,7 @@ final class UpstreamResponseHead {
         reason: ByteBuffer,
         fields: ByteBuffer,
         keepAlive: Bool,
-        hasContentLength: Bool,
+        contentLength: Int?,
         hopByHop: HeaderSanitizer.HopByHop,
         dropped: DroppedLines
     ) {
@@ -35,7 +37,7 @@ final class UpstreamResponseHead {
         self.reason = reason
         self.fields = fields
         self.keepAlive = keepAlive
-        self.hasContentLength = hasContentLength
+        self.contentLength = contentLength
         self.hopByHop = hopByHop
         self.dropped = dropped
     }
@@ -198,7 +200,7 @@ struct UpstreamResponseParser {
             reason: reason,
             fields: fields,
             keepAlive: !summary.close && (minor == 1 || summary.keepAlive),
-            hasContentLength: summary.length != nil,
+            contentLength: summary.length,
             hopByHop: summary.hopByHop,
             dropped: summary.dropped
         )
@@ -264,8 +266,9 @@ struct UpstreamResponseParser {
                     throw HTTPMessageError(description: "invalid or conflicting Content-Length")
                 }
                 self.length = parsed
-                // A response that cannot have a body is sent without Content-Length (as NIO's encoder does).
-                if !self.mayHaveBody { self.dropped.append(line) }
+                // Written again by the encoder as one canonical line (duplicates and `5, 5` lists never reach the
+                // client), and not at all for a response that cannot have a body (as NIO's encoder does).
+                self.dropped.append(line)
                 return
             case 10 where name.equalsIgnoringASCIICase("connection"):
                 let said = self.hopByHop.listConnection(value)

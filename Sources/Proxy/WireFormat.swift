@@ -36,10 +36,14 @@ struct ClientResponseEncoder {
             out.write("\r\n")
             head.fields.withUnsafeReadableBytes { fields in
                 out.writeFields(fields, dropping: head.dropped) { name in
-                    // A response that cannot have a body is sent without Content-Length (as NIO's encoder does).
-                    head.hopByHop.drops(name)
-                        || (!mayHaveBody && name.count == 14 && name.equalsIgnoringASCIICase("content-length"))
+                    // Content-Length is written below, as one line.
+                    head.hopByHop.drops(name) || (name.count == 14 && name.equalsIgnoringASCIICase("content-length"))
                 }
+            }
+            if mayHaveBody, let length = head.contentLength {
+                out.write("content-length: ")
+                out.appendDecimal(length)
+                out.write("\r\n")
             }
             if close {
                 out.write("connection: close\r\n")
@@ -115,7 +119,7 @@ struct UpstreamRequestEncoder {
     mutating func writeHead(_ head: ClientRequestHead, into buffer: inout ByteBuffer) {
         let chunked = head.framing.transferEncoding  // validated: exactly `chunked`, and no Content-Length with it
         let targetCount = head.upstreamTarget?.utf8.count ?? head.target.count
-        let bound = 64 + head.target.lowerBound + targetCount + self.host.utf8.count + head.fields.count
+        let bound = 96 + head.target.lowerBound + targetCount + self.host.utf8.count + head.fields.count
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: bound) { memory in
             var out = RawWriter(memory)
             head.block.withUnsafeReadableBytes { block in
@@ -130,11 +134,18 @@ struct UpstreamRequestEncoder {
                 out.write("\r\n")
                 out.writeFields(UnsafeRawBufferPointer(rebasing: block[head.fields]), dropping: head.dropped) { name in
                     head.hopByHop.drops(name) || (name.count == 4 && name.equalsIgnoringASCIICase("host"))
+                        || (name.count == 14 && name.equalsIgnoringASCIICase("content-length"))
                 }
             }
             if chunked {
                 out.write("transfer-encoding: chunked\r\n")
-            } else if head.framing.contentLength == .absent, head.method.expectsBody {
+            } else if case .value(let length) = head.framing.contentLength {
+                // One canonical line for the length the proxy frames the body by: the client's duplicates or list
+                // (`5, 5`), which servers read in different ways, never reach the upstream (RFC 9112, 6.3).
+                out.write("content-length: ")
+                out.appendDecimal(length)
+                out.write("\r\n")
+            } else if head.method.expectsBody {
                 out.write("content-length: 0\r\n")
             }
             out.write("\r\n")

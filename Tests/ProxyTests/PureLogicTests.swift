@@ -402,7 +402,22 @@ extension SpareBufferTests {
         buffer.clear()
         sized.writeHead(try ClientRequestHead.parsing(fields: [("Content-Length", "5")]), into: &buffer)
         #expect(!sized.chunked)
-        #expect(String(buffer: buffer) == "GET / HTTP/1.1\r\nhost: api.github.com\r\nContent-Length: 5\r\n\r\n")
+        #expect(String(buffer: buffer) == "GET / HTTP/1.1\r\nhost: api.github.com\r\ncontent-length: 5\r\n\r\n")
+        // Duplicates and lists of one length reach the upstream as that one length, wherever they were.
+        for fields in [
+            [("Content-Length", "5"), ("X-A", "a"), ("content-length", "5")],
+            [("Content-Length", "5, 5"), ("X-A", "a")],
+            [("X-A", "a"), ("CONTENT-LENGTH", "5,5")],
+        ] {
+            var encoder = UpstreamRequestEncoder(host: "api.github.com", port: 443)
+            buffer.clear()
+            encoder.writeHead(try ClientRequestHead.parsing("POST", fields: fields), into: &buffer)
+            #expect(
+                String(buffer: buffer)
+                    == "POST / HTTP/1.1\r\nhost: api.github.com\r\nX-A: a\r\ncontent-length: 5\r\n\r\n",
+                "\(fields)"
+            )
+        }
     }
 
     @Test(arguments: [
@@ -512,17 +527,23 @@ extension SpareBufferTests {
     /// `Connection` cannot drop a response's own `Content-Length`: the client would get a body with no framing.
     @Test func connectionCannotDropTheResponsesContentLength() throws {
         let upstream = "HTTP/1.1 200 OK\r\nConnection: content-length, x-a\r\nX-A: 1\r\nContent-Length: 3\r\n\r\nabc"
-        #expect(try relay(upstream).text == "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc")
+        #expect(try relay(upstream).text == "HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nabc")
+    }
+
+    /// Repeated equal lengths reach the client as one canonical line (RFC 9112, 6.3).
+    @Test func repeatedContentLengthsReachTheClientAsOne() throws {
+        let upstream = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-A: 1\r\ncontent-length: 3\r\n\r\nabc"
+        #expect(try relay(upstream).text == "HTTP/1.1 200 OK\r\nX-A: 1\r\ncontent-length: 3\r\n\r\nabc")
     }
 
     @Test func responseHeadDropsHopByHopHeaders() throws {
         let upstream =
             "HTTP/1.1 200 OK\r\nConnection: close, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: x\r\nContent-Length: 3\r\n"
             + "ETag: \"e\"\r\n\r\nabc"
-        #expect(try relay(upstream).text == "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nETag: \"e\"\r\n\r\nabc")
+        #expect(try relay(upstream).text == "HTTP/1.1 200 OK\r\nETag: \"e\"\r\ncontent-length: 3\r\n\r\nabc")
         #expect(
             try relay(upstream, close: true).text
-                == "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nETag: \"e\"\r\nconnection: close\r\n\r\nabc"
+                == "HTTP/1.1 200 OK\r\nETag: \"e\"\r\ncontent-length: 3\r\nconnection: close\r\n\r\nabc"
         )
     }
 
@@ -542,7 +563,9 @@ extension SpareBufferTests {
         }
         lines += kept.dropFirst(min(dropped, kept.count))
         let upstream = "HTTP/1.1 200 OK\r\n" + lines.map { $0 + "\r\n" }.joined() + "\r\nabc"
-        let expected = "HTTP/1.1 200 OK\r\n" + kept.map { $0 + "\r\n" }.joined() + "\r\nabc"
+        // Content-Length comes last, as the encoder writes it.
+        let expected =
+            "HTTP/1.1 200 OK\r\n" + kept.dropFirst().map { $0 + "\r\n" }.joined() + "content-length: 3\r\n\r\nabc"
         #expect(try relay(upstream).text == expected)
         let named = upstream.replacingOccurrences(of: "X-Z: z\r\n", with: "X-Z: z\r\nConnection: x-z\r\n")
         #expect(try relay(named).text == expected.replacingOccurrences(of: "X-Z: z\r\n", with: ""))
@@ -580,7 +603,7 @@ extension SpareBufferTests {
         #expect(head.text == "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
         #expect(
             try relay("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", method: .HEAD).text
-                == "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"
+                == "HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n"
         )
         // 204 and 304 never carry Content-Length or chunked framing; an interim 100 is skipped.
         #expect(
