@@ -1,6 +1,7 @@
 import Foundation
 import KubeAPI
 import Logging
+import Synchronization
 
 /// What a `coordination.k8s.io/v1` Lease says, in the units the decision needs.
 struct LeaseRecord: Sendable, Equatable {
@@ -11,24 +12,44 @@ struct LeaseRecord: Sendable, Equatable {
     var transitions: Int
 }
 
-/// The leader-election rules of client-go's `leaderelection`, as a pure function of the lease and the clock.
+/// The leader-election rules of client-go's `leaderelection`, as a pure function of the lease and of how long this
+/// candidate has seen it unchanged.
+///
+/// Expiry is judged on the candidate's own monotonic clock, never from the `renewTime` another machine wrote: with
+/// that, a leader whose clock ran an hour fast would leave a dead lease looking live for an hour, and a candidate whose
+/// clock ran fast would take a live one.
 enum LeaseDecision: Sendable, Equatable {
     /// No lease yet: create it, holding it.
     case create
     /// We hold it: renew.
     case renew
-    /// Free or expired: take it over (one more transition).
+    /// Free, or not renewed for the lease's duration as this candidate has watched it: take it over.
     case acquire
     /// Someone else holds a live lease.
     case follow(holder: String)
 
-    static func decide(_ lease: LeaseRecord?, identity: String, now: Date) -> LeaseDecision {
+    /// `unchangedFor`: how long, on this process's monotonic clock, the lease has been seen exactly as it is now
+    /// (zero when it just changed, or was just seen for the first time).
+    static func decide(_ lease: LeaseRecord?, identity: String, unchangedFor: Duration) -> LeaseDecision {
         guard let lease else { return .create }
         guard let holder = lease.holder, !holder.isEmpty else { return .acquire }
         if holder == identity { return .renew }
-        let lastRenew = lease.renewTime ?? lease.acquireTime ?? .distantPast
-        if lastRenew.addingTimeInterval(TimeInterval(lease.durationSeconds)) < now { return .acquire }
+        if unchangedFor >= .seconds(lease.durationSeconds) { return .acquire }
         return .follow(holder: holder)
+    }
+}
+
+/// When this process last saw the Lease change (any write moves its resourceVersion), on the monotonic clock.
+final class LeaseObservation: Sendable {
+    private let seen = Mutex<(resourceVersion: String?, at: ContinuousClock.Instant)?>(nil)
+
+    /// How long the lease has been `resourceVersion` as of `now`; zero when that is new.
+    func unchangedFor(_ resourceVersion: String?, now: ContinuousClock.Instant) -> Duration {
+        seen.withLock { seen in
+            if let last = seen, last.resourceVersion == resourceVersion { return last.at.duration(to: now) }
+            seen = (resourceVersion, now)
+            return .zero
+        }
     }
 }
 
@@ -52,47 +73,68 @@ struct LeaderElector: Sendable {
     let logger: Logger
     let onLeadershipChange: @Sendable (Bool) -> Void
 
+    /// When the lease last changed, as this process has watched it.
+    private let observation = LeaseObservation()
+
     /// Returns when cancelled.
     func run(lead: @escaping @Sendable () async -> Void) async {
         while !Task.isCancelled {
-            guard await acquire() else { return }
+            guard let acquired = await acquire() else { return }
             logger.info("became leader", metadata: ["lease": "\(namespace)/\(name)", "identity": "\(identity)"])
             onLeadershipChange(true)
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { await lead() }
-                group.addTask { await self.renewUntilLost() }
+                group.addTask { await self.renewUntilLost(lastRenewed: acquired) }
                 // Whichever ends first (lost lease, or shutdown) ends the other.
                 await group.next()
                 group.cancelAll()
             }
             onLeadershipChange(false)
             if Task.isCancelled {
-                await release()
+                // A cancelled task cannot make a request (the HTTP client refuses it at once): release the lease
+                // from a task of its own, so a successor need not wait for it to expire.
+                await Task { await self.release(within: timing.retryPeriod) }.value
                 return
             }
             logger.warning("lost leadership", metadata: ["lease": "\(namespace)/\(name)"])
         }
     }
 
-    /// Waits until this process holds the lease; false if cancelled first.
-    private func acquire() async -> Bool {
+    /// Waits until this process holds the lease, and returns when the attempt that got it began; nil if cancelled.
+    private func acquire() async -> ContinuousClock.Instant? {
         while !Task.isCancelled {
-            if await tryAcquireOrRenew() { return true }
+            let start = ContinuousClock.now
+            if await tryAcquireOrRenew() { return start }
             try? await Task.sleep(for: timing.retryPeriod)
         }
-        return false
+        return nil
     }
 
-    private func renewUntilLost() async {
-        let clock = ContinuousClock()
-        var lastRenew = clock.now
+    /// Renews every `retryPeriod` until a renewal has not succeeded within `renewDeadline` of the last one's start,
+    /// then returns (leadership lost). An attempt still in flight at the deadline is abandoned: the lease may
+    /// expire for the others `leaseDuration` after that start, and this process must have stopped leading by then.
+    private func renewUntilLost(lastRenewed start: ContinuousClock.Instant) async {
+        var lastRenewed = start
         while !Task.isCancelled {
             try? await Task.sleep(for: timing.retryPeriod)
             if Task.isCancelled { return }
-            if await tryAcquireOrRenew() {
-                lastRenew = clock.now
-            } else if lastRenew.duration(to: clock.now) > timing.renewDeadline {
-                return
+            let attempt = ContinuousClock.now
+            let deadline = lastRenewed + timing.renewDeadline
+            guard attempt < deadline else { return }
+            let renewed = await withTaskGroup(of: Bool?.self) { group in
+                group.addTask { await self.tryAcquireOrRenew() }
+                group.addTask {
+                    try? await Task.sleep(until: deadline, clock: .continuous)
+                    return nil
+                }
+                let first = await group.next() ?? nil
+                group.cancelAll()
+                return first
+            }
+            switch renewed {
+            case true?: lastRenewed = attempt
+            case false?: continue
+            case nil: return
             }
         }
     }
@@ -107,7 +149,8 @@ struct LeaderElector: Sendable {
                 existing = nil
             }
             let record = existing.map(Self.record)
-            switch LeaseDecision.decide(record, identity: identity, now: now) {
+            let unchanged = observation.unchangedFor(existing?.resourceVersion, now: .now)
+            switch LeaseDecision.decide(record, identity: identity, unchangedFor: unchanged) {
             case .follow:
                 return false
             case .create:
@@ -133,14 +176,36 @@ struct LeaderElector: Sendable {
         }
     }
 
-    private func release() async {
-        guard var object = try? await client.get(.leases, name: name, namespace: namespace),
-            Self.record(object).holder == identity
-        else { return }
-        object["spec"]?["holderIdentity"] = .string("")
-        object["spec"]?["leaseDurationSeconds"] = 1
-        _ = try? await client.replace(.leases, object)
-        logger.info("released leadership", metadata: ["lease": "\(namespace)/\(name)"])
+    /// Hands the lease back (no holder, as client-go's `ReleaseOnCancel` does), giving up after `limit`.
+    private func release(within limit: Duration) async {
+        let released = await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                guard var object = try? await client.get(.leases, name: name, namespace: namespace),
+                    Self.record(object).holder == identity
+                else { return false }
+                let now = Self.microTime(Date())
+                object["spec"]?["holderIdentity"] = .string("")
+                object["spec"]?["leaseDurationSeconds"] = 1
+                object["spec"]?["acquireTime"] = .string(now)
+                object["spec"]?["renewTime"] = .string(now)
+                return (try? await client.replace(.leases, object)) != nil
+            }
+            group.addTask {
+                try? await Task.sleep(for: limit)
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+        if released {
+            logger.info("released leadership", metadata: ["lease": "\(namespace)/\(name)"])
+        } else {
+            logger.warning(
+                "could not release the lease; a successor takes it when it expires",
+                metadata: ["lease": "\(namespace)/\(name)"]
+            )
+        }
     }
 
     private func lease(acquired: Date, renewed: Date, transitions: Int) -> KubeObject {

@@ -4,6 +4,8 @@ import KubeAPI
 import Synchronization
 import XCTest
 
+@testable import Operator
+
 #if canImport(FoundationNetworking)
     import FoundationNetworking
 #endif
@@ -80,6 +82,51 @@ final class LeaderElectionTests: OperatorTestCase {
         XCTAssertTrue(follower.isRunning)
     }
 
+    /// A lease whose holder's clock ran an hour fast (its renewTime an hour ahead) and which nobody renews is taken
+    /// over once this candidate has watched it unchanged for the lease's duration, not an hour later.
+    func testAStaleLeaseWithAFutureRenewTimeIsTakenOver() async throws {
+        try await createCoreDNS()
+        var lease = KubeObject(
+            apiVersion: "coordination.k8s.io/v1",
+            kind: "Lease",
+            name: "egress-operator-leader",
+            namespace: namespace
+        )
+        let future = LeaderElector.microTime(Date().addingTimeInterval(3600))
+        lease["spec"] = [
+            "holderIdentity": "ghost-with-a-fast-clock", "leaseDurationSeconds": .int(Int64(Self.leaseSeconds)),
+            "acquireTime": .string(future), "renewTime": .string(future), "leaseTransitions": 0,
+        ]
+        _ = try await client.create(.leases, lease)
+        let candidate = try OperatorProcess(binary: try OperatorProcess.binary(), identity: "op-c-\(runID)", test: self)
+        processes.append(candidate)
+        let observed = LockedText()
+        try await eventually(
+            "\(candidate.identity) to take over the ghost's lease (log: \(candidate.logPath))",
+            timeout: .seconds(Self.leaseSeconds * 8),
+            observed: { observed.text }
+        ) {
+            let holder = try await leaseHolder()
+            observed.text = "lease holder \(holder ?? "none")"
+            return holder == candidate.identity
+        }
+    }
+
+    /// SIGTERM: the leader stops leading and hands the lease back before it exits.
+    func testAGracefulShutdownReleasesTheLease() async throws {
+        try await createCoreDNS()
+        let leader = try OperatorProcess(binary: try OperatorProcess.binary(), identity: "op-d-\(runID)", test: self)
+        processes.append(leader)
+        try await eventually("\(leader.identity) to lead (log: \(leader.logPath))") {
+            try await leaseHolder() == leader.identity
+        }
+        leader.terminate()
+        let holder = try await leaseHolder()
+        XCTAssertEqual(holder, "", "log: \(leader.logPath)")
+        let log = try String(contentsOfFile: leader.logPath, encoding: .utf8)
+        XCTAssertTrue(log.contains("released leadership"), "log: \(leader.logPath)")
+    }
+
     private func leaseHolder() async throws -> String? {
         let lease: KubeObject
         do {
@@ -153,6 +200,13 @@ final class OperatorProcess: @unchecked Sendable {
     }
 
     var isRunning: Bool { process.isRunning }
+
+    /// SIGTERM, and waits for the process to exit: a graceful shutdown.
+    func terminate() {
+        guard process.isRunning else { return }
+        process.terminate()
+        process.waitUntilExit()
+    }
 
     /// SIGKILL: a crash, not a shutdown (the lease is not released).
     func kill() {

@@ -3,77 +3,78 @@ import XCTest
 
 @testable import Operator
 
-/// client-go's leader-election rules as a pure function of the Lease and the clock.
+/// client-go's leader-election rules as a pure function of the Lease and of how long it has been seen unchanged.
 final class LeaseDecisionTests: XCTestCase {
     let now = Date(timeIntervalSince1970: 1_700_000_000)
 
-    func lease(holder: String?, renewedSecondsAgo: Double?, acquiredSecondsAgo: Double? = nil) -> LeaseRecord {
+    /// A lease renewed `renewedSecondsAgo` by its holder's clock: what the decision must not rely on.
+    func lease(holder: String?, renewedSecondsAgo: Double? = 0) -> LeaseRecord {
         LeaseRecord(
             holder: holder,
             durationSeconds: 15,
-            acquireTime: acquiredSecondsAgo.map { now.addingTimeInterval(-$0) },
+            acquireTime: now,
             renewTime: renewedSecondsAgo.map { now.addingTimeInterval(-$0) },
             transitions: 3
         )
     }
 
     func testNoLeaseIsCreated() {
-        XCTAssertEqual(LeaseDecision.decide(nil, identity: "me", now: now), .create)
+        XCTAssertEqual(LeaseDecision.decide(nil, identity: "me", unchangedFor: .zero), .create)
     }
 
-    func testOurOwnLeaseIsRenewedEvenWhenExpired() {
-        XCTAssertEqual(
-            LeaseDecision.decide(lease(holder: "me", renewedSecondsAgo: 1), identity: "me", now: now),
-            .renew
-        )
-        XCTAssertEqual(
-            LeaseDecision.decide(lease(holder: "me", renewedSecondsAgo: 100), identity: "me", now: now),
-            .renew
-        )
+    func testOurOwnLeaseIsRenewedEvenWhenLongUnchanged() {
+        for unchanged in [Duration.zero, .seconds(100)] {
+            XCTAssertEqual(LeaseDecision.decide(lease(holder: "me"), identity: "me", unchangedFor: unchanged), .renew)
+        }
     }
 
-    func testALiveLeaseOfAnotherIsFollowed() {
+    func testALeaseOfAnotherIsFollowedUntilUnchangedForItsDuration() {
         XCTAssertEqual(
-            LeaseDecision.decide(lease(holder: "other", renewedSecondsAgo: 14), identity: "me", now: now),
-            .follow(holder: "other")
-        )
-    }
-
-    func testAnExpiredLeaseIsAcquired() {
-        XCTAssertEqual(
-            LeaseDecision.decide(lease(holder: "other", renewedSecondsAgo: 16), identity: "me", now: now),
-            .acquire
-        )
-    }
-
-    func testAReleasedLeaseIsAcquired() {
-        XCTAssertEqual(
-            LeaseDecision.decide(lease(holder: "", renewedSecondsAgo: 1), identity: "me", now: now),
-            .acquire
-        )
-        XCTAssertEqual(
-            LeaseDecision.decide(lease(holder: nil, renewedSecondsAgo: 1), identity: "me", now: now),
-            .acquire
-        )
-    }
-
-    func testWithoutRenewTimeTheAcquireTimeCounts() {
-        XCTAssertEqual(
-            LeaseDecision.decide(
-                lease(holder: "other", renewedSecondsAgo: nil, acquiredSecondsAgo: 5),
-                identity: "me",
-                now: now
-            ),
+            LeaseDecision.decide(lease(holder: "other"), identity: "me", unchangedFor: .seconds(14)),
             .follow(holder: "other")
         )
         XCTAssertEqual(
-            LeaseDecision.decide(
-                lease(holder: "other", renewedSecondsAgo: nil, acquiredSecondsAgo: nil),
-                identity: "me",
-                now: now
-            ),
+            LeaseDecision.decide(lease(holder: "other"), identity: "me", unchangedFor: .seconds(15)),
             .acquire
         )
+    }
+
+    /// The holder's renewTime says nothing: an hour in the future (its clock fast) or an hour in the past (ours
+    /// fast), what counts is how long this candidate has watched the lease not change.
+    func testTheHoldersClockIsNotTrusted() {
+        for renewedSecondsAgo in [-3600.0, 3600.0, nil] {
+            XCTAssertEqual(
+                LeaseDecision.decide(
+                    lease(holder: "other", renewedSecondsAgo: renewedSecondsAgo),
+                    identity: "me",
+                    unchangedFor: .seconds(1)
+                ),
+                .follow(holder: "other")
+            )
+            XCTAssertEqual(
+                LeaseDecision.decide(
+                    lease(holder: "other", renewedSecondsAgo: renewedSecondsAgo),
+                    identity: "me",
+                    unchangedFor: .seconds(16)
+                ),
+                .acquire
+            )
+        }
+    }
+
+    func testAReleasedLeaseIsAcquiredAtOnce() {
+        for holder in ["", nil] {
+            XCTAssertEqual(LeaseDecision.decide(lease(holder: holder), identity: "me", unchangedFor: .zero), .acquire)
+        }
+    }
+
+    func testAnObservationCountsFromTheLastChange() {
+        let observation = LeaseObservation()
+        let start = ContinuousClock.now
+        XCTAssertEqual(observation.unchangedFor("1", now: start), .zero)
+        XCTAssertEqual(observation.unchangedFor("1", now: start + .seconds(5)), .seconds(5))
+        XCTAssertEqual(observation.unchangedFor("2", now: start + .seconds(6)), .zero)
+        XCTAssertEqual(observation.unchangedFor("2", now: start + .seconds(20)), .seconds(14))
     }
 
     func testMicroTimeRoundTrips() throws {
