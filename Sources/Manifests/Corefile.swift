@@ -174,7 +174,7 @@ public struct CorefileEditor: Sendable, Hashable {
             for directive in source.directives(from: begin.end, to: end.start) {
                 let words = source.tokens[directive].map(\.text)
                 let line = source.tokens[directive.lowerBound].line
-                if let host = try rules.host(fromDirective: words, line: line) { hosts.insert(host) }
+                if case .rule(let host) = try rules.directive(words, line: line) { hosts.insert(host) }
             }
         }
         return hosts.sorted().map(\.spelling)
@@ -183,7 +183,9 @@ public struct CorefileEditor: Sendable, Hashable {
     /// The hosts an `overrideSnippet` holds (read back from the `coredns-custom` ConfigMap).
     public func managedHosts(inOverrideSnippet snippet: String) throws(CorefileError) -> [String] {
         guard !snippet.isEmpty else { return [] }
-        return try managedHosts(in: ". {\n\(Self.beginMarker)\n\(snippet)\(Self.endMarker)\n}\n")
+        // A snippet re-applied through YAML may have lost its last line break.
+        let body = snippet.hasSuffix("\n") ? snippet : snippet + "\n"
+        return try managedHosts(in: ". {\n\(Self.beginMarker)\n\(body)\(Self.endMarker)\n}\n")
     }
 
     /// The managed rules as the text of the `egress-operator.override` key of the `coredns-custom` ConfigMap, so a

@@ -110,7 +110,8 @@ enum CorefileNames {
 ///   neither `BASE.SUFFIX` nor `xBASE.SUFFIX` match) and accepts the trailing dot CoreDNS always has in the
 ///   question name (it matches lowercased `state.Name()`). The label class excludes `\`, so a label holding an
 ///   escaped dot (`a\.example`) cannot pose as two labels.
-/// - Fail closed: `template IN ANY SUFFIX { rcode NXDOMAIN }` answers every other name under the suffix. In
+/// - Fail closed: `template ANY ANY SUFFIX { rcode NXDOMAIN }` answers every other name under the suffix, of any
+///   class (`IN` alone would let a `CH` query through to `forward`). In
 ///   plugin.cfg `rewrite` runs before `template`, which runs before `hosts`, `kubernetes` and `forward`; a rewritten
 ///   question has left the suffix zone, so the template passes it on, and no unlisted name is ever forwarded out of
 ///   the cluster.
@@ -138,7 +139,7 @@ struct CorefileRules: Sendable, Equatable {
         // The previous lines end with the template's three; the rules before them are one per host.
         let reusable = previous.flatMap { $0.rules == self ? ($0.hosts, Array($0.lines.dropLast(3))) : nil }
         var lines = hosts.map({ (level: 0, text: rule(for: $0).joined(separator: " ")) }, reusing: reusable)
-        lines.append((0, "template IN ANY \(suffix) {"))
+        lines.append((0, "template ANY ANY \(suffix) {"))
         lines.append((1, "rcode NXDOMAIN"))
         lines.append((0, "}"))
         return lines
@@ -162,9 +163,46 @@ struct CorefileRules: Sendable, Equatable {
         Self.labelsPrefix + CorefileNames.regexEscaped(base) + Self.trailingDot
     }
 
+    /// What a directive of a managed block is.
+    enum Directive: Equatable {
+        case rule(CorefileHost)
+        case template
+        /// A line of this shape written under other settings (another suffix, proxy Service or template form, e.g.
+        /// before the operator's flags changed): it routes nothing to this proxy, and the next edit replaces it.
+        case stale
+    }
+
+    /// Recognises a directive this type wrote, or would have written under other settings; throws for anything
+    /// else (a hand edit inside the markers, which the operator does not overwrite blindly).
+    func directive(_ words: [String], line: Int) throws(CorefileError) -> Directive {
+        if words.count == 8, words[0] == "template", ["IN", "ANY"].contains(words[1]), words[2] == "ANY",
+            Array(words[4...]) == ["{", "rcode", "NXDOMAIN", "}"]
+        {
+            return words[1] == "ANY" && words[3] == suffix ? .template : .stale
+        }
+        do {
+            if let host = try self.host(fromDirective: words, line: line) { return .rule(host) }
+            return .template
+        } catch {
+            let target = proxyServiceFQDN + "."
+            let exact = words.count == 6 && words.starts(with: ["rewrite", "stop", "name", "exact"])
+            let regex =
+                words.count == 8 && words.starts(with: ["rewrite", "stop", "name", "regex"])
+                && Array(words[6...]) == ["answer", "auto"]
+            guard exact || regex else { throw error }
+            let underSuffix =
+                exact
+                ? words[4].hasSuffix(".\(suffix).")
+                : words[4].hasSuffix(CorefileNames.regexEscaped(suffix) + Self.trailingDot)
+            // Under this suffix and to this proxy, only exactly what this type writes is its own.
+            if words[5] == target && underSuffix { throw error }
+            return .stale
+        }
+    }
+
     /// Recognises a directive this type wrote: the host of a `rewrite`, nil for the `template`, throws otherwise.
     func host(fromDirective words: [String], line: Int) throws(CorefileError) -> CorefileHost? {
-        if words == ["template", "IN", "ANY", suffix, "{", "rcode", "NXDOMAIN", "}"] { return nil }
+        if words == ["template", "ANY", "ANY", suffix, "{", "rcode", "NXDOMAIN", "}"] { return nil }
         var candidate: CorefileHost?
         if words.count == 6, words.starts(with: ["rewrite", "stop", "name", "exact"]) {
             let from = words[4]

@@ -238,6 +238,9 @@ final class Reconciler: Sendable {
         var corefile: String?
         var corefileHosts: [String]
         var overrideHosts: [String]
+        /// The override key's text as stored (rewritten when it differs from what the hosts give, e.g. written
+        /// under other settings).
+        var overrideSnippet: String
         var warning: String?
         var suffixRules: Bool
 
@@ -291,6 +294,7 @@ final class Reconciler: Sendable {
             corefile: corefile,
             corefileHosts: try corefile.map { try corefileHosts($0, editor.managedHosts(in:)) } ?? [],
             overrideHosts: try overrideHosts(snippet, editor.managedHosts(inOverrideSnippet:)),
+            overrideSnippet: snippet,
             warning: warning,
             suffixRules: options.dnsRules == .suffix
         )
@@ -446,9 +450,7 @@ final class Reconciler: Sendable {
         let snippet = current.mode == .custom ? try editor.overrideSnippet(hosts: hosts) : ""
         let customExists =
             caches.coreDNS.get(name: coreDNS.customConfigMapName, namespace: coreDNS.namespace) != nil
-        if try overrideHosts(snippet, editor.managedHosts(inOverrideSnippet:)) != current.overrideHosts
-            || (current.mode == .custom && !customExists)
-        {
+        if snippet != current.overrideSnippet || (current.mode == .custom && !customExists) {
             let data: JSON = snippet.isEmpty ? [:] : [CoreDNSSettings.overrideKey: .string(snippet)]
             let object = Kube.object(
                 "v1",

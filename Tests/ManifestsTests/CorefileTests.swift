@@ -131,7 +131,7 @@ final class CorefileTests: XCTestCase {
                 cache 30
               # egress-operator: begin managed block (do not edit)
               rewrite stop name exact c.example.egress.local. egress-proxy.egress-system.svc.cluster.local.
-              template IN ANY egress.local {
+              template ANY ANY egress.local {
                   rcode NXDOMAIN
               }
               # egress-operator: end managed block
@@ -226,7 +226,7 @@ final class CorefileTests: XCTestCase {
         // `{` on the line after the key, a trailing comma continuing the key list, a scheme.
         let braceBelow = try editor.apply(hosts: ["a.example"], to: "example.org,\n dns://.:53\n{\n\twhoami\n}\n")
         XCTAssertTrue(braceBelow.hasPrefix("example.org,\n dns://.:53\n{\n\t# egress-operator: begin"), braceBelow)
-        XCTAssertTrue(braceBelow.contains("\ttemplate IN ANY egress.local {\n\t\trcode NXDOMAIN\n\t}\n"), braceBelow)
+        XCTAssertTrue(braceBelow.contains("\ttemplate ANY ANY egress.local {\n\t\trcode NXDOMAIN\n\t}\n"), braceBelow)
         // A byte order mark and non-ASCII text elsewhere survive untouched.
         let bom = "\u{FEFF}# zone für Grüße\n.:53 {\n    errors\n}\n"
         XCTAssertEqual(try editor.apply(hosts: [], to: editor.apply(hosts: ["a.example"], to: bom)), bom)
@@ -305,7 +305,7 @@ final class CorefileTests: XCTestCase {
         let edited = """
             .:53 {
                 # egress-operator: begin managed block (do not edit)
-                rewrite stop name exact a.example.egress.local. somewhere.else.
+                rewrite continue name exact a.example.egress.local. \(Self.proxy).
                 # egress-operator: end managed block
                 errors
             }
@@ -314,8 +314,35 @@ final class CorefileTests: XCTestCase {
         assertError(.unrecognizedManagedLine(line: 3)) { try editor.managedHosts(in: edited) }
         let fixed = try editor.apply(hosts: ["a.example"], to: edited)
         XCTAssertEqual(try editor.managedHosts(in: fixed), ["a.example"])
-        let otherSuffix = try CorefileEditor(suffix: "egress.internal", proxyServiceFQDN: Self.proxy)
-        assertError(.unrecognizedManagedLine(line: 3)) { try otherSuffix.managedHosts(in: fixed) }
+    }
+
+    /// A block this editor wrote under other settings (another suffix or proxy Service, or the previous template
+    /// form) routes nothing to this proxy: it reads as no hosts, not as a hand edit, and the next edit replaces it.
+    /// Otherwise a change of the operator's flags would leave it unable to read its own block, and stuck.
+    func testABlockWrittenUnderOtherSettingsIsStaleAndReplaced() throws {
+        let editor = try editor()
+        let kubeadm = try golden("kubeadm.input.txt")
+        for old in [
+            try CorefileEditor(suffix: "egress.internal", proxyServiceFQDN: Self.proxy),
+            try CorefileEditor(proxyServiceFQDN: "egress-proxy.old-namespace.svc.cluster.local"),
+            try CorefileEditor(proxyServiceFQDN: "egress-proxy.old-namespace.svc.cluster.local", mode: .suffix),
+        ] {
+            let written = try old.apply(hosts: ["a.example", "*.b.example"], to: kubeadm)
+            XCTAssertEqual(try editor.managedHosts(in: written), [], written)
+            let replaced = try editor.apply(hosts: ["a.example"], to: written)
+            XCTAssertEqual(replaced, try editor.apply(hosts: ["a.example"], to: kubeadm))
+        }
+        // The template of the previous release (class IN only), under the current settings: its hosts still count,
+        // and the next edit writes the template that also catches other classes.
+        let previous = try editor.apply(hosts: ["a.example"], to: kubeadm).replacingOccurrences(
+            of: "template ANY ANY egress.local {",
+            with: "template IN ANY egress.local {"
+        )
+        XCTAssertEqual(try editor.managedHosts(in: previous), ["a.example"])
+        XCTAssertTrue(try editor.apply(hosts: ["a.example"], to: previous).contains("template ANY ANY egress.local {"))
+        // An override snippet that lost its last line break (re-applied through YAML's `|-`) still reads.
+        let snippet = try editor.overrideSnippet(hosts: ["a.example"])
+        XCTAssertEqual(try editor.managedHosts(inOverrideSnippet: String(snippet.dropLast())), ["a.example"])
     }
 
     // MARK: Names and regexes
@@ -330,7 +357,7 @@ final class CorefileTests: XCTestCase {
                 "rewrite stop name exact api.github.com.egress.local. egress-proxy.egress-system.svc.cluster.local.",
                 #"rewrite stop name regex ^(?:[a-z0-9_-]+\.)+example\.com\.egress\.local\.?$"#
                     + " egress-proxy.egress-system.svc.cluster.local. answer auto",
-                "template IN ANY egress.local {",
+                "template ANY ANY egress.local {",
                 "    rcode NXDOMAIN",
                 "}",
             ]

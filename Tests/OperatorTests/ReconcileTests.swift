@@ -150,6 +150,30 @@ final class ReconcileTests: OperatorTestCase {
         XCTAssertEqual(afterDelete.data?["users.server"], .string(usersServer))
     }
 
+    /// Restarted with another suffix, the operator still recognises the block it wrote under the old one (it
+    /// routes nothing under the new suffix) and replaces it, instead of stopping at a block it cannot read.
+    func testASuffixChangeReplacesTheBlockWrittenUnderTheOldOne() async throws {
+        try await createCoreDNS()
+        let first = try await startOperator()
+        try await setProxyAvailable(1)
+        let (name, host) = (uniqueName("eh"), uniqueHost("moved"))
+        try await createEgressHost(name, host: host)
+        try await waitForCondition(name, "Programmed", .true)
+        await first.stop()
+
+        var options = self.options()
+        options.settings.proxy.suffix = "egress.internal"
+        try await startOperator(options)
+        try await eventually("the Corefile to route \(host) under the new suffix") {
+            try await corefile().contains("rewrite stop name exact \(host).egress.internal. ")
+        }
+        try await eventually("Ready with the new internal URL") {
+            try await egressHost(name).status?.internalURL == "http://\(host).egress.internal"
+        }
+        let text = try await corefile()
+        XCTAssertFalse(text.contains(".egress.local."), text)
+    }
+
     /// A `coredns-custom` that the Corefile does not import (left over on a kubeadm cluster) is not where `auto`
     /// writes: CoreDNS would never read the rules there. Forced into `custom` mode, the operator says so in
     /// `Programmed`.
