@@ -234,6 +234,18 @@ extension AllowList {
             guard (1...65535).contains(port) else {
                 throw AllowListError("host \"\(host)\": port \(port) is out of range")
             }
+            // A timeout of zero or less would fail every connection to the host, or close each at once. (One
+            // comparison in the usual case: this runs for every entry of a 100,000-host list.)
+            let timeouts = list.hosts[index].timeouts
+            if min(timeouts.connectMillis, timeouts.responseHeadersMillis, timeouts.idleMillis) < 1 {
+                let (name, millis) =
+                    timeouts.connectMillis < 1
+                    ? ("connectMillis", timeouts.connectMillis)
+                    : timeouts.responseHeadersMillis < 1
+                        ? ("responseHeadersMillis", timeouts.responseHeadersMillis)
+                        : ("idleMillis", timeouts.idleMillis)
+                throw AllowListError("host \"\(host)\": timeouts.\(name) must be at least 1, not \(millis)")
+            }
             guard seen.insert(host[...], index: index, keyAt: { list.hosts[$0].host[...] }) == nil else {
                 throw AllowListError("host \"\(host)\" is listed twice")
             }

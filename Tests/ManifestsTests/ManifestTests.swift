@@ -405,6 +405,14 @@ struct AllowListTests {
                 #"{"apiVersion":"egress.dev/v1alpha1","kind":"AllowList","hosts":[{"host":"a.example.com","port":0}]}"#,
                 "port 0 is out of range"
             ),
+            (
+                #"{"apiVersion":"egress.dev/v1alpha1","kind":"AllowList","hosts":[{"host":"a.example.com","timeouts":{"connectMillis":0}}]}"#,
+                "timeouts.connectMillis must be at least 1, not 0"
+            ),
+            (
+                #"{"apiVersion":"egress.dev/v1alpha1","kind":"AllowList","hosts":[{"host":"a.example.com","timeouts":{"idleMillis":-5}}]}"#,
+                "timeouts.idleMillis must be at least 1, not -5"
+            ),
         ]
         Self.expectDecodingFails(cases)
     }
