@@ -99,6 +99,7 @@ public struct CorefileEditor: Sendable, Hashable {
         let source = try CorefileSource(corefile)
         let roots = source.blocks.indices.filter { source.blocks[$0].servesRoot }
         guard !roots.isEmpty else { throw .noRootServerBlock }
+        if !lines.isEmpty { try checkNoOtherBlockServesSuffix(source) }
         let regions = try managedRegions(in: source)
 
         // Where each block goes: replacing a region, or inserted after the line that opens a `.` block.
@@ -139,6 +140,27 @@ public struct CorefileEditor: Sendable, Hashable {
         pieces.append(CorefileSource.string(source.scalars[cursor...]))
         let layout = (pieces, slots.map { (indent: $0.indent, lineBreak: $0.lineBreak) })
         return assemble(layout, lines, managed, rendered)
+    }
+
+    /// CoreDNS answers a name from the server block with the longest zone that holds it: a block for `local`,
+    /// `egress.local` or a name under it would take the suffix's names away from the rules in `.`.
+    private func checkNoOtherBlockServesSuffix(_ source: CorefileSource) throws(CorefileError) {
+        let suffixLabels = suffix.split(separator: ".")
+        for block in source.blocks where !block.servesRoot {
+            for key in block.keys {
+                guard let zone = CorefileServerBlock.zone(ofKey: key) else { continue }
+                let zoneLabels = zone.split(separator: ".")
+                let holdsSuffix =
+                    suffixLabels.count >= zoneLabels.count
+                    && suffixLabels.suffix(zoneLabels.count).elementsEqual(zoneLabels)
+                let underSuffix =
+                    zoneLabels.count > suffixLabels.count
+                    && zoneLabels.suffix(suffixLabels.count).elementsEqual(suffixLabels)
+                if holdsSuffix || underSuffix {
+                    throw .suffixServedElsewhere(line: source.tokens[block.open].line, zone: zone)
+                }
+            }
+        }
     }
 
     /// The pieces with the rules' block between each two (no blocks when there are no lines).
@@ -356,6 +378,7 @@ public struct CorefileError: Error, CustomStringConvertible, Equatable, Sendable
         case invalidHost(String)
         case invalidSuffix(String)
         case invalidProxyServiceFQDN(String)
+        case suffixServedElsewhere(line: Int, zone: String)
     }
 
     private let code: Code
@@ -383,6 +406,11 @@ public struct CorefileError: Error, CustomStringConvertible, Equatable, Sendable
     public static func invalidSuffix(_ suffix: String) -> Self { Self(.invalidSuffix(suffix)) }
     /// A proxy Service name that is not a plain multi-label DNS name, or lies under the suffix.
     public static func invalidProxyServiceFQDN(_ name: String) -> Self { Self(.invalidProxyServiceFQDN(name)) }
+    /// A server block other than `.` serves a zone holding the suffix (`local:53`, say): CoreDNS sends those names
+    /// to it, so rules in `.` would never run for them.
+    public static func suffixServedElsewhere(line: Int, zone: String) -> Self {
+        Self(.suffixServedElsewhere(line: line, zone: zone))
+    }
 
     /// One line for logs and status conditions, with the Corefile line where that applies.
     public var description: String {
@@ -401,6 +429,9 @@ public struct CorefileError: Error, CustomStringConvertible, Equatable, Sendable
         case .invalidSuffix(let suffix): "invalid egress DNS suffix \"\(suffix)\""
         case .invalidProxyServiceFQDN(let name):
             "invalid proxy Service name \"\(name)\" (must be a DNS name outside the suffix)"
+        case .suffixServedElsewhere(let line, let zone):
+            "Corefile line \(line): the server block for \(zone) also serves the egress suffix, so CoreDNS would "
+                + "send its names there and never apply the egress rules; serve the suffix from '.' only"
         }
     }
 }

@@ -38,6 +38,17 @@ struct CorefileServerBlock: Sendable {
     /// Whether this block serves the root zone: a key `.` or `.:PORT`, with or without a `scheme://` prefix.
     var servesRoot: Bool { keys.contains(where: Self.isRootKey) }
 
+    /// The zone a server block key names, lowercased and without scheme, port or trailing dot (`dns://Local.:53` →
+    /// `local`); nil for the root and for a `(snippet)` name.
+    static func zone(ofKey key: String) -> String? {
+        var key = Substring(key.lowercased())
+        if key.hasPrefix("(") { return nil }
+        if let scheme = key.range(of: "://") { key = key[scheme.upperBound...] }
+        if let colon = key.firstIndex(of: ":") { key = key[..<colon] }
+        while key.hasSuffix(".") { key = key.dropLast() }
+        return key.isEmpty ? nil : String(key)
+    }
+
     static func isRootKey(_ key: String) -> Bool {
         var key = Substring(key.lowercased())
         if let scheme = key.range(of: "://") { key = key[scheme.upperBound...] }

@@ -316,6 +316,26 @@ final class CorefileTests: XCTestCase {
         XCTAssertEqual(try editor.managedHosts(in: fixed), ["a.example"])
     }
 
+    /// A server block for a zone holding the suffix (`local`, say, where `.local` is an Active Directory domain)
+    /// would receive every `*.egress.local` query, so rules in `.` would never run: refused, with the line. Other
+    /// zones, and removing rules, are fine.
+    func testAnotherBlockServingTheSuffixIsRefused() throws {
+        let editor = try editor()
+        let kubeadm = try golden("kubeadm.input.txt")
+        for (key, zone) in [
+            ("local:53", "local"), ("dns://Egress.Local.:53", "egress.local"), ("x.egress.local", "x.egress.local"),
+        ] {
+            let corefile = kubeadm + "\(key) {\n    forward . 192.168.1.1\n}\n"
+            let line = corefile.split(separator: "\n", omittingEmptySubsequences: false).count - 3
+            assertError(.suffixServedElsewhere(line: line, zone: zone)) {
+                try editor.apply(hosts: ["a.example"], to: corefile)
+            }
+            XCTAssertEqual(try editor.apply(hosts: [], to: corefile), corefile)
+        }
+        let cluster = kubeadm + "cluster.local:53 {\n    kubernetes cluster.local\n}\n"
+        XCTAssertEqual(try editor.managedHosts(in: try editor.apply(hosts: ["a.example"], to: cluster)), ["a.example"])
+    }
+
     /// A block this editor wrote under other settings (another suffix or proxy Service, or the previous template
     /// form) routes nothing to this proxy: it reads as no hosts, not as a hand edit, and the next edit replaces it.
     /// Otherwise a change of the operator's flags would leave it unable to read its own block, and stuck.
