@@ -98,6 +98,11 @@ public struct CorefileEditor: Sendable, Hashable {
         }
         let source = try CorefileSource(corefile)
         let roots = source.blocks.indices.filter { source.blocks[$0].servesRoot }
+        // Nothing to write and nothing to remove: a Corefile this editor need not touch is fine as it is, whatever
+        // its shape (in `custom` mode the rules live elsewhere, and the `.` block may be in an imported file).
+        if lines.isEmpty, !source.comments.contains(where: \.isMarkerLike) {
+            return Edit(corefile: corefile, managedHosts: managed, layout: nil)
+        }
         guard !roots.isEmpty else { throw .noRootServerBlock }
         if !lines.isEmpty { try checkNoOtherBlockServesSuffix(source) }
         let regions = try managedRegions(in: source)
@@ -321,11 +326,8 @@ public struct CorefileEditor: Sendable, Hashable {
         var regions: [Int: (begin: Int, end: Int)] = [:]
         var openBegin: [Int: Int] = [:]
         for (index, comment) in source.comments.enumerated() {
-            // Matched loosely (any spacing, any tail) so a damaged marker is reported instead of ignored.
-            let body = comment.text.dropFirst().trimmingCharacters(in: .whitespacesAndNewlines)
-            let isBegin = body.hasPrefix("egress-operator: begin managed block")
-            let isEnd = body.hasPrefix("egress-operator: end managed block")
-            guard isBegin || isEnd else { continue }
+            guard comment.isMarkerLike else { continue }
+            let isBegin = comment.isBeginMarkerLike
             guard source.isFirstOnLine(comment.start) else {
                 throw .malformedMarkers(line: comment.line, .notOnOwnLine)
             }

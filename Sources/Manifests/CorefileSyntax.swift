@@ -25,6 +25,12 @@ struct CorefileComment: Sendable {
     let end: Int
     let line: Int
     let text: String
+
+    /// A begin or end marker of the managed block, matched loosely (any spacing, any tail) so that a damaged one is
+    /// reported instead of ignored.
+    var isMarkerLike: Bool { isBeginMarkerLike || markerBody.hasPrefix("egress-operator: end managed block") }
+    var isBeginMarkerLike: Bool { markerBody.hasPrefix("egress-operator: begin managed block") }
+    private var markerBody: String { text.dropFirst().trimmingCharacters(in: .whitespacesAndNewlines) }
 }
 
 /// A top-level `keys... { ... }` block: a server block, or a `(snippet)` definition.
