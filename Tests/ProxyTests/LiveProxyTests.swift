@@ -687,10 +687,11 @@ import Testing
                         timeouts: AllowList.Timeouts(responseHeadersMillis: 10_000)
                     )
                 ]),
-                configure: { $0.clientIdleTimeout = .milliseconds(300) }
+                // Long enough for a loaded machine to send the request in time; the answer takes over twice as long.
+                configure: { $0.clientIdleTimeout = .seconds(1) }
             ) { proxy in
                 let raw = try await proxy.raw()
-                try await raw.send("GET /slow/1200 HTTP/1.1\r\nHost: \(Fixtures.host("good.upstream.test"))\r\n\r\n")
+                try await raw.send("GET /slow/2500 HTTP/1.1\r\nHost: \(Fixtures.host("good.upstream.test"))\r\n\r\n")
                 let response = await raw.readResponse() ?? "<closed without a response>"
                 #expect(response.hasPrefix("HTTP/1.1 200 ") && response.hasSuffix("slow\n"), "\(response)")
                 // Idle again, the client is disconnected after its idle timeout.

@@ -233,7 +233,7 @@ import Testing
         try await TestUpstream.with { upstream in
             try await ProxyHarness.with(
                 AllowList(hosts: [Fixtures.entry("good.upstream.test", upstream: upstream)]),
-                configure: { $0.shutdownDelay = .milliseconds(800) }
+                configure: { $0.shutdownDelay = .seconds(2) }
             ) { proxy in
                 #expect(proxy.store.isReady)
                 await proxy.serviceGroup.triggerGracefulShutdown()
@@ -247,7 +247,7 @@ import Testing
                 let response = try await late.get("/hello", host: Fixtures.host("good.upstream.test"))
                 #expect(response.status == .ok)
                 await late.close()
-                try await Task.sleep(for: .milliseconds(1_200))
+                try await Task.sleep(for: .milliseconds(2_500))
                 await #expect(throws: (any Error).self) { _ = try await TestClient.connect(port: proxy.port) }
             }
         }
