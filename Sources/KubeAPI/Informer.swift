@@ -272,6 +272,8 @@ public final class Informer: Sendable {
                 if consecutiveGone > 1 { try? await self.sleep(&delay) }
             } catch {
                 if Task.isCancelled { return }
+                // Throttled (429): no sooner than the server asked (less the jitter of `sleep`).
+                if let after = (error as? KubeError)?.retryAfter { delay = max(delay, after * 1.25) }
                 self.logger.warning(
                     "list/watch failed; retrying",
                     metadata: ["error": "\(error)", "retryIn": "\(delay)"]

@@ -181,7 +181,7 @@ public final class OperatorService: Service, Sendable {
                 return .success
             } catch {
                 logger.warning("status write failed; retrying with backoff", metadata: ["error": "\(error)"])
-                return .retry
+                return Self.retry(after: error)
             }
         }
     }
@@ -219,8 +219,14 @@ public final class OperatorService: Service, Sendable {
         } catch {
             metrics.reconcileRetry.increment()
             logger.warning("reconcile failed; retrying with backoff", metadata: ["error": "\(error)"])
-            return .retry
+            return Self.retry(after: error)
         }
+    }
+
+    /// A retry, no sooner than the API server asked for (`Retry-After`).
+    static func retry(after error: any Error) -> WorkQueueState<WorkKey>.Outcome {
+        if let after = (error as? KubeError)?.retryAfter { return .throttled(retryAfter: after) }
+        return .retry
     }
 
     private func resync() async {

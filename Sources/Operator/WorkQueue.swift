@@ -6,6 +6,9 @@ struct WorkQueueState<Key: Hashable & Sendable>: Sendable {
         case success
         /// Retry with backoff (a transient error: conflict, API unavailable).
         case retry
+        /// Retry with backoff, but not before the server said to (`Retry-After`, on a 429): retrying sooner only adds
+        /// to the load it is shedding.
+        case throttled(retryAfter: Duration)
         /// Do not retry (the error is reported instead): only a new event brings the key back.
         case terminal
     }
@@ -60,15 +63,16 @@ struct WorkQueueState<Key: Hashable & Sendable>: Sendable {
             failures[key] = nil
             if requeueNow { _ = add(key) }
             return .none
-        case .retry:
+        case .retry, .throttled:
+            let notBefore: Duration? = if case .throttled(let after) = outcome { after } else { nil }
             let count = failures[key, default: 0]
             failures[key] = count + 1
-            if requeueNow {
+            if requeueNow, notBefore == nil {
                 // A new event arrived meanwhile: the state changed, try again at once.
                 _ = add(key)
                 return .none
             }
-            return .requeue(after: delay(afterFailures: count))
+            return .requeue(after: max(delay(afterFailures: count), notBefore ?? .zero))
         }
     }
 

@@ -84,6 +84,19 @@ final class WorkQueueStateTests: XCTestCase {
         XCTAssertEqual(state.next(), "a")
     }
 
+    /// A 429's Retry-After is a floor for the delay, even when a new event arrived meanwhile (retrying at once
+    /// would only add to the load the server is shedding); a shorter one leaves the backoff as it is.
+    func testAThrottledKeyWaitsAtLeastAsLongAsTheServerAsked() {
+        var state = WorkQueueState<String>(baseDelay: .milliseconds(50), maxDelay: .seconds(60))
+        _ = state.add("a")
+        _ = state.next()
+        _ = state.add("a")
+        XCTAssertEqual(state.done("a", .throttled(retryAfter: .seconds(5))), .requeue(after: .seconds(5)))
+        _ = state.add("a")
+        _ = state.next()
+        XCTAssertEqual(state.done("a", .throttled(retryAfter: .milliseconds(1))), .requeue(after: .milliseconds(100)))
+    }
+
     func testKeysBackOffIndependently() {
         var state = WorkQueueState<String>(baseDelay: .seconds(1), maxDelay: .seconds(60))
         for _ in 0..<3 {
