@@ -204,17 +204,7 @@ import Testing
                 "POST /x HTTP/1.1\r\nHost: \(Fixtures.host("nope.example.com"))\r\nContent-Length: 1000\r\n\r\n"
             )
             #expect(await raw.readResponse()?.hasPrefix("HTTP/1.1 403 ") == true)
-            var sent = 0
-            while raw.channel.isActive, sent < 100 {
-                do {
-                    try await raw.send("x")
-                } catch {
-                    break
-                }
-                sent += 1
-                try await Task.sleep(for: .milliseconds(50))
-            }
-            await raw.waitForClose()
+            let sent = try await raw.trickle(upTo: 100) { _ in "x" }
             #expect(raw.isClosed)
             #expect(sent < 100, "the proxy kept a trickling refused body open")
         }
@@ -229,17 +219,7 @@ import Testing
                 let raw = try await proxy.raw()
                 try await raw.send("GET /hello HTTP/1.1\r\nHost: \(Self.host)\r\n")
                 // Keep trickling header bytes; the proxy must close the connection on its own anyway.
-                var sent = 0
-                while raw.channel.isActive, sent < 200 {
-                    do {
-                        try await raw.send("X-\(sent): a\r\n")
-                    } catch {
-                        break
-                    }
-                    sent += 1
-                    try await Task.sleep(for: .milliseconds(50))
-                }
-                await raw.waitForClose()
+                let sent = try await raw.trickle(upTo: 200) { "X-\($0): a\r\n" }
                 #expect(raw.isClosed)
                 #expect(sent < 200, "the proxy kept a trickling connection open")
                 #expect(upstream.requests == 0)

@@ -215,40 +215,34 @@ import Testing
     /// fresh connection, a `POST` (which the upstream may have acted on) never is: its client gets the 502.
     @Test func onlyIdempotentRequestsAreRetriedOnAClosedPooledConnection() async throws {
         try await withEventLoopGroup(threads: 1) { loop in
-            try await TestUpstream.with { upstream in
-                try await ProxyHarness.with(
-                    AllowList(hosts: [Fixtures.entry("good.upstream.test", upstream: upstream)]),
-                    group: loop
-                ) { proxy in
-                    let host = Fixtures.host("good.upstream.test")
-                    let raw = try await proxy.raw()
-                    for request in [
-                        "GET /hello HTTP/1.1\r\nHost: \(host)\r\n\r\n",
-                        "POST /close HTTP/1.1\r\nHost: \(host)\r\nContent-Length: 2\r\n\r\nhi",
-                        "GET /hello HTTP/1.1\r\nHost: \(host)\r\n\r\n",
-                        "GET /close HTTP/1.1\r\nHost: \(host)\r\n\r\n",
-                        "GET /hello HTTP/1.1\r\nHost: \(host)\r\n\r\n",
-                        "GET /close-unclean HTTP/1.1\r\nHost: \(host)\r\n\r\n",
-                    ] {
-                        try await raw.send(request)
-                        let response = await raw.readResponse() ?? ""
-                        let expected = request.contains("/close") ? "HTTP/1.1 502 " : "HTTP/1.1 200 "
-                        #expect(response.hasPrefix(expected), "\(request.prefix(16)): \(response.prefix(200))")
-                        if request.contains("/close") {
-                            #expect(response.lowercased().contains("x-egress-error: upstream-closed\r\n"))
-                        }
+            try await ProxyHarness.withGoodUpstream(group: loop) { proxy, upstream in
+                let host = Fixtures.host("good.upstream.test")
+                let raw = try await proxy.raw()
+                for request in [
+                    "GET /hello HTTP/1.1\r\nHost: \(host)\r\n\r\n",
+                    "POST /close HTTP/1.1\r\nHost: \(host)\r\nContent-Length: 2\r\n\r\nhi",
+                    "GET /hello HTTP/1.1\r\nHost: \(host)\r\n\r\n",
+                    "GET /close HTTP/1.1\r\nHost: \(host)\r\n\r\n",
+                    "GET /hello HTTP/1.1\r\nHost: \(host)\r\n\r\n",
+                    "GET /close-unclean HTTP/1.1\r\nHost: \(host)\r\n\r\n",
+                ] {
+                    try await raw.send(request)
+                    let response = await raw.readResponse() ?? ""
+                    let expected = request.contains("/close") ? "HTTP/1.1 502 " : "HTTP/1.1 200 "
+                    #expect(response.hasPrefix(expected), "\(request.prefix(16)): \(response.prefix(200))")
+                    if request.contains("/close") {
+                        #expect(response.lowercased().contains("x-egress-error: upstream-closed\r\n"))
                     }
-                    await raw.close()
-                    // The POST reached the upstream once; each GET twice, the second time on a new connection,
-                    // whether the stale connection closed with TLS's close_notify or without.
-                    #expect(
-                        upstream.heads.map(\.uri) == [
-                            "/hello", "/close", "/hello", "/close", "/close", "/hello", "/close-unclean",
-                            "/close-unclean",
-                        ]
-                    )
-                    #expect(upstream.connections == 5)
                 }
+                await raw.close()
+                // The POST reached the upstream once; each GET twice, the second time on a new connection, whether
+                // the stale connection closed with TLS's close_notify or without.
+                #expect(
+                    upstream.heads.map(\.uri) == [
+                        "/hello", "/close", "/hello", "/close", "/close", "/hello", "/close-unclean", "/close-unclean",
+                    ]
+                )
+                #expect(upstream.connections == 5)
             }
         }
     }

@@ -211,6 +211,23 @@ final class RawConnection {
         }
     }
 
+    /// Sends `piece(n)` every 50 ms until the peer closes the connection or `limit` pieces went, then waits for the
+    /// close; returns how many went.
+    func trickle(upTo limit: Int, _ piece: (Int) -> String) async throws -> Int {
+        var sent = 0
+        while self.channel.isActive, sent < limit {
+            do {
+                try await self.send(piece(sent))
+            } catch {
+                break
+            }
+            sent += 1
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        await self.waitForClose()
+        return sent
+    }
+
     /// Waits until the peer closes the connection, discarding bytes.
     func waitForClose() async {
         while !self.isClosed {

@@ -35,9 +35,16 @@ struct ProxyHarness: Sendable {
 
     /// The common case: one TLS upstream and a proxy allowing `good.upstream.test` to it. The upstream is stopped
     /// (and awaited) when the body ends, so no test leaves a server running behind it.
-    static func withGoodUpstream(_ body: (ProxyHarness, TestUpstream) async throws -> Void) async throws {
+    /// `group`: one event loop makes every client share one upstream pool.
+    static func withGoodUpstream(
+        group: (any EventLoopGroup)? = nil,
+        _ body: (ProxyHarness, TestUpstream) async throws -> Void
+    ) async throws {
         try await TestUpstream.with { upstream in
-            try await with(AllowList(hosts: [Fixtures.entry("good.upstream.test", upstream: upstream)])) { proxy in
+            try await with(
+                AllowList(hosts: [Fixtures.entry("good.upstream.test", upstream: upstream)]),
+                group: group
+            ) { proxy in
                 try await body(proxy, upstream)
             }
         }
