@@ -181,8 +181,7 @@ struct CorefileRules: Sendable, Equatable {
             return words[1] == "ANY" && words[3] == suffix ? .template : .stale
         }
         do {
-            if let host = try self.host(fromDirective: words, line: line) { return .rule(host) }
-            return .template
+            return .rule(try self.host(fromRule: words, line: line))
         } catch {
             let target = proxyServiceFQDN + "."
             let exact = words.count == 6 && words.starts(with: ["rewrite", "stop", "name", "exact"])
@@ -200,9 +199,8 @@ struct CorefileRules: Sendable, Equatable {
         }
     }
 
-    /// Recognises a directive this type wrote: the host of a `rewrite`, nil for the `template`, throws otherwise.
-    func host(fromDirective words: [String], line: Int) throws(CorefileError) -> CorefileHost? {
-        if words == ["template", "ANY", "ANY", suffix, "{", "rcode", "NXDOMAIN", "}"] { return nil }
+    /// The host of a `rewrite` this type wrote under its current settings; throws for any other line.
+    private func host(fromRule words: [String], line: Int) throws(CorefileError) -> CorefileHost {
         var candidate: CorefileHost?
         if words.count == 6, words.starts(with: ["rewrite", "stop", "name", "exact"]) {
             let from = words[4]
