@@ -227,33 +227,16 @@ public struct CorefileEditor: Sendable, Hashable {
             }.joined()
     }
 
-    /// Whether some line of the Corefile starts with the word `reload` (the plugin that makes CoreDNS pick up edits
-    /// without a restart). One pass over the bytes: it runs on every pass, on a Corefile of thousands of rules.
-    public static func mentionsReload(in corefile: String) -> Bool {
-        let word = Array("reload".utf8)
-        var corefile = corefile
-        // In place (no copy of a 600 KB text per pass), and `memchr` to the end of each line.
-        return corefile.withUTF8 { bytes in
-            guard let base = bytes.baseAddress else { return false }
-            var index = 0
-            while index < bytes.count {
-                while index < bytes.count, bytes[index] == UInt8(ascii: " ") || bytes[index] == UInt8(ascii: "\t") {
-                    index += 1
-                }
-                let end = index + word.count
-                if end <= bytes.count, bytes[index..<end].elementsEqual(word) {
-                    switch end < bytes.count ? bytes[end] : UInt8(ascii: "\n") {
-                    case UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\r"), UInt8(ascii: "\n"): return true
-                    default: break
-                    }
-                }
-                guard index < bytes.count, let lineFeed = memchr(base + index, 0x0A, bytes.count - index) else {
-                    return false
-                }
-                index = UnsafeRawPointer(base).distance(to: UnsafeRawPointer(lineFeed)) + 1
-            }
-            return false
+    /// Whether a server block loads the `reload` plugin (which makes CoreDNS pick up edits without a restart): a
+    /// `reload` directive directly in the block, not a plugin's own `reload` option (`hosts … { reload 15s }`) nor
+    /// a word in a comment. The operator caches the answer per Corefile text: the parse is the cost.
+    public static func loadsReload(in corefile: String) throws(CorefileError) -> Bool {
+        let source = try CorefileSource(corefile)
+        for block in source.blocks where !block.keys.contains(where: { $0.hasPrefix("(") }) {
+            let body = source.directives(from: source.tokens[block.open].end, to: source.tokens[block.close].start)
+            if body.contains(where: { source.tokens[$0.lowerBound].text == "reload" }) { return true }
         }
+        return false
     }
 
     /// Whether a `.` server block already `import`s `*.override` files (k3s, AKS), i.e. `overrideSnippet` is enough.

@@ -28,6 +28,7 @@ final class Reconciler: Sendable {
     private let egressHostIndex = Mutex(EgressHostIndex())
     /// Answers of pure functions of large inputs, by input (see `LastResult`).
     private let corefileImportsOverride = LastResult<String, Bool>()
+    private let corefileLoadsReload = LastResult<String, Bool>()
     private let corefileHosts = LastResult<String, [String]>()
     private let overrideHosts = LastResult<String, [String]>()
     private let corefileEdit = LastResult<CorefileEdit, CorefileEditor.Edit>()
@@ -280,7 +281,7 @@ final class Reconciler: Sendable {
         }
         let snippet = custom?[path: "data", CoreDNSSettings.overrideKey]?.stringValue ?? ""
         var warning: String?
-        if let corefile, !CorefileEditor.mentionsReload(in: corefile) {
+        if let corefile, try !corefileLoadsReload(corefile, CorefileEditor.loadsReload) {
             warning = "the Corefile has no `reload` plugin: CoreDNS applies changes only after a restart"
         }
         if mode == .custom, imports == false {
@@ -432,6 +433,8 @@ final class Reconciler: Sendable {
                 if let imports = corefileImportsOverride.cached(corefile) {
                     corefileImportsOverride.remember(edited, imports)
                 }
+                // Nor a `reload`.
+                if let reload = corefileLoadsReload.cached(corefile) { corefileLoadsReload.remember(edited, reload) }
                 // Replaced whole from the cached object (everything else in it as the server has it), guarded by
                 // its resourceVersion: with thousands of rules the API server takes a third of the time a merge
                 // patch of the same text costs it, which would re-encode and merge the whole object.

@@ -34,21 +34,25 @@ final class CorefileTests: XCTestCase {
         }
     }
 
-    func testMentionsReload() {
+    /// The `reload` plugin directly in a server block counts; a plugin's own `reload` option, an argument or a
+    /// comment does not.
+    func testLoadsReload() throws {
         let cases: [(String, Bool)] = [
             (".:53 {\n    errors\n    reload\n}\n", true),
             (".:53 {\n\treload 10s\n}", true),
             (".:53 {\r\n    reload\r\n}\r\n", true),
-            ("reload", true),
+            ("example.org {\n    reload\n}\n.:53 {\n    errors\n}\n", true),
             (".:53 {\n    # reload\n    reloader\n    errors reload\n}\n", false),
+            (".:53 {\n    hosts /etc/coredns/NodeHosts {\n        reload 15s\n    }\n}\n", false),
+            ("(snippet) {\n    reload\n}\n.:53 {\n    errors\n}\n", false),
             ("", false),
-            (".:53 {\n}\n  reload", true),
             (".:53 {\n}\n   ", false),
-            ("\n\n\nreloa", false),
         ]
         for (corefile, expected) in cases {
-            XCTAssertEqual(CorefileEditor.mentionsReload(in: corefile), expected, corefile.debugDescription)
+            XCTAssertEqual(try CorefileEditor.loadsReload(in: corefile), expected, corefile.debugDescription)
         }
+        XCTAssertTrue(try CorefileEditor.loadsReload(in: try golden("k3s.input.txt")))
+        XCTAssertTrue(try CorefileEditor.loadsReload(in: try golden("kubeadm.input.txt")))
     }
 
     // MARK: Golden fixtures

@@ -190,6 +190,24 @@ final class ReconcileTests: OperatorTestCase {
         XCTAssertEqual(override.hosts, [], "rules written where CoreDNS does not read them")
     }
 
+    /// Without the `reload` plugin CoreDNS applies the rules only after a restart; a plugin's own `reload` option
+    /// (`hosts … { reload 15s }`) is not the plugin, and `Programmed` says so.
+    func testACorefileWithoutTheReloadPluginIsReported() async throws {
+        let withoutReload = CorefileFixtures.kubeadm.replacingOccurrences(of: "    reload\n", with: "")
+            .replacingOccurrences(
+                of: "    loop\n",
+                with: "    loop\n    hosts /etc/coredns/NodeHosts {\n        reload 15s\n    }\n"
+            )
+        XCTAssertFalse(withoutReload.contains("\n    reload\n"))
+        try await createCoreDNS(withoutReload)
+        try await startOperatorWithProxy()
+        let name = uniqueName("eh")
+        try await createEgressHost(name, host: uniqueHost("noreload"))
+        try await eventually("Programmed to warn that CoreDNS has no reload plugin") {
+            try await self.condition(name, "Programmed")?.message.contains("no `reload` plugin") == true
+        }
+    }
+
     func testCustomModeWarnsWhenTheCorefileDoesNotImportOverrides() async throws {
         try await createCoreDNS()
         let custom = KubeObject(apiVersion: "v1", kind: "ConfigMap", name: "coredns-custom", namespace: dnsNamespace)
