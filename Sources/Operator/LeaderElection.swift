@@ -121,17 +121,7 @@ struct LeaderElector: Sendable {
             let attempt = ContinuousClock.now
             let deadline = lastRenewed + timing.renewDeadline
             guard attempt < deadline else { return }
-            let renewed = await withTaskGroup(of: Bool?.self) { group in
-                group.addTask { await self.tryAcquireOrRenew() }
-                group.addTask {
-                    try? await Task.sleep(until: deadline, clock: .continuous)
-                    return nil
-                }
-                let first = await group.next() ?? nil
-                group.cancelAll()
-                return first
-            }
-            switch renewed {
+            switch await Self.result(before: deadline, of: { await self.tryAcquireOrRenew() }) {
             case true?: lastRenewed = attempt
             case false?: continue
             case nil: return
@@ -178,33 +168,42 @@ struct LeaderElector: Sendable {
 
     /// Hands the lease back (no holder, as client-go's `ReleaseOnCancel` does), giving up after `limit`.
     private func release(within limit: Duration) async {
-        let released = await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                guard var object = try? await client.get(.leases, name: name, namespace: namespace),
-                    Self.record(object).holder == identity
-                else { return false }
-                let now = Self.microTime(Date())
-                object["spec"]?["holderIdentity"] = .string("")
-                object["spec"]?["leaseDurationSeconds"] = 1
-                object["spec"]?["acquireTime"] = .string(now)
-                object["spec"]?["renewTime"] = .string(now)
-                return (try? await client.replace(.leases, object)) != nil
-            }
-            group.addTask {
-                try? await Task.sleep(for: limit)
-                return false
-            }
-            let first = await group.next() ?? false
-            group.cancelAll()
-            return first
+        let released = await Self.result(before: .now + limit) { () async -> Bool in
+            guard var object = try? await client.get(.leases, name: name, namespace: namespace),
+                Self.record(object).holder == identity
+            else { return false }
+            let now = Self.microTime(Date())
+            object["spec"]?["holderIdentity"] = .string("")
+            object["spec"]?["leaseDurationSeconds"] = 1
+            object["spec"]?["acquireTime"] = .string(now)
+            object["spec"]?["renewTime"] = .string(now)
+            return (try? await client.replace(.leases, object)) != nil
         }
-        if released {
+        if released == true {
             logger.info("released leadership", metadata: ["lease": "\(namespace)/\(name)"])
         } else {
             logger.warning(
                 "could not release the lease; a successor takes it when it expires",
                 metadata: ["lease": "\(namespace)/\(name)"]
             )
+        }
+    }
+
+    /// What `operation` returns, or nil if `deadline` comes first (the operation is then cancelled, not awaited
+    /// further): a request to the API server may hang far longer than leadership may be held on its account.
+    static func result<T: Sendable>(
+        before deadline: ContinuousClock.Instant,
+        of operation: @escaping @Sendable () async -> T
+    ) async -> T? {
+        await withTaskGroup(of: T?.self) { group in
+            group.addTask { await operation() }
+            group.addTask {
+                try? await Task.sleep(until: deadline, clock: .continuous)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
         }
     }
 

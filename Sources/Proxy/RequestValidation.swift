@@ -144,11 +144,11 @@ public enum HeaderSanitizer {
         /// A token of the `Connection` header: the header it names is hop-by-hop too. A name is only made for a
         /// token that is not hop-by-hop already, so the usual lone `keep-alive` costs nothing.
         ///
-        /// `Content-Length` is never dropped this way: the proxy frames the message by it, and a request sent on
-        /// without it would leave its body to be read upstream as a next request that no check has seen (request
-        /// smuggling); a response, with no framing at all. No sender may list it (RFC 9110, 7.6.1).
+        /// Naming `Content-Length` (which no sender may, RFC 9110 7.6.1) changes nothing: the sender's lines are
+        /// dropped anyway, and the encoders write the length the proxy frames the message by themselves. Were it
+        /// dropped with nothing written, a request's body would reach the upstream as a next request no check had
+        /// seen (request smuggling).
         private mutating func list(_ token: UnsafeRawBufferPointer) {
-            if token.count == 14, token.equalsIgnoringASCIICase("content-length") { return }
             if !HeaderSanitizer.isHopByHop(token) {
                 self.named.insert(String(decoding: token, as: UTF8.self).lowercased())
             }
@@ -189,9 +189,12 @@ public enum HeaderSanitizer {
     /// hop-by-hop ones, and the framing and routing ones a recipient that merges trailers into the header section
     /// would otherwise take for the message's own (`Content-Length`, `Host`).
     static func isForbiddenInTrailers(_ name: UnsafeRawBufferPointer) -> Bool {
-        Self.isHopByHop(name)
-            || (name.count == 14 && name.equalsIgnoringASCIICase("content-length"))
-            || (name.count == 4 && name.equalsIgnoringASCIICase("host"))
+        Self.isHopByHop(name) || Self.isContentLength(name) || (name.count == 4 && name.equalsIgnoringASCIICase("host"))
+    }
+
+    /// The sender's `Content-Length` lines are never relayed: each encoder writes one canonical line itself.
+    static func isContentLength(_ name: UnsafeRawBufferPointer) -> Bool {
+        name.count == 14 && name.equalsIgnoringASCIICase("content-length")
     }
 
     /// Compared byte by byte, ignoring ASCII case, so the common (not hop-by-hop) header costs no allocation.

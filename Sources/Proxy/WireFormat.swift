@@ -37,7 +37,7 @@ struct ClientResponseEncoder {
             head.fields.withUnsafeReadableBytes { fields in
                 out.writeFields(fields, dropping: head.dropped) { name in
                     // Content-Length is written below, as one line.
-                    head.hopByHop.drops(name) || (name.count == 14 && name.equalsIgnoringASCIICase("content-length"))
+                    head.hopByHop.drops(name) || HeaderSanitizer.isContentLength(name)
                 }
             }
             if mayHaveBody, let length = head.contentLength {
@@ -134,7 +134,7 @@ struct UpstreamRequestEncoder {
                 out.write("\r\n")
                 out.writeFields(UnsafeRawBufferPointer(rebasing: block[head.fields]), dropping: head.dropped) { name in
                     head.hopByHop.drops(name) || (name.count == 4 && name.equalsIgnoringASCIICase("host"))
-                        || (name.count == 14 && name.equalsIgnoringASCIICase("content-length"))
+                        || HeaderSanitizer.isContentLength(name)
                 }
             }
             if chunked {

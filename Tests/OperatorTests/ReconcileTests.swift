@@ -129,9 +129,7 @@ final class ReconcileTests: OperatorTestCase {
     func testCustomModeWritesOnlyTheOverrideKey() async throws {
         try await createCoreDNS(CorefileFixtures.k3s)
         let usersServer = "example.org:53 {\n    forward . 10.0.0.1\n}\n"
-        var custom = KubeObject(apiVersion: "v1", kind: "ConfigMap", name: "coredns-custom", namespace: dnsNamespace)
-        custom["data"] = ["users.server": .string(usersServer)]
-        _ = try await client.create(.configMaps, custom)
+        try await createCustomConfigMap(["users.server": .string(usersServer)])
         try await startOperatorWithProxy(coreDNSMode: .auto)
 
         let (name, host) = (uniqueName("eh"), uniqueHost("custom"))
@@ -179,8 +177,7 @@ final class ReconcileTests: OperatorTestCase {
     /// `Programmed`.
     func testAutoModeIgnoresACustomConfigMapTheCorefileDoesNotImport() async throws {
         try await createCoreDNS()
-        let custom = KubeObject(apiVersion: "v1", kind: "ConfigMap", name: "coredns-custom", namespace: dnsNamespace)
-        _ = try await client.create(.configMaps, custom)
+        try await createCustomConfigMap()
         try await startOperatorWithProxy(coreDNSMode: .auto)
         let (name, host) = (uniqueName("eh"), uniqueHost("leftover"))
         try await createEgressHost(name, host: host)
@@ -210,8 +207,7 @@ final class ReconcileTests: OperatorTestCase {
 
     func testCustomModeWarnsWhenTheCorefileDoesNotImportOverrides() async throws {
         try await createCoreDNS()
-        let custom = KubeObject(apiVersion: "v1", kind: "ConfigMap", name: "coredns-custom", namespace: dnsNamespace)
-        _ = try await client.create(.configMaps, custom)
+        try await createCustomConfigMap()
         try await startOperatorWithProxy(coreDNSMode: .custom)
         let (name, host) = (uniqueName("eh"), uniqueHost("unread"))
         try await createEgressHost(name, host: host)
@@ -225,8 +221,7 @@ final class ReconcileTests: OperatorTestCase {
     /// at once while another keeps the rule.
     func testCustomModeWithSuffixRules() async throws {
         try await createCoreDNS(CorefileFixtures.k3s)
-        let custom = KubeObject(apiVersion: "v1", kind: "ConfigMap", name: "coredns-custom", namespace: dnsNamespace)
-        _ = try await client.create(.configMaps, custom)
+        try await createCustomConfigMap()
         try await startOperatorWithProxy(dnsRules: .suffix, coreDNSMode: .auto)
         let (kept, keptHost) = (uniqueName("eh-kept"), uniqueHost("kept"))
         let (gone, goneHost) = (uniqueName("eh-gone"), uniqueHost("gone"))
@@ -439,12 +434,7 @@ final class ReconcileTests: OperatorTestCase {
         for name in names { try await createEgressHost(name, host: uniqueHost("quiet")) }
         for name in names { try await waitForCondition(name, "Ready", .true, reason: "Ready") }
 
-        var (passes, since) = (running.service.passes, ContinuousClock.now)
-        try await eventually("two seconds without a reconcile pass (passes so far: \(running.service.passes))") {
-            let now = running.service.passes
-            if now != passes { (passes, since) = (now, .now) }
-            return ContinuousClock.now - since >= .seconds(2)
-        }
+        try await waitUntilQuiet(running)
         for name in names {
             let status = try await egressHost(name).status
             XCTAssertEqual(status?.conditions?.first { $0.type == "Ready" }?.status, .true)
@@ -476,12 +466,7 @@ final class ReconcileTests: OperatorTestCase {
         try await createEgressHost(other, host: uniqueHost("foreign"))
         try await waitForCondition(other, "Ready", .true, reason: "Ready")
 
-        var (passes, since) = (running.service.passes, ContinuousClock.now)
-        try await eventually("two seconds without a reconcile pass (passes so far: \(running.service.passes))") {
-            let now = running.service.passes
-            if now != passes { (passes, since) = (now, .now) }
-            return ContinuousClock.now - since >= .seconds(2)
-        }
+        try await waitUntilQuiet(running)
         let types = try await egressHost(name).status?.conditions?.map(\.type) ?? []
         XCTAssertEqual(Set(types), ["Accepted", "Programmed", "Ready", "PolicyCompliant"])
     }

@@ -186,6 +186,23 @@ class OperatorTestCase: XCTestCase {
         _ = try await client.create(.configMaps, object)
     }
 
+    /// Creates `coredns-custom` (k3s's and AKS's ConfigMap of extra CoreDNS configuration) with `data`.
+    func createCustomConfigMap(_ data: JSONValue = [:]) async throws {
+        var custom = KubeObject(apiVersion: "v1", kind: "ConfigMap", name: "coredns-custom", namespace: dnsNamespace)
+        custom["data"] = data
+        _ = try await client.create(.configMaps, custom)
+    }
+
+    /// Waits for two seconds in which `running` started no reconcile pass: a converged operator goes quiet.
+    func waitUntilQuiet(_ running: RunningOperator) async throws {
+        var (passes, since) = (running.service.passes, ContinuousClock.now)
+        try await eventually("two seconds without a reconcile pass (passes so far: \(running.service.passes))") {
+            let now = running.service.passes
+            if now != passes { (passes, since) = (now, .now) }
+            return ContinuousClock.now - since >= .seconds(2)
+        }
+    }
+
     static let coreDNSLabels = ["k8s-app": "kube-dns"]
     static let coreDNSAnnotations: JSONValue = [
         "kubectl.kubernetes.io/last-applied-configuration": #"{"apiVersion":"v1","kind":"ConfigMap"}"#
