@@ -14,6 +14,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio-http2.git", from: "1.46.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
@@ -50,6 +51,7 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
@@ -133,7 +135,16 @@ let package = Package(
         ),
         /// Shared by the test targets that run against the local control plane (not a product).
         .target(name: "ControlPlaneTesting", dependencies: ["KubeAPI"], path: "Tests/ControlPlaneTesting"),
-        .testTarget(name: "KubeAPITests", dependencies: ["KubeAPI", "Manifests", "ControlPlaneTesting"]),
+        .testTarget(
+            name: "KubeAPITests",
+            dependencies: [
+                "KubeAPI",
+                "Manifests",
+                "ControlPlaneTesting",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "OperatorTests", dependencies: ["Operator", "KubeAPI", "Manifests", "ControlPlaneTesting"]),
         .testTarget(
             name: "ProxyTests",

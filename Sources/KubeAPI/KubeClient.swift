@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOFoundationCompat
+import NIOHTTP2
 import NIOSSL
 import Synchronization
 
@@ -76,7 +77,13 @@ public final class KubeClient: Sendable {
     static let readTimeout: TimeAmount = .seconds(660)
     static let maximumResponseSize = 256 * 1024 * 1024
 
-    public init(config: KubeConfig, logger: Logger = Logger(label: "KubeAPI")) throws {
+    /// - Parameter connectionHealth: the HTTP/2 health check of the connection to the server (``ConnectionHealth``);
+    ///   nil turns it off.
+    public init(
+        config: KubeConfig,
+        logger: Logger = Logger(label: "KubeAPI"),
+        connectionHealth: ConnectionHealth.Settings? = .default
+    ) throws {
         self.config = config
         self.logger = logger
         var tls = TLSConfiguration.makeClientConfiguration()
@@ -109,6 +116,19 @@ public final class KubeClient: Sendable {
             timeout: .init(connect: .seconds(10), read: Self.readTimeout)
         )
         configuration.httpVersion = .automatic
+        if let connectionHealth {
+            // AsyncHTTPClient's hook for the connection channel of each HTTP/2 connection, once its HTTP/2 handlers
+            // are in place: the health check goes right after `NIOHTTP2Handler`, where it sees every frame.
+            configuration.http2ConnectionDebugInitializer = { [logger] channel in
+                channel.eventLoop.submit {
+                    let pipeline = channel.pipeline.syncOperations
+                    try pipeline.addHandler(
+                        HTTP2HealthCheckHandler(settings: connectionHealth, logger: logger),
+                        position: .after(try pipeline.handler(type: NIOHTTP2Handler.self))
+                    )
+                }
+            }
+        }
         self.http = HTTPClient(
             eventLoopGroupProvider: .singleton,
             configuration: configuration,
