@@ -3,6 +3,7 @@ import NIOHTTP1
 import NIOPosix
 import Prometheus
 import ServiceLifecycle
+import Synchronization
 
 /// The admin listener both executables run: `/metrics` (Prometheus text), `/healthz` (the process is serving)
 /// and `/readyz` (what "ready" means is the caller's: a loaded allow-list for the proxy, synced caches for the
@@ -12,21 +13,45 @@ public final class AdminServer: Service, Sendable {
     public let localAddress: SocketAddress
     private let channel: Channel
 
+    /// What one client may hold. The port is open to probes and scrapers across the cluster (the proxy's
+    /// NetworkPolicy lets every namespace reach it), so a client that connects and stays silent, trickles a request,
+    /// or sends requests without reading the answers must not hold memory or connections for long.
+    public struct Limits: Sendable {
+        /// Each request must be complete, and each response written, this long after the connection opened or the
+        /// exchange before it ended; otherwise the connection is closed. Probes and scrapes take milliseconds.
+        public var requestTimeout: TimeAmount
+        /// Connections beyond this many are closed as they arrive.
+        public var maximumConnections: Int
+
+        public init(requestTimeout: TimeAmount = .seconds(10), maximumConnections: Int = 256) {
+            self.requestTimeout = requestTimeout
+            self.maximumConnections = maximumConnections
+        }
+    }
+
     /// - Parameter readiness: nil when ready, else the reason `/readyz` reports with a 503.
     public static func bind(
         host: String,
         port: Int,
         registry: PrometheusCollectorRegistry,
         readiness: @escaping @Sendable () -> String?,
+        limits: Limits = Limits(),
         group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> AdminServer {
+        let open = OpenConnections()
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
+                guard open.count.wrappingAdd(1, ordering: .relaxed).newValue <= limits.maximumConnections else {
+                    open.count.wrappingSubtract(1, ordering: .relaxed)
+                    // A failed initializer makes the server close the accepted connection.
+                    return channel.eventLoop.makeFailedFuture(ConnectionLimitReached())
+                }
+                channel.closeFuture.whenComplete { _ in open.count.wrappingSubtract(1, ordering: .relaxed) }
                 do {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
                     try channel.pipeline.syncOperations.addHandler(
-                        AdminHandler(registry: registry, readiness: readiness)
+                        AdminHandler(registry: registry, readiness: readiness, requestTimeout: limits.requestTimeout)
                     )
                     return channel.eventLoop.makeSucceededVoidFuture()
                 } catch {
@@ -61,17 +86,54 @@ public final class AdminServer: Service, Sendable {
     }
 }
 
-final class AdminHandler: ChannelInboundHandler {
+private final class OpenConnections: Sendable {
+    let count = Atomic<Int>(0)
+}
+
+private struct ConnectionLimitReached: Error {}
+
+/// Answers one request at a time (NIO's pipelining handler in front holds the rest). A request that completes
+/// while the last response still waits to leave waits too, so a client that does not read its answers holds at most
+/// one of them; and every exchange has `requestTimeout` to happen.
+final class AdminHandler: ChannelDuplexHandler {
     typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
 
     let registry: PrometheusCollectorRegistry
     let readiness: @Sendable () -> String?
+    private let requestTimeout: TimeAmount
     private var head: HTTPRequestHead?
+    /// A complete request waiting for the channel to become writable.
+    private var waiting: HTTPRequestHead?
+    private var deadline: Scheduled<Void>?
 
-    init(registry: PrometheusCollectorRegistry, readiness: @escaping @Sendable () -> String?) {
+    init(
+        registry: PrometheusCollectorRegistry,
+        readiness: @escaping @Sendable () -> String?,
+        requestTimeout: TimeAmount
+    ) {
         self.registry = registry
         self.readiness = readiness
+        self.requestTimeout = requestTimeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.restartDeadline(context: context)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.deadline?.cancel()
+        self.deadline = nil
+    }
+
+    /// The next step of the exchange (a request complete, a response written) must happen within `requestTimeout`.
+    private func restartDeadline(context: ChannelHandlerContext) {
+        self.deadline?.cancel()
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        self.deadline = context.eventLoop.scheduleTask(in: self.requestTimeout) {
+            loopBound.value.close(promise: nil)
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -81,35 +143,56 @@ final class AdminHandler: ChannelInboundHandler {
         case .end:
             guard let head = self.head else { return }
             self.head = nil
-            let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
-            let (status, contentType, body): (HTTPResponseStatus, String, [UInt8])
-            switch (head.method, path) {
-            case (.GET, "/metrics"):
-                (status, contentType, body) = (
-                    .ok, "text/plain; version=0.0.4; charset=utf-8", self.registry.emitToBuffer()
-                )
-            case (.GET, "/healthz"):
-                (status, contentType, body) = (.ok, "text/plain", Array("ok\n".utf8))
-            case (.GET, "/readyz"):
-                if let reason = self.readiness() {
-                    (status, contentType, body) = (.serviceUnavailable, "text/plain", Array("\(reason)\n".utf8))
-                } else {
-                    (status, contentType, body) = (.ok, "text/plain", Array("ready\n".utf8))
-                }
-            default:
-                (status, contentType, body) = (.notFound, "text/plain", Array("not found\n".utf8))
+            self.restartDeadline(context: context)
+            if context.channel.isWritable {
+                self.respond(to: head, context: context)
+            } else {
+                self.waiting = head
             }
-            var headers = HTTPHeaders()
-            headers.add(name: "content-type", value: contentType)
-            headers.add(name: "content-length", value: "\(body.count)")
-            if !head.isKeepAlive { headers.add(name: "connection", value: "close") }
-            let responseHead = HTTPResponseHead(version: head.version, status: status, headers: headers)
-            context.write(self.wrapOutboundOut(.head(responseHead)), promise: nil)
-            let buffer = context.channel.allocator.buffer(bytes: body)
-            context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-            let keepAlive = head.isKeepAlive
-            context.writeAndFlush(self.wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
-                if !keepAlive { context.close(promise: nil) }
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, let head = self.waiting {
+            self.waiting = nil
+            self.respond(to: head, context: context)
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    private func respond(to head: HTTPRequestHead, context: ChannelHandlerContext) {
+        let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
+        let (status, contentType, body): (HTTPResponseStatus, String, [UInt8])
+        switch (head.method, path) {
+        case (.GET, "/metrics"):
+            (status, contentType, body) = (
+                .ok, "text/plain; version=0.0.4; charset=utf-8", self.registry.emitToBuffer()
+            )
+        case (.GET, "/healthz"):
+            (status, contentType, body) = (.ok, "text/plain", Array("ok\n".utf8))
+        case (.GET, "/readyz"):
+            if let reason = self.readiness() {
+                (status, contentType, body) = (.serviceUnavailable, "text/plain", Array("\(reason)\n".utf8))
+            } else {
+                (status, contentType, body) = (.ok, "text/plain", Array("ready\n".utf8))
+            }
+        default:
+            (status, contentType, body) = (.notFound, "text/plain", Array("not found\n".utf8))
+        }
+        var headers = HTTPHeaders()
+        headers.add(name: "content-type", value: contentType)
+        headers.add(name: "content-length", value: "\(body.count)")
+        if !head.isKeepAlive { headers.add(name: "connection", value: "close") }
+        let responseHead = HTTPResponseHead(version: head.version, status: status, headers: headers)
+        context.write(self.wrapOutboundOut(.head(responseHead)), promise: nil)
+        let buffer = context.channel.allocator.buffer(bytes: body)
+        context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        let keepAlive = head.isKeepAlive
+        context.writeAndFlush(self.wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { result in
+            if keepAlive, case .success = result {
+                self.restartDeadline(context: context)
+            } else {
+                context.close(promise: nil)
             }
         }
     }

@@ -146,29 +146,165 @@ struct AdminServerTests {
         await server.close()
     }
 
+    /// A client that connects and says nothing, and one that trickles a request a byte at a time, each lose their
+    /// connection at the request timeout.
+    @Test func silentAndTricklingClientsAreClosedAtTheRequestTimeout() async throws {
+        let server = try await AdminServer.bind(
+            host: "127.0.0.1",
+            port: 0,
+            registry: PrometheusCollectorRegistry(),
+            readiness: { nil },
+            limits: AdminServer.Limits(requestTimeout: .milliseconds(500))
+        )
+        let port = try #require(server.localAddress.port)
+        let silent = try AdminClient(port: port)
+        let trickling = try AdminClient(port: port)
+        let trickle = Task.detached {
+            for byte in "GET /healthz HTTP/1.1\r\nHost: admin\r\nX-Slow: \(String(repeating: "z", count: 200))".utf8 {
+                guard trickling.send([byte]) else { return }
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        // Bounded waits (a receive timeout of 10 s), not timing assertions: without the limit neither would end.
+        #expect(silent.readUntilClosed(within: 10) != nil, "the silent client's connection is closed")
+        #expect(trickling.readUntilClosed(within: 10) != nil, "the trickling client's connection is closed")
+        await trickle.value
+        #expect(try get(port, "/healthz").hasPrefix("HTTP/1.1 200"), "others are still served")
+        await server.close()
+    }
+
+    @Test func connectionsBeyondTheLimitAreClosed() async throws {
+        let server = try await AdminServer.bind(
+            host: "127.0.0.1",
+            port: 0,
+            registry: PrometheusCollectorRegistry(),
+            readiness: { nil },
+            limits: AdminServer.Limits(requestTimeout: .seconds(60), maximumConnections: 2)
+        )
+        let port = try #require(server.localAddress.port)
+        var held = [try AdminClient(port: port), try AdminClient(port: port)]
+        for client in held {
+            // Answered on a kept-alive connection: the server has taken both.
+            #expect(client.send(Array("GET /healthz HTTP/1.1\r\nHost: admin\r\n\r\n".utf8)))
+            #expect(client.readResponseHead(within: 10)?.hasPrefix("HTTP/1.1 200") == true)
+        }
+        let third = try AdminClient(port: port)
+        #expect(third.readUntilClosed(within: 10) == [], "the third connection is closed without an answer")
+        held.removeFirst()
+        // Once the server has seen the first connection go, there is room again.
+        var answer = ""
+        for _ in 0..<50 where !answer.hasPrefix("HTTP/1.1 200") {
+            answer = (try? get(port, "/healthz")) ?? ""
+            if !answer.hasPrefix("HTTP/1.1 200") { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(answer.hasPrefix("HTTP/1.1 200"))
+        _ = held
+        await server.close()
+    }
+
+    /// Requests pipelined by a client that never reads its answers: the server stops answering once an answer cannot
+    /// leave, instead of building every one of them in memory.
+    @Test func aClientThatDoesNotReadHoldsAtMostOneAnswer() async throws {
+        let answers = Atomic<Int>(0)
+        let reason = String(repeating: "r", count: 256 * 1024)
+        let server = try await AdminServer.bind(
+            host: "127.0.0.1",
+            port: 0,
+            registry: PrometheusCollectorRegistry(),
+            readiness: {
+                answers.wrappingAdd(1, ordering: .relaxed)
+                return reason
+            },
+            limits: AdminServer.Limits(requestTimeout: .seconds(60))
+        )
+        let port = try #require(server.localAddress.port)
+        let client = try AdminClient(port: port)
+        let requests = 2_000
+        let request = Array("GET /readyz HTTP/1.1\r\nHost: admin\r\n\r\n".utf8)
+        #expect(client.send(Array((0..<requests).map { _ in request }.joined()), timeoutSeconds: 5))
+        try await Task.sleep(for: .seconds(2))
+        // The loopback socket's buffers take a few answers of 256 KiB; without backpressure all 2,000 (512 MiB)
+        // would be built.
+        let built = answers.load(ordering: .relaxed)
+        #expect(built < 100, "answers built for a client that reads none: \(built)")
+        client.close()
+        await server.close()
+    }
+
     /// A blocking HTTP/1.0-style exchange over a real socket: the server closes after the response.
     private func get(_ port: Int, _ path: String) throws -> String {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
+        let client = try AdminClient(port: port)
+        #expect(client.send(Array("GET \(path) HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n".utf8)))
+        return String(decoding: client.readUntilClosed(within: 10) ?? [], as: UTF8.self)
+    }
+}
+
+/// One blocking TCP connection to the admin server.
+private final class AdminClient: Sendable {
+    let fd: Int32
+
+    init(port: Int) throws {
+        self.fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                connect(self.fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
             }
         }
-        guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
-        let request = Array("GET \(path) HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n".utf8)
-        _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
-        var response: [UInt8] = []
+        guard connected == 0 else {
+            Glibc.close(self.fd)
+            throw POSIXError(.ECONNREFUSED)
+        }
+    }
+
+    deinit { Glibc.close(self.fd) }
+
+    func close() { shutdown(self.fd, Int32(SHUT_RDWR)) }
+
+    /// Sends all of `bytes`; false if the connection failed or the send timed out.
+    func send(_ bytes: [UInt8], timeoutSeconds: Int = 10) -> Bool {
+        self.setTimeout(SO_SNDTIMEO, seconds: timeoutSeconds)
+        var sent = 0
+        while sent < bytes.count {
+            let count = bytes.withUnsafeBytes {
+                Glibc.send(self.fd, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL))
+            }
+            if count <= 0 { return false }
+            sent += count
+        }
+        return true
+    }
+
+    /// Everything up to the server's close, or nil if it has not closed within `seconds` (or reset).
+    func readUntilClosed(within seconds: Int) -> [UInt8]? {
+        self.setTimeout(SO_RCVTIMEO, seconds: seconds)
+        var received: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
         while true {
-            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if count <= 0 { break }
-            response += buffer[0..<count]
+            let count = buffer.withUnsafeMutableBytes { recv(self.fd, $0.baseAddress, $0.count, 0) }
+            if count == 0 { return received }
+            if count < 0 { return errno == ECONNRESET ? received : nil }
+            received += buffer[0..<count]
         }
-        return String(decoding: response, as: UTF8.self)
+    }
+
+    /// Reads until the end of a response head (`\r\n\r\n`); nil on close or timeout first.
+    func readResponseHead(within seconds: Int) -> String? {
+        self.setTimeout(SO_RCVTIMEO, seconds: seconds)
+        var received: [UInt8] = []
+        var byte: UInt8 = 0
+        while !received.suffix(4).elementsEqual("\r\n\r\n".utf8) {
+            guard recv(self.fd, &byte, 1, 0) == 1 else { return nil }
+            received.append(byte)
+        }
+        return String(decoding: received, as: UTF8.self)
+    }
+
+    private func setTimeout(_ option: Int32, seconds: Int) {
+        var timeout = timeval(tv_sec: seconds, tv_usec: 0)
+        setsockopt(self.fd, SOL_SOCKET, option, &timeout, socklen_t(MemoryLayout<timeval>.size))
     }
 }
