@@ -121,6 +121,9 @@ struct ClientRequestParser {
                 // Empty lines before a request line are ignored (RFC 9112 §2.2).
                 while buffer.readableBytes >= 2, buffer.getInteger(at: buffer.readerIndex, as: UInt16.self) == 0x0D0A {
                     buffer.moveReaderIndex(forwardBy: 2)
+                    // A lone CR the block reader saw in an earlier read began this empty line, not a head: what it
+                    // searched is gone, and the byte after the line must still be checked.
+                    self.heads = HTTP1BlockReader()
                 }
                 let maximum = self.maximumHeadBytes
                 guard buffer.readableBytes > 0,

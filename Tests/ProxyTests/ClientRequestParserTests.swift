@@ -157,6 +157,8 @@ import Testing
         "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",  // bad chunk size
         "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabXX",  // chunk not followed by CRLF
         "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: 1\nY: 2\r\n\r\n",  // bare LF in trailers
+        // A bare LF after an empty line between requests (read a byte at a time, the empty line's CR arrives alone).
+        "GET / HTTP/1.1\r\n\r\n\r\n\n",
     ])
     func malformedRequestsAreErrors(request: String) {
         // Whole, and arriving in pieces (an incomplete head is checked for bare LFs only where it grew).
