@@ -287,3 +287,211 @@ struct SplitMix64: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+/// The same for the other direction: mutated upstream responses through the proxy's response parser and the
+/// encoder that writes them to the client, with llhttp's response decoder standing in for the client. Whatever an
+/// upstream sends, the parser does not trap and does not depend on the split of the reads, and what reaches the
+/// client reads as exactly the responses the proxy relayed: a pooled upstream cannot make one client read part of
+/// another's response.
+@Suite struct ResponseParserFuzzTests {
+    static let inputsPerSeed = 3_000
+
+    @Test(arguments: [1, 2, 3, 4] as [UInt64])
+    func mutatedResponses(seed: UInt64) throws {
+        var random = SplitMix64(seed: seed)
+        for index in 0..<Self.inputsPerSeed {
+            let input = Self.mutated(&random)
+            let whole = Self.parse(input, pieces: nil)
+            var pieces: [Int] = []
+            while pieces.reduce(0, +) < input.count { pieces.append(Int.random(in: 1...24, using: &random)) }
+            let split = Self.parse(input, pieces: pieces)
+            #expect(
+                whole.described == split.described && whole.error == split.error,
+                "seed \(seed) input \(index) \(ParserFuzzTests.show(input)): \(whole) vs in pieces \(pieces): \(split)"
+            )
+            let relayed = Self.complete(whole.parts)
+            guard !relayed.isEmpty else { continue }
+            do {
+                #expect(
+                    try Self.decodedByLLHTTP(Self.encoded(relayed), requests: relayed.count)
+                        == relayed.flatMap(Self.summary),
+                    "seed \(seed) input \(index) \(ParserFuzzTests.show(input))"
+                )
+            } catch {
+                Issue.record(
+                    "seed \(seed) input \(index) \(ParserFuzzTests.show(input)): llhttp rejects what is relayed: \(error)"
+                )
+            }
+        }
+    }
+
+    static let seeds: [[UInt8]] = [
+        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n\r\nhello",
+        "HTTP/1.1 100 Continue\r\n\r\n",
+        "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n"
+            + "2\r\nab\r\n1;x=y\r\nc\r\n0\r\nX-Sum: 3\r\n\r\n",
+        "HTTP/1.1 204 No Content\r\nX-B: 2\r\n\r\n",
+        "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
+        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.0 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok",
+    ].map { Array($0.utf8) }
+
+    static let fragments: [[UInt8]] =
+        [
+            "\r\n", "\n", "\r", ":", " ", "\t", ";", ",", "0", "\r\n\r\n", "Content-Length: 5\r\n",
+            "Content-Length: 0\r\n",
+            "Content-Length: 5, 5\r\n", "Content-Length: 99999999999999999999\r\n", "Transfer-Encoding: chunked\r\n",
+            "Transfer-Encoding: gzip\r\n", "Connection: content-length\r\n", "Connection: transfer-encoding\r\n",
+            "Connection: close\r\n", "Upgrade: h2c\r\n", "0\r\n\r\n", "5\r\nhello\r\n", "ffffffffffffffff\r\n",
+            "HTTP/1.1 200 OK\r\n", "HTTP/1.1 101 Switching Protocols\r\n", "hello",
+        ].map { Array($0.utf8) } + [[0], [0x7F], [0x80], [0xFF]]
+
+    static func mutated(_ random: inout SplitMix64) -> [UInt8] {
+        var input: [UInt8] = []
+        for _ in 0..<Int.random(in: 1...3, using: &random) {
+            input += Self.seeds[Int.random(in: 0..<Self.seeds.count, using: &random)]
+        }
+        for _ in 0..<Int.random(in: 1...4, using: &random) {
+            let at = Int.random(in: 0...input.count, using: &random)
+            switch Int.random(in: 0..<4, using: &random) {
+            case 0 where at < input.count:
+                let fragment = Self.fragments[Int.random(in: 0..<Self.fragments.count, using: &random)]
+                input[at] = fragment[Int.random(in: 0..<fragment.count, using: &random)]
+            case 1:
+                input.insert(
+                    contentsOf: Self.fragments[Int.random(in: 0..<Self.fragments.count, using: &random)],
+                    at: at
+                )
+            case 2 where at < input.count:
+                input.removeSubrange(at..<min(input.count, at + Int.random(in: 1...8, using: &random)))
+            default:
+                let end = min(input.count, at + Int.random(in: 1...16, using: &random))
+                input.insert(contentsOf: input[at..<end], at: at)
+            }
+        }
+        return input
+    }
+
+    struct Parsed: CustomStringConvertible {
+        var parts: [UpstreamResponsePart] = []
+        var described: [String] = []
+        var error = false
+
+        var description: String { "\(self.described) error: \(self.error)" }
+    }
+
+    /// `input` through a fresh parser (every response answering a `GET`), then the connection's close.
+    static func parse(_ input: [UInt8], pieces: [Int]?) -> Parsed {
+        var parser = UpstreamResponseParser()
+        var result = Parsed()
+        var unparsed = ByteBuffer()
+        var rest = ByteBuffer(bytes: input)
+        var sizes = (pieces ?? [input.count])[...]
+        do {
+            while rest.readableBytes > 0 {
+                var read = rest.readSlice(length: min(sizes.popFirst() ?? rest.readableBytes, rest.readableBytes))!
+                unparsed.writeBuffer(&read)
+                while let part = try parser.next(&unparsed, nextMethod: { .GET }) { result.parts.append(part) }
+                unparsed.discardReadBytes()
+            }
+            if let last = try parser.inputClosed(unparsed: unparsed.readableBytes) { result.parts.append(last) }
+        } catch {
+            result.error = true
+        }
+        var out = DescribedParts()
+        for part in result.parts {
+            switch part {
+            case .head(let head): out.append("head \(head.code) \(String(buffer: head.fields).debugDescription)")
+            case .body(let body): out.appendBody(body)
+            case .end(let trailers): out.append("end \(trailers.map { String(buffer: $0) } ?? "")")
+            }
+        }
+        result.described = out.lines
+        return result
+    }
+
+    struct Relayed {
+        var head: UpstreamResponseHead
+        var body: [ByteBuffer] = []
+        var trailers: ByteBuffer?
+    }
+
+    /// The complete responses, in order.
+    static func complete(_ parts: [UpstreamResponsePart]) -> [Relayed] {
+        var responses: [Relayed] = []
+        var current: Relayed?
+        for part in parts {
+            switch part {
+            case .head(let head): current = Relayed(head: head)
+            case .body(let body): current?.body.append(body)
+            case .end(let trailers):
+                guard var response = current else { return responses }
+                response.trailers = trailers
+                responses.append(response)
+                current = nil
+            }
+        }
+        return responses
+    }
+
+    /// What a keep-alive HTTP/1.1 client gets for `responses`, written as `ProxyHandler` writes them.
+    static func encoded(_ responses: [Relayed]) -> ByteBuffer {
+        var out = ByteBuffer()
+        for response in responses {
+            var encoder = ClientResponseEncoder()
+            encoder.writeHead(response.head, version: .http1_1, close: false, answeringHEAD: false, into: &out)
+            for part in response.body {
+                encoder.writeBodyPrefix(length: part.readableBytes, into: &out)
+                out.writeImmutableBuffer(part)
+                encoder.writeBodySuffix(length: part.readableBytes, into: &out)
+            }
+            encoder.writeEnd(trailers: response.trailers, into: &out)
+        }
+        return out
+    }
+
+    /// What the client must read for `response`: its status, its body, its trailers as name=value.
+    static func summary(_ response: Relayed) -> [String] {
+        var lines = ["\(response.head.code)"]
+        let body = response.body.flatMap { Array($0.readableBytesView) }
+        if !body.isEmpty { lines.append("body " + String(decoding: body, as: UTF8.self)) }
+        var trailers: [String] = []
+        if let block = response.trailers {
+            for line in String(buffer: block).split(separator: "\r\n") {
+                let colon = line.firstIndex(of: ":")!
+                let value = line[line.index(after: colon)...].trimmingCharacters(in: [" ", "\t"])
+                trailers.append("\(line[..<colon])=\(value)")
+            }
+        }
+        lines.append("end [" + trailers.joined(separator: ",") + "]")
+        return lines
+    }
+
+    /// What llhttp's response decoder reads from `bytes`, after `requests` GETs were sent (it pairs each response
+    /// with a request).
+    static func decodedByLLHTTP(_ bytes: ByteBuffer, requests: Int) throws -> [String] {
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(HTTPResponseDecoder()))
+        for _ in 0..<requests {
+            try channel.writeOutbound(
+                HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/"))
+            )
+            try channel.writeOutbound(HTTPClientRequestPart.end(nil))
+        }
+        try channel.writeInbound(bytes)
+        var out = DescribedParts()
+        while let part = try channel.readInbound(as: HTTPClientResponsePart.self) {
+            switch part {
+            case .head(let head): out.append("\(head.status.code)")
+            case .body(let body): out.appendBody(body)
+            case .end(let trailers):
+                out.append(
+                    "end ["
+                        + (trailers?.map { "\($0.name)=\($0.value.trimmingCharacters(in: [" ", "\t"]))" }
+                            .joined(separator: ",") ?? "") + "]"
+                )
+            }
+        }
+        _ = try channel.finish()
+        return out.lines
+    }
+}
