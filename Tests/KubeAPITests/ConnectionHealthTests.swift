@@ -46,28 +46,41 @@ final class ConnectionHealthStateTests: XCTestCase {
 final class ConnectionHealthTests: LiveTestCase {
     private let fast = ConnectionHealth.Settings(readIdleTimeout: .milliseconds(300), pingTimeout: .seconds(2))
 
-    private func client(through relay: SilenceableRelay, health: ConnectionHealth.Settings?) throws -> KubeClient {
+    /// Runs `body` with a relay to the API server and a client that reaches the server through it, then closes both.
+    private func withRelay(
+        health: ConnectionHealth.Settings?,
+        _ body: (SilenceableRelay, KubeClient) async throws -> Void
+    ) async throws {
+        let relay = try await SilenceableRelay.start(to: try TestCluster.adminConfig().server)
         var config = try TestCluster.adminConfig()
         config.server = "https://127.0.0.1:\(relay.port)"
-        return try KubeClient(config: config, connectionHealth: health)
+        let client = try KubeClient(config: config, connectionHealth: health)
+        do {
+            try await body(relay, client)
+        } catch {
+            try? await client.shutdown()
+            try? await relay.close()
+            throw error
+        }
+        try await client.shutdown()
+        try await relay.close()
     }
 
     /// A watch whose connection dies silently resumes on a new connection within the health check's timeouts, not
     /// after the watch's read timeout (11 minutes); no change is lost.
     func testAWatchOnASilentlyDeadConnectionResumesOnANewOne() async throws {
-        let relay = try await SilenceableRelay.start(to: try TestCluster.adminConfig().server)
-        let client = try self.client(through: relay, health: self.fast)
-        let label = self.runID
-        let informer = Informer(
-            client: client,
-            resource: .configMaps,
-            namespace: self.namespace,
-            labelSelector: "kubeapi-health=\(label)",
-            backoff: Informer.Backoff(initial: .milliseconds(100), maximum: .seconds(1)),
-            watchTimeoutSeconds: 300
-        )
-        let runner = Task { await informer.run() }
-        do {
+        try await self.withRelay(health: self.fast) { relay, client in
+            let label = self.runID
+            let informer = Informer(
+                client: client,
+                resource: .configMaps,
+                namespace: self.namespace,
+                labelSelector: "kubeapi-health=\(label)",
+                backoff: Informer.Backoff(initial: .milliseconds(100), maximum: .seconds(1)),
+                watchTimeoutSeconds: 300
+            )
+            let runner = Task { await informer.run() }
+            defer { runner.cancel() }
             try await withTimeout("the informer to sync") { try await informer.waitForSync() }
             let before = self.uniqueName("health")
             try await self.createLabelled(before, label: label)
@@ -81,24 +94,12 @@ final class ConnectionHealthTests: LiveTestCase {
                 self.cached(informer).contains(after)
             }
             XCTAssertGreaterThanOrEqual(relay.accepted, 2, "a new connection was opened")
-        } catch {
-            runner.cancel()
-            await runner.value
-            try await client.shutdown()
-            try await relay.close()
-            throw error
         }
-        runner.cancel()
-        await runner.value
-        try await client.shutdown()
-        try await relay.close()
     }
 
     /// A quiet connection to a live server is pinged, answers, and is kept.
     func testAQuietLiveConnectionIsPingedAndKept() async throws {
-        let relay = try await SilenceableRelay.start(to: try TestCluster.adminConfig().server)
-        let client = try self.client(through: relay, health: self.fast)
-        do {
+        try await self.withRelay(health: self.fast) { relay, client in
             _ = try await client.serverVersion()
             let sentBefore = relay.bytesFromClients
             // Ten times the idle timeout, and longer than a PING's timeout: a PING that went unanswered, or whose
@@ -107,13 +108,7 @@ final class ConnectionHealthTests: LiveTestCase {
             XCTAssertGreaterThan(relay.bytesFromClients, sentBefore, "PINGs were sent while no request ran")
             _ = try await client.serverVersion()
             XCTAssertEqual(relay.accepted, 1, "the pinged connection was kept")
-        } catch {
-            try await client.shutdown()
-            try await relay.close()
-            throw error
         }
-        try await client.shutdown()
-        try await relay.close()
     }
 
     private func createLabelled(_ name: String, label: String) async throws {

@@ -83,29 +83,7 @@ import Testing
         ].map { Array($0.utf8) } + [[0], [0x7F], [0x80], [0xFF], [0xC3, 0xA9]]
 
     static func mutated(_ random: inout SplitMix64) -> [UInt8] {
-        var input: [UInt8] = []
-        for _ in 0..<Int.random(in: 1...3, using: &random) {
-            input += Self.seeds[Int.random(in: 0..<Self.seeds.count, using: &random)]
-        }
-        for _ in 0..<Int.random(in: 1...4, using: &random) {
-            let at = Int.random(in: 0...input.count, using: &random)
-            switch Int.random(in: 0..<4, using: &random) {
-            case 0 where at < input.count:
-                let fragment = Self.fragments[Int.random(in: 0..<Self.fragments.count, using: &random)]
-                input[at] = fragment[Int.random(in: 0..<fragment.count, using: &random)]
-            case 1:
-                input.insert(
-                    contentsOf: Self.fragments[Int.random(in: 0..<Self.fragments.count, using: &random)],
-                    at: at
-                )
-            case 2 where at < input.count:
-                input.removeSubrange(at..<min(input.count, at + Int.random(in: 1...8, using: &random)))
-            default:
-                let end = min(input.count, at + Int.random(in: 1...16, using: &random))
-                input.insert(contentsOf: input[at..<end], at: at)
-            }
-        }
-        return input
+        random.mutated(Self.seeds, inserting: Self.fragments)
     }
 
     static func show(_ input: [UInt8]) -> String {
@@ -273,6 +251,33 @@ struct DescribedParts {
     }
 }
 
+extension SplitMix64 {
+    /// One to three of `seeds` in a row, then one to four mutations: a byte replaced by a byte of a fragment, a
+    /// fragment inserted, a few bytes deleted, or a run of bytes repeated.
+    mutating func mutated(_ seeds: [[UInt8]], inserting fragments: [[UInt8]]) -> [UInt8] {
+        var input: [UInt8] = []
+        for _ in 0..<Int.random(in: 1...3, using: &self) {
+            input += seeds[Int.random(in: 0..<seeds.count, using: &self)]
+        }
+        for _ in 0..<Int.random(in: 1...4, using: &self) {
+            let at = Int.random(in: 0...input.count, using: &self)
+            switch Int.random(in: 0..<4, using: &self) {
+            case 0 where at < input.count:
+                let fragment = fragments[Int.random(in: 0..<fragments.count, using: &self)]
+                input[at] = fragment[Int.random(in: 0..<fragment.count, using: &self)]
+            case 1:
+                input.insert(contentsOf: fragments[Int.random(in: 0..<fragments.count, using: &self)], at: at)
+            case 2 where at < input.count:
+                input.removeSubrange(at..<min(input.count, at + Int.random(in: 1...8, using: &self)))
+            default:
+                let end = min(input.count, at + Int.random(in: 1...16, using: &self))
+                input.insert(contentsOf: input[at..<end], at: at)
+            }
+        }
+        return input
+    }
+}
+
 /// A small seeded generator (SplitMix64): the same seed, the same inputs, on every machine.
 struct SplitMix64: RandomNumberGenerator {
     private var state: UInt64
@@ -347,29 +352,7 @@ struct SplitMix64: RandomNumberGenerator {
         ].map { Array($0.utf8) } + [[0], [0x7F], [0x80], [0xFF]]
 
     static func mutated(_ random: inout SplitMix64) -> [UInt8] {
-        var input: [UInt8] = []
-        for _ in 0..<Int.random(in: 1...3, using: &random) {
-            input += Self.seeds[Int.random(in: 0..<Self.seeds.count, using: &random)]
-        }
-        for _ in 0..<Int.random(in: 1...4, using: &random) {
-            let at = Int.random(in: 0...input.count, using: &random)
-            switch Int.random(in: 0..<4, using: &random) {
-            case 0 where at < input.count:
-                let fragment = Self.fragments[Int.random(in: 0..<Self.fragments.count, using: &random)]
-                input[at] = fragment[Int.random(in: 0..<fragment.count, using: &random)]
-            case 1:
-                input.insert(
-                    contentsOf: Self.fragments[Int.random(in: 0..<Self.fragments.count, using: &random)],
-                    at: at
-                )
-            case 2 where at < input.count:
-                input.removeSubrange(at..<min(input.count, at + Int.random(in: 1...8, using: &random)))
-            default:
-                let end = min(input.count, at + Int.random(in: 1...16, using: &random))
-                input.insert(contentsOf: input[at..<end], at: at)
-            }
-        }
-        return input
+        random.mutated(Self.seeds, inserting: Self.fragments)
     }
 
     struct Parsed: CustomStringConvertible {
