@@ -119,9 +119,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        /// The fuzz suites' seeded generator and mutator, shared by the test targets that fuzz (not a product).
+        .target(name: "FuzzSupport", path: "Tests/FuzzSupport"),
         .testTarget(
             name: "ManifestsTests",
-            dependencies: ["Manifests", "JSONScanning", .product(name: "Yams", package: "Yams")],
+            dependencies: ["Manifests", "JSONScanning", "FuzzSupport", .product(name: "Yams", package: "Yams")],
             resources: [.copy("Golden")]
         ),
         .testTarget(
@@ -150,6 +152,7 @@ let package = Package(
             name: "ProxyTests",
             dependencies: [
                 "Proxy",
+                "FuzzSupport",
                 "Observability",
                 "Manifests",
                 .product(name: "X509", package: "swift-certificates"),

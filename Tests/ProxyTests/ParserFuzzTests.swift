@@ -1,3 +1,4 @@
+import FuzzSupport
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
@@ -248,48 +249,6 @@ struct DescribedParts {
             self.finished.append("body " + String(decoding: body, as: UTF8.self))
             self.body = nil
         }
-    }
-}
-
-extension SplitMix64 {
-    /// One to three of `seeds` in a row, then one to four mutations: a byte replaced by a byte of a fragment, a
-    /// fragment inserted, a few bytes deleted, or a run of bytes repeated.
-    mutating func mutated(_ seeds: [[UInt8]], inserting fragments: [[UInt8]]) -> [UInt8] {
-        var input: [UInt8] = []
-        for _ in 0..<Int.random(in: 1...3, using: &self) {
-            input += seeds[Int.random(in: 0..<seeds.count, using: &self)]
-        }
-        for _ in 0..<Int.random(in: 1...4, using: &self) {
-            let at = Int.random(in: 0...input.count, using: &self)
-            switch Int.random(in: 0..<4, using: &self) {
-            case 0 where at < input.count:
-                let fragment = fragments[Int.random(in: 0..<fragments.count, using: &self)]
-                input[at] = fragment[Int.random(in: 0..<fragment.count, using: &self)]
-            case 1:
-                input.insert(contentsOf: fragments[Int.random(in: 0..<fragments.count, using: &self)], at: at)
-            case 2 where at < input.count:
-                input.removeSubrange(at..<min(input.count, at + Int.random(in: 1...8, using: &self)))
-            default:
-                let end = min(input.count, at + Int.random(in: 1...16, using: &self))
-                input.insert(contentsOf: input[at..<end], at: at)
-            }
-        }
-        return input
-    }
-}
-
-/// A small seeded generator (SplitMix64): the same seed, the same inputs, on every machine.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) { self.state = seed }
-
-    mutating func next() -> UInt64 {
-        self.state &+= 0x9E37_79B9_7F4A_7C15
-        var z = self.state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 
