@@ -214,7 +214,9 @@ import Testing
         try await TestUpstream.with { upstream in
             try await ProxyHarness.with(
                 AllowList(hosts: [Fixtures.entry("good.upstream.test", upstream: upstream)]),
-                configure: { $0.requestHeadTimeout = .milliseconds(500) }
+                // Long enough for a loaded machine to connect and send the first line in time (500 ms was not, once,
+                // with the fuzz suites running beside it); the trickle below would take 10 s.
+                configure: { $0.requestHeadTimeout = .milliseconds(1_500) }
             ) { proxy in
                 let raw = try await proxy.raw()
                 try await raw.send("GET /hello HTTP/1.1\r\nHost: \(Self.host)\r\n")
