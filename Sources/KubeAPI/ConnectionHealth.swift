@@ -69,10 +69,9 @@ public struct ConnectionHealth: Sendable {
 
 /// Runs ``ConnectionHealth`` on one HTTP/2 connection channel, after its `NIOHTTP2Handler` (which answers the
 /// server's PINGs itself and passes every frame on, our PINGs' ACKs included).
-final class HTTP2HealthCheckHandler: ChannelDuplexHandler {
+final class HTTP2HealthCheckHandler: ChannelInboundHandler {
     typealias InboundIn = HTTP2Frame
     typealias InboundOut = HTTP2Frame
-    typealias OutboundIn = HTTP2Frame
     typealias OutboundOut = HTTP2Frame
 
     private let settings: ConnectionHealth.Settings

@@ -95,9 +95,8 @@ private struct ConnectionLimitReached: Error {}
 /// Answers one request at a time (NIO's pipelining handler in front holds the rest). A request that completes
 /// while the last response still waits to leave waits too, so a client that does not read its answers holds at most
 /// one of them; and every exchange has `requestTimeout` to happen.
-final class AdminHandler: ChannelDuplexHandler {
+final class AdminHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
 
     let registry: PrometheusCollectorRegistry
