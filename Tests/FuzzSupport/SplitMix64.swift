@@ -37,4 +37,15 @@ public struct SplitMix64: RandomNumberGenerator {
         }
         return input
     }
+
+    /// Read sizes of 1 to 24 that together cover `count` bytes: a split of one input into reads.
+    public mutating func pieces(covering count: Int) -> [Int] {
+        var pieces: [Int] = []
+        var covered = 0
+        while covered < count {
+            pieces.append(Int.random(in: 1...24, using: &self))
+            covered += pieces[pieces.count - 1]
+        }
+        return pieces
+    }
 }

@@ -24,8 +24,7 @@ import Testing
         for index in 0..<Self.inputsPerSeed {
             let input = Self.mutated(&random)
             let whole = Self.parse(input, pieces: nil)
-            var pieces: [Int] = []
-            while pieces.reduce(0, +) < input.count { pieces.append(Int.random(in: 1...24, using: &random)) }
+            let pieces = random.pieces(covering: input.count)
             let split = Self.parse(input, pieces: pieces)
             #expect(
                 whole.described == split.described && whole.error == split.error,
@@ -106,21 +105,31 @@ import Testing
     static func parse(_ input: [UInt8], pieces: [Int]?) -> Parsed {
         var parser = ClientRequestParser(maximumHeadBytes: 4 * 1024, maximumHeaderCount: 32)
         var result = Parsed()
-        var unparsed = ByteBuffer()
-        var rest = ByteBuffer(bytes: input)
-        var sizes = (pieces ?? [input.count])[...]
         do {
-            while rest.readableBytes > 0 {
-                var read = rest.readSlice(length: min(sizes.popFirst() ?? rest.readableBytes, rest.readableBytes))!
-                unparsed.writeBuffer(&read)
+            try Self.feed(input, pieces: pieces) { unparsed in
                 while let part = try parser.next(&unparsed) { result.parts.append(part) }
-                unparsed.discardReadBytes()
             }
         } catch {
             result.error = (error as? HTTPMessageError)?.tooLarge == true ? "too large" : "malformed"
         }
         result.described = Self.described(result.parts)
         return result
+    }
+
+    /// Hands `input` to `pull` as a handler gets it: in reads of `pieces` bytes (one read if nil), each appended to
+    /// what the last pull left unparsed. Returns how many bytes were left unparsed at the end.
+    @discardableResult
+    static func feed(_ input: [UInt8], pieces: [Int]?, _ pull: (inout ByteBuffer) throws -> Void) rethrows -> Int {
+        var unparsed = ByteBuffer()
+        var rest = ByteBuffer(bytes: input)
+        var sizes = (pieces ?? [input.count])[...]
+        while rest.readableBytes > 0 {
+            var read = rest.readSlice(length: min(sizes.popFirst() ?? rest.readableBytes, rest.readableBytes))!
+            unparsed.writeBuffer(&read)
+            try pull(&unparsed)
+            unparsed.discardReadBytes()
+        }
+        return unparsed.readableBytes
     }
 
     /// Parts as text, bodies merged (their boundaries follow the reads) before they are read as text: a read may end
@@ -266,8 +275,7 @@ struct DescribedParts {
         for index in 0..<Self.inputsPerSeed {
             let input = Self.mutated(&random)
             let whole = Self.parse(input, pieces: nil)
-            var pieces: [Int] = []
-            while pieces.reduce(0, +) < input.count { pieces.append(Int.random(in: 1...24, using: &random)) }
+            let pieces = random.pieces(covering: input.count)
             let split = Self.parse(input, pieces: pieces)
             #expect(
                 whole.described == split.described && whole.error == split.error,
@@ -326,17 +334,11 @@ struct DescribedParts {
     static func parse(_ input: [UInt8], pieces: [Int]?) -> Parsed {
         var parser = UpstreamResponseParser()
         var result = Parsed()
-        var unparsed = ByteBuffer()
-        var rest = ByteBuffer(bytes: input)
-        var sizes = (pieces ?? [input.count])[...]
         do {
-            while rest.readableBytes > 0 {
-                var read = rest.readSlice(length: min(sizes.popFirst() ?? rest.readableBytes, rest.readableBytes))!
-                unparsed.writeBuffer(&read)
+            let unparsed = try ParserFuzzTests.feed(input, pieces: pieces) { unparsed in
                 while let part = try parser.next(&unparsed, nextMethod: { .GET }) { result.parts.append(part) }
-                unparsed.discardReadBytes()
             }
-            if let last = try parser.inputClosed(unparsed: unparsed.readableBytes) { result.parts.append(last) }
+            if let last = try parser.inputClosed(unparsed: unparsed) { result.parts.append(last) }
         } catch {
             result.error = true
         }
