@@ -8,6 +8,7 @@
 #   scripts/control-plane.sh status
 #   scripts/control-plane.sh restart-apiserver   # stop/start only kube-apiserver (etcd and its data stay)
 #   scripts/control-plane.sh logs      # last lines of the etcd and kube-apiserver logs (LINES_TO_SHOW=40)
+#   scripts/control-plane.sh compact   # compact etcd's history up to now, as kube-apiserver does every 5 minutes
 #
 # Environment: EGRESS_CONTROL_PLANE_DIR (state dir, default /tmp/egress-control-plane), EGRESS_APISERVER_PORT
 # (6443), EGRESS_ETCD_PORT (2379), EGRESS_ETCD_PEER_PORT (2380), EGRESS_READY_TIMEOUT (seconds, 120),
@@ -324,6 +325,22 @@ cmd_restart_apiserver() {
     start_apiserver
 }
 
+# Every revision written before this call becomes unreadable, so a continue token or a watch from before it is
+# answered 410 Expired. A key outside the API server's /registry prefix is written first: the newest revision any
+# client has seen is then older than the compaction point.
+cmd_compact() {
+    if ! is_running "$ETCD_PID" etcd; then
+        log "not running; start it with: $0 start"
+        exit 1
+    fi
+    local api="http://127.0.0.1:$ETCD_PORT/v3" revision
+    revision=$(curl -fsS -X POST "$api/kv/put" -d "{\"key\":\"$(printf egress-test/compaction | base64)\"}" |
+        sed -n 's/.*"revision":"\([0-9]*\)".*/\1/p')
+    [ -n "$revision" ] || { log "etcd did not answer the write with a revision"; exit 1; }
+    curl -fsS -X POST "$api/kv/compaction" -d "{\"revision\":\"$revision\",\"physical\":true}" >/dev/null
+    log "etcd compacted through revision $revision"
+}
+
 cmd_env() {
     echo "export KUBECONFIG=$KUBECONFIG_FILE"
 }
@@ -365,10 +382,11 @@ start) cmd_start ;;
 stop) cmd_stop ;;
 restart-apiserver) cmd_restart_apiserver ;;
 env) cmd_env ;;
+compact) cmd_compact ;;
 status) cmd_status ;;
 logs) cmd_logs ;;
 *)
-    echo "usage: $0 install|start|stop|restart-apiserver|env|status|logs" >&2
+    echo "usage: $0 install|start|stop|restart-apiserver|env|status|logs|compact" >&2
     exit 2
     ;;
 esac

@@ -172,8 +172,8 @@ public final class KubeClient: Sendable {
         return result
     }
 
-    /// Every object, fetched page by page (`pageSize` per request) from one consistent snapshot.
-    /// Throws ``KubeError/Code/gone`` if the snapshot expired between pages; list again then.
+    /// Every object, fetched page by page (`pageSize` per request) from one consistent snapshot; if the snapshot
+    /// expires between pages, in one request more (``ListPager``).
     public func listAll(
         _ resource: Resource,
         namespace: String? = nil,
@@ -181,23 +181,15 @@ public final class KubeClient: Sendable {
         pageSize: Int = 500,
         omittingManagedFields: Bool = false
     ) async throws -> ObjectList {
-        var options = ListOptions(
+        let pager = ListPager(logger: self.logger) { options in
+            try await self.list(resource, namespace: namespace, options: options)
+        }
+        let options = ListOptions(
             labelSelector: labelSelector,
             limit: pageSize,
             omittingManagedFields: omittingManagedFields
         )
-        var result = try await self.list(resource, namespace: namespace, options: options)
-        var token = result.continueToken
-        while let next = token {
-            options.continueToken = next
-            let page = try await self.list(resource, namespace: namespace, options: options)
-            result.items += page.items
-            result.resourceVersion = page.resourceVersion
-            token = page.continueToken
-        }
-        result.continueToken = nil
-        result.remainingItemCount = nil
-        return result
+        return try await pager.listAll(options)
     }
 
     // MARK: - Writes

@@ -122,7 +122,7 @@ public struct ObjectKey: Hashable, Sendable, Comparable, CustomStringConvertible
     }
 }
 
-/// One page of a list, or the concatenation of all pages (``KubeClient/listAll(_:namespace:labelSelector:pageSize:)``).
+/// One page of a list, or the concatenation of all pages (``ListPager``).
 public struct ObjectList: Sendable {
     public var items: [KubeObject]
     /// The collection's resourceVersion: watch from here to see every change after this list.

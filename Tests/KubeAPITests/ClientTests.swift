@@ -1,5 +1,7 @@
 import ControlPlaneTesting
 import Foundation
+import Logging
+import Synchronization
 import XCTest
 
 @testable import KubeAPI
@@ -153,6 +155,43 @@ final class ClientTests: LiveTestCase {
         )
         XCTAssertEqual(Set(all.items.compactMap(\.name)), expected)
         XCTAssertFalse(all.resourceVersion.isEmpty)
+    }
+
+    /// A list read in pages whose snapshot etcd compacts away between two pages, as a large list read slowly meets
+    /// it: the next page is refused (410 Expired), and the pager reads the list again in one request.
+    func testAListWhoseSnapshotExpiresBetweenPagesIsReadAgainInOneRequest() async throws {
+        let selector = "kubeapi-expiry=\(self.runID)"
+        var expected: Set<String> = []
+        for _ in 0..<3 {
+            let name = self.uniqueName("expiry")
+            expected.insert(name)
+            self.cleanUp(.configMaps, name: name, namespace: self.namespace)
+            _ = try await self.client.create(
+                .configMaps,
+                self.configMap(name, data: [:], labels: ["kubeapi-expiry": self.runID])
+            )
+        }
+        let client = self.client!
+        let namespace = self.namespace
+        let requests = Mutex<[ListOptions]>([])
+        let pager = ListPager(logger: Logger(label: "test")) { options in
+            requests.withLock { $0.append(options) }
+            let page = try await client.list(.configMaps, namespace: namespace, options: options)
+            if options.limit != nil && options.continueToken == nil {
+                try await TestCluster.script("compact")
+            }
+            return page
+        }
+
+        let all = try await pager.listAll(ListOptions(labelSelector: selector, limit: 1))
+
+        XCTAssertEqual(Set(all.items.compactMap(\.name)), expected)
+        XCTAssertFalse(all.resourceVersion.isEmpty)
+        XCTAssertNil(all.continueToken)
+        // The first page, the second (refused: otherwise a third page would follow), then the list without pages.
+        let sent = requests.withLock { $0 }
+        XCTAssertEqual(sent.map(\.limit), [1, 1, nil])
+        XCTAssertEqual(sent.map { $0.continueToken != nil }, [false, true, false])
     }
 
     func testForbiddenUnauthorizedAndClientCertificates() async throws {
