@@ -73,6 +73,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
         .target(
@@ -147,7 +148,17 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "OperatorTests", dependencies: ["Operator", "KubeAPI", "Manifests", "ControlPlaneTesting"]),
+        .testTarget(
+            name: "OperatorTests",
+            dependencies: [
+                "Operator",
+                "KubeAPI",
+                "Manifests",
+                "ControlPlaneTesting",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
         .testTarget(
             name: "ProxyTests",
             dependencies: [

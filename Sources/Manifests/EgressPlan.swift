@@ -69,13 +69,16 @@ public struct EgressPlan: Sendable, Hashable {
             switch assessments[index].outcome {
             case .invalid(let problems):
                 verdicts[name] = HostVerdict(.invalidSpec(problems.joined(separator: "; ")))
-            case .missing(let description):
-                // An older valid claim on the same host is reported before missing material, as it is the first
-                // thing to fix.
+            case .unresolved(let problem):
+                // An older valid claim on the same host is reported before missing or unusable material, as it is
+                // the first thing to fix.
                 if let winner = winners[egressHosts[index].spec.host], age(winner) < age(index) {
                     verdicts[name] = HostVerdict(.hostConflict(owner: egressHosts[winner].metadata.name))
                 } else {
-                    verdicts[name] = HostVerdict(.missingMaterial(description))
+                    switch problem.kind {
+                    case .missing: verdicts[name] = HostVerdict(.missingMaterial(problem.description))
+                    case .unusable: verdicts[name] = HostVerdict(.unusableMaterial(problem.description))
+                    }
                 }
             case .claim(var entry, let files, let insecure):
                 if !wins[index], let winner = winners[entry.host] {
@@ -138,14 +141,14 @@ public struct EgressPlan: Sendable, Hashable {
     public struct Assessment: Sendable, Hashable {
         enum Outcome: Sendable, Hashable {
             case invalid(problems: [String])
-            case missing(String)
+            case unresolved(TLSMaterial.Unresolved)
             case claim(entry: AllowList.Entry, files: [String: TLSMaterial.File], insecure: Bool)
         }
         let outcome: Outcome
     }
 
-    /// A pure function of one object's spec and name and of the material: its problems, the material it lacks, or
-    /// the allow-list entry and TLS files it claims.
+    /// A pure function of one object's spec and name and of the material: its problems, the material it lacks or
+    /// cannot use, or the allow-list entry and TLS files it claims.
     public static func assess(
         _ spec: EgressHost.Spec,
         name: String,
@@ -165,8 +168,8 @@ public struct EgressPlan: Sendable, Hashable {
         }
         guard problems.isEmpty else { return Assessment(outcome: .invalid(problems: problems)) }
         switch material.resolve(spec.tls, for: name, mountPath: tlsMountPath) {
-        case .failure(let missing):
-            return Assessment(outcome: .missing(missing.description))
+        case .failure(let problem):
+            return Assessment(outcome: .unresolved(problem))
         case .success(let resolved):
             return Assessment(
                 outcome: .claim(
@@ -205,6 +208,9 @@ public struct HostVerdict: Sendable, Hashable {
         /// Another, older object already claims the same host.
         case hostConflict(owner: String)
         case missingMaterial(String)
+        /// Its CA bundle or client certificate is there but cannot be loaded (not PEM, or a key that does not belong
+        /// to the certificate): the proxy could not connect with it.
+        case unusableMaterial(String)
         /// Its CA bundle or client certificate would take the proxy's TLS Secret over its size limit.
         case tlsMaterialTooLarge(limit: Int)
     }
@@ -226,6 +232,7 @@ public struct HostVerdict: Sendable, Hashable {
         case .invalidSpec(let message): ("InvalidSpec", message)
         case .hostConflict(let owner): ("HostConflict", "EgressHost \(owner) already claims this host")
         case .missingMaterial(let message): ("MissingSecret", message)
+        case .unusableMaterial(let message): ("InvalidTLSMaterial", message)
         case .tlsMaterialTooLarge(let limit):
             (
                 "TLSMaterialTooLarge",
@@ -243,20 +250,40 @@ public struct TLSMaterial: Sendable, Hashable {
     /// Secret name → decoded data.
     public var secrets: [String: [String: String]]
 
-    public init(configMaps: [String: [String: String]] = [:], secrets: [String: [String: String]] = [:]) {
+    /// Why a value is not a PEM certificate bundle the proxy can load, by source (`ConfigMap/NAME/KEY`,
+    /// `Secret/NAME/KEY`); values not listed are usable. The operator fills this (and the next) by loading each
+    /// value with the proxy's TLS library: the plan itself parses no PEM.
+    public var unusableCertificates: [String: String]
+    /// Why a Secret's `tls.crt` and `tls.key` are not a client certificate chain and its private key, by Secret name.
+    public var unusableClientCertificates: [String: String]
+
+    public init(
+        configMaps: [String: [String: String]] = [:],
+        secrets: [String: [String: String]] = [:],
+        unusableCertificates: [String: String] = [:],
+        unusableClientCertificates: [String: String] = [:]
+    ) {
         self.configMaps = configMaps
         self.secrets = secrets
+        self.unusableCertificates = unusableCertificates
+        self.unusableClientCertificates = unusableClientCertificates
     }
 
     /// A Secret's keys are at most 253 characters, and the longest a file adds to the object's name is this.
     static let maxKeyLength = 253
     static let longestFileSuffix = ".tls.crt"
 
-    struct Missing: Error, CustomStringConvertible {
+    /// Why an EgressHost's TLS material cannot be used: not there, or not loadable.
+    struct Unresolved: Error, Sendable, Hashable, CustomStringConvertible {
+        enum Kind: Sendable, Hashable { case missing, unusable }
+        let kind: Kind
         let description: String
+
+        static func missing(_ description: String) -> Self { Self(kind: .missing, description: description) }
+        static func unusable(_ description: String) -> Self { Self(kind: .unusable, description: description) }
     }
 
-    /// A file for the proxy's TLS Secret and where it comes from (`configmap/NAME/KEY`, `secret/NAME/KEY`).
+    /// A file for the proxy's TLS Secret and where it comes from (`ConfigMap/NAME/KEY`, `Secret/NAME/KEY`).
     public struct File: Sendable, Hashable {
         var source: String
         var content: String
@@ -267,35 +294,38 @@ public struct TLSMaterial: Sendable, Hashable {
         var files: [String: File]
     }
 
-    func resolve(_ tls: EgressHost.TLS?, for name: String, mountPath: String) -> Result<Resolved, Missing> {
+    func resolve(_ tls: EgressHost.TLS?, for name: String, mountPath: String) -> Result<Resolved, Unresolved> {
         var result = Resolved(
             tls: AllowList.TLS(serverName: tls?.serverName, insecureSkipVerify: tls?.insecureSkipVerify ?? false),
             files: [:]
         )
         if let bundle = tls?.caBundle {
-            let source = bundle.kind == .configMap ? configMaps[bundle.name] : secrets[bundle.name]
-            guard let data = source else {
-                return .failure(Missing(description: "\(bundle.kind.rawValue) \(bundle.name) not found"))
+            guard let data = bundle.kind == .configMap ? configMaps[bundle.name] : secrets[bundle.name] else {
+                return .failure(.missing("\(bundle.kind.rawValue) \(bundle.name) not found"))
             }
             guard let pem = data[bundle.effectiveKey], !pem.isEmpty else {
+                return .failure(.missing("\(bundle.kind.rawValue) \(bundle.name) has no key \(bundle.effectiveKey)"))
+            }
+            let source = "\(bundle.kind.rawValue)/\(bundle.name)/\(bundle.effectiveKey)"
+            if let problem = unusableCertificates[source] {
                 return .failure(
-                    Missing(description: "\(bundle.kind.rawValue) \(bundle.name) has no key \(bundle.effectiveKey)")
+                    .unusable("\(bundle.kind.rawValue) \(bundle.name) key \(bundle.effectiveKey): \(problem)")
                 )
             }
             let file = "\(name).ca.crt"
-            result.files[file] = File(
-                source: "\(bundle.kind.rawValue)/\(bundle.name)/\(bundle.effectiveKey)",
-                content: pem
-            )
+            result.files[file] = File(source: source, content: pem)
             result.tls.caFile = "\(mountPath)/\(file)"
         }
         if let reference = tls?.clientCertificate {
             guard let data = secrets[reference.name] else {
-                return .failure(Missing(description: "Secret \(reference.name) not found"))
+                return .failure(.missing("Secret \(reference.name) not found"))
             }
             guard let certificate = data["tls.crt"], let key = data["tls.key"], !certificate.isEmpty, !key.isEmpty
             else {
-                return .failure(Missing(description: "Secret \(reference.name) needs tls.crt and tls.key"))
+                return .failure(.missing("Secret \(reference.name) needs tls.crt and tls.key"))
+            }
+            if let problem = unusableClientCertificates[reference.name] {
+                return .failure(.unusable("Secret \(reference.name): \(problem)"))
             }
             result.files["\(name).tls.crt"] = File(source: "Secret/\(reference.name)/tls.crt", content: certificate)
             result.files["\(name).tls.key"] = File(source: "Secret/\(reference.name)/tls.key", content: key)

@@ -24,6 +24,8 @@ final class Reconciler: Sendable {
     private let pendingStatus = Mutex<[String: EgressHost.Status]>([:])
     /// The hosts whose status the last pass found current, with what it was planned from.
     private let settledStatuses = Mutex(ReconcilePlan.SettledStatuses())
+    /// Which ConfigMap and Secret values the proxy could not load as TLS material, by content.
+    private let tlsMaterialCheck = Mutex(TLSMaterialCheck())
     /// The decoded EgressHosts and their plan, kept from pass to pass (one pass runs at a time).
     private let egressHostIndex = Mutex(EgressHostIndex())
     /// Answers of pure functions of large inputs, by input (see `LastResult`).
@@ -228,6 +230,7 @@ final class Reconciler: Sendable {
                 value.stringValue.flatMap { Data(base64Encoded: $0) }.map { String(decoding: $0, as: UTF8.self) }
             }
         }
+        tlsMaterialCheck.withLock { $0.check(&material) }
         return material
     }
 

@@ -276,6 +276,42 @@ struct AllowListTests {
         #expect(plan.tlsSecretData.isEmpty)
     }
 
+    /// Material that is there but that the operator found it could not load: refused on the host's own status,
+    /// with where the material is and what is wrong with it; the other hosts are planned as before.
+    @Test func unusableMaterialIsReportedNotProgrammed() {
+        let hosts = [
+            EgressHost(
+                name: "bad-ca",
+                spec: .init(host: "a.example.com", tls: .init(caBundle: .init(kind: .configMap, name: "partner-ca")))
+            ),
+            EgressHost(
+                name: "bad-client",
+                spec: .init(host: "b.example.com", tls: .init(clientCertificate: .init(name: "partner-client-cert")))
+            ),
+            EgressHost(name: "plain", spec: .init(host: "c.example.com")),
+        ]
+        var material = Self.material
+        material.unusableCertificates["ConfigMap/partner-ca/ca.crt"] = "is not a PEM certificate bundle"
+        material.unusableClientCertificates["partner-client-cert"] = "tls.key is not the private key"
+        let plan = EgressPlan(egressHosts: hosts, material: material)
+        #expect(plan.hosts == ["c.example.com"])
+        #expect(
+            plan.verdicts["bad-ca"]?.outcome
+                == .unusableMaterial("ConfigMap partner-ca key ca.crt: is not a PEM certificate bundle")
+        )
+        #expect(plan.verdicts["bad-ca"]?.acceptedReason.reason == "InvalidTLSMaterial")
+        #expect(
+            plan.verdicts["bad-client"]?.outcome
+                == .unusableMaterial("Secret partner-client-cert: tls.key is not the private key")
+        )
+        #expect(plan.tlsSecretData.isEmpty)
+
+        // A value of the same Secret that no host uses as a CA bundle does not matter.
+        material.unusableClientCertificates = [:]
+        material.unusableCertificates["Secret/partner-client-cert/tls.key"] = "is not a PEM certificate bundle"
+        #expect(EgressPlan(egressHosts: hosts, material: material).verdicts["bad-client"]?.isAccepted == true)
+    }
+
     @Test("a CA bundle or client certificate named by many hosts is stored once, and each host's entry points at it")
     func sharedTLSFilesAreStoredOnce() throws {
         let hosts = ["a", "b", "c"].map { name in

@@ -277,9 +277,10 @@ final class ReconcileTests: OperatorTestCase {
         try await waitForCondition(newer, "Programmed", .true)
     }
 
-    /// A CA bundle ConfigMap that does not exist yet: MissingSecret; once created, the host is accepted and
-    /// programmed, and the bundle is copied into the proxy's TLS Secret.
-    func testMissingCABundleIsReportedUntilItExists() async throws {
+    /// A CA bundle ConfigMap that does not exist yet: MissingSecret; once it exists but holds no certificate the
+    /// proxy could load: InvalidTLSMaterial; once it holds one, the host is accepted and programmed, and the bundle
+    /// is copied into the proxy's TLS Secret.
+    func testMissingOrUnusableCABundleIsReportedUntilFixed() async throws {
         try await createCoreDNS()
         try await startOperator()
         try await setProxyAvailable(1)
@@ -292,14 +293,26 @@ final class ReconcileTests: OperatorTestCase {
         try await waitForCondition(name, "Accepted", .false, reason: "MissingSecret")
         let message = try await condition(name, "Accepted")?.message ?? ""
         XCTAssertTrue(message.contains(bundle), "the message should name the missing ConfigMap: \(message)")
-        let (allowed, routed) = (try await allowListHosts(), try await corefileHosts())
+        var (allowed, routed) = (try await allowListHosts(), try await corefileHosts())
         XCTAssertFalse(allowed.contains(host))
         XCTAssertFalse(routed.contains(host))
 
-        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
         var configMap = KubeObject(apiVersion: "v1", kind: "ConfigMap", name: bundle, namespace: namespace)
+        configMap["data"] = ["ca.crt": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"]
+        configMap = try await client.create(.configMaps, configMap)
+        try await waitForCondition(name, "Accepted", .false, reason: "InvalidTLSMaterial")
+        let invalid = try await condition(name, "Accepted")?.message ?? ""
+        XCTAssertTrue(
+            invalid.hasPrefix("ConfigMap \(bundle) key ca.crt: is not a PEM certificate bundle"),
+            "the message should say where the bundle is and what is wrong with it: \(invalid)"
+        )
+        (allowed, routed) = (try await allowListHosts(), try await corefileHosts())
+        XCTAssertFalse(allowed.contains(host))
+        XCTAssertFalse(routed.contains(host))
+
+        let pem = try selfSignedPEM("partner CA").certificate
         configMap["data"] = ["ca.crt": .string(pem)]
-        _ = try await client.create(.configMaps, configMap)
+        _ = try await client.replace(.configMaps, configMap)
 
         try await waitForCondition(name, "Accepted", .true)
         try await waitForCondition(name, "Programmed", .true)
