@@ -93,7 +93,7 @@ args = c["args"]
 want = ["run", "--namespace=egress-system", "--leader-elect", "--lease-duration-seconds=30", "--admin-port=9191",
         "--log-level=debug", "--log-format=text", "--coredns-mode=custom", "--coredns-namespace=dns-system",
         "--dns-rules=suffix", "--proxy-image=registry.example.com/platform/egress-proxy:0.1.0-rc1",
-        "--proxy-replicas=4", "--suffix=egress.internal",
+        "--proxy-replicas=4", "--proxy-max-replicas=12", "--proxy-target-cpu-utilization=60", "--suffix=egress.internal",
         "--proxy-pod-annotation=config.linkerd.io/proxy-cpu-request=50m", "--proxy-pod-annotation=linkerd.io/inject=enabled",
         "--proxy-tls-mount-path=/var/run/egress/tls", "--proxy-port=18080", "--proxy-cpu-request=250m",
         "--proxy-memory-request=128Mi", "--proxy-memory-limit=512Mi", "--proxy-max-connections=20000",

@@ -91,6 +91,13 @@ extension Resource {
         kind: "PodDisruptionBudget",
         namespaced: true
     )
+    public static let horizontalPodAutoscalers = Resource(
+        group: "autoscaling",
+        version: "v1",
+        name: "horizontalpodautoscalers",
+        kind: "HorizontalPodAutoscaler",
+        namespaced: true
+    )
     public static let leases = Resource(
         group: "coordination.k8s.io",
         version: "v1",

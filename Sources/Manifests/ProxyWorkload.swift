@@ -1,6 +1,7 @@
 /// The proxy's workload, which the operator owns and applies: ServiceAccount, Deployment, Service,
-/// PodDisruptionBudget and NetworkPolicy. Every object carries `ownedLabels`, which is how the operator finds
-/// what it owns (and deletes what is no longer desired) without touching anything else.
+/// PodDisruptionBudget, NetworkPolicy and, with autoscaling, a HorizontalPodAutoscaler. Every object carries
+/// `ownedLabels`, which is how the operator finds what it owns (and deletes what is no longer desired) without
+/// touching anything else.
 public enum ProxyWorkload {
     public static let managedByLabels = ["app.kubernetes.io/managed-by": "egress-operator"]
     public static let installationLabel = "egress.dev/installation"
@@ -16,11 +17,22 @@ public enum ProxyWorkload {
         ownedLabels(settings).map { "\($0.key)=\($0.value)" }.sorted().joined(separator: ",")
     }
 
-    public static func objects(_ settings: OperatorSettings) -> [JSON] {
+    /// - Parameter currentReplicas: the live Deployment's `spec.replicas`, if it exists (see `replicas`).
+    public static func objects(_ settings: OperatorSettings, currentReplicas: Int? = nil) -> [JSON] {
         [
-            serviceAccount(settings), deployment(settings), service(settings), podDisruptionBudget(settings),
-            networkPolicy(settings),
-        ]
+            serviceAccount(settings), deployment(settings, currentReplicas: currentReplicas), service(settings),
+            podDisruptionBudget(settings), networkPolicy(settings),
+        ] + (settings.proxy.autoscaling.map { [horizontalPodAutoscaler(settings, $0)] } ?? [])
+    }
+
+    /// The Deployment's `spec.replicas`: the setting, or with autoscaling what the autoscaler last chose, within
+    /// its bounds. The operator keeps applying the field even then: server-side apply resets a field its only
+    /// owner stops applying (to one replica here), and the autoscaler owns it only once it has changed it. Applying
+    /// the current value never undoes a scaling, and takes the field back from nobody.
+    public static func replicas(_ proxy: ProxySettings, currentReplicas: Int?) -> Int {
+        guard let autoscaling = proxy.autoscaling else { return proxy.replicas }
+        let (fewest, most) = (proxy.replicas, max(autoscaling.maxReplicas, proxy.replicas))
+        return min(max(currentReplicas ?? fewest, fewest), most)
     }
 
     static func labels(_ settings: OperatorSettings) -> [String: String] {
@@ -55,7 +67,7 @@ public enum ProxyWorkload {
         ] + (proxy.logPaths ? ["--log-paths"] : []) + (proxy.accessLog ? [] : ["--no-access-log"])
     }
 
-    static func deployment(_ settings: OperatorSettings) -> JSON {
+    static func deployment(_ settings: OperatorSettings, currentReplicas: Int? = nil) -> JSON {
         let proxy = settings.proxy
         let container: JSON = [
             "name": "proxy",
@@ -86,7 +98,7 @@ public enum ProxyWorkload {
                 (
                     "spec",
                     [
-                        "replicas": .int(proxy.replicas),
+                        "replicas": .int(replicas(proxy, currentReplicas: currentReplicas)),
                         "selector": ["matchLabels": JSON(proxy.labels)],
                         // Egress must not dip during a rollout.
                         "strategy": ["type": "RollingUpdate", "rollingUpdate": ["maxUnavailable": 0, "maxSurge": 1]],
@@ -154,6 +166,31 @@ public enum ProxyWorkload {
             "PodDisruptionBudget",
             metadata: metadata(settings),
             [("spec", ["maxUnavailable": 1, "selector": ["matchLabels": JSON(settings.proxy.labels)]])]
+        )
+    }
+
+    /// CPU-based, as Istio's egress gateway: `autoscaling/v1`, served by every Kubernetes release the operator
+    /// supports. It needs the cluster's resource metrics (metrics-server); without them it still keeps the
+    /// Deployment within its bounds.
+    static func horizontalPodAutoscaler(_ settings: OperatorSettings, _ autoscaling: ProxySettings.Autoscaling) -> JSON
+    {
+        Kube.object(
+            "autoscaling/v1",
+            "HorizontalPodAutoscaler",
+            metadata: metadata(settings),
+            [
+                (
+                    "spec",
+                    [
+                        "scaleTargetRef": [
+                            "apiVersion": "apps/v1", "kind": "Deployment", "name": .string(settings.proxy.name),
+                        ],
+                        "minReplicas": .int(settings.proxy.replicas),
+                        "maxReplicas": .int(autoscaling.maxReplicas),
+                        "targetCPUUtilizationPercentage": .int(autoscaling.targetCPUUtilizationPercentage),
+                    ]
+                )
+            ]
         )
     }
 

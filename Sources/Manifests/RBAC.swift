@@ -72,6 +72,12 @@ public enum RBAC {
             reason: "the proxy PodDisruptionBudget"
         ),
         Rule(
+            apiGroups: ["autoscaling"],
+            resources: ["horizontalpodautoscalers"],
+            verbs: own,
+            reason: "the proxy HorizontalPodAutoscaler (with autoscaling)"
+        ),
+        Rule(
             apiGroups: ["coordination.k8s.io"],
             resources: ["leases"],
             verbs: ["get", "list", "watch", "create", "update", "patch"],

@@ -28,8 +28,12 @@ public struct ProxySettings: Sendable, Hashable {
     public var name = "egress-proxy"
     public var image = "ghcr.io/egress-dev/egress-proxy:0.1.0"
     public var imagePullPolicy = "IfNotPresent"
-    /// Two or more, spread across zones and nodes: egress must survive a node drain.
+    /// Two or more, spread across zones and nodes: egress must survive a node drain. With `autoscaling`, the
+    /// least the autoscaler may scale to.
     public var replicas = 2
+    /// Scale the proxy on CPU with a HorizontalPodAutoscaler, from `replicas` up to `maxReplicas`; nil: a fixed
+    /// `replicas`.
+    public var autoscaling: Autoscaling?
     public var port = 8080
     public var adminPort = 9090
     /// The Service port applications reach (`http://HOST.egress.local` means port 80).
@@ -51,6 +55,17 @@ public struct ProxySettings: Sendable, Hashable {
     public var accessLog = true
 
     public init() {}
+
+    public struct Autoscaling: Sendable, Hashable {
+        public var maxReplicas: Int
+        /// Average CPU use across the pods, as a percentage of their CPU request, that the autoscaler aims for.
+        public var targetCPUUtilizationPercentage: Int
+
+        public init(maxReplicas: Int, targetCPUUtilizationPercentage: Int = 70) {
+            self.maxReplicas = maxReplicas
+            self.targetCPUUtilizationPercentage = targetCPUUtilizationPercentage
+        }
+    }
 
     public var labels: [String: String] {
         [

@@ -25,7 +25,9 @@ struct Caches: Sendable {
         namespaced: false
     )
 
-    static let ownedKinds: [Resource] = [.serviceAccounts, .deployments, .services, .podDisruptionBudgets]
+    static let ownedKinds: [Resource] = [
+        .serviceAccounts, .deployments, .services, .podDisruptionBudgets, .horizontalPodAutoscalers,
+    ]
 
     init(client: KubeClient, settings: OperatorSettings, servesPDB: Bool, logger: Logger) {
         let managedBy = ProxyWorkload.ownedSelector(settings)

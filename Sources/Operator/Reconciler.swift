@@ -96,7 +96,9 @@ final class Reconciler: Sendable {
         var plan = reconcilePlan(snapshot, egressPlan)
 
         // 1. The proxy workload and what it mounts. DNS may only point at a proxy that has the hosts.
-        for object in ProxyWorkload.objects(settings) where servesPDB || object["kind"] != "PodDisruptionBudget" {
+        let currentReplicas = deployment?[path: "spec", "replicas"]?.intValue
+        for object in ProxyWorkload.objects(settings, currentReplicas: currentReplicas)
+        where servesPDB || object["kind"] != "PodDisruptionBudget" {
             summary.writes += try await applyIfNeeded(object)
         }
         summary.writes += try await applyIfNeeded(tlsSecret(plan.tlsSecretData))
@@ -518,6 +520,7 @@ final class Reconciler: Sendable {
         case "Deployment": .deployments
         case "Service": .services
         case "PodDisruptionBudget": .podDisruptionBudgets
+        case "HorizontalPodAutoscaler": .horizontalPodAutoscalers
         case "NetworkPolicy": .networkPolicies
         case "ConfigMap": .configMaps
         case "Secret": .secrets

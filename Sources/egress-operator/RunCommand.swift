@@ -58,8 +58,17 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "The egress proxy image.")
     var proxyImage = ProxySettings().image
 
-    @Option(help: "Proxy replicas.")
+    @Option(help: "Proxy replicas; with --proxy-max-replicas, the fewest the autoscaler may scale to.")
     var proxyReplicas = ProxySettings().replicas
+
+    @Option(help: "Scale the proxy on CPU (a HorizontalPodAutoscaler) up to this many replicas; 0: fixed replicas.")
+    var proxyMaxReplicas = 0
+
+    @Option(
+        name: .customLong("proxy-target-cpu-utilization"),
+        help: "The autoscaler's target: average proxy CPU use, in percent of the proxy's CPU request."
+    )
+    var proxyTargetCPUUtilization = ProxySettings.Autoscaling(maxReplicas: 0).targetCPUUtilizationPercentage
 
     @Option(help: "The suffix applications append to host names.")
     var suffix = ProxySettings().suffix
@@ -143,7 +152,20 @@ struct RunCommand: AsyncParsableCommand {
         settings.coreDNS.mode = mode
         settings.coreDNS.namespace = corednsNamespace
         settings.proxy.image = proxyImage
+        guard proxyReplicas >= 1 else { throw ValidationError("--proxy-replicas must be at least 1") }
         settings.proxy.replicas = proxyReplicas
+        if proxyMaxReplicas != 0 {
+            guard proxyMaxReplicas >= proxyReplicas else {
+                throw ValidationError("--proxy-max-replicas must be 0 (off) or at least --proxy-replicas")
+            }
+            guard proxyTargetCPUUtilization >= 1 else {
+                throw ValidationError("--proxy-target-cpu-utilization must be at least 1")
+            }
+            settings.proxy.autoscaling = ProxySettings.Autoscaling(
+                maxReplicas: proxyMaxReplicas,
+                targetCPUUtilizationPercentage: proxyTargetCPUUtilization
+            )
+        }
         settings.proxy.suffix = suffix
         settings.proxy.podAnnotations = try Self.annotations(proxyPodAnnotation)
         settings.proxy.tlsMountPath = proxyTLSMountPath

@@ -34,9 +34,28 @@ struct ManifestTests {
         settings.proxy.clientNamespaceLabels = ["egress.dev/client": "true"]
         settings.proxy.logPaths = true
         settings.proxy.accessLog = false
+        settings.proxy.autoscaling = ProxySettings.Autoscaling(maxReplicas: 12, targetCPUUtilizationPercentage: 60)
         try Golden.check(YAML.renderStream(ProxyWorkload.objects(settings)), "proxy-customised.yaml")
         let deployment = ProxyWorkload.objects(settings)[1]
         #expect(deployment["spec"]?["template"]?["metadata"]?["annotations"] == nil)
+    }
+
+    /// With autoscaling the Deployment asks for what the autoscaler last chose (the live value), kept within the
+    /// bounds, and the minimum when it does not exist yet; without, for the setting whatever runs.
+    @Test(arguments: [(nil, 3), (1, 3), (3, 3), (7, 7), (12, 12), (40, 12)] as [(Int?, Int)])
+    func autoscaledReplicasFollowTheAutoscaler(current: Int?, expected: Int) {
+        var proxy = ProxySettings()
+        proxy.replicas = 3
+        #expect(ProxyWorkload.replicas(proxy, currentReplicas: current) == 3)
+        proxy.autoscaling = ProxySettings.Autoscaling(maxReplicas: 12)
+        #expect(ProxyWorkload.replicas(proxy, currentReplicas: current) == expected)
+        var settings = OperatorSettings()
+        settings.proxy = proxy
+        let objects = ProxyWorkload.objects(settings, currentReplicas: current)
+        #expect(objects.first { $0["kind"] == "Deployment" }?["spec"]?["replicas"] == .int(expected))
+        let autoscaler = objects.first { $0["kind"] == "HorizontalPodAutoscaler" }
+        #expect(autoscaler?["spec"]?["minReplicas"] == 3 && autoscaler?["spec"]?["maxReplicas"] == 12)
+        #expect(ProxyWorkload.objects(OperatorSettings()).allSatisfy { $0["kind"] != "HorizontalPodAutoscaler" })
     }
 
     @Test func lockdownPolicy() throws {

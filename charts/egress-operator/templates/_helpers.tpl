@@ -68,6 +68,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 - --dns-rules={{ .Values.coredns.dnsRules }}
 - --proxy-image={{ include "egress-operator.image" (list .Values.proxy.image .) }}
 - --proxy-replicas={{ .Values.proxy.replicas }}
+{{- if .Values.proxy.autoscaling.enabled }}
+- --proxy-max-replicas={{ .Values.proxy.autoscaling.maxReplicas }}
+- --proxy-target-cpu-utilization={{ .Values.proxy.autoscaling.targetCPUUtilizationPercentage }}
+{{- end }}
 - --suffix={{ .Values.proxy.suffix }}
 {{- range $key, $value := .Values.proxy.podAnnotations }}
 - {{ printf "--proxy-pod-annotation=%s=%s" $key $value | quote }}
