@@ -121,7 +121,7 @@ import json; dash = json.loads(cm["data"]["egress.json"]); assert dash["uid"] ==
 assert ("NetworkPolicy", "egress") in docs
 PY
 
-check "default values: 2 replicas, leader election, linkerd injection, no ServiceMonitor" py - "$TMP/default.yaml" <<'PY'
+check "default values: 2 replicas, leader election, linkerd injection, no ServiceMonitor or alerts" py - "$TMP/default.yaml" <<'PY'
 import sys, yaml
 docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(open(sys.argv[1])) if d}
 dep = docs[("Deployment", "egress-operator")]
@@ -130,7 +130,8 @@ assert dep["spec"]["replicas"] == 2
 assert "--leader-elect" in args and "--proxy-pod-annotation=linkerd.io/inject=enabled" in args, args
 assert "--proxy-image=ghcr.io/egress-dev/egress-proxy:0.1.0" in args
 assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/egress-dev/egress-operator:0.1.0"
-assert not any(k == "ServiceMonitor" for k, _ in docs), "ServiceMonitor must be off by default"
+assert not any(k in ("ServiceMonitor", "PrometheusRule") for k, _ in docs), "monitoring objects are off by default"
+assert not any("--proxy-max-replicas" in a for a in args), "autoscaling is off by default"
 assert ("PodDisruptionBudget", "egress-operator") in docs
 assert ("Service", "egress-operator-metrics") in docs
 PY
@@ -146,6 +147,16 @@ assert set(sm["spec"]) == {"namespaceSelector", "selector", "endpoints"}
 for e in sm["spec"]["endpoints"]:
     assert set(e) <= {"port", "path", "interval", "scrapeTimeout"} and e["port"] == "admin"
 PY
+
+check "PrometheusRule carries alerts/egress.rules.yaml as its spec" py - "$TMP/nondefault.yaml" \
+    "$CHART/alerts/egress.rules.yaml" <<'PY'
+import sys, yaml
+rule = next(d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "PrometheusRule")
+assert rule["apiVersion"] == "monitoring.coreos.com/v1" and rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+assert rule["spec"] == yaml.safe_load(open(sys.argv[2])), "the rendered rules differ from the file"
+PY
+check "alert rules: promtool check rules" promtool check rules "$CHART/alerts/egress.rules.yaml"
+check "alert rules: promtool unit tests (Tests/alerts)" promtool test rules Tests/alerts/egress.rules.test.yaml
 
 operator=$(ls .build/release/egress-operator .build/debug/egress-operator 2>/dev/null | head -n 1)
 if [ -n "$operator" ]; then

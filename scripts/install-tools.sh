@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A recent kubectl and helm, and offline manifest validation (kubernetes-validate, jsonschema).
+# A recent kubectl and helm, offline manifest validation (kubernetes-validate, jsonschema), and promtool (the
+# chart's alert rules and their unit tests).
 #
 #   scripts/install-tools.sh           # installs (cached) and prints the bin dir to add to PATH
 #   export PATH="$(scripts/install-tools.sh):$PATH"
@@ -65,6 +66,24 @@ install_validators() {
     ln -sf "$VENV/bin/python" "$BIN_DIR/egress-python"
 }
 
+# Only promtool, taken out of Debian's prometheus package: installing the package would also set up a Prometheus
+# server (a system user, a service) that nothing here runs.
+install_promtool() {
+    if [ -x "$BIN_DIR/promtool" ]; then return 0; fi
+    local work
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' RETURN
+    log "extracting promtool from Debian's prometheus package (about 19 MB)"
+    if ! (cd "$work" && apt-get download prometheus >&2 2>"$work/err"); then
+        apt-get update -qq >&2
+        (cd "$work" && apt-get download prometheus >&2)
+    fi
+    dpkg-deb -x "$work"/prometheus_*.deb "$work/root"
+    install -m 0755 "$work/root/usr/bin/promtool" "$BIN_DIR/promtool"
+    log "promtool: $("$BIN_DIR/promtool" --version 2>&1 | head -n1)"
+}
+
 install_kubectl_helm
 install_validators
+install_promtool
 echo "$BIN_DIR"
