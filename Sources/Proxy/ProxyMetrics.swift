@@ -21,12 +21,26 @@ public final class ProxyMetrics: Sendable {
     private let reloads: Counter
     private let reloadErrors: Counter
     private let allowListSize: Gauge
+    private let clientConnections: Gauge
+    private let clientConnectionLimit: Gauge
 
     public init(factory: any MetricsFactory) {
         self.factory = factory
         self.reloads = Counter(label: "egress_allowlist_reloads_total", factory: factory)
         self.reloadErrors = Counter(label: "egress_allowlist_reload_errors_total", factory: factory)
         self.allowListSize = Gauge(label: "egress_allowlist_entries", factory: factory)
+        self.clientConnections = Gauge(label: "egress_client_connections", factory: factory)
+        self.clientConnectionLimit = Gauge(label: "egress_client_connections_limit", factory: factory)
+    }
+
+    /// `egress_client_connections` against `egress_client_connections_limit`: how close the pod is to answering
+    /// new connections with 503 `too-many-connections` (counted in `egress_denials_total`).
+    func clientConnections(open: Int) {
+        self.clientConnections.record(open)
+    }
+
+    func clientConnectionLimit(_ limit: Int) {
+        self.clientConnectionLimit.record(limit)
     }
 
     static let statusClasses = ["1xx", "2xx", "3xx", "4xx", "5xx"]

@@ -34,7 +34,14 @@ final class RejectConnectionHandler: ChannelInboundHandler {
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n"
         + "X-Egress-Error: too-many-connections\r\nConnection: close\r\n\r\ntoo many connections\n"
 
+    let metrics: ProxyMetrics
+
+    init(metrics: ProxyMetrics) {
+        self.metrics = metrics
+    }
+
     func channelActive(context: ChannelHandlerContext) {
+        self.metrics.denial(reason: "too-many-connections")
         let buffer = context.channel.allocator.buffer(string: Self.response)
         context.writeAndFlush(self.wrapOutboundOut(buffer)).assumeIsolated().whenComplete { _ in
             context.close(promise: nil)
@@ -53,14 +60,18 @@ final class ConnectionTracker: Sendable {
     }
     private let state: NIOLockedValueBox<State>
     let limit: Int
+    private let metrics: ProxyMetrics
     /// Completes once shutdown began and the last connection is gone.
     let drained: EventLoopFuture<Void>
 
-    init(limit: Int, eventLoop: EventLoop) {
+    init(limit: Int, eventLoop: EventLoop, metrics: ProxyMetrics) {
         self.limit = limit
+        self.metrics = metrics
         let promise = eventLoop.makePromise(of: Void.self)
         self.drained = promise.futureResult
         self.state = NIOLockedValueBox(State(drained: promise))
+        metrics.clientConnections(open: 0)
+        metrics.clientConnectionLimit(limit)
     }
 
     /// Registers a connection; false when over the limit or shutting down.
@@ -68,6 +79,8 @@ final class ConnectionTracker: Sendable {
         self.state.withLockedValue { state in
             guard !state.shuttingDown, state.channels.count < self.limit else { return false }
             state.channels[ObjectIdentifier(channel)] = channel
+            // Under the lock, so that the gauge's last value is the count's last value.
+            self.metrics.clientConnections(open: state.channels.count)
             return true
         }
     }
@@ -75,6 +88,7 @@ final class ConnectionTracker: Sendable {
     func remove(_ channel: Channel) {
         let drained: EventLoopPromise<Void>? = self.state.withLockedValue { state in
             state.channels[ObjectIdentifier(channel)] = nil
+            self.metrics.clientConnections(open: state.channels.count)
             return state.shuttingDown && state.channels.isEmpty ? state.takeDrained() : nil
         }
         drained?.succeed()
@@ -139,7 +153,11 @@ public final class ProxyServer: Service, Sendable {
         accessLog: AccessLog,
         stats: ProxyStats = ProxyStats()
     ) async throws -> ProxyServer {
-        let tracker = ConnectionTracker(limit: configuration.maxClientConnections, eventLoop: group.next())
+        let tracker = ConnectionTracker(
+            limit: configuration.maxClientConnections,
+            eventLoop: group.next(),
+            metrics: metrics
+        )
         // One pool + shared context per event loop, created on that loop.
         var contexts: [ObjectIdentifier: NIOLoopBound<LoopContext>] = [:]
         var all: [NIOLoopBound<LoopContext>] = []
@@ -170,7 +188,7 @@ public final class ProxyServer: Service, Sendable {
                 guard tracker.add(channel) else {
                     // Over the connection limit (or shutting down): a canned 503 once active, then close.
                     return channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(RejectConnectionHandler())
+                        try channel.pipeline.syncOperations.addHandler(RejectConnectionHandler(metrics: metrics))
                     }
                 }
                 channel.closeFuture.whenComplete { _ in tracker.remove(channel) }

@@ -164,6 +164,23 @@ import Testing
                 ] {
                     #expect(metrics.contains(line + "\n"), "missing \(line)")
                 }
+                // Every proxy metric the chart's dashboard and alerts query is one the proxy exports.
+                let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+                    .deletingLastPathComponent().deletingLastPathComponent()
+                for file in [
+                    "charts/egress-operator/dashboards/egress.json", "charts/egress-operator/alerts/egress.rules.yaml",
+                ] {
+                    let text = try String(contentsOf: repository.appendingPathComponent(file), encoding: .utf8)
+                    let names = Set(text.matches(of: /egress_[a-z_]+/).map { String($0.output) })
+                    #expect(!names.isEmpty, "\(file) names no metric")
+                    for name in names where !name.hasPrefix("egress_operator_") {
+                        let family = name.replacing(/_(bucket|sum|count)$/, with: "")
+                        #expect(
+                            metrics.contains("# TYPE \(family) "),
+                            "\(file) queries \(name), which the proxy does not export"
+                        )
+                    }
+                }
 
                 // One JSON line per request; no path unless configured.
                 let lines = proxy.accessLog.all
@@ -262,11 +279,21 @@ import Testing
             _ = await a.readResponse()
             try await b.send("GET / HTTP/1.1\r\nHost: x.y.egress.local\r\n\r\n")
             _ = await b.readResponse()
+            #expect(proxy.metricsText.contains("egress_client_connections 2.0\n"), "\(proxy.metricsText)")
+            #expect(proxy.metricsText.contains("egress_client_connections_limit 2.0\n"))
             let c = try await proxy.raw()
             let refused = await c.readResponse()
             #expect(refused?.hasPrefix("HTTP/1.1 503") == true)
             #expect(refused?.contains("X-Egress-Error: too-many-connections") == true)
+            #expect(proxy.metricsText.contains("egress_denials_total{reason=\"too-many-connections\"} 1\n"))
             for connection in [a, b, c] { await connection.close() }
+            // Closed connections leave the gauge (the proxy learns of each close a moment later).
+            var polls = 0
+            while !proxy.metricsText.contains("egress_client_connections 0.0\n"), polls < 200 {
+                try await Task.sleep(for: .milliseconds(10))
+                polls += 1
+            }
+            #expect(proxy.metricsText.contains("egress_client_connections 0.0\n"))
         }
     }
 }
