@@ -10,37 +10,46 @@ struct TLSMaterialCheck {
         var key: String
     }
 
-    /// Content → why it cannot be used (nil: it can), for the content of the last check.
-    private var certificates: [String: String?] = [:]
-    private var clientCertificates: [ClientPair: String?] = [:]
+    /// Why each input cannot be used (nil: it can), kept for the inputs of the last check only.
+    struct Answers<Input: Hashable> {
+        private var last: [Input: String?] = [:]
+        private var current: [Input: String?] = [:]
+
+        mutating func answer(_ input: Input, _ load: (Input) -> String?) -> String? {
+            let problem = current[input] ?? last[input] ?? load(input)
+            current[input] = .some(problem)
+            return problem
+        }
+
+        mutating func endCheck() {
+            last = current
+            current = [:]
+        }
+    }
+
+    private var certificates = Answers<String>()
+    private var clientCertificates = Answers<ClientPair>()
 
     /// Fills `material`'s lists of unusable values: every value as a certificate bundle, and every Secret with
     /// `tls.crt` and `tls.key` as a client certificate and its key.
     mutating func check(_ material: inout TLSMaterial) {
-        var certificates: [String: String?] = [:]
-        var clientCertificates: [ClientPair: String?] = [:]
-        func certificateProblem(_ pem: String) -> String? {
-            let problem = certificates[pem] ?? self.certificates[pem] ?? Self.certificateProblem(pem)
-            certificates[pem] = .some(problem)
-            return problem
-        }
         for (kind, objects) in [("ConfigMap", material.configMaps), ("Secret", material.secrets)] {
             for (name, data) in objects {
                 for (key, value) in data {
-                    material.unusableCertificates["\(kind)/\(name)/\(key)"] = certificateProblem(value)
+                    material.unusableCertificates["\(kind)/\(name)/\(key)"] =
+                        certificates.answer(value, Self.certificateProblem)
                 }
             }
         }
         for (name, data) in material.secrets {
             guard let certificate = data["tls.crt"], let key = data["tls.key"] else { continue }
-            let pair = ClientPair(certificate: certificate, key: key)
-            let problem =
-                clientCertificates[pair] ?? self.clientCertificates[pair] ?? Self.clientCertificateProblem(pair)
-            clientCertificates[pair] = .some(problem)
-            material.unusableClientCertificates[name] = problem
+            material.unusableClientCertificates[name] = clientCertificates.answer(
+                ClientPair(certificate: certificate, key: key),
+                Self.clientCertificateProblem
+            )
         }
-        self.certificates = certificates
-        self.clientCertificates = clientCertificates
+        certificates.endCheck()
+        clientCertificates.endCheck()
     }
 
     /// What the proxy does with a CA bundle: read every certificate in it; at least one must be there.
