@@ -52,6 +52,9 @@ public struct ReconcilePlan: Sendable {
     public var dnsHosts: [String]
     /// Status per EgressHost name, only for objects whose status must change.
     public var statusUpdates: [String: EgressHost.Status]
+    /// How many EgressHosts there are by ``readinessReason(verdict:programmed:proxyAvailable:)`` (with the
+    /// statuses, so empty until `planStatuses`).
+    public var hostsByReadiness: [String: Int] = [:]
     public var verdicts: [String: HostVerdict]
 
     public init(
@@ -175,11 +178,16 @@ public struct ReconcilePlan: Sendable {
             routedAndApplied = Set(SortedNames(dnsHosts).intersection(SortedNames(appliedHosts)))
         }
         // By index: binding each element would copy whole EgressHosts.
+        var byReadiness: [String: Int] = [:]
         for index in snapshot.egressHosts.indices {
             let name = snapshot.egressHosts[index].metadata.name
             guard let verdict = verdicts[name] else { continue }
             let host = snapshot.egressHosts[index].spec.host
             let programmed = routedAndApplied.contains(host) && verdict.isAccepted
+            byReadiness[
+                Self.readinessReason(verdict: verdict, programmed: programmed, proxyAvailable: snapshot.proxyAvailable),
+                default: 0
+            ] += 1
             let inputs = snapshot.egressHosts[index].metadata.resourceVersion.map {
                 SettledStatuses.Inputs(resourceVersion: $0, verdict: verdict, programmed: programmed)
             }
@@ -205,10 +213,25 @@ public struct ReconcilePlan: Sendable {
             next = next.filter { names.contains($0.key) }
         }
         statusUpdates = updates
+        hostsByReadiness = byReadiness
         settled.shared = shared
         settled.byName = next
         settled.routed = (dnsHosts, appliedHosts, routedAndApplied)
     }
+
+    /// Why an EgressHost is not Ready, as one word: the reason of its first condition that is false (`Accepted`'s
+    /// reason, `Pending` or `ProxyUnavailable`), or `Ready`. One of `readinessReasons`.
+    public static func readinessReason(verdict: HostVerdict, programmed: Bool, proxyAvailable: Bool) -> String {
+        if !verdict.isAccepted { return verdict.acceptedReason.reason }
+        if !programmed { return "Pending" }
+        return proxyAvailable ? "Ready" : "ProxyUnavailable"
+    }
+
+    /// Every value `readinessReason` can take (a metric's label values).
+    public static let readinessReasons = [
+        "Ready", "Pending", "ProxyUnavailable", "InvalidSpec", "HostConflict", "MissingSecret", "InvalidTLSMaterial",
+        "TLSMaterialTooLarge",
+    ]
 
     static func status(
         for egressHost: EgressHost,

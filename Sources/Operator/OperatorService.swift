@@ -2,6 +2,7 @@ import Foundation
 import KubeAPI
 import Logging
 import Manifests
+import Metrics
 import ServiceLifecycle
 import Synchronization
 
@@ -21,7 +22,7 @@ public final class OperatorService: Service, Sendable {
     let client: KubeClient
     let options: OperatorOptions
     let logger: Logger
-    let metrics = OperatorMetrics()
+    let metrics: OperatorMetrics
     private let queue = WorkQueue<WorkKey>()
     private let heapTrim = HeapTrim()
     private let state = Mutex(State())
@@ -32,10 +33,17 @@ public final class OperatorService: Service, Sendable {
         var passes = 0
     }
 
-    public init(client: KubeClient, options: OperatorOptions, logger: Logger) {
+    /// - Parameter metricsFactory: where the operator's metrics go (the global metrics system by default).
+    public init(
+        client: KubeClient,
+        options: OperatorOptions,
+        logger: Logger,
+        metricsFactory: any MetricsFactory = MetricsSystem.factory
+    ) {
         self.client = client
         self.options = options
         self.logger = logger
+        self.metrics = OperatorMetrics(factory: metricsFactory)
     }
 
     /// nil when ready (caches synced); otherwise why not, for `/readyz`.
@@ -127,6 +135,8 @@ public final class OperatorService: Service, Sendable {
     private func setLeading(_ leading: Bool) {
         state.withLock { $0.leading = leading }
         metrics.leader.record(leading ? 1 : 0)
+        // Only the leader plans: a replica that stops leading must not keep reporting its last counts.
+        if !leading { metrics.recordEgressHosts([:]) }
     }
 
     /// The worker: one pass at a time, with the queue deciding retries.
@@ -201,6 +211,7 @@ public final class OperatorService: Service, Sendable {
             metrics.reconcileSuccess.increment()
             metrics.apiWrites.increment(by: summary.writes)
             metrics.managedHosts.record(summary.managedHosts)
+            metrics.recordEgressHosts(summary.hostsByReadiness)
             if summary.statusPending { await queue.add(.status) }
             if summary.writes > 0 {
                 logger.info(

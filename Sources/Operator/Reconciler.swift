@@ -69,6 +69,8 @@ final class Reconciler: Sendable {
         var writes = 0
         var managedHosts = 0
         var statusPending = false
+        /// EgressHosts by why they are not Ready (see `ReconcilePlan.readinessReason`).
+        var hostsByReadiness: [String: Int] = [:]
     }
 
     func reconcile() async throws -> Summary {
@@ -126,6 +128,7 @@ final class Reconciler: Sendable {
         // Statuses from the final plan only, once DNS is written: with thousands of hosts planning them takes longer
         // than many a write, and nothing else waits for them.
         settledStatuses.withLock { plan.planStatuses(snapshot, suffix: settings.proxy.suffix, settled: &$0) }
+        summary.hostsByReadiness = plan.hostsByReadiness
 
         // 3. Status and Events are written by the status worker (`writeStatuses`), so that thousands of status
         //    writes never hold back the next allow-list or DNS change.

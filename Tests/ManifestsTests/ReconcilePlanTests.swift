@@ -86,6 +86,8 @@ struct ReconcilePlanTests {
             var plan = withoutStatuses()
             plan.planStatuses(snapshot, settled: &settled)
             #expect(plan.statusUpdates == ReconcilePlan(snapshot).statusUpdates, "the memo never changes the answer")
+            #expect(plan.hostsByReadiness == ReconcilePlan(snapshot).hostsByReadiness, "nor the counts")
+            #expect(plan.hostsByReadiness.values.reduce(0, +) == snapshot.egressHosts.count)
             return plan
         }
         // Converge, each stored status a new resourceVersion.
@@ -104,6 +106,7 @@ struct ReconcilePlanTests {
         var skipping = withoutStatuses()
         skipping.planStatuses(snapshot, settled: &settled)
         #expect(skipping.statusUpdates.isEmpty)
+        #expect(skipping.hostsByReadiness == ["Ready": 1], "a skipped host is still counted")
         snapshot.egressHosts[0].status = converged
 
         // Each input change plans the host again: the proxy going away, then a new resourceVersion.
@@ -180,6 +183,73 @@ struct ReconcilePlanTests {
         let plan = ReconcilePlan(snapshot)
         #expect(plan.dnsHosts == ["api.github.com"])
         #expect(plan.statusUpdates["github"]?.conditions?.last?.reason == "ProxyUnavailable")
+    }
+
+    /// The counts by readiness (the operator's `egress_operator_egresshosts{reason}`) agree, host for host, with
+    /// the conditions the planned statuses hold, at every step of an addition and of the proxy going away; hosts
+    /// whose status is already settled are counted too.
+    @Test func hostsByReadinessFollowTheConditions() {
+        func host(_ name: String, _ month: Int, _ spec: EgressHost.Spec) -> EgressHost {
+            var object = EgressHost(name: name, spec: spec)
+            object.metadata.creationTimestamp = "2026-0\(month)-01T00:00:00Z"
+            return object
+        }
+        var snapshot = ClusterSnapshot(
+            egressHosts: [
+                host("github", 1, .init(host: "api.github.com")),
+                host("bad", 2, .init(host: "https://x.example.com")),
+                host(
+                    "no-ca",
+                    3,
+                    .init(host: "b.example.com", tls: .init(caBundle: .init(kind: .secret, name: "absent")))
+                ),
+                host("later", 4, .init(host: "api.github.com", port: 8443)),
+            ],
+            proxyAvailable: false,
+            now: "t"
+        )
+        func reasonsFromConditions() -> [String: Int] {
+            var counts: [String: Int] = [:]
+            for object in snapshot.egressHosts {
+                let conditions = object.status?.conditions ?? []
+                let accepted = conditions.first { $0.type == "Accepted" }
+                let ready = conditions.first { $0.type == "Ready" }
+                let reason = accepted?.status == .false ? accepted?.reason : ready?.reason
+                counts[reason ?? "none", default: 0] += 1
+            }
+            return counts
+        }
+        var seen: [[String: Int]] = []
+        for proxyAvailable in [false, true, true, true, false] {
+            snapshot.proxyAvailable = proxyAvailable
+            let plan = ReconcilePlan(snapshot)
+            apply(plan, to: &snapshot)
+            #expect(plan.hostsByReadiness == reasonsFromConditions())
+            #expect(Set(plan.hostsByReadiness.keys).isSubset(of: ReconcilePlan.readinessReasons))
+            seen.append(plan.hostsByReadiness)
+        }
+        let rejected = ["InvalidSpec": 1, "MissingSecret": 1, "HostConflict": 1]
+        #expect(seen.first == rejected.merging(["Pending": 1]) { $1 })
+        #expect(seen.dropLast().last == rejected.merging(["Ready": 1]) { $1 })
+        #expect(seen.last == rejected.merging(["ProxyUnavailable": 1]) { $1 })
+    }
+
+    /// Every verdict's reason is one the metric declares.
+    @Test func everyReadinessReasonIsDeclared() {
+        let outcomes: [HostVerdict.Outcome] = [
+            .accepted(insecure: false), .accepted(insecure: true), .invalidSpec("x"), .hostConflict(owner: "x"),
+            .missingMaterial("x"), .unusableMaterial("x"), .tlsMaterialTooLarge(limit: 1),
+        ]
+        for outcome in outcomes {
+            for (programmed, available) in [(false, false), (false, true), (true, false), (true, true)] {
+                let reason = ReconcilePlan.readinessReason(
+                    verdict: HostVerdict(outcome),
+                    programmed: programmed,
+                    proxyAvailable: available
+                )
+                #expect(ReconcilePlan.readinessReasons.contains(reason), "\(outcome) gives \(reason)")
+            }
+        }
     }
 
     /// Statuses planned with the last pass's memo (`SettledStatuses`) are the statuses planned from scratch, through

@@ -3,6 +3,7 @@ import Foundation
 import KubeAPI
 import Logging
 import Manifests
+import Metrics
 import Synchronization
 import XCTest
 
@@ -111,8 +112,18 @@ final class RunningOperator: Sendable {
     let client: KubeClient
     let task: Task<Void, any Error>
 
-    init(client: KubeClient, options: OperatorOptions, logs: LogCapture) {
-        let service = OperatorService(client: client, options: options, logger: logs.logger)
+    init(
+        client: KubeClient,
+        options: OperatorOptions,
+        logs: LogCapture,
+        metricsFactory: any MetricsFactory = MetricsSystem.factory
+    ) {
+        let service = OperatorService(
+            client: client,
+            options: options,
+            logger: logs.logger,
+            metricsFactory: metricsFactory
+        )
         self.service = service
         self.logs = logs
         self.client = client
@@ -297,11 +308,15 @@ class OperatorTestCase: XCTestCase {
 
     /// Starts an operator in this process; stopped in `tearDown`.
     @discardableResult
-    func startOperator(_ options: OperatorOptions? = nil) async throws -> RunningOperator {
+    func startOperator(
+        _ options: OperatorOptions? = nil,
+        metricsFactory: any MetricsFactory = MetricsSystem.factory
+    ) async throws -> RunningOperator {
         let running = RunningOperator(
             client: try await TestCluster.client(),
             options: options ?? self.options(),
-            logs: LogCapture(prefix: name)
+            logs: LogCapture(prefix: name),
+            metricsFactory: metricsFactory
         )
         operators.append(running)
         return running
