@@ -18,32 +18,6 @@ struct ChartTests {
         }
     }
 
-    /// The operator's metrics go through the global metrics system, which no test bootstraps, so the names the
-    /// dashboard and the alerts query are checked against their definitions (the proxy's are checked against its
-    /// real exposition, in ProxyTests).
-    @Test("every operator metric the dashboard and the alerts query is one the operator defines")
-    func operatorMetricNames() throws {
-        let root = Golden.repositoryRoot
-        let source = try String(
-            contentsOf: root.appendingPathComponent("Sources/Operator/OperatorMetrics.swift"),
-            encoding: .utf8
-        )
-        var queried: Set<String> = []
-        for file in ["dashboards/egress.json", "alerts/egress.rules.yaml"] {
-            let path = root.appendingPathComponent(ChartBundle.directory).appendingPathComponent(file)
-            let text = try String(contentsOf: path, encoding: .utf8)
-            for match in text.matches(of: /egress_operator_[a-z_]+/) {
-                let family = String(match.output).replacing(/_(bucket|sum|count)$/, with: "")
-                queried.insert(family)
-                #expect(
-                    source.contains("\"\(family)\""),
-                    "\(file) queries \(family), which the operator does not define"
-                )
-            }
-        }
-        #expect(!queried.isEmpty)
-    }
-
     @Test("the chart installs the same CRD as config/")
     func sameCRD() throws {
         let fromChart = ChartBundle.files().first { $0.path.hasPrefix("crds/") }?.text
