@@ -684,8 +684,9 @@ import Testing
                 // Long enough for a loaded machine to send the request in time; the answer takes over twice as long.
                 configure: { $0.clientIdleTimeout = .seconds(1) }
             ) { proxy in
-                let raw = try await proxy.raw()
-                try await raw.send("GET /slow/2500 HTTP/1.1\r\nHost: \(Fixtures.host("good.upstream.test"))\r\n\r\n")
+                let raw = try await proxy.raw(
+                    sending: "GET /slow/2500 HTTP/1.1\r\nHost: \(Fixtures.host("good.upstream.test"))\r\n\r\n"
+                )
                 let response = await raw.readResponse() ?? "<closed without a response>"
                 #expect(response.hasPrefix("HTTP/1.1 200 ") && response.hasSuffix("slow\n"), "\(response)")
                 // Idle again, the client is disconnected after its idle timeout.
@@ -703,8 +704,9 @@ import Testing
                 $0.requestHeadTimeout = .seconds(3600)
             }
         ) { proxy in
-            let raw = try await proxy.raw()
-            try await raw.send("GET / HTTP/1.1\r\nHost: \(Fixtures.host("nope.example.com"))\r\n\r\n")
+            let raw = try await proxy.raw(
+                sending: "GET / HTTP/1.1\r\nHost: \(Fixtures.host("nope.example.com"))\r\n\r\n"
+            )
             #expect(await raw.readResponse()?.hasPrefix("HTTP/1.1 403") == true)
             // Nothing else is sent: only the idle timeout can close the connection (the head timeout is an hour).
             #expect(await raw.readResponse() == nil)

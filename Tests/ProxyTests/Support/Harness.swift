@@ -33,6 +33,24 @@ struct ProxyHarness: Sendable {
     func client() async throws -> TestClient { try await TestClient.connect(port: self.port) }
     func raw() async throws -> RawConnection { try await RawConnection.connect(port: self.port) }
 
+    /// A connection that has sent `bytes`. With a short test timeout, a machine loaded enough to delay the first
+    /// bytes past it has the proxy close the connection first (rightly, and CI has seen it): that attempt says
+    /// nothing about what the test checks next, so it is made again on a new connection, up to five times.
+    func raw(sending bytes: String) async throws -> RawConnection {
+        var attempts = 0
+        while true {
+            attempts += 1
+            let raw = try await self.raw()
+            do {
+                try await raw.send(bytes)
+                return raw
+            } catch {
+                await raw.close()
+                if attempts == 5 { throw error }
+            }
+        }
+    }
+
     /// The common case: one TLS upstream and a proxy allowing `good.upstream.test` to it. The upstream is stopped
     /// (and awaited) when the body ends, so no test leaves a server running behind it.
     /// `group`: one event loop makes every client share one upstream pool.
