@@ -467,16 +467,18 @@ public final class KubeClient: Sendable {
     }
 
     /// Starts a request; the caller consumes (streams) the body.
+    /// - Parameter accept: e.g. `application/json;as=Table;v=v1;g=meta.k8s.io` for the server's own printing.
     func execute(
         _ method: Method,
         _ path: String,
         query: [(String, String)] = [],
         bodyData: Data? = nil,
-        contentType: String = "application/json"
+        contentType: String = "application/json",
+        accept: String = "application/json"
     ) async throws -> HTTPClientResponse {
         var request = HTTPClientRequest(url: self.config.server + path + Self.queryString(query))
         request.method = .init(rawValue: method.rawValue)
-        request.headers.add(name: "Accept", value: "application/json")
+        request.headers.add(name: "Accept", value: accept)
         request.headers.add(name: "User-Agent", value: "egress-operator-kubeapi")
         switch self.config.credentials {
         case .none:

@@ -41,9 +41,11 @@ public enum CRD {
         ["name": "Host", "type": "string", "jsonPath": ".spec.host"],
         ["name": "Port", "type": "integer", "jsonPath": ".spec.port"],
         ["name": "Ready", "type": "string", "jsonPath": #".status.conditions[?(@.type=="Ready")].status"#],
+        // The first False condition's reason: the cause (`InvalidTLSMaterial`, not `NotAccepted`), and empty when
+        // the host is Ready (the server prints the first match of a column's path).
         [
-            "name": "Reason", "type": "string", "jsonPath": #".status.conditions[?(@.type=="Ready")].reason"#,
-            "priority": 1,
+            "name": "Reason", "type": "string", "jsonPath": #".status.conditions[?(@.status=="False")].reason"#,
+            "description": "Why the EgressHost is not Ready: the reason of its first condition that is False.",
         ],
         ["name": "URL", "type": "string", "jsonPath": ".status.internalURL", "priority": 1],
         ["name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"],

@@ -1,9 +1,9 @@
 import Foundation
-import KubeAPI
 import Manifests
 import Synchronization
 import XCTest
 
+@testable import KubeAPI
 @testable import Operator
 
 /// The operator in this process against the real API server: what it writes, in which order, and what it reports.
@@ -293,6 +293,9 @@ final class ReconcileTests: OperatorTestCase {
         try await waitForCondition(name, "Accepted", .false, reason: "MissingSecret")
         let message = try await condition(name, "Accepted")?.message ?? ""
         XCTAssertTrue(message.contains(bundle), "the message should name the missing ConfigMap: \(message)")
+        // `kubectl get eh` prints the cause, from the API server's own table of the object.
+        let printedMissing = try await printedReason(name)
+        XCTAssertEqual(printedMissing, "MissingSecret")
         var (allowed, routed) = (try await allowListHosts(), try await corefileHosts())
         XCTAssertFalse(allowed.contains(host))
         XCTAssertFalse(routed.contains(host))
@@ -306,6 +309,8 @@ final class ReconcileTests: OperatorTestCase {
             invalid.hasPrefix("ConfigMap \(bundle) key ca.crt: is not a PEM certificate bundle"),
             "the message should say where the bundle is and what is wrong with it: \(invalid)"
         )
+        let printedInvalid = try await printedReason(name)
+        XCTAssertEqual(printedInvalid, "InvalidTLSMaterial")
         (allowed, routed) = (try await allowListHosts(), try await corefileHosts())
         XCTAssertFalse(allowed.contains(host))
         XCTAssertFalse(routed.contains(host))
@@ -322,6 +327,24 @@ final class ReconcileTests: OperatorTestCase {
         XCTAssertEqual(copied.map { String(decoding: $0, as: UTF8.self) }, pem)
         let entry = try await allowList()?.hosts.first { $0.host == host }
         XCTAssertEqual(entry?.tls.caFile, "\(ProxySettings.defaultTLSMountPath)/\(name).ca.crt")
+        try await waitForCondition(name, "Ready", .true)
+        let printedReady = try await printedReason(name)
+        XCTAssertNil(printedReady, "a Ready host has no reason to print")
+    }
+
+    /// The `Reason` cell the API server prints for an EgressHost (`kubectl get eh`), from its Table rendering of
+    /// the CRD's printer columns; nil when empty.
+    private func printedReason(_ name: String) async throws -> String? {
+        let response = try await client.execute(
+            .GET,
+            try client.objectPath(Self.egressHosts, namespace: nil, name: name),
+            accept: "application/json;as=Table;v=v1;g=meta.k8s.io"
+        )
+        let body = try await response.body.collect(upTo: 1 << 20)
+        let table = try body.withUnsafeReadableBytes { try JSONValue(parsing: $0) }
+        let columns = table["columnDefinitions"]?.arrayValue?.compactMap { $0["name"]?.stringValue } ?? []
+        let column = try XCTUnwrap(columns.firstIndex(of: "Reason"), "no Reason column in \(columns)")
+        return table["rows"]?.arrayValue?.first?["cells"]?.arrayValue?[column].stringValue
     }
 
     /// Owned objects deleted or edited by hand come back.
