@@ -23,13 +23,7 @@ import Testing
         var random = SplitMix64(seed: seed)
         for index in 0..<Self.inputsPerSeed {
             let input = Self.mutated(&random)
-            let whole = Self.parse(input, pieces: nil)
-            let pieces = random.pieces(covering: input.count)
-            let split = Self.parse(input, pieces: pieces)
-            #expect(
-                whole.described == split.described && whole.error == split.error,
-                "seed \(seed) input \(index) \(Self.show(input)): \(whole) vs in pieces \(pieces): \(split)"
-            )
+            let whole = Self.parsedAlikeInPieces(input, &random, "seed \(seed) input \(index)", Self.parse)
             let forwarded = Self.forwarded(whole.parts)
             guard !forwarded.isEmpty else { continue }
             let expected = forwarded.flatMap { request in Self.summary(request) }
@@ -114,6 +108,24 @@ import Testing
         }
         result.described = Self.described(result.parts)
         return result
+    }
+
+    /// `input` parsed whole and in reads of the sizes `random` picks next: the two must read alike (their
+    /// descriptions hold every part and the error). Returns the whole parse.
+    static func parsedAlikeInPieces<Parsed: CustomStringConvertible>(
+        _ input: [UInt8],
+        _ random: inout SplitMix64,
+        _ context: String,
+        _ parse: (_ input: [UInt8], _ pieces: [Int]?) -> Parsed
+    ) -> Parsed {
+        let whole = parse(input, nil)
+        let pieces = random.pieces(covering: input.count)
+        let split = parse(input, pieces)
+        #expect(
+            whole.description == split.description,
+            "\(context) \(Self.show(input)): \(whole) vs in pieces \(pieces): \(split)"
+        )
+        return whole
     }
 
     /// Hands `input` to `pull` as a handler gets it: in reads of `pieces` bytes (one read if nil), each appended to
@@ -274,13 +286,7 @@ struct DescribedParts {
         var random = SplitMix64(seed: seed)
         for index in 0..<Self.inputsPerSeed {
             let input = Self.mutated(&random)
-            let whole = Self.parse(input, pieces: nil)
-            let pieces = random.pieces(covering: input.count)
-            let split = Self.parse(input, pieces: pieces)
-            #expect(
-                whole.described == split.described && whole.error == split.error,
-                "seed \(seed) input \(index) \(ParserFuzzTests.show(input)): \(whole) vs in pieces \(pieces): \(split)"
-            )
+            let whole = ParserFuzzTests.parsedAlikeInPieces(input, &random, "seed \(seed) input \(index)", Self.parse)
             let relayed = Self.complete(whole.parts)
             guard !relayed.isEmpty else { continue }
             do {
