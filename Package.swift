@@ -66,6 +66,7 @@ let package = Package(
                 "Manifests",
                 "KubeAPI",
                 "Observability",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -152,6 +153,9 @@ let package = Package(
             name: "OperatorTests",
             dependencies: [
                 "Operator",
+                // A real proxy's allow-list store and admin server, for the test of Ready waiting for proxy pods.
+                "Proxy",
+                "Observability",
                 "KubeAPI",
                 "Manifests",
                 "ControlPlaneTesting",

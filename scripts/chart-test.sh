@@ -97,7 +97,7 @@ want = ["run", "--namespace=egress-system", "--leader-elect", "--lease-duration-
         "--proxy-pod-annotation=config.linkerd.io/proxy-cpu-request=50m", "--proxy-pod-annotation=linkerd.io/inject=enabled",
         "--proxy-tls-mount-path=/var/run/egress/tls", "--proxy-port=18080", "--proxy-cpu-request=250m",
         "--proxy-memory-request=128Mi", "--proxy-memory-limit=512Mi", "--proxy-max-connections=20000",
-        "--no-proxy-access-log", "--proxy-log-paths",
+        "--no-proxy-access-log", "--proxy-log-paths", "--no-confirm-proxy-load",
         "--proxy-client-namespace-label=egress.dev/client=true", "--cluster-domain=corp.local",
         "--coredns-configmap=coredns-main", "--coredns-custom-configmap=coredns-extra", "--lockdown",
         "--lockdown-cluster-cidr=10.96.0.0/12", "--lockdown-cluster-cidr=10.244.0.0/16", "--resync-seconds=600"]

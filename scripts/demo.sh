@@ -7,7 +7,8 @@
 #     "third-party API" (an HTTPS server with a certificate from a CA made here);
 #  3. egress-proxy running locally, fed by the operator's allow-list ConfigMap and TLS Secret, which this script
 #     copies to files every second exactly as the kubelet projects them into proxy pods (there is no kubelet here);
-#     for the same reason this script reports the proxy Deployment available once the local proxy is ready;
+#     for the same reason this script stands a Pod object in for the local proxy and reports the proxy Deployment
+#     available once the local proxy is ready;
 #  4. a plaintext call through the proxy succeeding with verified TLS upstream, a non-allowed host refused, the
 #     Corefile the operator wrote, and `kubectl get eh` with Ready conditions, all read from the API server.
 set -euo pipefail
@@ -112,21 +113,39 @@ until [ -s "$DEMO/allowlist.json" ]; do sleep 0.2; done
 pids+=($!)
 until curl -fsS "http://127.0.0.1:$PROXY_ADMIN_PORT/readyz" >/dev/null 2>&1; do sleep 0.2; done
 echo "egress-proxy is ready on 127.0.0.1:$PROXY_PORT"
-# No kubelet runs here: report the local proxy as the Deployment's available replica.
+# No kubelet runs here: a Pod object stands for the local proxy (the proxy pods' labels and admin port), reported
+# ready at 127.0.0.1 so the operator can ask it what it has loaded (GET /allowlist), and the Deployment is reported
+# available.
+kubectl -n egress-system apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Pod
+metadata:
+  name: egress-proxy-local
+  labels:
+    app.kubernetes.io/name: egress-proxy
+    app.kubernetes.io/component: proxy
+    app.kubernetes.io/part-of: egress-operator
+spec:
+  serviceAccountName: egress-proxy
+  automountServiceAccountToken: false
+  containers:
+    - name: egress-proxy
+      image: egress-proxy:local
+      ports: [{name: admin, containerPort: $PROXY_ADMIN_PORT}]
+YAML
+kubectl -n egress-system patch pod egress-proxy-local --subresource=status --type=merge \
+    -p '{"status":{"phase":"Running","podIP":"127.0.0.1","conditions":[{"type":"Ready","status":"True"}]}}' >/dev/null
 kubectl -n egress-system patch deployment egress-proxy --subresource=status --type=merge \
     -p '{"status":{"replicas":1,"readyReplicas":1,"availableReplicas":1,"updatedReplicas":1}}' >/dev/null
 
-step "waiting for the EgressHosts to become Ready"
+step "waiting for the EgressHosts to become Ready (the proxy has loaded them: nothing to wait for after this)"
 kubectl wait --for=condition=Ready egresshost/demo-api egresshost/github-api --timeout=60s
-# The projection loop copies the ConfigMap once a second; give the proxy a moment to reload it.
-until grep -q api.example.test "$DEMO/allowlist.json" 2>/dev/null; do sleep 0.2; done
-sleep 2
 
 step "kubectl get egresshosts"
 kubectl get eh -o wide
 
 step "plaintext call: curl -H 'Host: api.example.test.egress.local' http://127.0.0.1:$PROXY_PORT/v1/hello"
-curl -sS -i -H "Host: api.example.test.egress.local" "http://127.0.0.1:$PROXY_PORT/v1/hello"
+curl -sS -i --fail-with-body -H "Host: api.example.test.egress.local" "http://127.0.0.1:$PROXY_PORT/v1/hello"
 
 step "a host that is not allowed is refused: curl -H 'Host: evil.example.net.egress.local' ..."
 curl -sS -i -H "Host: evil.example.net.egress.local" "http://127.0.0.1:$PROXY_PORT/"
@@ -139,5 +158,9 @@ kubectl get eh partner-payments -o jsonpath='{range .status.conditions[*]}{.type
 
 step "the proxy's metrics for the demo host"
 curl -sS "http://127.0.0.1:$PROXY_ADMIN_PORT/metrics" | grep 'api.example.test' | head -n 8 || true
+
+step "what the proxy reports it has loaded (GET /allowlist on its admin port, which the operator asks)"
+curl -fsS "http://127.0.0.1:$PROXY_ADMIN_PORT/allowlist"
+echo
 
 step "done: logs are in $DEMO (operator.log, proxy.log, upstream.log)"

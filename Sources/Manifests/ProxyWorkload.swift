@@ -17,6 +17,11 @@ public enum ProxyWorkload {
         ownedLabels(settings).map { "\($0.key)=\($0.value)" }.sorted().joined(separator: ",")
     }
 
+    /// The label selector of the proxy's pods.
+    public static func podSelector(_ settings: OperatorSettings) -> String {
+        settings.proxy.labels.map { "\($0.key)=\($0.value)" }.sorted().joined(separator: ",")
+    }
+
     /// - Parameter currentReplicas: the live Deployment's `spec.replicas`, if it exists (see `replicas`).
     public static func objects(_ settings: OperatorSettings, currentReplicas: Int? = nil) -> [JSON] {
         [

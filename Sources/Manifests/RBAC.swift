@@ -66,6 +66,12 @@ public enum RBAC {
         ),
         Rule(apiGroups: ["apps"], resources: ["deployments"], verbs: own, reason: "the proxy Deployment"),
         Rule(
+            apiGroups: [""],
+            resources: ["pods"],
+            verbs: read,
+            reason: "the proxy pods, asked what they have loaded before a host is reported Ready"
+        ),
+        Rule(
             apiGroups: ["policy"],
             resources: ["poddisruptionbudgets"],
             verbs: own,

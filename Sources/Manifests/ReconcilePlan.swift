@@ -15,6 +15,9 @@ public struct ClusterSnapshot: Sendable {
     /// Whether one DNS rule routes every name under the suffix (`--dns-rules suffix`). DNS then has nothing to
     /// withdraw before a host leaves the allow-list: the proxy is the only enforcement point.
     public var dnsRoutesEveryName: Bool
+    /// What the ready proxy pods say they have loaded; nil when the operator does not ask them (`Ready` then
+    /// follows `Programmed` and the Deployment's availability alone).
+    public var proxyLoad: ProxyLoad?
 
     public init(
         egressHosts: [EgressHost],
@@ -24,7 +27,8 @@ public struct ClusterSnapshot: Sendable {
         proxyAvailable: Bool = false,
         now: String,
         dnsWarning: String? = nil,
-        dnsRoutesEveryName: Bool = false
+        dnsRoutesEveryName: Bool = false,
+        proxyLoad: ProxyLoad? = nil
     ) {
         self.egressHosts = egressHosts
         self.material = material
@@ -34,6 +38,7 @@ public struct ClusterSnapshot: Sendable {
         self.now = now
         self.dnsWarning = dnsWarning
         self.dnsRoutesEveryName = dnsRoutesEveryName
+        self.proxyLoad = proxyLoad
     }
 }
 
@@ -55,6 +60,9 @@ public struct ReconcilePlan: Sendable {
     /// How many EgressHosts there are by ``readinessReason(verdict:programmed:proxyAvailable:)`` (with the
     /// statuses, so empty until `planStatuses`).
     public var hostsByReadiness: [String: Int] = [:]
+    /// How many programmed hosts wait for the proxy pods to load them (with the statuses): while there are any, the
+    /// operator keeps asking the pods.
+    public var hostsAwaitingProxyLoad = 0
     public var verdicts: [String: HostVerdict]
 
     public init(
@@ -138,6 +146,8 @@ public struct ReconcilePlan: Sendable {
             var resourceVersion: String
             var verdict: HostVerdict
             var programmed: Bool
+            /// Why the proxy pods do not route it yet (see `ProxyLoad.waiting(for:)`), nil when they do.
+            var awaitingLoad: String?
         }
         fileprivate var shared: Shared?
         fileprivate var byName: [String: Inputs] = [:]
@@ -179,17 +189,37 @@ public struct ReconcilePlan: Sendable {
         }
         // By index: binding each element would copy whole EgressHosts.
         var byReadiness: [String: Int] = [:]
+        var awaitingLoadCount = 0
         for index in snapshot.egressHosts.indices {
             let name = snapshot.egressHosts[index].metadata.name
             guard let verdict = verdicts[name] else { continue }
             let host = snapshot.egressHosts[index].spec.host
             let programmed = routedAndApplied.contains(host) && verdict.isAccepted
+            // Asked of the pods only on the way to Ready: once Ready, a host stays so while it stays programmed
+            // (pods started later load the whole list, and a pod that misses one answer has not lost the host).
+            var awaitingLoad: String?
+            if programmed, snapshot.proxyAvailable, let load = snapshot.proxyLoad,
+                !Self.isReady(snapshot.egressHosts[index])
+            {
+                awaitingLoad = load.waiting(for: host)
+            }
+            if awaitingLoad != nil { awaitingLoadCount += 1 }
             byReadiness[
-                Self.readinessReason(verdict: verdict, programmed: programmed, proxyAvailable: snapshot.proxyAvailable),
+                Self.readinessReason(
+                    verdict: verdict,
+                    programmed: programmed,
+                    proxyAvailable: snapshot.proxyAvailable,
+                    awaitingLoad: awaitingLoad != nil
+                ),
                 default: 0
             ] += 1
             let inputs = snapshot.egressHosts[index].metadata.resourceVersion.map {
-                SettledStatuses.Inputs(resourceVersion: $0, verdict: verdict, programmed: programmed)
+                SettledStatuses.Inputs(
+                    resourceVersion: $0,
+                    verdict: verdict,
+                    programmed: programmed,
+                    awaitingLoad: awaitingLoad
+                )
             }
             if let inputs, next[name] == inputs { continue }
             let status = Self.status(
@@ -197,6 +227,7 @@ public struct ReconcilePlan: Sendable {
                 verdict: verdict,
                 programmed: programmed,
                 proxyAvailable: snapshot.proxyAvailable,
+                awaitingLoad: awaitingLoad,
                 now: snapshot.now,
                 suffix: suffix,
                 dnsWarning: snapshot.dnsWarning
@@ -214,22 +245,35 @@ public struct ReconcilePlan: Sendable {
         }
         statusUpdates = updates
         hostsByReadiness = byReadiness
+        hostsAwaitingProxyLoad = awaitingLoadCount
         settled.shared = shared
         settled.byName = next
         settled.routed = (dnsHosts, appliedHosts, routedAndApplied)
     }
 
     /// Why an EgressHost is not Ready, as one word: the reason of its first condition that is false (`Accepted`'s
-    /// reason, `Pending` or `ProxyUnavailable`), or `Ready`. One of `readinessReasons`.
-    public static func readinessReason(verdict: HostVerdict, programmed: Bool, proxyAvailable: Bool) -> String {
+    /// reason, `Pending`, `ProxyUnavailable` or `Propagating`), or `Ready`. One of `readinessReasons`.
+    public static func readinessReason(
+        verdict: HostVerdict,
+        programmed: Bool,
+        proxyAvailable: Bool,
+        awaitingLoad: Bool = false
+    ) -> String {
         if !verdict.isAccepted { return verdict.acceptedReason.reason }
         if !programmed { return "Pending" }
-        return proxyAvailable ? "Ready" : "ProxyUnavailable"
+        if !proxyAvailable { return "ProxyUnavailable" }
+        return awaitingLoad ? "Propagating" : "Ready"
+    }
+
+    /// Whether the stored status says Ready.
+    static func isReady(_ egressHost: EgressHost) -> Bool {
+        egressHost.status?.conditions?.contains { $0.type == "Ready" && $0.status == .true } ?? false
     }
 
     /// Every value `readinessReason` can take (a metric's label values).
     public static let readinessReasons = [
-        "Ready", "Pending", "ProxyUnavailable", "InvalidSpec", "HostConflict", "MissingSecret", "InvalidTLSMaterial",
+        "Ready", "Pending", "ProxyUnavailable", "Propagating", "InvalidSpec", "HostConflict", "MissingSecret",
+        "InvalidTLSMaterial",
         "TLSMaterialTooLarge",
     ]
 
@@ -238,6 +282,7 @@ public struct ReconcilePlan: Sendable {
         verdict: HostVerdict,
         programmed: Bool,
         proxyAvailable: Bool,
+        awaitingLoad: String? = nil,
         now: String,
         suffix: String,
         dnsWarning: String? = nil
@@ -273,20 +318,17 @@ public struct ReconcilePlan: Sendable {
         } else {
             let message = "in the proxy's allow-list and in DNS" + (dnsWarning.map { "; warning: \($0)" } ?? "")
             conditions.append(condition("Programmed", true, "Programmed", message))
+            let url = EgressHost.internalURL(host: egressHost.spec.host, suffix: suffix)
             conditions.append(
-                proxyAvailable
+                !proxyAvailable
                     ? condition(
-                        "Ready",
-                        true,
-                        "Ready",
-                        "reachable at \(EgressHost.internalURL(host: egressHost.spec.host, suffix: suffix))"
-                    )
-                    : condition(
                         "Ready",
                         false,
                         "ProxyUnavailable",
                         "the egress proxy Deployment has no available replicas"
                     )
+                    : awaitingLoad.map { condition("Ready", false, "Propagating", $0) }
+                        ?? condition("Ready", true, "Ready", "reachable at \(url)")
             )
         }
         if case .accepted(insecure: true) = verdict.outcome {

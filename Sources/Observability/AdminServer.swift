@@ -29,12 +29,18 @@ public final class AdminServer: Service, Sendable {
         }
     }
 
-    /// - Parameter readiness: nil when ready, else the reason `/readyz` reports with a 503.
+    /// A page of the caller's own (`GET` only): its content type and body, or nil for a 503 (not available yet).
+    public typealias Page = @Sendable () -> (contentType: String, body: [UInt8])?
+
+    /// - Parameters:
+    ///   - readiness: nil when ready, else the reason `/readyz` reports with a 503.
+    ///   - pages: more `GET` paths, e.g. the proxy's `/allowlist`.
     public static func bind(
         host: String,
         port: Int,
         registry: PrometheusCollectorRegistry,
         readiness: @escaping @Sendable () -> String?,
+        pages: [String: Page] = [:],
         limits: Limits = Limits(),
         group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> AdminServer {
@@ -51,7 +57,12 @@ public final class AdminServer: Service, Sendable {
                 do {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
                     try channel.pipeline.syncOperations.addHandler(
-                        AdminHandler(registry: registry, readiness: readiness, requestTimeout: limits.requestTimeout)
+                        AdminHandler(
+                            registry: registry,
+                            readiness: readiness,
+                            pages: pages,
+                            requestTimeout: limits.requestTimeout
+                        )
                     )
                     return channel.eventLoop.makeSucceededVoidFuture()
                 } catch {
@@ -101,6 +112,7 @@ final class AdminHandler: ChannelInboundHandler {
 
     let registry: PrometheusCollectorRegistry
     let readiness: @Sendable () -> String?
+    let pages: [String: AdminServer.Page]
     private let requestTimeout: TimeAmount
     private var head: HTTPRequestHead?
     /// A complete request waiting for the channel to become writable.
@@ -110,10 +122,12 @@ final class AdminHandler: ChannelInboundHandler {
     init(
         registry: PrometheusCollectorRegistry,
         readiness: @escaping @Sendable () -> String?,
+        pages: [String: AdminServer.Page],
         requestTimeout: TimeAmount
     ) {
         self.registry = registry
         self.readiness = readiness
+        self.pages = pages
         self.requestTimeout = requestTimeout
     }
 
@@ -174,6 +188,12 @@ final class AdminHandler: ChannelInboundHandler {
                 (status, contentType, body) = (.serviceUnavailable, "text/plain", Array("\(reason)\n".utf8))
             } else {
                 (status, contentType, body) = (.ok, "text/plain", Array("ready\n".utf8))
+            }
+        case (.GET, _) where self.pages[path] != nil:
+            if let page = self.pages[path]!() {
+                (status, contentType, body) = (.ok, page.contentType, page.body)
+            } else {
+                (status, contentType, body) = (.serviceUnavailable, "text/plain", Array("not available yet\n".utf8))
             }
         default:
             (status, contentType, body) = (.notFound, "text/plain", Array("not found\n".utf8))

@@ -16,6 +16,8 @@ struct Caches: Sendable {
     let networkPolicies: Informer
     /// Namespaces that opted into lockdown (only when lockdown is enabled).
     let lockdownNamespaces: Informer?
+    /// The proxy's pods, asked what they have loaded (only when `Ready` waits for them).
+    let proxyPods: Informer?
 
     static let egressHostResource = Resource(
         group: EgressHost.group,
@@ -29,7 +31,13 @@ struct Caches: Sendable {
         .serviceAccounts, .deployments, .services, .podDisruptionBudgets, .horizontalPodAutoscalers,
     ]
 
-    init(client: KubeClient, settings: OperatorSettings, servesPDB: Bool, logger: Logger) {
+    init(
+        client: KubeClient,
+        settings: OperatorSettings,
+        servesPDB: Bool,
+        watchesProxyPods: Bool,
+        logger: Logger
+    ) {
         let managedBy = ProxyWorkload.ownedSelector(settings)
         func informer(_ resource: Resource, _ namespace: String?, _ selector: String? = nil) -> Informer {
             Informer(client: client, resource: resource, namespace: namespace, labelSelector: selector, logger: logger)
@@ -54,12 +62,13 @@ struct Caches: Sendable {
         lockdownNamespaces =
             settings.lockdown.enabled
             ? informer(.namespaces, nil, "\(LockdownSettings.namespaceLabel)=true") : nil
+        proxyPods = watchesProxyPods ? informer(.pods, settings.namespace, ProxyWorkload.podSelector(settings)) : nil
     }
 
     var all: [Informer] {
         [egressHosts, configMaps, secrets, coreDNS, networkPolicies]
             + owned.keys.sorted { $0.name < $1.name }
-            .compactMap { owned[$0] } + (lockdownNamespaces.map { [$0] } ?? [])
+            .compactMap { owned[$0] } + [lockdownNamespaces, proxyPods].compactMap { $0 }
     }
 
     var synced: Bool { all.allSatisfy(\.hasSynced) }

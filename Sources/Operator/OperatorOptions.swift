@@ -22,6 +22,9 @@ public struct OperatorOptions: Sendable {
     /// A full pass at least this often, even without events (level-triggered safety net).
     public var resyncPeriod: Duration = .seconds(300)
     public var dnsRules = DNSRules.perHost
+    /// Report an EgressHost Ready only once every ready proxy pod says it has loaded it (`GET /allowlist` on the
+    /// pods' admin port); otherwise once the allow-list ConfigMap and DNS hold it and the Deployment is available.
+    public var confirmProxyLoad = true
     public var adminHost = "0.0.0.0"
 
     public init(settings: OperatorSettings = OperatorSettings(), identity: String) {

@@ -61,13 +61,21 @@ public final class OperatorService: Service, Sendable {
 
     public func run() async throws {
         let servesPDB = await discoverPDB()
-        let caches = Caches(client: client, settings: options.settings, servesPDB: servesPDB, logger: logger)
+        let caches = Caches(
+            client: client,
+            settings: options.settings,
+            servesPDB: servesPDB,
+            watchesProxyPods: options.confirmProxyLoad,
+            logger: logger
+        )
         state.withLock { $0.caches = caches }
+        let proxyLoad = caches.proxyPods.map { ProxyLoadMonitor(pods: $0, logger: logger) }
         let reconciler = Reconciler(
             client: client,
             options: options,
             caches: caches,
             servesPDB: servesPDB,
+            proxyLoad: proxyLoad,
             events: EventRecorder(
                 client: client,
                 component: options.fieldManager,
@@ -92,7 +100,7 @@ public final class OperatorService: Service, Sendable {
                     for informer in caches.all { try? await informer.waitForSync() }
                     guard !Task.isCancelled else { return }
                     self.logger.info("caches synced", metadata: ["informers": "\(caches.all.count)"])
-                    await self.lead { await self.work(reconciler) }
+                    await self.lead { await self.work(reconciler, proxyLoad: proxyLoad) }
                 }
             }
         }
@@ -140,10 +148,14 @@ public final class OperatorService: Service, Sendable {
     }
 
     /// The worker: one pass at a time, with the queue deciding retries.
-    private func work(_ reconciler: Reconciler) async {
+    private func work(_ reconciler: Reconciler, proxyLoad: ProxyLoadMonitor?) async {
         // A new leader starts from a full pass.
         await queue.add(.configuration)
         await withDiscardingTaskGroup { group in
+            if let proxyLoad {
+                // Only the leader asks the proxy pods: its passes are the ones that use the answers.
+                group.addTask { await proxyLoad.run { await self.queue.add(.configuration) } }
+            }
             for _ in 0..<2 {
                 group.addTask { await self.worker(reconciler) }
             }

@@ -18,6 +18,8 @@ final class Reconciler: Sendable {
     let logger: Logger
     let events: EventRecorder
     let servesPDB: Bool
+    /// What the proxy pods say they have loaded (nil: `Ready` does not wait for them).
+    let proxyLoad: ProxyLoadMonitor?
     /// Objects this process has applied once: the first pass re-asserts everything (settings may have changed).
     private let appliedOnce = Mutex<Set<String>>([])
     /// The status the last pass planned for each EgressHost whose status must change.
@@ -50,6 +52,7 @@ final class Reconciler: Sendable {
         options: OperatorOptions,
         caches: Caches,
         servesPDB: Bool,
+        proxyLoad: ProxyLoadMonitor?,
         events: EventRecorder,
         logger: Logger
     ) {
@@ -57,6 +60,7 @@ final class Reconciler: Sendable {
         self.options = options
         self.caches = caches
         self.servesPDB = servesPDB
+        self.proxyLoad = proxyLoad
         self.events = events
         self.logger = logger
     }
@@ -93,7 +97,8 @@ final class Reconciler: Sendable {
             proxyAvailable: (deployment?[path: "status", "availableReplicas"]?.intValue ?? 0) > 0,
             now: Date.now.formatted(.iso8601),
             dnsWarning: dns.warning,
-            dnsRoutesEveryName: dns.routesEveryName
+            dnsRoutesEveryName: dns.routesEveryName,
+            proxyLoad: proxyLoad?.current
         )
         var plan = reconcilePlan(snapshot, egressPlan)
 
@@ -129,6 +134,7 @@ final class Reconciler: Sendable {
         // than many a write, and nothing else waits for them.
         settledStatuses.withLock { plan.planStatuses(snapshot, suffix: settings.proxy.suffix, settled: &$0) }
         summary.hostsByReadiness = plan.hostsByReadiness
+        proxyLoad?.setAwaiting(plan.hostsAwaitingProxyLoad > 0)
 
         // 3. Status and Events are written by the status worker (`writeStatuses`), so that thousands of status
         //    writes never hold back the next allow-list or DNS change.

@@ -48,6 +48,33 @@ public final class AllowListStore: Sendable {
 
     public func markShuttingDown() { self.state.withLockedValue { $0.shuttingDown = true } }
 
+    /// What this process routes (the admin port's `GET /allowlist`, which the operator asks before it reports an
+    /// EgressHost Ready): every host of the list in force, and those whose TLS material cannot be loaded now. The
+    /// material is checked as a new upstream connection would check it, so a CA bundle the kubelet has not copied
+    /// in yet shows here as it would in a 502. Nil until a first list is loaded.
+    public func loadReport() -> ProxyLoadReport? {
+        let (router, tls) = self.current
+        guard let list = router?.list else { return nil }
+        var unusable: [String: String] = [:]
+        // One check per distinct setting (many hosts share a CA bundle); the value is the problem, nil if none.
+        var answers: [AllowList.TLS: String?] = [:]
+        for entry in list.hosts where !entry.tls.files.isEmpty {
+            let problem: String?
+            if let known = answers[entry.tls] {
+                problem = known
+            } else {
+                if case .failure(let error) = tls.context(for: entry.tls) {
+                    problem = error.detail
+                } else {
+                    problem = nil
+                }
+                answers.updateValue(problem, forKey: entry.tls)
+            }
+            if let problem { unusable[entry.host] = problem }
+        }
+        return ProxyLoadReport(hosts: list.hostNames, unusable: unusable)
+    }
+
     func reloadFailed() { self.metrics.reloadFailed() }
 }
 

@@ -41,6 +41,11 @@ public enum ProxyRuntime {
         try await Self.run(options, registry: registry)
     }
 
+    /// The proxy's own admin pages: `/allowlist`, what this process routes (the operator's readiness check).
+    public static func adminPages(_ store: AllowListStore) -> [String: AdminServer.Page] {
+        ["/allowlist": { store.loadReport().map { ("application/json", $0.encoded()) } }]
+    }
+
     public static func run(_ options: Options, registry: PrometheusCollectorRegistry) async throws {
         let logger = Logger(label: "egress-proxy")
         let metrics = ProxyMetrics(factory: PrometheusMetricsFactory(registry: registry))
@@ -75,6 +80,7 @@ public enum ProxyRuntime {
             port: options.adminPort,
             registry: registry,
             readiness: { store.isReady ? nil : "allow-list not loaded" },
+            pages: Self.adminPages(store),
             group: group
         )
         let proxy = try await ProxyServer.bind(

@@ -52,6 +52,13 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "CoreDNS's namespace.")
     var corednsNamespace = CoreDNSSettings().namespace
 
+    @Flag(
+        inversion: .prefixedNo,
+        help:
+            "Report an EgressHost Ready only once every ready proxy pod has loaded it (GET /allowlist on its admin port)."
+    )
+    var confirmProxyLoad = true
+
     @Option(help: "DNS rules: per-host, or suffix (one rule for the whole suffix, for very large host sets).")
     var dnsRules = OperatorOptions.DNSRules.perHost.rawValue
 
@@ -197,6 +204,7 @@ struct RunCommand: AsyncParsableCommand {
         options.retryPeriod = .milliseconds(max(200, leaseDurationSeconds * 1_000 / 7))
         options.resyncPeriod = .seconds(resyncSeconds)
         options.dnsRules = rules
+        options.confirmProxyLoad = confirmProxyLoad
 
         let config = try kubeconfig.map { try KubeConfig.load(kubeconfigPaths: [$0]) } ?? KubeConfig.fromEnvironment()
         let client = try KubeClient(config: config, logger: logger)

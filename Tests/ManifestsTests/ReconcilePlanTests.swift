@@ -185,6 +185,84 @@ struct ReconcilePlanTests {
         #expect(plan.statusUpdates["github"]?.conditions?.last?.reason == "ProxyUnavailable")
     }
 
+    /// `Programmed` is the operator's writes; `Ready` also waits for every ready proxy pod to have loaded the host
+    /// (the kubelet copies a new allow-list in at its next sync). Once Ready, a host stays so while pods catch up
+    /// with later lists or miss an answer; it waits again only after it stopped being Ready.
+    @Test func readyWaitsForTheProxyPods() {
+        func pod(_ name: String, _ hosts: Set<String>, unusable: [String: String] = [:]) -> ProxyLoad.Pod {
+            ProxyLoad.Pod(name: name, answer: .loaded(hosts: hosts, unusable: unusable))
+        }
+        var snapshot = ClusterSnapshot(
+            egressHosts: [Self.github],
+            proxyAvailable: true,
+            now: "t1",
+            proxyLoad: ProxyLoad()
+        )
+        func ready() -> Condition? { snapshot.egressHosts[0].status?.conditions?.first { $0.type == "Ready" } }
+        func step() -> ReconcilePlan {
+            let plan = ReconcilePlan(snapshot)
+            apply(plan, to: &snapshot)
+            return plan
+        }
+        for _ in 0..<3 { _ = step() }
+        #expect(snapshot.dnsHosts == ["api.github.com"], "the pods hold back Ready, not DNS")
+        #expect(snapshot.egressHosts[0].status?.conditions?.first { $0.type == "Programmed" }?.status == .true)
+        #expect(ready()?.status == .false && ready()?.reason == "Propagating")
+        #expect(ready()?.message.contains("report what they have loaded") == true, "no pod has answered yet")
+        var plan = step()
+        #expect(plan.hostsAwaitingProxyLoad == 1 && plan.hostsByReadiness == ["Propagating": 1])
+
+        snapshot.proxyLoad = ProxyLoad(pods: [pod("proxy-b", []), pod("proxy-a", ["api.github.com"])])
+        _ = step()
+        #expect(ready()?.reason == "Propagating")
+        #expect(ready()?.message.hasSuffix("the new allow-list: proxy-b has not loaded it yet") == true)
+
+        snapshot.proxyLoad?.pods[1] = pod("proxy-b", ["api.github.com"], unusable: ["api.github.com": "no CA file"])
+        _ = step()
+        #expect(ready()?.message.hasSuffix("proxy-b: no CA file") == true)
+
+        snapshot.proxyLoad?.pods[1] = pod("proxy-b", ["api.github.com"])
+        plan = step()
+        #expect(ready()?.status == .true && ready()?.reason == "Ready")
+        #expect(plan.hostsAwaitingProxyLoad == 0 && plan.hostsByReadiness == ["Ready": 1])
+
+        // Ready stays while a pod misses an answer (or a new pod has not been asked yet).
+        snapshot.proxyLoad?.pods[1] = .init(name: "proxy-b", answer: .unanswered("timed out"))
+        plan = step()
+        #expect(plan.statusUpdates.isEmpty && plan.hostsAwaitingProxyLoad == 0)
+
+        // Once it was not Ready (the proxy went away), it waits for the pods again.
+        snapshot.proxyAvailable = false
+        _ = step()
+        #expect(ready()?.reason == "ProxyUnavailable")
+        snapshot.proxyAvailable = true
+        _ = step()
+        #expect(ready()?.reason == "Propagating")
+        #expect(ready()?.message.hasSuffix("proxy-b: timed out") == true)
+
+        // Without asking the pods, Ready follows Programmed and the Deployment.
+        snapshot.proxyLoad = nil
+        _ = step()
+        #expect(ready()?.reason == "Ready")
+    }
+
+    @Test func proxyLoadNamesWhatIsMissing() throws {
+        let loaded = ProxyLoad.Answer.loaded(hosts: ["a.example.com"], unusable: [:])
+        #expect(ProxyLoad(pods: [.init(name: "p", answer: loaded)]).waiting(for: "a.example.com") == nil)
+        #expect(ProxyLoad().waiting(for: "a.example.com") != nil, "no pod answered: not loaded")
+        let many = ProxyLoad(pods: (1...5).map { .init(name: "p\($0)", answer: .unanswered("refused")) })
+        #expect(
+            many.waiting(for: "a.example.com")
+                == "waiting for the proxy pods to load the new allow-list: p1: refused; p2: refused; p3: refused; "
+                + "and 2 more"
+        )
+        let report = ProxyLoadReport(hosts: ["a.example.com", "b.example.com"], unusable: ["b.example.com": "no CA"])
+        #expect(try ProxyLoadReport.decode(report.encoded()) == report)
+        #expect(
+            ProxyLoad.Answer(report) == .loaded(hosts: ["a.example.com", "b.example.com"], unusable: report.unusable)
+        )
+    }
+
     /// The counts by readiness (the operator's `egress_operator_egresshosts{reason}`) agree, host for host, with
     /// the conditions the planned statuses hold, at every step of an addition and of the proxy going away; hosts
     /// whose status is already settled are counted too.
@@ -242,12 +320,15 @@ struct ReconcilePlanTests {
         ]
         for outcome in outcomes {
             for (programmed, available) in [(false, false), (false, true), (true, false), (true, true)] {
-                let reason = ReconcilePlan.readinessReason(
-                    verdict: HostVerdict(outcome),
-                    programmed: programmed,
-                    proxyAvailable: available
-                )
-                #expect(ReconcilePlan.readinessReasons.contains(reason), "\(outcome) gives \(reason)")
+                for awaitingLoad in [false, true] {
+                    let reason = ReconcilePlan.readinessReason(
+                        verdict: HostVerdict(outcome),
+                        programmed: programmed,
+                        proxyAvailable: available,
+                        awaitingLoad: awaitingLoad
+                    )
+                    #expect(ReconcilePlan.readinessReasons.contains(reason), "\(outcome) gives \(reason)")
+                }
             }
         }
     }
@@ -274,8 +355,17 @@ struct ReconcilePlanTests {
         var settled = ReconcilePlan.SettledStatuses()
         var version = 1
         for step in 0..<300 {
-            switch Int.random(in: 0..<5, using: &generator) {
+            switch Int.random(in: 0..<6, using: &generator) {
             case 0: snapshot.dnsHosts = some()
+            case 4:
+                // What the proxy pods have loaded: not asked, or two pods with some of the hosts.
+                snapshot.proxyLoad =
+                    Bool.random(using: &generator)
+                    ? nil
+                    : ProxyLoad(pods: [
+                        .init(name: "a", answer: .loaded(hosts: Set(some()), unusable: [:])),
+                        .init(name: "b", answer: .loaded(hosts: Set(some()), unusable: [:])),
+                    ])
             case 1: snapshot.appliedAllowList = AllowList(hosts: some().map { .init(host: $0) })
             case 2: snapshot.proxyAvailable.toggle()
             case 3:

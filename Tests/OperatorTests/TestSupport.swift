@@ -291,6 +291,9 @@ class OperatorTestCase: XCTestCase {
         settings.coreDNS.mode = .corefile
         var options = OperatorOptions(settings: settings, identity: "\(identity)-\(runID)")
         options.leaderElection = false
+        // No kubelet runs pods here: Ready waits for proxy pods only in the tests that stand one up
+        // (ProxyLoadTests).
+        options.confirmProxyLoad = false
         return options
     }
 
@@ -308,12 +311,15 @@ class OperatorTestCase: XCTestCase {
 
     /// Starts an operator in this process; stopped in `tearDown`.
     @discardableResult
+    /// - Parameter client: how the operator reaches the API server (by default, as the cluster's admin).
     func startOperator(
         _ options: OperatorOptions? = nil,
+        client: KubeClient? = nil,
         metricsFactory: any MetricsFactory = MetricsSystem.factory
     ) async throws -> RunningOperator {
+        let client = if let client { client } else { try await TestCluster.client() }
         let running = RunningOperator(
-            client: try await TestCluster.client(),
+            client: client,
             options: options ?? self.options(),
             logs: LogCapture(prefix: name),
             metricsFactory: metricsFactory

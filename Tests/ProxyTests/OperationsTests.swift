@@ -202,6 +202,63 @@ import Testing
         }
     }
 
+    /// `GET /allowlist` on the admin port (what the operator asks before it reports a host Ready) lists what the
+    /// process routes: nothing before a first list (503), then every host, with the ones whose TLS material it cannot
+    /// load (a CA bundle the kubelet has not copied in yet) named with the reason, until the files are there.
+    @Test func theAllowListPageSaysWhatIsRouted() async throws {
+        let pki = TestPKI.shared
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("egress-report-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await ProxyHarness.with(nil) { proxy in
+            let admin = try await AdminServer.bind(
+                host: "127.0.0.1",
+                port: 0,
+                registry: proxy.registry,
+                readiness: { nil },
+                pages: ProxyRuntime.adminPages(proxy.store)
+            )
+            func report() async throws -> (status: String, report: ProxyLoadReport?) {
+                let raw = try await RawConnection.connect(port: admin.localAddress.port!)
+                try await raw.send("GET /allowlist HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
+                let response = await raw.readResponse() ?? ""
+                await raw.close()
+                let parts = response.components(separatedBy: "\r\n\r\n")
+                let status = String(response.prefix(12))
+                guard status == "HTTP/1.1 200", parts.count > 1 else { return (status, nil) }
+                #expect(response.lowercased().contains("content-type: application/json"))
+                return (status, try ProxyLoadReport.decode(Array(parts[1].utf8)))
+            }
+            #expect(try await report().status == "HTTP/1.1 503")
+
+            let partnerCA = "\(directory)/partner.ca.crt"
+            proxy.store.install(
+                AllowList(hosts: [
+                    AllowList.Entry(host: "api.github.com"),
+                    AllowList.Entry(host: "*.googleapis.com"),
+                    AllowList.Entry(host: "partner.example.com", tls: .init(caFile: partnerCA)),
+                    AllowList.Entry(host: "other.example.com", tls: .init(caFile: pki.ca.certificatePath)),
+                ])
+            )
+            let missing = try #require(try await report().report)
+            #expect(
+                missing.hosts == ["*.googleapis.com", "api.github.com", "other.example.com", "partner.example.com"]
+            )
+            #expect(Array(missing.unusable.keys) == ["partner.example.com"])
+            #expect(missing.unusable["partner.example.com"]?.contains("cannot load TLS material") == true)
+
+            try FileManager.default.copyItem(atPath: pki.ca.certificatePath, toPath: partnerCA)
+            try await Task.sleep(for: .milliseconds(1_100))
+            let present = try #require(try await report().report)
+            #expect(present.hosts == missing.hosts)
+            #expect(present.unusable.isEmpty)
+
+            proxy.store.install(AllowList(hosts: [AllowList.Entry(host: "api.github.com")]))
+            #expect(try await report().report == ProxyLoadReport(hosts: ["api.github.com"]))
+            await admin.close()
+        }
+    }
+
     @Test func pathsAreLoggedOnlyWhenConfigured() async throws {
         try await ProxyHarness.with(AllowList(hosts: []), configure: { $0.logPaths = true }) { proxy in
             let client = try await proxy.client()

@@ -34,7 +34,8 @@ kubectl -n kube-system create configmap coredns \
     --from-file=Corefile=Tests/ManifestsTests/Golden/corefile/kubeadm.input.txt >/dev/null
 DNS_RULES=${EGRESS_BENCH_DNS_RULES:-per-host}
 OPERATOR=${EGRESS_OPERATOR_BIN:-$BIN/egress-operator}
-"$OPERATOR" run --admin-port $ADMIN_PORT --log-level warning --dns-rules "$DNS_RULES" \
+# No proxy pods run here to confirm what they loaded: Ready follows the ConfigMap and DNS writes.
+"$OPERATOR" run --admin-port $ADMIN_PORT --log-level warning --dns-rules "$DNS_RULES" --no-confirm-proxy-load \
     >/tmp/egress-bench-operator.log 2>&1 &
 pid=$!
 until kubectl -n egress-system get deployment egress-proxy >/dev/null 2>&1; do

@@ -92,6 +92,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- if .Values.proxy.accessLog.paths }}
 - --proxy-log-paths
 {{- end }}
+{{- if .Values.proxy.confirmLoad }}
+- --confirm-proxy-load
+{{- else }}
+- --no-confirm-proxy-load
+{{- end }}
 {{- range $key, $value := .Values.proxy.clientNamespaceLabels }}
 - {{ printf "--proxy-client-namespace-label=%s=%s" $key $value | quote }}
 {{- end }}
