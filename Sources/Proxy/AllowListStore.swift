@@ -76,6 +76,8 @@ public final class AllowListStore: Sendable {
     }
 
     func reloadFailed() { self.metrics.reloadFailed() }
+
+    func readFileInForce() { self.metrics.readFileInForce() }
 }
 
 /// NIOSSL client contexts, one per distinct TLS setting of the current list, created on first use.
@@ -206,6 +208,7 @@ public struct AllowListWatcher: Service {
         let bytes = [UInt8](data)
         if self.lastSeen.withLockedValue({ $0.bytes == bytes }) {
             self.lastSeen.withLockedValue { $0.stamp = stamp }
+            self.store.readFileInForce()
             return false
         }
         do {

@@ -2,6 +2,8 @@ import CoreMetrics
 import NIOConcurrencyHelpers
 import NIOHTTP1
 
+import struct Foundation.Date
+
 /// The proxy's metrics, created through an injected swift-metrics factory (the executable passes a
 /// `PrometheusMetricsFactory`; tests pass one over their own registry and read the exact exposition text).
 ///
@@ -21,6 +23,8 @@ public final class ProxyMetrics: Sendable {
     private let reloads: Counter
     private let reloadErrors: Counter
     private let allowListSize: Gauge
+    private let lastReloadSuccessful: Gauge
+    private let lastReloadSuccess: Gauge
     private let clientConnections: Gauge
     private let clientConnectionLimit: Gauge
 
@@ -29,6 +33,11 @@ public final class ProxyMetrics: Sendable {
         self.reloads = Counter(label: "egress_allowlist_reloads_total", factory: factory)
         self.reloadErrors = Counter(label: "egress_allowlist_reload_errors_total", factory: factory)
         self.allowListSize = Gauge(label: "egress_allowlist_entries", factory: factory)
+        self.lastReloadSuccessful = Gauge(label: "egress_allowlist_last_reload_successful", factory: factory)
+        self.lastReloadSuccess = Gauge(
+            label: "egress_allowlist_last_reload_success_timestamp_seconds",
+            factory: factory
+        )
         self.clientConnections = Gauge(label: "egress_client_connections", factory: factory)
         self.clientConnectionLimit = Gauge(label: "egress_client_connections_limit", factory: factory)
     }
@@ -113,10 +122,21 @@ public final class ProxyMetrics: Sendable {
     public func reloaded(entries: Int) {
         self.reloads.increment()
         self.allowListSize.record(entries)
+        self.readFileInForce()
+        self.lastReloadSuccess.record(Date().timeIntervalSince1970)
     }
 
+    /// `egress_allowlist_last_reload_successful` is 0 from a failed read until the file holds a good list again,
+    /// as Prometheus's own `prometheus_config_last_reload_successful`: unlike the error counter, it says for as long
+    /// as it lasts that the pod serves a list other than its file's.
     public func reloadFailed() {
         self.reloadErrors.increment()
+        self.lastReloadSuccessful.record(0)
+    }
+
+    /// The file holds the list in force again (a broken edit reverted, a volume back after a remount).
+    func readFileInForce() {
+        self.lastReloadSuccessful.record(1)
     }
 }
 

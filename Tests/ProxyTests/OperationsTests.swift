@@ -102,15 +102,23 @@ import Testing
                 #expect(still.status == .ok)
                 #expect(proxy.metricsText.contains("egress_allowlist_reload_errors_total 2"))
                 #expect(proxy.metricsText.contains("egress_allowlist_reloads_total 11"))
+                #expect(proxy.metricsText.contains("egress_allowlist_last_reload_successful 0.0\n"))
+                // The good list in force, written back (a broken edit reverted): the file is read, nothing reloads.
+                try mount.publish(AllowList(hosts: [good]).encoded())
+                #expect(!watcher.checkNow())
+                #expect(proxy.metricsText.contains("egress_allowlist_last_reload_successful 1.0\n"))
 
                 // A missing file (a volume being remounted) is reported once, not at every check.
                 let missing = AllowListWatcher(path: mount.path + ".missing", store: proxy.store, logger: quiet)
                 for _ in 0..<3 { #expect(!missing.checkNow()) }
                 #expect(proxy.metricsText.contains("egress_allowlist_reload_errors_total 3"))
+                #expect(proxy.metricsText.contains("egress_allowlist_last_reload_successful 0.0\n"))
 
                 // A valid list without the host takes effect for the next request on the same connection.
                 try mount.publish(AllowList(hosts: [other]).encoded())
                 #expect(watcher.checkNow())
+                #expect(proxy.metricsText.contains("egress_allowlist_last_reload_successful 1.0\n"))
+                #expect(proxy.metricsText.contains("egress_allowlist_last_reload_success_timestamp_seconds 1"))
                 let denied = try await client.get("/hello", host: Fixtures.host("good.upstream.test"))
                 #expect(denied.status == .forbidden)
                 await client.close()
