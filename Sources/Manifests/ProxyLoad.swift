@@ -42,6 +42,9 @@ public struct ProxyLoad: Sendable, Equatable {
         case loaded(hosts: Set<String>, unusable: [String: String])
         /// Why the pod could not be asked (unreachable, timed out, not a report).
         case unanswered(String)
+        /// The pod runs a proxy from before the report (its admin port has no `/allowlist`): nothing to wait for,
+        /// as before it had one, or a pinned older proxy image would keep every new host from Ready.
+        case noReport
 
         public init(_ report: ProxyLoadReport) {
             self = .loaded(hosts: Set(report.hosts), unusable: report.unusable)
@@ -81,6 +84,8 @@ public struct ProxyLoad: Sendable, Equatable {
                 }
             case .unanswered(let reason):
                 lacking.append("\(pod.name): \(reason)")
+            case .noReport:
+                continue
             }
         }
         guard !lacking.isEmpty else { return nil }

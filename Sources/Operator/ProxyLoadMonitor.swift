@@ -128,6 +128,7 @@ final class ProxyLoadMonitor: Sendable {
                 timeout: timing.requestTimeout
             )
             let body = try await response.body.collect(upTo: Self.maximumReportBytes)
+            if response.status == .notFound { return .noReport }
             guard response.status == .ok else {
                 return .unanswered("GET \(pod.url) answered \(response.status.code)")
             }

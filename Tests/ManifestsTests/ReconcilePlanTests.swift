@@ -250,6 +250,8 @@ struct ReconcilePlanTests {
         let loaded = ProxyLoad.Answer.loaded(hosts: ["a.example.com"], unusable: [:])
         #expect(ProxyLoad(pods: [.init(name: "p", answer: loaded)]).waiting(for: "a.example.com") == nil)
         #expect(ProxyLoad().waiting(for: "a.example.com") != nil, "no pod answered: not loaded")
+        let olderProxy = ProxyLoad.Pod(name: "old", answer: .noReport)
+        #expect(ProxyLoad(pods: [.init(name: "p", answer: loaded), olderProxy]).waiting(for: "a.example.com") == nil)
         let many = ProxyLoad(pods: (1...5).map { .init(name: "p\($0)", answer: .unanswered("refused")) })
         #expect(
             many.waiting(for: "a.example.com")
