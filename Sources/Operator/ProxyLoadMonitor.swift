@@ -138,7 +138,16 @@ final class ProxyLoadMonitor: Sendable {
                 "cannot ask a proxy pod what it loaded",
                 metadata: ["pod": "\(pod.name)", "error": "\(error)"]
             )
-            return .unanswered("cannot ask GET \(pod.url): \(error)")
+            return .unanswered("cannot ask GET \(pod.url): \(Self.describe(error))")
         }
+    }
+
+    /// The words a status message needs (`connection refused`, `timed out`), not NIO's full error descriptions.
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? IOError { return String(cString: strerror(error.errnoCode)).lowercased() }
+        if let error = error as? HTTPClientError, error == .deadlineExceeded || error == .connectTimeout {
+            return "timed out"
+        }
+        return "\(error)"
     }
 }

@@ -67,7 +67,9 @@ final class ProxyLoadTests: OperatorTestCase {
         try await sync(proxy)
         try await eventually("the unreachable pod to be named in the status") {
             let message = try await self.ready(stripe)?.message ?? ""
-            return message.contains("\(second): cannot ask GET http://127.0.0.1:\(closedPort)/allowlist")
+            return message.contains(
+                "\(second): cannot ask GET http://127.0.0.1:\(closedPort)/allowlist: connection refused"
+            )
                 && !message.contains(first) && !message.contains(olderPod)
         }
         let (stripeReady, githubReady) = (try await ready(stripe), try await ready(github))
