@@ -363,3 +363,18 @@ public struct AllowListError: Error, CustomStringConvertible, Sendable {
     public let description: String
     public init(_ description: String) { self.description = description }
 }
+
+extension AllowList.Entry {
+    /// Tells two versions of an entry apart (the operator compares it with what each proxy pod reports it
+    /// routes): FNV-1a over the entry's canonical line, as 16 hex digits. Fields at their default are left out of
+    /// that line, so a proxy from before a new field agrees on every entry that does not use it, and disagrees, as it
+    /// should, on one that does.
+    public var fingerprint: String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in compactJSON.serialized.utf8 {
+            hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
+        }
+        let digits = String(hash, radix: 16)
+        return String(repeating: "0", count: 16 - digits.count) + digits
+    }
+}

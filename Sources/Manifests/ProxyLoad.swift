@@ -8,19 +8,27 @@ import Foundation
 /// reports an EgressHost `Ready` only once every ready proxy pod has it.
 ///
 /// ```json
-/// {"hosts":["*.googleapis.com","api.github.com","partner.example.com"],
+/// {"entries":{"*.googleapis.com":"5f0b…","api.github.com":"a1c2…","partner.example.com":"09d4…"},
 ///  "unusable":{"partner.example.com":"cannot load TLS material: …"}}
 /// ```
 public struct ProxyLoadReport: Codable, Sendable, Equatable {
-    /// The host of every entry of the list in force, sorted.
-    public var hosts: [String]
-    /// Entries of `hosts` whose TLS material (CA bundle, client certificate) the process cannot load, by host: a
-    /// Secret volume the kubelet has not updated yet, or broken material. Calls to them fail with a 502.
+    /// Every entry of the list in force: its host, and its `AllowList.Entry.fingerprint` (which version of it).
+    public var entries: [String: String]
+    /// Entries whose TLS material (CA bundle, client certificate) the process cannot load, by host: a Secret volume
+    /// the kubelet has not updated yet, or broken material. Calls to them fail with a 502.
     public var unusable: [String: String]
 
-    public init(hosts: [String], unusable: [String: String] = [:]) {
-        self.hosts = hosts
+    public init(entries: [String: String], unusable: [String: String] = [:]) {
+        self.entries = entries
         self.unusable = unusable
+    }
+
+    /// The report of a list: each entry's fingerprint.
+    public init(_ list: AllowList, unusable: [String: String] = [:]) {
+        var entries: [String: String] = [:]
+        entries.reserveCapacity(list.hosts.count)
+        for index in list.hosts.indices { entries[list.hosts[index].host] = list.hosts[index].fingerprint }
+        self.init(entries: entries, unusable: unusable)
     }
 
     public func encoded() -> [UInt8] {
@@ -38,8 +46,8 @@ public struct ProxyLoadReport: Codable, Sendable, Equatable {
 /// planner tell `Programmed` (written to the allow-list and DNS) from `Ready` (the proxies route it).
 public struct ProxyLoad: Sendable, Equatable {
     public enum Answer: Sendable, Equatable {
-        /// The pod's report: the hosts it has, and the ones among them it cannot use.
-        case loaded(hosts: Set<String>, unusable: [String: String])
+        /// The pod's report: the entries it has (host → fingerprint), and the ones among them it cannot use.
+        case loaded(entries: [String: String], unusable: [String: String])
         /// Why the pod could not be asked (unreachable, timed out, not a report).
         case unanswered(String)
         /// The pod runs a proxy from before the report (its admin port has no `/allowlist`): nothing to wait for,
@@ -47,7 +55,7 @@ public struct ProxyLoad: Sendable, Equatable {
         case noReport
 
         public init(_ report: ProxyLoadReport) {
-            self = .loaded(hosts: Set(report.hosts), unusable: report.unusable)
+            self = .loaded(entries: report.entries, unusable: report.unusable)
         }
     }
 
@@ -68,19 +76,24 @@ public struct ProxyLoad: Sendable, Equatable {
         self.pods = pods.sorted { $0.name < $1.name }
     }
 
-    /// nil when every ready proxy pod routes `host`; otherwise, for the status message, which pods do not and why.
-    /// No pod at all is a wait too: the Deployment may count a replica available before this operator has seen its
-    /// pod, and a host is not routed by pods nobody asked.
-    public func waiting(for host: String) -> String? {
+    /// nil when every ready proxy pod routes `entry` as it is (the same fingerprint); otherwise, for the status
+    /// message, which pods do not and why. No pod at all is a wait too: the Deployment may count a replica available
+    /// before this operator has seen its pod, and a host is not routed by pods nobody asked.
+    public func waiting(for entry: AllowList.Entry) -> String? {
+        waiting(for: entry.host, fingerprint: entry.fingerprint)
+    }
+
+    func waiting(for host: String, fingerprint: String) -> String? {
         guard !pods.isEmpty else { return "waiting for the proxy pods to report what they have loaded" }
         var lacking: [String] = []
         for pod in pods {
             switch pod.answer {
-            case .loaded(let hosts, let unusable):
-                if let problem = unusable[host] {
-                    lacking.append("\(pod.name): \(problem)")
-                } else if !hosts.contains(host) {
-                    lacking.append("\(pod.name) has not loaded it yet")
+            case .loaded(let entries, let unusable):
+                switch entries[host] {
+                case nil: lacking.append("\(pod.name) has not loaded it yet")
+                case fingerprint?:
+                    if let problem = unusable[host] { lacking.append("\(pod.name): \(problem)") }
+                case _?: lacking.append("\(pod.name) has an earlier version of it")
                 }
             case .unanswered(let reason):
                 lacking.append("\(pod.name): \(reason)")

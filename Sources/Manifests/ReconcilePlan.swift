@@ -190,18 +190,32 @@ public struct ReconcilePlan: Sendable {
         // By index: binding each element would copy whole EgressHosts.
         var byReadiness: [String: Int] = [:]
         var awaitingLoadCount = 0
+        // The planned entry of each host (what its current spec makes), found only if some host is checked against
+        // what the pods report: a pass may plan statuses before its new allow-list is written, and pods that still
+        // route the applied (earlier) version must not make a changed host Ready for its new generation.
+        let planned = allowList
+        var plannedEntries: [String: Int]?
+        func plannedEntry(_ host: String) -> AllowList.Entry? {
+            if plannedEntries == nil {
+                plannedEntries = Dictionary(planned.hosts.indices.map { (planned.hosts[$0].host, $0) }) { first, _ in
+                    first
+                }
+            }
+            return plannedEntries?[host].map { planned.hosts[$0] }
+        }
         for index in snapshot.egressHosts.indices {
             let name = snapshot.egressHosts[index].metadata.name
             guard let verdict = verdicts[name] else { continue }
             let host = snapshot.egressHosts[index].spec.host
             let programmed = routedAndApplied.contains(host) && verdict.isAccepted
-            // Asked of the pods only on the way to Ready: once Ready, a host stays so while it stays programmed
-            // (pods started later load the whole list, and a pod that misses one answer has not lost the host).
+            // Asked of the pods only on the way to Ready for this generation: once Ready, a host stays so until its
+            // spec changes (pods started later load the whole list, and a pod that misses one answer has not lost
+            // the host); after a change, Ready waits for every pod to have the new version of its entry.
             var awaitingLoad: String?
             if programmed, snapshot.proxyAvailable, let load = snapshot.proxyLoad,
-                !Self.isReady(snapshot.egressHosts[index])
+                !Self.isReadyForItsGeneration(snapshot.egressHosts[index]), let entry = plannedEntry(host)
             {
-                awaitingLoad = load.waiting(for: host)
+                awaitingLoad = load.waiting(for: entry)
             }
             if awaitingLoad != nil { awaitingLoadCount += 1 }
             byReadiness[
@@ -265,9 +279,11 @@ public struct ReconcilePlan: Sendable {
         return awaitingLoad ? "Propagating" : "Ready"
     }
 
-    /// Whether the stored status says Ready.
-    static func isReady(_ egressHost: EgressHost) -> Bool {
-        egressHost.status?.conditions?.contains { $0.type == "Ready" && $0.status == .true } ?? false
+    /// Whether the stored status says Ready for the object's current generation (its spec as it is).
+    static func isReadyForItsGeneration(_ egressHost: EgressHost) -> Bool {
+        egressHost.status?.conditions?.contains {
+            $0.type == "Ready" && $0.status == .true && $0.observedGeneration == egressHost.metadata.generation
+        } ?? false
     }
 
     /// Every value `readinessReason` can take (a metric's label values).

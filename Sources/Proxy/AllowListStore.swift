@@ -72,7 +72,7 @@ public final class AllowListStore: Sendable {
             }
             if let problem { unusable[entry.host] = problem }
         }
-        return ProxyLoadReport(hosts: list.hostNames, unusable: unusable)
+        return ProxyLoadReport(list, unusable: unusable)
     }
 
     func reloadFailed() { self.metrics.reloadFailed() }

@@ -185,19 +185,27 @@ struct ReconcilePlanTests {
         #expect(plan.statusUpdates["github"]?.conditions?.last?.reason == "ProxyUnavailable")
     }
 
-    /// `Programmed` is the operator's writes; `Ready` also waits for every ready proxy pod to have loaded the host
-    /// (the kubelet copies a new allow-list in at its next sync). Once Ready, a host stays so while pods catch up
-    /// with later lists or miss an answer; it waits again only after it stopped being Ready.
+    /// `Programmed` is the operator's writes; `Ready` also waits for every ready proxy pod to have loaded the host's
+    /// entry as it is (the kubelet copies a new allow-list in at its next sync). Once Ready, a host stays so while
+    /// pods miss an answer; it waits again after it stopped being Ready, and after its spec changed (for the new
+    /// version of its entry).
     @Test func readyWaitsForTheProxyPods() {
-        func pod(_ name: String, _ hosts: Set<String>, unusable: [String: String] = [:]) -> ProxyLoad.Pod {
-            ProxyLoad.Pod(name: name, answer: .loaded(hosts: hosts, unusable: unusable))
-        }
-        var snapshot = ClusterSnapshot(
-            egressHosts: [Self.github],
-            proxyAvailable: true,
-            now: "t1",
-            proxyLoad: ProxyLoad()
+        var github = Self.github
+        github.metadata.generation = 1
+        var snapshot = ClusterSnapshot(egressHosts: [github], proxyAvailable: true, now: "t1", proxyLoad: ProxyLoad())
+        /// A pod that has `entries` (the applied ones by default).
+        func pod(
+            _ name: String,
+            _ entries: [AllowList.Entry]? = nil,
+            unusable: [String: String] = [:]
         )
+            -> ProxyLoad.Pod
+        {
+            let report = ProxyLoadReport(AllowList(hosts: entries ?? snapshot.appliedAllowList?.hosts ?? []))
+            return ProxyLoad.Pod(name: name, answer: .loaded(entries: report.entries, unusable: unusable))
+        }
+        /// Arguments first, then the write: `pod` reads the snapshot that `proxyLoad?.pods[i] = …` would hold.
+        func setPod(_ index: Int, _ pod: ProxyLoad.Pod) { snapshot.proxyLoad?.pods[index] = pod }
         func ready() -> Condition? { snapshot.egressHosts[0].status?.conditions?.first { $0.type == "Ready" } }
         func step() -> ReconcilePlan {
             let plan = ReconcilePlan(snapshot)
@@ -212,16 +220,16 @@ struct ReconcilePlanTests {
         var plan = step()
         #expect(plan.hostsAwaitingProxyLoad == 1 && plan.hostsByReadiness == ["Propagating": 1])
 
-        snapshot.proxyLoad = ProxyLoad(pods: [pod("proxy-b", []), pod("proxy-a", ["api.github.com"])])
+        snapshot.proxyLoad = ProxyLoad(pods: [pod("proxy-b", []), pod("proxy-a")])
         _ = step()
         #expect(ready()?.reason == "Propagating")
         #expect(ready()?.message.hasSuffix("the new allow-list: proxy-b has not loaded it yet") == true)
 
-        snapshot.proxyLoad?.pods[1] = pod("proxy-b", ["api.github.com"], unusable: ["api.github.com": "no CA file"])
+        setPod(1, pod("proxy-b", unusable: ["api.github.com": "no CA file"]))
         _ = step()
         #expect(ready()?.message.hasSuffix("proxy-b: no CA file") == true)
 
-        snapshot.proxyLoad?.pods[1] = pod("proxy-b", ["api.github.com"])
+        setPod(1, pod("proxy-b"))
         plan = step()
         #expect(ready()?.status == .true && ready()?.reason == "Ready")
         #expect(plan.hostsAwaitingProxyLoad == 0 && plan.hostsByReadiness == ["Ready": 1])
@@ -239,30 +247,78 @@ struct ReconcilePlanTests {
         _ = step()
         #expect(ready()?.reason == "Propagating")
         #expect(ready()?.message.hasSuffix("proxy-b: timed out") == true)
+        setPod(1, pod("proxy-b"))
+        _ = step()
+        #expect(ready()?.reason == "Ready")
+
+        // A new spec (generation 2): the pods still route the earlier version of the entry, so not Ready for it.
+        let before = snapshot.appliedAllowList?.hosts ?? []
+        snapshot.egressHosts[0].spec.port = 8443
+        snapshot.egressHosts[0].metadata.generation = 2
+        for _ in 0..<2 { _ = step() }
+        #expect(snapshot.appliedAllowList?.hosts.first?.port == 8443)
+        #expect(ready()?.reason == "Propagating" && ready()?.observedGeneration == 2)
+        #expect(
+            ready()?.message.hasSuffix("proxy-a has an earlier version of it; proxy-b has an earlier version of it")
+                == true
+        )
+        snapshot.proxyLoad = ProxyLoad(pods: [pod("proxy-a"), pod("proxy-b", before)])
+        _ = step()
+        #expect(ready()?.message.hasSuffix("proxy-b has an earlier version of it") == true)
+        setPod(1, pod("proxy-b"))
+        _ = step()
+        #expect(ready()?.reason == "Ready" && ready()?.observedGeneration == 2)
 
         // Without asking the pods, Ready follows Programmed and the Deployment.
         snapshot.proxyLoad = nil
+        snapshot.proxyAvailable = false
+        _ = step()
+        snapshot.proxyAvailable = true
         _ = step()
         #expect(ready()?.reason == "Ready")
     }
 
     @Test func proxyLoadNamesWhatIsMissing() throws {
-        let loaded = ProxyLoad.Answer.loaded(hosts: ["a.example.com"], unusable: [:])
-        #expect(ProxyLoad(pods: [.init(name: "p", answer: loaded)]).waiting(for: "a.example.com") == nil)
-        #expect(ProxyLoad().waiting(for: "a.example.com") != nil, "no pod answered: not loaded")
+        let entry = AllowList.Entry(host: "a.example.com")
+        let loaded = ProxyLoad.Answer(ProxyLoadReport(AllowList(hosts: [entry])))
+        #expect(ProxyLoad(pods: [.init(name: "p", answer: loaded)]).waiting(for: entry) == nil)
+        #expect(ProxyLoad().waiting(for: entry) != nil, "no pod answered: not loaded")
         let olderProxy = ProxyLoad.Pod(name: "old", answer: .noReport)
-        #expect(ProxyLoad(pods: [.init(name: "p", answer: loaded), olderProxy]).waiting(for: "a.example.com") == nil)
+        #expect(ProxyLoad(pods: [.init(name: "p", answer: loaded), olderProxy]).waiting(for: entry) == nil)
+        var changed = entry
+        changed.port = 8443
+        #expect(
+            ProxyLoad(pods: [.init(name: "p", answer: loaded)]).waiting(for: changed)
+                == "waiting for the proxy pods to load the new allow-list: p has an earlier version of it"
+        )
         let many = ProxyLoad(pods: (1...5).map { .init(name: "p\($0)", answer: .unanswered("refused")) })
         #expect(
-            many.waiting(for: "a.example.com")
+            many.waiting(for: entry)
                 == "waiting for the proxy pods to load the new allow-list: p1: refused; p2: refused; p3: refused; "
                 + "and 2 more"
         )
-        let report = ProxyLoadReport(hosts: ["a.example.com", "b.example.com"], unusable: ["b.example.com": "no CA"])
-        #expect(try ProxyLoadReport.decode(report.encoded()) == report)
-        #expect(
-            ProxyLoad.Answer(report) == .loaded(hosts: ["a.example.com", "b.example.com"], unusable: report.unusable)
+        let report = ProxyLoadReport(
+            AllowList(hosts: [entry, .init(host: "b.example.com")]),
+            unusable: ["b.example.com": "no CA"]
         )
+        #expect(try ProxyLoadReport.decode(report.encoded()) == report)
+        #expect(ProxyLoad.Answer(report) == .loaded(entries: report.entries, unusable: report.unusable))
+    }
+
+    /// A fingerprint tells versions of an entry apart, and only them: equal entries agree (a field set to its
+    /// default is the same entry), any changed field disagrees.
+    @Test func entryFingerprintsFollowTheEntry() {
+        let plain = AllowList.Entry(host: "api.github.com")
+        #expect(plain.fingerprint == AllowList.Entry(host: "api.github.com", port: 443).fingerprint)
+        #expect(plain.fingerprint.count == 16 && plain.fingerprint.allSatisfy(\.isHexDigit))
+        var variants = [plain]
+        variants.append(AllowList.Entry(host: "api.github.com", port: 8443))
+        variants.append(AllowList.Entry(host: "api.gitlab.com"))
+        variants.append(AllowList.Entry(host: "api.github.com", addresses: ["192.0.2.1"]))
+        variants.append(AllowList.Entry(host: "api.github.com", allowPrivateAddresses: true))
+        variants.append(AllowList.Entry(host: "api.github.com", tls: .init(caFile: "/etc/egress-proxy/tls/a.crt")))
+        variants.append(AllowList.Entry(host: "api.github.com", tls: .init(insecureSkipVerify: true)))
+        #expect(Set(variants.map(\.fingerprint)).count == variants.count)
     }
 
     /// The counts by readiness (the operator's `egress_operator_egresshosts{reason}`) agree, host for host, with
@@ -365,8 +421,14 @@ struct ReconcilePlanTests {
                     Bool.random(using: &generator)
                     ? nil
                     : ProxyLoad(pods: [
-                        .init(name: "a", answer: .loaded(hosts: Set(some()), unusable: [:])),
-                        .init(name: "b", answer: .loaded(hosts: Set(some()), unusable: [:])),
+                        .init(
+                            name: "a",
+                            answer: .init(ProxyLoadReport(AllowList(hosts: some().map { .init(host: $0) })))
+                        ),
+                        .init(
+                            name: "b",
+                            answer: .init(ProxyLoadReport(AllowList(hosts: some().map { .init(host: $0) })))
+                        ),
                     ])
             case 1: snapshot.appliedAllowList = AllowList(hosts: some().map { .init(host: $0) })
             case 2: snapshot.proxyAvailable.toggle()

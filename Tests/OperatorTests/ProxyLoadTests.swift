@@ -81,6 +81,14 @@ final class ProxyLoadTests: OperatorTestCase {
         try await waitForCondition(stripe, "Ready", .true, reason: "Ready")
         let stillReady = try await ready(github)?.status
         XCTAssertEqual(stillReady, .true)
+
+        // A new spec for a Ready host: not Ready for it until the pod has the new version of its entry.
+        _ = try await client.patch(Self.egressHosts, name: github, patch: ["spec": ["port": 8443]], type: .merge)
+        try await waitForCondition(github, "Ready", .false, reason: "Propagating")
+        let changed = try await ready(github)?.message ?? ""
+        XCTAssertTrue(changed.contains("\(first) has an earlier version of it"), changed)
+        try await sync(proxy)
+        try await waitForCondition(github, "Ready", .true, reason: "Ready")
     }
 
     /// The loop that asks the pods runs once per leadership term: stopped (the lease lost) and run again, it still
@@ -120,7 +128,9 @@ final class ProxyLoadTests: OperatorTestCase {
         monitor.setAwaiting(true)
         try await eventually("the monitor to ask the pod", observed: { "\(monitor.current)" }) {
             monitor.current
-                == ProxyLoad(pods: [.init(name: pod, answer: .loaded(hosts: ["api.github.com"], unusable: [:]))])
+                == ProxyLoad(pods: [
+                    .init(name: pod, answer: .init(ProxyLoadReport(AllowList(hosts: [.init(host: "api.github.com")]))))
+                ])
         }
         XCTAssertEqual(changes.value, 1)
     }

@@ -240,29 +240,29 @@ import Testing
             #expect(try await report().status == "HTTP/1.1 503")
 
             let partnerCA = "\(directory)/partner.ca.crt"
-            proxy.store.install(
-                AllowList(hosts: [
-                    AllowList.Entry(host: "api.github.com"),
-                    AllowList.Entry(host: "*.googleapis.com"),
-                    AllowList.Entry(host: "partner.example.com", tls: .init(caFile: partnerCA)),
-                    AllowList.Entry(host: "other.example.com", tls: .init(caFile: pki.ca.certificatePath)),
-                ])
-            )
+            let entries = [
+                AllowList.Entry(host: "api.github.com"),
+                AllowList.Entry(host: "*.googleapis.com"),
+                AllowList.Entry(host: "partner.example.com", tls: .init(caFile: partnerCA)),
+                AllowList.Entry(host: "other.example.com", tls: .init(caFile: pki.ca.certificatePath)),
+            ]
+            proxy.store.install(AllowList(hosts: entries))
             let missing = try #require(try await report().report)
-            #expect(
-                missing.hosts == ["*.googleapis.com", "api.github.com", "other.example.com", "partner.example.com"]
-            )
+            #expect(missing.entries == Dictionary(uniqueKeysWithValues: entries.map { ($0.host, $0.fingerprint) }))
             #expect(Array(missing.unusable.keys) == ["partner.example.com"])
             #expect(missing.unusable["partner.example.com"]?.contains("cannot load TLS material") == true)
 
             try FileManager.default.copyItem(atPath: pki.ca.certificatePath, toPath: partnerCA)
             try await Task.sleep(for: .milliseconds(1_100))
             let present = try #require(try await report().report)
-            #expect(present.hosts == missing.hosts)
+            #expect(present.entries == missing.entries)
             #expect(present.unusable.isEmpty)
 
-            proxy.store.install(AllowList(hosts: [AllowList.Entry(host: "api.github.com")]))
-            #expect(try await report().report == ProxyLoadReport(hosts: ["api.github.com"]))
+            // A new version of an entry: a new fingerprint.
+            let moved = AllowList.Entry(host: "api.github.com", port: 8443)
+            proxy.store.install(AllowList(hosts: [moved]))
+            #expect(try await report().report == ProxyLoadReport(entries: ["api.github.com": moved.fingerprint]))
+            #expect(moved.fingerprint != entries[0].fingerprint)
             await admin.close()
         }
     }
