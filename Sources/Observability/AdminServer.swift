@@ -173,31 +173,69 @@ final class AdminHandler: ChannelInboundHandler {
         context.fireChannelWritabilityChanged()
     }
 
+    /// A response's parts.
+    struct Answer: Sendable {
+        var status: HTTPResponseStatus
+        var contentType: String
+        var body: [UInt8]
+    }
+
+    /// Answers on NIO's blocking thread pool, then writes on the channel's event loop: the proxy's admin port shares
+    /// the proxy's event loops, and a scrape of thousands of hosts' histograms, or an `/allowlist` of thousands of
+    /// entries, must not hold up the requests of that loop.
     private func respond(to head: HTTPRequestHead, context: ChannelHandlerContext) {
-        let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
-        let (status, contentType, body): (HTTPResponseStatus, String, [UInt8])
-        switch (head.method, path) {
+        let (registry, readiness, pages) = (self.registry, self.readiness, self.pages)
+        let (method, uri) = (head.method, head.uri)
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        NIOThreadPool.singleton.runIfActive(eventLoop: context.eventLoop) {
+            Self.answer(method: method, uri: uri, registry: registry, readiness: readiness, pages: pages)
+        }.whenComplete { result in
+            let (handler, context) = loopBound.value
+            switch result {
+            case .success(let answer): handler.write(answer, for: head, context: context)
+            case .failure: context.close(promise: nil)
+            }
+        }
+    }
+
+    static func answer(
+        method: HTTPMethod,
+        uri: String,
+        registry: PrometheusCollectorRegistry,
+        readiness: @Sendable () -> String?,
+        pages: [String: AdminServer.Page]
+    ) -> Answer {
+        let path = uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? uri
+        switch (method, path) {
         case (.GET, "/metrics"):
-            (status, contentType, body) = (
-                .ok, "text/plain; version=0.0.4; charset=utf-8", self.registry.emitToBuffer()
+            return Answer(
+                status: .ok,
+                contentType: "text/plain; version=0.0.4; charset=utf-8",
+                body: registry.emitToBuffer()
             )
         case (.GET, "/healthz"):
-            (status, contentType, body) = (.ok, "text/plain", Array("ok\n".utf8))
+            return Answer(status: .ok, contentType: "text/plain", body: Array("ok\n".utf8))
         case (.GET, "/readyz"):
-            if let reason = self.readiness() {
-                (status, contentType, body) = (.serviceUnavailable, "text/plain", Array("\(reason)\n".utf8))
-            } else {
-                (status, contentType, body) = (.ok, "text/plain", Array("ready\n".utf8))
+            if let reason = readiness() {
+                return Answer(status: .serviceUnavailable, contentType: "text/plain", body: Array("\(reason)\n".utf8))
             }
-        case (.GET, _) where self.pages[path] != nil:
-            if let page = self.pages[path]!() {
-                (status, contentType, body) = (.ok, page.contentType, page.body)
-            } else {
-                (status, contentType, body) = (.serviceUnavailable, "text/plain", Array("not available yet\n".utf8))
+            return Answer(status: .ok, contentType: "text/plain", body: Array("ready\n".utf8))
+        case (.GET, _) where pages[path] != nil:
+            guard let page = pages[path]!() else {
+                return Answer(
+                    status: .serviceUnavailable,
+                    contentType: "text/plain",
+                    body: Array("not available yet\n".utf8)
+                )
             }
+            return Answer(status: .ok, contentType: page.contentType, body: page.body)
         default:
-            (status, contentType, body) = (.notFound, "text/plain", Array("not found\n".utf8))
+            return Answer(status: .notFound, contentType: "text/plain", body: Array("not found\n".utf8))
         }
+    }
+
+    private func write(_ answer: Answer, for head: HTTPRequestHead, context: ChannelHandlerContext) {
+        let (status, contentType, body) = (answer.status, answer.contentType, answer.body)
         var headers = HTTPHeaders()
         headers.add(name: "content-type", value: contentType)
         headers.add(name: "content-length", value: "\(body.count)")

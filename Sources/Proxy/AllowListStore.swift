@@ -16,6 +16,8 @@ public final class AllowListStore: Sendable {
     }
     private let state: NIOLockedValueBox<State>
     private let metrics: ProxyMetrics
+    /// The entries' fingerprints for `loadReport`, made once per list (by router), when first asked for.
+    private let fingerprints = NIOLockedValueBox<(router: UInt64, entries: [String: String])?>(nil)
 
     public init(metrics: ProxyMetrics) {
         self.metrics = metrics
@@ -49,12 +51,13 @@ public final class AllowListStore: Sendable {
     public func markShuttingDown() { self.state.withLockedValue { $0.shuttingDown = true } }
 
     /// What this process routes (the admin port's `GET /allowlist`, which the operator asks before it reports an
-    /// EgressHost Ready): every host of the list in force, and those whose TLS material cannot be loaded now. The
-    /// material is checked as a new upstream connection would check it, so a CA bundle the kubelet has not copied
-    /// in yet shows here as it would in a 502. Nil until a first list is loaded.
+    /// EgressHost Ready): every entry of the list in force with its fingerprint, and those whose TLS material cannot
+    /// be loaded now. The material is checked as a new upstream connection would check it, so a CA bundle the
+    /// kubelet has not copied in yet shows here as it would in a 502. Nil until a first list is loaded.
     public func loadReport() -> ProxyLoadReport? {
         let (router, tls) = self.current
-        guard let list = router?.list else { return nil }
+        guard let router else { return nil }
+        let list = router.list
         var unusable: [String: String] = [:]
         // One check per distinct setting (many hosts share a CA bundle); the value is the problem, nil if none.
         var answers: [AllowList.TLS: String?] = [:]
@@ -72,7 +75,14 @@ public final class AllowListStore: Sendable {
             }
             if let problem { unusable[entry.host] = problem }
         }
-        return ProxyLoadReport(list, unusable: unusable)
+        let entries =
+            self.fingerprints.withLockedValue { $0?.router == router.id ? $0?.entries : nil }
+            ?? {
+                let entries = ProxyLoadReport(list).entries
+                self.fingerprints.withLockedValue { $0 = (router.id, entries) }
+                return entries
+            }()
+        return ProxyLoadReport(entries: entries, unusable: unusable)
     }
 
     func reloadFailed() { self.metrics.reloadFailed() }

@@ -1,6 +1,7 @@
 import CoreMetrics
 import Foundation
 import Logging
+import NIOPosix
 import Prometheus
 import Synchronization
 import Testing
@@ -229,6 +230,37 @@ struct AdminServerTests {
         #expect(built < 100, "answers built for a client that reads none: \(built)")
         client.close()
         await server.close()
+    }
+
+    /// A page that takes long (thousands of entries to list) is answered off the event loop: with one event loop, a
+    /// `/healthz` on another connection is answered while the page is still being made. The page is released only
+    /// after that answer, so a page made on the loop would block both, and the test would time out.
+    @Test func aSlowPageDoesNotHoldUpTheEventLoop() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let release = DispatchSemaphore(value: 0)
+        let started = DispatchSemaphore(value: 0)
+        let server = try await AdminServer.bind(
+            host: "127.0.0.1",
+            port: 0,
+            registry: PrometheusCollectorRegistry(),
+            readiness: { nil },
+            pages: [
+                "/slow": {
+                    started.signal()
+                    release.wait()
+                    return ("text/plain", Array("made\n".utf8))
+                }
+            ],
+            group: group
+        )
+        let port = try #require(server.localAddress.port)
+        let slow = Task.detached { try self.get(port, "/slow") }
+        started.wait()
+        #expect(try get(port, "/healthz").hasPrefix("HTTP/1.1 200"))
+        release.signal()
+        #expect(try await slow.value.hasSuffix("\r\n\r\nmade\n"))
+        await server.close()
+        try await group.shutdownGracefully()
     }
 
     /// A blocking HTTP/1.0-style exchange over a real socket: the server closes after the response.
