@@ -57,7 +57,7 @@ final class ProxyLoadTests: OperatorTestCase {
 
         // A second pod that cannot be asked (nothing listens on its admin port) holds back a new host, not the
         // Ready one.
-        let closedPort = try Self.unusedPort()
+        let closedPort = try freePort()
         let second = uniqueName("proxy")
         try await createProxyPod(second, adminPort: closedPort)
         let stripe = uniqueName("stripe")
@@ -133,23 +133,6 @@ final class ProxyLoadTests: OperatorTestCase {
                 ])
         }
         XCTAssertEqual(changes.value, 1)
-    }
-
-    /// A port nothing listens on (bound, then released).
-    static func unusedPort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
-            }
-        }
-        guard bound else { throw TestFailure("cannot bind a loopback port") }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 }
 
