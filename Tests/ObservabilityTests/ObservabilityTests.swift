@@ -254,11 +254,18 @@ struct AdminServerTests {
             group: group
         )
         let port = try #require(server.localAddress.port)
-        let slow = Task.detached { try self.get(port, "/slow") }
+        // The blocking exchanges run on threads of their own, not on the tests' cooperative threads.
+        let slow = Mutex<String?>(nil)
+        let slowDone = DispatchSemaphore(value: 0)
+        Thread {
+            slow.withLock { $0 = try? self.get(port, "/slow") }
+            slowDone.signal()
+        }.start()
         started.wait()
         #expect(try get(port, "/healthz").hasPrefix("HTTP/1.1 200"))
         release.signal()
-        #expect(try await slow.value.hasSuffix("\r\n\r\nmade\n"))
+        slowDone.wait()
+        #expect(slow.withLock { $0 }?.hasSuffix("\r\n\r\nmade\n") == true)
         await server.close()
         try await group.shutdownGracefully()
     }
