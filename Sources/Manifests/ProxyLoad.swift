@@ -80,10 +80,7 @@ public struct ProxyLoad: Sendable, Equatable {
     /// message, which pods do not and why. No pod at all is a wait too: the Deployment may count a replica available
     /// before this operator has seen its pod, and a host is not routed by pods nobody asked.
     public func waiting(for entry: AllowList.Entry) -> String? {
-        waiting(for: entry.host, fingerprint: entry.fingerprint)
-    }
-
-    func waiting(for host: String, fingerprint: String) -> String? {
+        let (host, fingerprint) = (entry.host, entry.fingerprint)
         guard !pods.isEmpty else { return "waiting for the proxy pods to report what they have loaded" }
         var lacking: [String] = []
         for pod in pods {

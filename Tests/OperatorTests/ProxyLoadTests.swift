@@ -41,8 +41,12 @@ final class ProxyLoadTests: OperatorTestCase {
         try await createEgressHost(github, host: githubHost)
         try await waitForCondition(github, "Programmed", .true)
         try await waitForCondition(github, "Ready", .false, reason: "Propagating")
+        // The first status may be written before the pods' first answers ("waiting for the proxy pods to report").
+        try await eventually("the pod that lacks the host to be named") {
+            try await self.ready(github)?.message.contains("\(first) has not loaded it yet") == true
+        }
         let waiting = try await ready(github)?.message ?? ""
-        XCTAssertTrue(waiting.contains("\(first) has not loaded it yet") && !waiting.contains(olderPod), waiting)
+        XCTAssertFalse(waiting.contains(olderPod), waiting)
         let (allowed, routed) = (try await allowListHosts(), try await corefileHosts())
         XCTAssertTrue(allowed.contains(githubHost) && routed.contains(githubHost))
         for _ in 0..<3 {
@@ -124,6 +128,7 @@ final class ProxyLoadTests: OperatorTestCase {
         XCTAssertEqual(changes.value, 0, "asked the pods while no host waited")
 
         background(Task { await monitor.run { changes.increment() } })
+        // Let the new run reach its wait first, so that it is the wake-up that starts it.
         try await Task.sleep(for: .milliseconds(100))
         monitor.setAwaiting(true)
         try await eventually("the monitor to ask the pod", observed: { "\(monitor.current)" }) {
@@ -187,6 +192,16 @@ extension OperatorTestCase {
         let text = try XCTUnwrap(object[path: "data", ProxySettings.allowListKey]?.stringValue)
         try Data(text.utf8).write(to: URL(fileURLWithPath: proxy.path), options: .atomic)
         XCTAssertTrue(proxy.watcher.checkNow(), "the proxy did not load the new allow-list")
+    }
+
+    /// What the kubelet does with the TLS Secret volume: each key a file under the proxy's TLS mount path (the
+    /// allow-list names them there).
+    func syncTLS(_ secret: KubeObject, into directory: String) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        for (key, value) in secret[path: "data"]?.objectValue ?? [:] {
+            let data = try XCTUnwrap(value.stringValue.flatMap { Data(base64Encoded: $0) })
+            try data.write(to: URL(fileURLWithPath: "\(directory)/\(key)"), options: .atomic)
+        }
     }
 
     /// A proxy pod object as the Deployment's would be (its labels, an `admin` port), reported ready at 127.0.0.1.

@@ -115,14 +115,4 @@ final class RBACTests: OperatorTestCase {
         config.credentials = .bearerToken(token)
         return try await TestCluster.client(config)
     }
-
-    /// What the kubelet does with the TLS Secret volume: each key a file under the proxy's TLS mount path (the
-    /// allow-list names them there).
-    func syncTLS(_ secret: KubeObject, into directory: String) throws {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        for (key, value) in secret[path: "data"]?.objectValue ?? [:] {
-            let data = try XCTUnwrap(value.stringValue.flatMap { Data(base64Encoded: $0) })
-            try data.write(to: URL(fileURLWithPath: "\(directory)/\(key)"), options: .atomic)
-        }
-    }
 }
