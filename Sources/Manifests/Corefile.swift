@@ -46,6 +46,9 @@ public struct CorefileEditor: Sendable, Hashable {
             throw .invalidProxyServiceFQDN(proxyServiceFQDN)
         }
         guard !CorefileNames.isWithin(proxy, zone: zone) else { throw .invalidProxyServiceFQDN(proxyServiceFQDN) }
+        if let problem = CorefileNames.suffixProblem(zone, proxyServiceFQDN: proxy) {
+            throw .unsafeSuffix(suffix, problem)
+        }
         self.suffix = zone
         self.proxyServiceFQDN = proxy
         self.mode = mode
@@ -147,12 +150,16 @@ public struct CorefileEditor: Sendable, Hashable {
         return assemble(layout, lines, managed, rendered)
     }
 
-    /// CoreDNS answers a name from the server block with the longest zone that holds it: a block for `local`,
-    /// `egress.local` or a name under it would take the suffix's names away from the rules in `.`.
+    /// CoreDNS answers a name from the server block with the longest zone that holds it, among the blocks on the
+    /// same port: a block for `local`, `egress.local` or a name under it, listening where a `.` block does, would
+    /// take the suffix's names away from the rules in `.`.
     private func checkNoOtherBlockServesSuffix(_ source: CorefileSource) throws(CorefileError) {
         let suffixLabels = suffix.split(separator: ".")
+        let rootListeners = Set(
+            source.blocks.flatMap { $0.keys.filter(CorefileServerBlock.isRootKey).map(CorefileServerBlock.listener) }
+        )
         for block in source.blocks where !block.servesRoot {
-            for key in block.keys {
+            for key in block.keys where rootListeners.contains(CorefileServerBlock.listener(ofKey: key)) {
                 guard let zone = CorefileServerBlock.zone(ofKey: key) else { continue }
                 let zoneLabels = zone.split(separator: ".")
                 let holdsSuffix =
@@ -362,6 +369,7 @@ public struct CorefileError: Error, CustomStringConvertible, Equatable, Sendable
         case unrecognizedManagedLine(line: Int)
         case invalidHost(String)
         case invalidSuffix(String)
+        case unsafeSuffix(String, String)
         case invalidProxyServiceFQDN(String)
         case suffixServedElsewhere(line: Int, zone: String)
     }
@@ -389,6 +397,9 @@ public struct CorefileError: Error, CustomStringConvertible, Equatable, Sendable
     public static func invalidHost(_ host: String) -> Self { Self(.invalidHost(host)) }
     /// A suffix that is not a plain DNS name.
     public static func invalidSuffix(_ suffix: String) -> Self { Self(.invalidSuffix(suffix)) }
+    /// A suffix whose names could be real ones (`com`, `default.svc.cluster.local`): its NXDOMAIN answer would
+    /// shadow them for the whole cluster. `reason` says which rule it breaks.
+    public static func unsafeSuffix(_ suffix: String, _ reason: String) -> Self { Self(.unsafeSuffix(suffix, reason)) }
     /// A proxy Service name that is not a plain multi-label DNS name, or lies under the suffix.
     public static func invalidProxyServiceFQDN(_ name: String) -> Self { Self(.invalidProxyServiceFQDN(name)) }
     /// A server block other than `.` serves a zone holding the suffix (`local:53`, say): CoreDNS sends those names
@@ -412,6 +423,7 @@ public struct CorefileError: Error, CustomStringConvertible, Equatable, Sendable
             "Corefile line \(line): unrecognised line in the egress-operator block"
         case .invalidHost(let host): "invalid egress host \"\(host)\""
         case .invalidSuffix(let suffix): "invalid egress DNS suffix \"\(suffix)\""
+        case .unsafeSuffix(let suffix, let reason): "unsafe egress DNS suffix \"\(suffix)\": \(reason)"
         case .invalidProxyServiceFQDN(let name):
             "invalid proxy Service name \"\(name)\" (must be a DNS name outside the suffix)"
         case .suffixServedElsewhere(let line, let zone):

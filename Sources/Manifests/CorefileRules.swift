@@ -41,6 +41,30 @@ enum CorefileNames {
     /// The longest name in presentation form without the trailing dot (RFC 1035's 255 octets on the wire).
     static let maximumLength = 253
 
+    /// Special-use domains (RFC 6761, 6762 and 8375, and ICANN's `internal`): nothing under them resolves on the
+    /// internet, so a suffix below one neither leaks a call off the cluster nor shadows a real zone.
+    static let specialUseDomains = ["local", "internal", "test", "example", "invalid", "home.arpa"]
+
+    /// Why `suffix` (normalized) is unsafe, or nil. The operator answers NXDOMAIN for every name under it that is
+    /// not allowed, before the `kubernetes` and `forward` plugins run: a suffix that is a real zone (`com`,
+    /// `in-addr.arpa`) or holds the cluster's names (`default.svc.cluster.local`) would break them cluster-wide.
+    static func suffixProblem(_ suffix: String, proxyServiceFQDN proxy: String) -> String? {
+        guard specialUseDomains.contains(where: { suffix != $0 && isWithin(suffix, zone: $0) }) else {
+            let domains = specialUseDomains.map { ".\($0)" }.joined(separator: ", ")
+            return "it must be a name under a special-use domain (\(domains)), such as egress.local; the operator "
+                + "answers NXDOMAIN for every name under it that is not allowed"
+        }
+        // The cluster domain is what follows `svc` in the proxy Service's name.
+        let labels = proxy.split(separator: ".")
+        if let svc = labels.lastIndex(of: "svc"), svc + 1 < labels.count {
+            let clusterDomain = labels[(svc + 1)...].joined(separator: ".")
+            if isWithin(suffix, zone: clusterDomain) {
+                return "it lies within the cluster domain \(clusterDomain), whose names the kubernetes plugin answers"
+            }
+        }
+        return nil
+    }
+
     /// Lowercased `name` without a trailing dot, or nil unless it is 1+ labels of 1-63 `[a-z0-9_-]`.
     static func normalized(_ name: String) -> String? {
         var text = asciiLowercased(name)

@@ -55,6 +55,25 @@ struct CorefileServerBlock: Sendable {
         return key.isEmpty ? nil : String(key)
     }
 
+    /// Where a key's block listens, as `scheme:port` (`local:53` and `dns://local` → `dns:53`): CoreDNS picks the
+    /// block with the longest matching zone only among the blocks on the same listener.
+    static func listener(ofKey key: String) -> String {
+        var key = Substring(key.lowercased())
+        var scheme = "dns"
+        if let separator = key.range(of: "://") {
+            scheme = String(key[..<separator.lowerBound])
+            key = key[separator.upperBound...]
+        }
+        if let colon = key.lastIndex(of: ":") { return "\(scheme):\(key[key.index(after: colon)...])" }
+        let defaultPort =
+            switch scheme {
+            case "tls", "quic": "853"
+            case "grpc", "https", "https3": "443"
+            default: "53"
+            }
+        return "\(scheme):\(defaultPort)"
+    }
+
     static func isRootKey(_ key: String) -> Bool {
         var key = Substring(key.lowercased())
         if let scheme = key.range(of: "://") { key = key[scheme.upperBound...] }

@@ -32,7 +32,8 @@ public struct OperatorOptions: Sendable {
         self.identity = identity
     }
 
-    func corefileEditor() throws -> CorefileEditor {
+    /// The Corefile editor for these settings; throws when the suffix or the proxy Service's name is unusable.
+    public func corefileEditor() throws -> CorefileEditor {
         try CorefileEditor(
             suffix: settings.proxy.suffix,
             proxyServiceFQDN: settings.proxy.serviceFQDN(namespace: settings.namespace),

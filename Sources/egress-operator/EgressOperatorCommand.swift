@@ -87,7 +87,10 @@ struct CorefileCommand: ParsableCommand {
                 print(try editor.overrideSnippet(hosts: hosts), terminator: "")
                 return
             }
-            let input = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+            // Decoding would replace bytes that are not UTF-8: refused instead, so no byte is changed unasked.
+            guard let input = String(data: FileHandle.standardInput.readDataToEndOfFile(), encoding: .utf8) else {
+                throw ValidationError("standard input is not UTF-8 text (a Corefile in a ConfigMap always is)")
+            }
             print(try editor.apply(hosts: hosts, to: input), terminator: "")
         } catch {
             throw ValidationError("cannot edit this Corefile: \(error)")

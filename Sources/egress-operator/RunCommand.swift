@@ -205,6 +205,13 @@ struct RunCommand: AsyncParsableCommand {
         options.resyncPeriod = .seconds(resyncSeconds)
         options.dnsRules = rules
         options.confirmProxyLoad = confirmProxyLoad
+        // The suffix and the proxy Service's name go into CoreDNS's configuration: refused now, with the reason,
+        // rather than on every pass.
+        do {
+            _ = try options.corefileEditor()
+        } catch {
+            throw ValidationError("\(error)")
+        }
 
         let config = try kubeconfig.map { try KubeConfig.load(kubeconfigPaths: [$0]) } ?? KubeConfig.fromEnvironment()
         let client = try KubeClient(config: config, logger: logger)

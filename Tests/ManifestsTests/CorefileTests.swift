@@ -344,6 +344,46 @@ final class CorefileTests: XCTestCase {
         }
         let cluster = kubeadm + "cluster.local:53 {\n    kubernetes cluster.local\n}\n"
         XCTAssertEqual(try editor.managedHosts(in: try editor.apply(hosts: ["a.example"], to: cluster)), ["a.example"])
+        // CoreDNS matches zones among the blocks on one listener: such a block elsewhere takes nothing from `.:53`.
+        for key in ["local:5353", "tls://local", "dns://egress.local:1053"] {
+            let elsewhere = kubeadm + "\(key) {\n    forward . 192.168.1.1\n}\n"
+            XCTAssertEqual(
+                try editor.managedHosts(in: try editor.apply(hosts: ["a.example"], to: elsewhere)),
+                ["a.example"],
+                key
+            )
+        }
+        // ... unless a `.` block listens there too.
+        let both = kubeadm + ".:5353 {\n    forward . 8.8.8.8\n}\nlocal:5353 {\n    forward . 192.168.1.1\n}\n"
+        let bothLine = both.split(separator: "\n", omittingEmptySubsequences: false).count - 3
+        assertError(.suffixServedElsewhere(line: bothLine, zone: "local")) {
+            try editor.apply(hosts: ["a.example"], to: both)
+        }
+    }
+
+    /// The operator answers NXDOMAIN for every name under the suffix that is not allowed, ahead of the kubernetes
+    /// and forward plugins: a suffix that could be a real zone, or holds the cluster's own names, is refused.
+    func testASuffixThatCouldShadowRealNamesIsRefused() throws {
+        for suffix in ["com", "egress.example.com", "in-addr.arpa", "internal", "local.", "home.arpa"] {
+            XCTAssertThrowsError(try CorefileEditor(suffix: suffix, proxyServiceFQDN: Self.proxy), suffix) { error in
+                let text = "\(error)"
+                XCTAssertTrue(
+                    text.contains("must be a name under a special-use domain")
+                        || text.contains("invalid proxy Service name"),
+                    text
+                )
+            }
+        }
+        XCTAssertThrowsError(try CorefileEditor(suffix: "default.svc.cluster.local", proxyServiceFQDN: Self.proxy)) {
+            XCTAssertEqual(
+                "\($0)",
+                "unsafe egress DNS suffix \"default.svc.cluster.local\": it lies within the cluster domain "
+                    + "cluster.local, whose names the kubernetes plugin answers"
+            )
+        }
+        for suffix in ["egress.local", "egress.internal", "egress.test", "e.example", "egress.invalid", "e.home.arpa"] {
+            XCTAssertNoThrow(try CorefileEditor(suffix: suffix, proxyServiceFQDN: Self.proxy), suffix)
+        }
     }
 
     /// A block this editor wrote under other settings (another suffix or proxy Service, or the previous template
