@@ -15,8 +15,9 @@ public enum AddressClass: String, Sendable, Hashable {
 
     public var isPublic: Bool { self == .public }
 
-    /// Classifies raw address bytes: 4 for IPv4, 16 for IPv6 (IPv4-mapped, IPv4-compatible, NAT64 and 6to4
-    /// addresses are classified by the IPv4 address they embed, so `::ffff:127.0.0.1` is loopback).
+    /// Classifies raw address bytes: 4 for IPv4, 16 for IPv6 (IPv4-mapped, IPv4-compatible, IPv4-translated,
+    /// NAT64, 6to4 and Teredo addresses are classified by the IPv4 address they embed, so `::ffff:127.0.0.1` is
+    /// loopback).
     public static func classify(bytes: some Collection<UInt8>) -> AddressClass {
         let b = Array(bytes)
         switch b.count {
@@ -73,6 +74,14 @@ public enum AddressClass: String, Sendable, Hashable {
         }
         if firstTen && b[10] == 0xFF && b[11] == 0xFF {  // ::ffff:a.b.c.d
             return self.classifyV4(b[12], b[13], b[14], b[15])
+        }
+        // ::ffff:0:a.b.c.d, IPv4-translated (SIIT, RFC 2765): a translator delivers it to the IPv4 address.
+        if b[0..<8].allSatisfy({ $0 == 0 }), b[8] == 0xFF, b[9] == 0xFF, b[10] == 0, b[11] == 0 {
+            return self.classifyV4(b[12], b[13], b[14], b[15])
+        }
+        // 2001::/32 Teredo: a relay delivers it to the client's IPv4 address, stored inverted in the last four bytes.
+        if b[0] == 0x20, b[1] == 0x01, b[2] == 0, b[3] == 0 {
+            return self.classifyV4(~b[12], ~b[13], ~b[14], ~b[15])
         }
         // 64:ff9b::/96 NAT64
         if b[0] == 0x00, b[1] == 0x64, b[2] == 0xFF, b[3] == 0x9B, b[4..<12].allSatisfy({ $0 == 0 }) {

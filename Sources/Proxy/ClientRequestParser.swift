@@ -136,7 +136,9 @@ struct ClientRequestParser {
                 case .success(.contentLength(let length)):
                     self.state = HTTP1BodyReader(length: length).map { .body($0) } ?? .end(stop: false)
                 case .success(.chunked):
-                    self.state = .body(HTTP1BodyReader(chunkedWithMaximumTrailerBytes: maximum))
+                    self.state = .body(
+                        HTTP1BodyReader(chunkedWithMaximumTrailerBytes: maximum, hopByHop: head.hopByHop)
+                    )
                 case .failure(let refusal):
                     self.state = .end(stop: refusal.closeConnection)
                 }

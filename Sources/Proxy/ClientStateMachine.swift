@@ -149,6 +149,9 @@ struct ClientStateMachine {
 
     mutating func responseHead() -> Action {
         guard case .forwarding(let requestEnded, false) = self.state else { return .none }
+        // An answer before the request's end: the client connection closes after it (see `responseEnd`), which the
+        // response head must say.
+        if !requestEnded { self.closeAfterResponse = true }
         self.state = .forwarding(requestEnded: requestEnded, responseStarted: true)
         return .writeResponseHead
     }

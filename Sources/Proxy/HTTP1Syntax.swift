@@ -283,6 +283,9 @@ struct HTTP1BodyReader {
     private var state: State
     private var trailerBlock = HTTP1BlockReader()
     private let maximumTrailerBytes: Int
+    /// The head's hop-by-hop fields: the ones its `Connection` header names are dropped from the trailers too (RFC
+    /// 9110, 7.6.1: "header or trailer fields").
+    private var hopByHop = HeaderSanitizer.HopByHop()
 
     /// A body of `length` bytes; nil when that is none. Only a chunked body has trailers.
     init?(length: Int) {
@@ -291,10 +294,11 @@ struct HTTP1BodyReader {
         self.maximumTrailerBytes = 0
     }
 
-    /// A chunked body.
-    init(chunkedWithMaximumTrailerBytes maximumTrailerBytes: Int) {
+    /// A chunked body of a message whose head has the given hop-by-hop fields.
+    init(chunkedWithMaximumTrailerBytes maximumTrailerBytes: Int, hopByHop: HeaderSanitizer.HopByHop) {
         self.state = .chunkSize
         self.maximumTrailerBytes = maximumTrailerBytes
+        self.hopByHop = hopByHop
     }
 
     /// The next piece of the body from `buffer`: called until it needs more input or the body has ended.
@@ -328,8 +332,9 @@ struct HTTP1BodyReader {
                     return .needMore
                 }
                 var forbidden: [Range<Int>] = []
+                let hopByHop = self.hopByHop
                 var lines = try HTTP1Syntax.fields(of: block, from: 0, maximumCount: 1024) { line, name, _ in
-                    if HeaderSanitizer.isForbiddenInTrailers(name) { forbidden.append(line) }
+                    if HeaderSanitizer.isForbiddenInTrailers(name) || hopByHop.drops(name) { forbidden.append(line) }
                 }
                 if !forbidden.isEmpty { lines = Self.removing(forbidden, from: lines) }
                 return .ended(trailers: lines.readableBytes > 0 ? lines : nil)

@@ -82,6 +82,9 @@ final class ProxyHandler: ChannelDuplexHandler {
     /// Whether any byte of the current response has been handed to the client's channel. Until one has, a failed
     /// response can still be answered with a 502 instead of a connection closed with no answer.
     private var responseWritten = false
+    /// Whether the client can tell the current response's end only by the connection's close (an HTTP/1.0 client,
+    /// a response without a length).
+    private var responseEndsWithClose = false
     private var clientVersion: HTTPVersion = .http1_1
     private var pendingRead = false
     /// The client channel's writability, as its last change said (asking the channel retains and releases it).
@@ -126,6 +129,8 @@ final class ProxyHandler: ChannelDuplexHandler {
     private var unparsed: ByteBuffer?
     /// After a malformed request nothing more is parsed: the connection closes after the 400.
     private var parsingStopped = false
+    /// The client shut down its sending side: what it sent in full is answered, then the connection closes.
+    private var clientInputClosed = false
 
     /// Body parts up to this size are copied into the bytes held back for one write (here for responses, in
     /// `UpstreamHandler` for requests); larger ones are written as they are.
@@ -203,6 +208,10 @@ final class ProxyHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         self.inClientReadBatch = true
         guard !self.parsingStopped else { return }
+        if self.machine.state == .idle, self.pipelined.isEmpty, !(self.headTimeout?.isArmed ?? true) {
+            // The first bytes of the next request on a kept-alive connection: its head must now be complete in time.
+            self.headTimeout?.arm(in: self.loop.configuration.requestHeadTimeout)
+        }
         var input = self.unwrapInboundIn(data)
         if var unparsed = self.unparsed {
             self.unparsed = nil
@@ -259,14 +268,43 @@ final class ProxyHandler: ChannelDuplexHandler {
         }
     }
 
-    /// Ready for the next request: start its head timer, replay pipelined input, and resume reading if a read was
-    /// held.
+    /// Ready for the next request: replay pipelined input, and resume reading if a read was held. An idle kept-alive
+    /// connection is bounded by the client idle timeout, as nginx's `keepalive_timeout` bounds it; the head timer
+    /// starts with the next request's first byte (here if some arrived already).
     private func enteredIdle() {
-        self.headTimeout?.arm(in: self.loop.configuration.requestHeadTimeout)
+        if self.unparsed != nil {
+            self.headTimeout?.arm(in: self.loop.configuration.requestHeadTimeout)
+        } else {
+            self.headTimeout?.disarm()
+        }
         self.replayPipelined()
+        if self.clientInputClosed {
+            self.closeOnceAnswered()
+            return
+        }
         if self.pendingRead, self.pipelined.isEmpty, let context = self.context {
             self.pendingRead = false
             context.read()
+        }
+    }
+
+    /// After the client shut down its sending side (RFC 9112 lets it, once its requests are sent): the requests it
+    /// sent in full are answered in order, and the connection closes after the last; a request it left unfinished
+    /// can never be answered, so the connection closes now (once what was written has left).
+    private func closeOnceAnswered() {
+        guard self.pipelined.isEmpty, let context = self.context else { return }
+        if self.requestComplete {
+            _ = self.machine.closeWhenIdle(drain: true)
+        } else {
+            self.closeAfterWrites(context)
+        }
+    }
+
+    /// Closes the connection once everything written to it has left: a close drops writes still queued.
+    private func closeAfterWrites(_ context: ChannelHandlerContext) {
+        let empty = context.channel.allocator.buffer(capacity: 0)
+        context.writeAndFlush(self.wrapOutboundOut(empty)).assumeIsolated().whenComplete { _ in
+            context.close(promise: nil)
         }
     }
 
@@ -413,7 +451,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         case .finish, .abort, .releaseUnusedUpstream:
             break
         case .close:
-            context.close(promise: nil)
+            self.closeAfterWrites(context)
         }
     }
 
@@ -562,6 +600,9 @@ final class ProxyHandler: ChannelDuplexHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ProxyShutdownEvent {
             self.perform(self.machine.closeWhenIdle(drain: true))
+        } else if case ChannelEvent.inputClosed = event {
+            self.clientInputClosed = true
+            self.closeOnceAnswered()
         } else {
             context.fireUserInboundEventTriggered(event)
         }
@@ -575,7 +616,12 @@ final class ProxyHandler: ChannelDuplexHandler {
         let body = refusal.message + "\n"
         headers.add(name: "content-length", value: "\(body.utf8.count)")
         headers.add(name: "x-egress-error", value: refusal.reason)
-        if close { headers.add(name: "connection", value: "close") }
+        if close {
+            headers.add(name: "connection", value: "close")
+        } else if self.clientVersion.minor == 0 {
+            // An HTTP/1.0 client keeps the connection only when the answer says so.
+            headers.add(name: "connection", value: "keep-alive")
+        }
         let head = HTTPResponseHead(version: self.clientVersion, status: refusal.status, headers: headers)
         var out = self.takeOutput(context)
         ClientResponseEncoder.writeOwnHead(head, into: &out)
@@ -673,7 +719,15 @@ final class ProxyHandler: ChannelDuplexHandler {
                 return
             }
             self.finishRecord(status: self.record.status, decision: "error")
-            self.context?.close(promise: nil)
+            guard let context = self.context else { return }
+            if self.responseEndsWithClose, let socket = context.channel as? SocketOptionProvider {
+                // The client takes an orderly close for the end of this response: only a reset says it is cut short.
+                socket.setSoLinger(NIOLinger(l_onoff: 1, l_linger: 0)).assumeIsolated().whenComplete { _ in
+                    context.close(promise: nil)
+                }
+            } else {
+                context.close(promise: nil)
+            }
         default:
             break
         }
@@ -738,7 +792,10 @@ extension ProxyHandler: UpstreamConnectionDelegate {
             self.upstreamKeepAlive = head.keepAlive
             self.record.status = UInt(head.code)
             self.responseWritten = false
-            if self.clientVersion.minor == 0, head.mayHaveBody, !self.record.method.isHEAD, !head.hasContentLength {
+            self.responseEndsWithClose =
+                self.clientVersion.minor == 0 && head.mayHaveBody && !self.record.method.isHEAD
+                && !head.hasContentLength
+            if self.responseEndsWithClose {
                 // HTTP/1.0 has no chunked encoding: the body ends when the connection does.
                 self.machine.responseNeedsClose()
             }

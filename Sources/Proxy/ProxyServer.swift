@@ -184,6 +184,8 @@ public final class ProxyServer: Service, Sendable {
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+            // A client may shut down its sending side once its requests are sent and still read the answers.
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
                 guard tracker.add(channel) else {
                     // Over the connection limit (or shutting down): a canned 503 once active, then close.

@@ -105,6 +105,10 @@ final class UpstreamHandler: ChannelDuplexHandler {
     private var unparsed: ByteBuffer?
     /// After a parse error or the end of input nothing more is parsed.
     private var parsingDone = false
+    /// The upstream sent bytes after the end of the last response anyone asked for (an over-long body, a body on a
+    /// `HEAD` or 204 answer, the start of a response to nothing). Whoever used the connection next would read them
+    /// as the start of its own answer, so it is never reused.
+    private(set) var sentUnaskedBytes = false
 
     init(host: String, port: Int, idleTimeout: TimeAmount) {
         self.encoder = UpstreamRequestEncoder(host: host, port: port)
@@ -155,9 +159,23 @@ final class UpstreamHandler: ChannelDuplexHandler {
                     }
                 )
             {
+                if case .end = part, answerable == 0, input.readableBytes > 0 {
+                    // Known before the owner hears of the end and offers the connection to the pool.
+                    self.sentUnaskedBytes = true
+                }
                 self.handOn(part, context: context)
             }
-            if !self.parsingDone, input.readableBytes > 0 { self.unparsed = input }
+            if !self.parsingDone, input.readableBytes > 0 {
+                guard answerable > 0 || !self.parser.isBetweenResponses else {
+                    // Bytes between responses that no request written before them can have asked for: an idle
+                    // pooled connection, or what followed the response just ended.
+                    self.sentUnaskedBytes = true
+                    self.parsingDone = true
+                    self.fail(.upstreamProtocol("the upstream sent bytes that answer no request"))
+                    return
+                }
+                self.unparsed = input
+            }
         } catch {
             self.parsingDone = true
             self.fail(Self.map(error))
@@ -325,16 +343,45 @@ final class UpstreamHandler: ChannelDuplexHandler {
             if case .uncleanShutdown = ssl {
                 return .upstreamClosed("the upstream closed the connection without a TLS close_notify")
             }
-            let text = "\(ssl)"
-            if text.contains("CERTIFICATE_VERIFY_FAILED") || text.contains("certificate verify failed") {
-                return .certificateInvalid("upstream certificate verification failed: \(text)")
-            }
-            return .tlsFailed("TLS with the upstream failed: \(text)")
+            return Self.tlsFailure("\(ssl)")
+        }
+        if error is BoringSSLError {
+            // An alert after the handshake: with TLS 1.3 a server checks the client's certificate only then.
+            return Self.tlsFailure("\(error)")
         }
         if error is HTTPMessageError {
             return .upstreamProtocol("the upstream sent invalid HTTP: \(error)")
         }
         return .upstreamClosed("upstream connection error: \(error)")
+    }
+}
+
+extension UpstreamHandler {
+    /// A TLS failure described by BoringSSL's reason names (`CERTIFICATE_VERIFY_FAILED`): its full error strings
+    /// also carry numeric codes and the library's source paths, which tell a client nothing.
+    static func tlsFailure(_ text: String) -> ProxyError {
+        let reasons = Self.tlsReasons(text)
+        let summary = reasons.isEmpty ? text : reasons.joined(separator: ", ")
+        if reasons.contains("CERTIFICATE_VERIFY_FAILED") || text.contains("certificate verify failed") {
+            return .certificateInvalid("upstream certificate verification failed: \(summary)")
+        }
+        if reasons.contains(where: { $0.hasSuffix("CERTIFICATE_REQUIRED") }) {
+            return .tlsFailed("the upstream requires a client certificate: \(summary)")
+        }
+        return .tlsFailed("TLS with the upstream failed: \(summary)")
+    }
+
+    /// The reason names in BoringSSL error strings (`error:1000007d:SSL routines:OPENSSL_internal:REASON at
+    /// /path/file.cc:393`), once each, in order.
+    static func tlsReasons(_ text: String) -> [String] {
+        var reasons: [String] = []
+        for segment in text.split(separator: "error:").dropFirst() {
+            let message = segment.firstRange(of: " at ").map { segment[..<$0.lowerBound] } ?? segment
+            guard let last = message.split(separator: ":").last else { continue }
+            let name = String(last.prefix { $0.isUppercase || $0.isNumber || $0 == "_" })
+            if name.count > 2, !reasons.contains(name) { reasons.append(name) }
+        }
+        return reasons
     }
 }
 

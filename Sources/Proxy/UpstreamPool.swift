@@ -107,7 +107,8 @@ final class UpstreamPool {
     func release(_ connection: UpstreamConnection, reusable: Bool, tls: TLSContextCache?) {
         self.eventLoop.preconditionInEventLoop()
         connection.handler.delegate = nil
-        guard reusable, connection.channel.isActive, let slot = connection.slot else {
+        guard reusable, !connection.handler.sentUnaskedBytes, connection.channel.isActive, let slot = connection.slot
+        else {
             connection.channel.close(promise: nil)
             return
         }

@@ -106,6 +106,12 @@ struct UpstreamResponseParser {
     private var state = State.head
     private var heads = HTTP1BlockReader()
 
+    /// Whether the last response (if any) has ended and no byte of another has been parsed.
+    var isBetweenResponses: Bool {
+        if case .head = self.state { return true }
+        return false
+    }
+
     /// The next part of a response from `buffer`, or nil when more input is needed. `nextMethod` gives the method of
     /// the request a final response answers (a response to `HEAD` has no body), nil if none is outstanding.
     mutating func next(_ buffer: inout ByteBuffer, nextMethod: () -> HTTPMethod?) throws -> UpstreamResponsePart? {
@@ -199,7 +205,9 @@ struct UpstreamResponseParser {
             code: code,
             reason: reason,
             fields: fields,
-            keepAlive: !summary.close && (minor == 1 || summary.keepAlive),
+            // An HTTP/1.0 message with Transfer-Encoding: its framing is suspect, so the connection closes after it
+            // (RFC 9112, section 6.1).
+            keepAlive: !summary.close && (minor == 1 || (summary.keepAlive && !summary.chunked)),
             contentLength: summary.length,
             hopByHop: summary.hopByHop,
             dropped: summary.dropped
@@ -235,7 +243,10 @@ struct UpstreamResponseParser {
     private static func bodyState(_ framing: Framing, head: UpstreamResponseHead, answeringHEAD: Bool) -> State? {
         if answeringHEAD || !head.mayHaveBody { return nil }
         switch framing {
-        case .chunked: return .body(HTTP1BodyReader(chunkedWithMaximumTrailerBytes: Self.maximumHeadBytes))
+        case .chunked:
+            return .body(
+                HTTP1BodyReader(chunkedWithMaximumTrailerBytes: Self.maximumHeadBytes, hopByHop: head.hopByHop)
+            )
         case .length(let length): return HTTP1BodyReader(length: length).map { .body($0) }
         case .unspecified: return .untilClose
         }

@@ -113,6 +113,15 @@ import Testing
         #expect(parts.last == "end [X-Sum=1,X-B=2]", "\(parts)")
     }
 
+    /// Fields the head's `Connection` names are hop-by-hop in the trailers too (RFC 9110, 7.6.1).
+    @Test func trailersLoseTheFieldsConnectionNames() throws {
+        let request =
+            "POST /t HTTP/1.1\r\nHost: a.egress.local\r\nConnection: x-secret\r\nX-Secret: head\r\n"
+            + "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nx-SECRET: trailer\r\nX-Other: ok\r\n\r\n"
+        let parts = try parse(request)
+        #expect(parts.last == "end [X-Other=ok]", "\(parts)")
+    }
+
     /// RFC 9110 §5.5: whitespace around a value is not part of it. llhttp keeps trailing whitespace; this parser does
     /// not, so an upstream gets the value without it.
     @Test func fieldValuesLoseSurroundingWhitespace() throws {

@@ -210,6 +210,28 @@ import Testing
         }
     }
 
+    /// A kept-alive connection may idle past the head timeout (the client idle timeout bounds it, as nginx's
+    /// `keepalive_timeout` does); the next request's head, once begun, must still be complete in time.
+    @Test func anIdleKeptAliveConnectionWaitsButItsNextHeadIsTimed() async throws {
+        try await ProxyHarness.with(
+            AllowList(hosts: []),
+            configure: {
+                $0.requestHeadTimeout = .milliseconds(1_500)
+                $0.clientIdleTimeout = .seconds(60)
+            }
+        ) { proxy in
+            let request = "GET / HTTP/1.1\r\nHost: \(Fixtures.host("nope.example.com"))\r\n\r\n"
+            let raw = try await proxy.raw(sending: request)
+            #expect(await raw.readResponse()?.hasPrefix("HTTP/1.1 403 ") == true)
+            try await Task.sleep(for: .milliseconds(2_500))
+            try await raw.send(request)
+            #expect(await raw.readResponse()?.hasPrefix("HTTP/1.1 403 ") == true)
+            let sent = try await raw.trickle(upTo: 200) { $0 == 0 ? "GET / HTTP/1.1\r\n" : "X-\($0): a\r\n" }
+            #expect(raw.isClosed)
+            #expect(sent < 200, "the proxy kept a trickling connection open")
+        }
+    }
+
     @Test func slowlorisIsCutOff() async throws {
         try await TestUpstream.with { upstream in
             try await ProxyHarness.with(

@@ -137,7 +137,11 @@ import Testing
                 let client = try await proxy.client()
                 let without = try await client.get("/hello", host: Fixtures.host("good.upstream.test"))
                 #expect(without.status == .badGateway)
-                #expect(without.reason != nil)
+                // Under TLS 1.3 the refusal is an alert after the handshake, still a TLS failure; the body names
+                // BoringSSL's reason, not its source paths.
+                #expect(without.reason == "upstream-tls-failed")
+                #expect(without.text.contains("requires a client certificate"), "\(without.text)")
+                #expect(!without.text.contains(".cc"), "\(without.text)")
                 let with = try await client.get("/hello", host: Fixtures.host("mtls.wild.upstream.test"))
                 #expect(with.status == .ok)
                 #expect(upstream.requests == 1)
@@ -397,6 +401,73 @@ import Testing
             // Retried on a fresh connection (the first was failed), or refused: never the forged bytes.
             #expect(second.hasPrefix("HTTP/1.1 200") || second.hasPrefix("HTTP/1.1 502"), "\(second)")
             await raw.close()
+        }
+    }
+
+    /// Bytes an upstream sends after the response asked for (the start of a forged response in the same write or
+    /// while the connection idles in the pool, more body than the length said, a body on a `HEAD` or 204 answer)
+    /// never become part of another client's answer: the connection is closed instead of pooled.
+    @Test(arguments: [
+        (HTTPMethod.GET, "/stray/now", HTTPResponseStatus.ok), (.GET, "/stray/late", .ok), (.GET, "/overlong", .ok),
+        (.HEAD, "/overlong", .ok), (.GET, "/204-body", .noContent),
+    ])
+    func bytesAfterAResponseNeverReachTheNextClient(
+        method: HTTPMethod,
+        path: String,
+        status: HTTPResponseStatus
+    ) async throws {
+        // One event loop: both clients share one upstream pool.
+        try await withEventLoopGroup(threads: 1) { loop in
+            try await ProxyHarness.withGoodUpstream(group: loop) { proxy, upstream in
+                let host = Fixtures.host("good.upstream.test")
+                let first = try await proxy.client()
+                let answer = try await first.get(path, host: host, method: method)
+                #expect(answer.status == status, "\(answer.reason ?? "") \(answer.text)")
+                await first.close()
+                // The late bytes arrive while the connection idles in the pool.
+                try await Task.sleep(for: .milliseconds(300))
+                let next = try await proxy.client()
+                let response = try await next.get("/hello", host: host)
+                #expect(response.status == .ok, "\(response.reason ?? "") \(response.text)")
+                #expect(response.text == "hello from upstream\n")
+                #expect(upstream.connections == 2)
+                await next.close()
+            }
+        }
+    }
+
+    /// An HTTP/1.0 response with Transfer-Encoding ends its connection whatever its `Connection` header says
+    /// (RFC 9112, section 6.1).
+    @Test func anHTTP10ResponseWithTransferEncodingIsNotPooled() async throws {
+        try await ProxyHarness.withGoodUpstream { proxy, upstream in
+            let host = Fixtures.host("good.upstream.test")
+            let client = try await proxy.client()
+            let first = try await client.get("/http10-chunked", host: host)
+            #expect(first.status == .ok)
+            #expect(first.text == "mine")
+            let second = try await client.get("/hello", host: host)
+            #expect(second.status == .ok, "\(second.reason ?? "") \(second.text)")
+            #expect(upstream.connections == 2)
+            await client.close()
+        }
+    }
+
+    /// An HTTP/1.0 client reads a body without a length to the connection's close: when the upstream cuts it short
+    /// the proxy resets the connection, so the client cannot take the part for the whole. A whole body still ends
+    /// with an orderly close.
+    @Test func anHTTP10ClientIsToldOfACutShortBodyByAReset() async throws {
+        try await ProxyHarness.withGoodUpstream { proxy, upstream in
+            let host = Fixtures.host("good.upstream.test")
+            let whole = try await proxy.raw(sending: "GET /unframed HTTP/1.0\r\nHost: \(host)\r\n\r\n")
+            let head = await whole.readResponse() ?? ""
+            #expect(head.hasPrefix("HTTP/1.0 200"), "\(head)")
+            // No length: the rest is what arrives until the close.
+            let body = await whole.readResponse() ?? ""
+            #expect(body == "partial and the rest")
+            #expect(whole.isClosed && !whole.wasReset)
+            let cut = try await proxy.raw(sending: "GET /unframed/cut HTTP/1.0\r\nHost: \(host)\r\n\r\n")
+            await cut.waitForClose()
+            #expect(cut.wasReset)
         }
     }
 }
@@ -710,6 +781,62 @@ import Testing
             #expect(await raw.readResponse()?.hasPrefix("HTTP/1.1 403") == true)
             // Nothing else is sent: only the idle timeout can close the connection (the head timeout is an hour).
             #expect(await raw.readResponse() == nil)
+            await raw.close()
+        }
+    }
+}
+
+@Suite struct ClientConnectionTests {
+    /// A client may shut down its sending side once its requests are sent (RFC 9112, 9.6): every request it sent
+    /// is still answered, in order (a relayed one, a refused one, a large one), and then the connection closes.
+    @Test func aClientThatStopsSendingStillGetsEveryAnswer() async throws {
+        try await ProxyHarness.withGoodUpstream { proxy, upstream in
+            let host = Fixtures.host("good.upstream.test")
+            let raw = try await proxy.raw(
+                sending: "GET /hello HTTP/1.1\r\nHost: \(host)\r\n\r\n"
+                    + "GET / HTTP/1.1\r\nHost: \(Fixtures.host("nope.example.com"))\r\n\r\n"
+                    + "GET /download-cl/300000 HTTP/1.1\r\nHost: \(host)\r\n\r\n"
+            )
+            try await raw.shutdownOutput()
+            let hello = await raw.readResponse() ?? ""
+            #expect(hello.hasPrefix("HTTP/1.1 200") && hello.hasSuffix("hello from upstream\n"), "\(hello)")
+            let refused = await raw.readResponse() ?? ""
+            #expect(refused.hasPrefix("HTTP/1.1 403"), "\(refused)")
+            let download = await raw.readResponse() ?? ""
+            #expect(download.hasPrefix("HTTP/1.1 200"), "\(download.prefix(200))")
+            let body = download.range(of: "\r\n\r\n").map { download[$0.upperBound...] } ?? ""
+            #expect(body.utf8.count == 300_000)
+            await raw.waitForClose()
+            #expect(!raw.wasReset)
+            #expect(upstream.requests == 2)
+        }
+    }
+
+    /// A request the client stopped sending in the middle of can never be answered: the connection closes.
+    @Test func aClientThatStopsSendingMidRequestIsClosed() async throws {
+        try await ProxyHarness.withGoodUpstream { proxy, upstream in
+            let raw = try await proxy.raw(
+                sending: "POST /upload HTTP/1.1\r\nHost: \(Fixtures.host("good.upstream.test"))\r\n"
+                    + "Content-Length: 10\r\n\r\nabc"
+            )
+            try await raw.shutdownOutput()
+            await raw.waitForClose()
+            #expect(raw.isClosed)
+        }
+    }
+
+    /// An HTTP/1.0 client keeps its connection only when an answer says `keep-alive`; refusals say it too.
+    @Test func anHTTP10KeepAliveClientIsToldItsConnectionStays() async throws {
+        try await ProxyHarness.with(AllowList(hosts: [])) { proxy in
+            let request =
+                "GET / HTTP/1.0\r\nHost: \(Fixtures.host("nope.example.com"))\r\nConnection: keep-alive\r\n\r\n"
+            let raw = try await proxy.raw(sending: request)
+            for _ in 0..<2 {
+                let refused = await raw.readResponse() ?? ""
+                #expect(refused.hasPrefix("HTTP/1.0 403"), "\(refused)")
+                #expect(refused.lowercased().contains("\r\nconnection: keep-alive\r\n"), "\(refused)")
+                try await raw.send(request)
+            }
             await raw.close()
         }
     }

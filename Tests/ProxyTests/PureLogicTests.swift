@@ -524,6 +524,17 @@ extension SpareBufferTests {
         )
     }
 
+    /// Fields the head's `Connection` names are hop-by-hop in the trailers too (RFC 9110, 7.6.1).
+    @Test func responseTrailersLoseTheFieldsConnectionNames() throws {
+        let upstream =
+            "HTTP/1.1 200 OK\r\nConnection: x-secret\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n"
+            + "X-Secret: trailer\r\nX-After: 2\r\n\r\n"
+        #expect(
+            try relay(upstream).text
+                == "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-After: 2\r\n\r\n"
+        )
+    }
+
     /// `Connection` cannot drop a response's own `Content-Length`: the client would get a body with no framing.
     @Test func connectionCannotDropTheResponsesContentLength() throws {
         let upstream = "HTTP/1.1 200 OK\r\nConnection: content-length, x-a\r\nX-A: 1\r\nContent-Length: 3\r\n\r\nabc"
@@ -754,6 +765,32 @@ extension SpareBufferTests {
         #expect(try self.parts("HTTP/1.0 200 OK\r\n\r\nabc") == ["head 200 keepAlive=false ", "body abc", "end "])
     }
 
+    /// HTTP/1.0 keeps a connection only when asked, and never after a message with Transfer-Encoding.
+    @Test func http10KeepAliveIsNeverKeptWithTransferEncoding() throws {
+        #expect(
+            try self.parts("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\na").first
+                == "head 200 keepAlive=true Connection: keep-alive\r\nContent-Length: 1\r\n"
+        )
+        let chunked =
+            "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n"
+        #expect(try self.parts(chunked).first?.hasPrefix("head 200 keepAlive=false") == true)
+    }
+
+    @Test func itKnowsWhenItIsBetweenResponses() throws {
+        var parser = UpstreamResponseParser()
+        #expect(parser.isBetweenResponses)
+        var input = ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\na")
+        _ = try parser.next(&input, nextMethod: { .GET })
+        #expect(!parser.isBetweenResponses)
+        input.writeString("bHTTP/1.1 2")
+        while let part = try parser.next(&input, nextMethod: { nil }) {
+            if case .end = part { break }
+        }
+        // The response ended; the bytes after it are still in the input, unparsed.
+        #expect(parser.isBetweenResponses)
+        #expect(String(buffer: input) == "HTTP/1.1 2")
+    }
+
     @Test(arguments: [
         "HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n",  // bare LF
         "HTTP/1.1 200 OK\r\nX-A: 1\nX-B: 2\r\n\r\n",  // bare LF inside the fields
@@ -817,6 +854,9 @@ extension SpareBufferTests {
         ("64:ff9b::a9fe:a9fe", .linkLocal), ("2606:4700::1111", .public), ("2002:7f00:1::", .loopback),
         ("2002:a9fe:a9fe::1", .linkLocal), ("2002:0808:0808::1", .public), ("64:ff9b:1::808:808", .private),
         ("100::1", .reserved), ("2001:db8::1", .reserved), ("2001:4860::8888", .public),
+        ("::ffff:0:7f00:1", .loopback), ("::ffff:0:a00:1", .private), ("::ffff:0:808:808", .public),
+        // Teredo: the client's IPv4 address inverted in the last four bytes (80ff:fffe is 127.0.0.1).
+        ("2001:0:4136:e378:8000:63bf:80ff:fffe", .loopback), ("2001:0:4136:e378:8000:63bf:f7f7:f7f7", .public),
     ])
     func classify(address: String, expected: AddressClass) {
         #expect(AddressClass.classify(ipAddress: address) == expected)
@@ -882,8 +922,22 @@ extension SpareBufferTests {
         _ = m.requestHead(refusal: nil, keepAlive: true, body: .large)
         _ = m.upstreamReady()
         #expect(m.requestBody() == .forwardRequestPart)
+        #expect(!m.closeAfterResponse)
         _ = m.responseHead()
+        // Known when the head is written, so the head says `Connection: close`.
+        #expect(m.closeAfterResponse)
         #expect(m.responseEnd(upstreamKeepAlive: true) == .finish(reuseUpstream: false, closeClient: true))
+    }
+
+    /// The rest of the body may still arrive while the response streams: the client connection closes all the
+    /// same, as its response head said; the upstream one, with the whole exchange done, stays reusable.
+    @Test func earlyResponseClosesTheClientEvenIfTheBodyEndsFirst() {
+        var m = ClientStateMachine()
+        _ = m.requestHead(refusal: nil, keepAlive: true, body: .large)
+        _ = m.upstreamReady()
+        _ = m.responseHead()
+        #expect(m.requestEnd() == .forwardRequestPart)
+        #expect(m.responseEnd(upstreamKeepAlive: true) == .finish(reuseUpstream: true, closeClient: true))
     }
 
     @Test func shutdownDrains() {
@@ -894,6 +948,28 @@ extension SpareBufferTests {
         _ = m.upstreamReady()
         _ = m.responseHead()
         #expect(m.responseEnd(upstreamKeepAlive: true) == .finish(reuseUpstream: true, closeClient: true))
+    }
+}
+
+@Suite struct UpstreamErrorTests {
+    /// What NIOSSL reports for a client certificate the server wanted (TLS 1.3: an alert after the handshake).
+    static let certificateRequired =
+        "sslError([Error: 268436052 error:10000454:SSL routines:OPENSSL_internal:TLSV1_ALERT_CERTIFICATE_REQUIRED at "
+        + "/src/.build/checkouts/swift-nio-ssl/Sources/CNIOBoringSSL/ssl/tls_record.cc:592])"
+
+    @Test func tlsFailuresNameBoringSSLsReasonsOnly() {
+        #expect(UpstreamHandler.tlsReasons(Self.certificateRequired) == ["TLSV1_ALERT_CERTIFICATE_REQUIRED"])
+        let required = UpstreamHandler.tlsFailure(Self.certificateRequired)
+        #expect(required.reason == "upstream-tls-failed")
+        #expect(required.detail == "the upstream requires a client certificate: TLSV1_ALERT_CERTIFICATE_REQUIRED")
+        let verify = UpstreamHandler.tlsFailure(
+            "handshakeFailed(sslError([Error: 268435581 error:1000007d:SSL routines:OPENSSL_internal:"
+                + "CERTIFICATE_VERIFY_FAILED at /x/handshake.cc:393, Error: 1 error:1:a:b:CERTIFICATE_VERIFY_FAILED]))"
+        )
+        #expect(verify.reason == "upstream-certificate-invalid")
+        #expect(verify.detail == "upstream certificate verification failed: CERTIFICATE_VERIFY_FAILED")
+        // Text without BoringSSL's error strings is kept as it is.
+        #expect(UpstreamHandler.tlsFailure("readEOF").detail == "TLS with the upstream failed: readEOF")
     }
 }
 

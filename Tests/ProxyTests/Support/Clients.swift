@@ -157,12 +157,15 @@ final class RawConnection {
     enum Event: Sendable {
         case bytes([UInt8])
         case closed
+        /// The peer reset the connection (as opposed to closing it in order).
+        case reset
     }
 
     let channel: Channel
     private var iterator: AsyncStream<Event>.AsyncIterator
     private var buffer: [UInt8] = []
     private(set) var isClosed = false
+    private(set) var wasReset = false
 
     private init(channel: Channel, stream: AsyncStream<Event>) {
         self.channel = channel
@@ -190,6 +193,11 @@ final class RawConnection {
         try await self.channel.writeAndFlush(ByteBuffer(bytes: bytes))
     }
 
+    /// Shuts down the sending side (TCP FIN), still reading.
+    func shutdownOutput() async throws {
+        try await self.channel.close(mode: .output)
+    }
+
     /// The next complete response (head, and a Content-Length body), or whatever arrived before the connection
     /// closed; nil when it closed without sending anything.
     func readResponse() async -> String? {
@@ -206,6 +214,7 @@ final class RawConnection {
             }
             switch await self.iterator.next() {
             case .bytes(let bytes): self.buffer += bytes
+            case .reset: self.wasReset = true
             case .closed, nil: self.isClosed = true
             }
         }
@@ -233,6 +242,7 @@ final class RawConnection {
         while !self.isClosed {
             switch await self.iterator.next() {
             case .bytes(let bytes): self.buffer += bytes
+            case .reset: self.wasReset = true
             case .closed, nil: self.isClosed = true
             }
         }
@@ -277,6 +287,7 @@ private final class ByteCollector: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if let error = error as? IOError, error.errnoCode == ECONNRESET { self.continuation.yield(.reset) }
         context.close(promise: nil)
     }
 }
