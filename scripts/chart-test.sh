@@ -65,6 +65,16 @@ reject "schema rejects a typo'd key (replicas)" "additional properties|replicas"
     helm template "$RELEASE" "$CHART" -f "$CHART/ci/typo.values.yaml"
 reject "schema rejects a wrong enum (--set coredns.mode=rewrite)" "coredns|mode" \
     helm template "$RELEASE" "$CHART" --set coredns.mode=rewrite
+reject "an autoscaling maximum below the replicas is refused" "maxReplicas must be at least" \
+    helm template "$RELEASE" "$CHART" --set proxy.autoscaling.enabled=true,proxy.replicas=12
+reject "several replicas without leader election are refused" "needs replicaCount: 1" \
+    helm template "$RELEASE" "$CHART" --set leaderElection.enabled=false
+reject "a suffix outside the special-use domains is refused" "suffix" \
+    helm template "$RELEASE" "$CHART" --set proxy.suffix=egress.example.com
+check "one replica gets no PodDisruptionBudget that would block drains" bash -c \
+    "! helm template '$RELEASE' '$CHART' --set replicaCount=1 | grep -q 'kind: PodDisruptionBudget'"
+check "podAnnotations: null leaves the proxy unmeshed" bash -c \
+    "helm template '$RELEASE' '$CHART' --set proxy.podAnnotations=null | grep -q -- '--proxy-pod-annotation=none'"
 
 check "chart CRD is byte-identical to config/crd" cmp "$CHART/crds/egresshosts.egress.dev.yaml" \
     config/crd/egresshosts.egress.dev.yaml

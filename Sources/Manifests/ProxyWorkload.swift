@@ -201,9 +201,25 @@ public enum ProxyWorkload {
 
     /// Linkerd's proxy admin port (probes, metrics) must stay reachable on meshed pods.
     static let linkerdAdminPort = 4191
+    /// Linkerd's inbound port: a meshed client's proxy connects to it instead of the target port (Linkerd's
+    /// "Network Policy" page), so a policy that leaves it out blocks every meshed call.
+    static let linkerdInboundPort = 4143
 
-    /// Admits the clients it should and nothing else: pods of the selected namespaces on the proxy port (no
-    /// ipBlock, so nothing outside the cluster), scrapes on the admin port, and Linkerd's admin port when meshed.
+    /// Whether the proxy pods are meshed by Linkerd (its annotations are set on them).
+    static func meshedByLinkerd(_ proxy: ProxySettings) -> Bool {
+        proxy.podAnnotations.keys.contains(where: { $0.hasPrefix("linkerd.io/") })
+    }
+
+    /// The ports clients reach the proxy pods on: the proxy's, and Linkerd's inbound port when meshed.
+    static func clientPorts(_ proxy: ProxySettings) -> JSON {
+        var ports: [JSON] = [["protocol": "TCP", "port": .int(proxy.port)]]
+        if meshedByLinkerd(proxy) { ports.append(["protocol": "TCP", "port": .int(linkerdInboundPort)]) }
+        return .array(ports)
+    }
+
+    /// Admits the clients it should and nothing else: pods of the selected namespaces on the proxy port, and on
+    /// Linkerd's inbound port when meshed (no ipBlock, so nothing outside the cluster), scrapes on the admin port,
+    /// and Linkerd's admin port when meshed.
     static func networkPolicy(_ settings: OperatorSettings) -> JSON {
         let proxy = settings.proxy
         let clients: JSON = [
@@ -211,9 +227,7 @@ public enum ProxyWorkload {
                 ? [:] : ["matchLabels": JSON(proxy.clientNamespaceLabels)]
         ]
         var adminPorts: [JSON] = [["protocol": "TCP", "port": .int(proxy.adminPort)]]
-        if proxy.podAnnotations.keys.contains(where: { $0.hasPrefix("linkerd.io/") }) {
-            adminPorts.append(["protocol": "TCP", "port": .int(linkerdAdminPort)])
-        }
+        if meshedByLinkerd(proxy) { adminPorts.append(["protocol": "TCP", "port": .int(linkerdAdminPort)]) }
         return Kube.object(
             "networking.k8s.io/v1",
             "NetworkPolicy",
@@ -225,7 +239,7 @@ public enum ProxyWorkload {
                         "podSelector": ["matchLabels": JSON(proxy.labels)],
                         "policyTypes": ["Ingress"],
                         "ingress": [
-                            ["from": [clients], "ports": [["protocol": "TCP", "port": .int(proxy.port)]]],
+                            ["from": [clients], "ports": clientPorts(proxy)],
                             ["from": [["namespaceSelector": [:]]], "ports": .array(adminPorts)],
                         ],
                     ]
@@ -274,7 +288,7 @@ public enum ProxyWorkload {
                                         "podSelector": ["matchLabels": JSON(settings.proxy.labels)],
                                     ]
                                 ],
-                                "ports": [["protocol": "TCP", "port": .int(settings.proxy.port)]],
+                                "ports": clientPorts(settings.proxy),
                             ],
                             ["to": .array(settings.lockdown.clusterCIDRs.map { ["ipBlock": ["cidr": .string($0)]] })],
                         ],

@@ -65,6 +65,28 @@ struct ManifestTests {
         )
     }
 
+    /// A meshed client's Linkerd proxy connects to the target pod's Linkerd inbound port, not the target port: the
+    /// proxy's policy admits it, and lockdown lets pods reach it, only while the proxy pods are meshed.
+    @Test(arguments: [true, false])
+    func meshedProxiesAdmitLinkerdsInboundPort(meshed: Bool) {
+        var settings = OperatorSettings()
+        if !meshed { settings.proxy.podAnnotations = [:] }
+        func rule(_ rules: JSON?, _ index: Int) -> JSON? {
+            guard case .array(let rules) = rules, rules.indices.contains(index) else { return nil }
+            return rules[index]
+        }
+        let policy = ProxyWorkload.objects(settings).first { $0["kind"] == "NetworkPolicy" }
+        let clientPorts = rule(policy?["spec"]?["ingress"], 0)?["ports"]
+        let lockdown = ProxyWorkload.lockdownPolicy(namespace: "payments", settings)
+        let lockdownPorts = rule(lockdown["spec"]?["egress"], 1)?["ports"]
+        let expected: JSON =
+            meshed
+            ? [["protocol": "TCP", "port": 8080], ["protocol": "TCP", "port": 4143]]
+            : [["protocol": "TCP", "port": 8080]]
+        #expect(clientPorts == expected)
+        #expect(lockdownPorts == expected)
+    }
+
     /// Every container we ship runs non-root, read-only, without capabilities.
     @Test func securityDefaults() throws {
         let deployments = (OperatorWorkload.objects(OperatorSettings()) + ProxyWorkload.objects(OperatorSettings()))

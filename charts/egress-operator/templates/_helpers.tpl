@@ -118,3 +118,16 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 true
 {{- end }}
 {{- end }}
+
+{{/*
+Combinations of values the operator would refuse at startup (a crash loop behind a successful install), refused
+here instead.
+*/}}
+{{- define "egress-operator.validate" -}}
+{{- if and .Values.proxy.autoscaling.enabled (lt (int .Values.proxy.autoscaling.maxReplicas) (int .Values.proxy.replicas)) }}
+{{- fail "proxy.autoscaling.maxReplicas must be at least proxy.replicas" }}
+{{- end }}
+{{- if and (not .Values.leaderElection.enabled) (gt (int .Values.replicaCount) 1) }}
+{{- fail "leaderElection.enabled=false needs replicaCount: 1 (more replicas would all reconcile at once)" }}
+{{- end }}
+{{- end }}
