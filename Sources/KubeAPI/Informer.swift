@@ -30,6 +30,8 @@ public final class Informer: Sendable {
     public let resource: Resource
     public let namespace: String?
     public let labelSelector: String?
+    /// e.g. `metadata.name=coredns`: what RBAC that names objects (`resourceNames`) needs of a list or watch.
+    public let fieldSelector: String?
     private let client: KubeClient
     private let backoff: Backoff
     private let pageSize: Int
@@ -104,6 +106,7 @@ public final class Informer: Sendable {
         resource: Resource,
         namespace: String? = nil,
         labelSelector: String? = nil,
+        fieldSelector: String? = nil,
         backoff: Backoff = Backoff(),
         pageSize: Int = 500,
         watchTimeoutSeconds: Int = 300,
@@ -115,6 +118,7 @@ public final class Informer: Sendable {
         self.resource = resource
         self.namespace = namespace
         self.labelSelector = labelSelector
+        self.fieldSelector = fieldSelector
         self.backoff = backoff
         self.pageSize = pageSize
         self.watchTimeoutSeconds = watchTimeoutSeconds
@@ -294,6 +298,7 @@ public final class Informer: Sendable {
             self.resource,
             namespace: self.namespace,
             labelSelector: self.labelSelector,
+            fieldSelector: self.fieldSelector,
             pageSize: self.pageSize,
             omittingManagedFields: true
         )
@@ -340,6 +345,7 @@ public final class Informer: Sendable {
             options: WatchOptions(
                 resourceVersion: resourceVersion,
                 labelSelector: self.labelSelector,
+                fieldSelector: self.fieldSelector,
                 allowBookmarks: true,
                 timeoutSeconds: self.watchTimeoutSeconds,
                 omittingManagedFields: true

@@ -178,6 +178,7 @@ public final class KubeClient: Sendable {
         _ resource: Resource,
         namespace: String? = nil,
         labelSelector: String? = nil,
+        fieldSelector: String? = nil,
         pageSize: Int = 500,
         omittingManagedFields: Bool = false
     ) async throws -> ObjectList {
@@ -186,6 +187,7 @@ public final class KubeClient: Sendable {
         }
         let options = ListOptions(
             labelSelector: labelSelector,
+            fieldSelector: fieldSelector,
             limit: pageSize,
             omittingManagedFields: omittingManagedFields
         )

@@ -95,13 +95,13 @@ public enum RBAC {
     /// name in RBAC; it is needed for a `coredns-custom` ConfigMap that does not exist yet.
     static func coreDNSRules(_ settings: CoreDNSSettings) -> [Rule] {
         [
-            Rule(apiGroups: [""], resources: ["configmaps"], verbs: read, reason: "CoreDNS ConfigMap informer"),
             Rule(
                 apiGroups: [""],
                 resources: ["configmaps"],
-                verbs: ["patch", "update"],
+                verbs: read + ["patch", "update"],
                 resourceNames: [settings.configMapName, settings.customConfigMapName],
-                reason: "the managed Corefile block or the coredns-custom override"
+                reason: "the Corefile and coredns-custom alone (watched by name), never the namespace's other "
+                    + "ConfigMaps; the managed Corefile block or the coredns-custom override"
             ),
             Rule(
                 apiGroups: [""],

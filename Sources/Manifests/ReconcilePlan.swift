@@ -279,6 +279,42 @@ public struct ReconcilePlan: Sendable {
         return awaitingLoad ? "Propagating" : "Ready"
     }
 
+    /// The statuses to write while DNS cannot be written (`problem`: the Corefile cannot be edited, CoreDNS's
+    /// ConfigMap is missing, or the API server refuses the write). An accepted host not routed for its current
+    /// generation says why, instead of `Pending`; a host programmed for it keeps its status, as CoreDNS keeps
+    /// serving the rules it has; a host not accepted gets its usual status, which DNS does not change.
+    public static func statusesWhileDNSIsBlocked(
+        _ egressHosts: [EgressHost],
+        verdicts: [String: HostVerdict],
+        problem: String,
+        proxyAvailable: Bool,
+        now: String,
+        suffix: String
+    ) -> [String: EgressHost.Status] {
+        var updates: [String: EgressHost.Status] = [:]
+        for egressHost in egressHosts {
+            let name = egressHost.metadata.name
+            guard let verdict = verdicts[name] else { continue }
+            let programmedForItsGeneration =
+                egressHost.status?.conditions?.contains {
+                    $0.type == "Programmed" && $0.status == .true
+                        && $0.observedGeneration == egressHost.metadata.generation
+                } ?? false
+            guard !verdict.isAccepted || !programmedForItsGeneration else { continue }
+            let status = Self.status(
+                for: egressHost,
+                verdict: verdict,
+                programmed: false,
+                proxyAvailable: proxyAvailable,
+                now: now,
+                suffix: suffix,
+                dnsProblem: problem
+            )
+            if status != egressHost.status?.operatorOwned { updates[name] = status }
+        }
+        return updates
+    }
+
     /// Whether the stored status says Ready for the object's current generation (its spec as it is).
     static func isReadyForItsGeneration(_ egressHost: EgressHost) -> Bool {
         egressHost.status?.conditions?.contains {
@@ -301,7 +337,8 @@ public struct ReconcilePlan: Sendable {
         awaitingLoad: String? = nil,
         now: String,
         suffix: String,
-        dnsWarning: String? = nil
+        dnsWarning: String? = nil,
+        dnsProblem: String? = nil
     ) -> EgressHost.Status {
         let generation = egressHost.metadata.generation
         let previous = egressHost.status?.conditions ?? []
@@ -324,6 +361,10 @@ public struct ReconcilePlan: Sendable {
         if !verdict.isAccepted {
             conditions.append(condition("Programmed", false, "NotAccepted", "not programmed: \(acceptedReason)"))
             conditions.append(condition("Ready", false, "NotAccepted", "not ready: \(acceptedReason)"))
+        } else if !programmed, let dnsProblem {
+            let message = "cannot route DNS to it: \(dnsProblem)"
+            conditions.append(condition("Programmed", false, "DNSNotWritable", message))
+            conditions.append(condition("Ready", false, "DNSNotWritable", message))
         } else if !programmed {
             let message =
                 proxyAvailable

@@ -8,8 +8,11 @@ struct Caches: Sendable {
     /// ConfigMaps and Secrets in the operator's namespace: the allow-list, and the TLS material EgressHosts name.
     let configMaps: Informer
     let secrets: Informer
-    /// ConfigMaps in CoreDNS's namespace (`coredns`, `coredns-custom`).
-    let coreDNS: Informer
+    /// CoreDNS's two ConfigMaps (`coredns`, `coredns-custom`), each watched by name: the operator may read these
+    /// two in CoreDNS's namespace and nothing else there (RBAC `resourceNames`, which a list or watch meets with a
+    /// `metadata.name` field selector).
+    let corefileConfigMap: Informer
+    let customConfigMap: Informer
     /// Owned objects (by the managed-by label) in the operator's namespace, per kind.
     let owned: [Resource: Informer]
     /// Owned NetworkPolicies in every namespace: the proxy's and the lockdown ones.
@@ -46,13 +49,18 @@ struct Caches: Sendable {
         configMaps = informer(.configMaps, settings.namespace)
         secrets = informer(.secrets, settings.namespace)
         // The Corefile is replaced whole (PUT): its cached copy must keep everything the object holds.
-        coreDNS = Informer(
-            client: client,
-            resource: .configMaps,
-            namespace: settings.coreDNS.namespace,
-            keepsLastApplied: true,
-            logger: logger
-        )
+        func coreDNSInformer(_ name: String) -> Informer {
+            Informer(
+                client: client,
+                resource: .configMaps,
+                namespace: settings.coreDNS.namespace,
+                fieldSelector: "metadata.name=\(name)",
+                keepsLastApplied: true,
+                logger: logger
+            )
+        }
+        corefileConfigMap = coreDNSInformer(settings.coreDNS.configMapName)
+        customConfigMap = coreDNSInformer(settings.coreDNS.customConfigMapName)
         var owned: [Resource: Informer] = [:]
         for kind in Self.ownedKinds where kind != .podDisruptionBudgets || servesPDB {
             owned[kind] = informer(kind, settings.namespace, managedBy)
@@ -66,7 +74,7 @@ struct Caches: Sendable {
     }
 
     var all: [Informer] {
-        [egressHosts, configMaps, secrets, coreDNS, networkPolicies]
+        [egressHosts, configMaps, secrets, corefileConfigMap, customConfigMap, networkPolicies]
             + owned.keys.sorted { $0.name < $1.name }
             .compactMap { owned[$0] } + [lockdownNamespaces, proxyPods].compactMap { $0 }
     }

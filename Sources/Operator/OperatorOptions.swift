@@ -55,4 +55,6 @@ public struct OperatorError: Error, CustomStringConvertible, Sendable {
         OperatorError(code: .coreDNSMissing, description: message)
     }
     static func `internal`(_ message: String) -> OperatorError { OperatorError(code: .internal, description: message) }
+
+    var isCoreDNSMissing: Bool { self.code == .coreDNSMissing }
 }

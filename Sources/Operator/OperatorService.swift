@@ -149,7 +149,9 @@ public final class OperatorService: Service, Sendable {
 
     /// The worker: one pass at a time, with the queue deciding retries.
     private func work(_ reconciler: Reconciler, proxyLoad: ProxyLoadMonitor?) async {
-        // A new leader starts from a full pass.
+        // A new leader starts from a full pass, and with no statuses planned in an earlier term: another leader
+        // may have written newer ones since.
+        reconciler.forgetPendingStatuses()
         await queue.add(.configuration)
         await withDiscardingTaskGroup { group in
             if let proxyLoad {
@@ -236,12 +238,14 @@ public final class OperatorService: Service, Sendable {
             // The Corefile is not ours to fix: report it and wait for someone to change it.
             metrics.reconcileTerminal.increment()
             logger.error("cannot edit the CoreDNS Corefile", metadata: ["error": "\(error)"])
+            if reconciler.hasPendingStatus { await queue.add(.status) }
             return .terminal
         } catch is CancellationError {
             return .success
         } catch {
             metrics.reconcileRetry.increment()
             logger.warning("reconcile failed; retrying with backoff", metadata: ["error": "\(error)"])
+            if reconciler.hasPendingStatus { await queue.add(.status) }
             return Self.retry(after: error)
         }
     }

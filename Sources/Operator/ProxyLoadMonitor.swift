@@ -46,10 +46,13 @@ final class ProxyLoadMonitor: Sendable {
     /// The answers of the last round (no pods before the first).
     var current: ProxyLoad { state.withLock { $0.load } }
 
-    /// Called after each pass with whether some host waits for the pods.
+    /// Called after each pass with whether some host waits for the pods. When none does the answers are dropped:
+    /// nobody asks the pods then, so they would go stale (a host deleted, unloaded and made again as it was would
+    /// find itself listed), and the next wait starts from answers asked for it.
     func setAwaiting(_ awaiting: Bool) {
         let wake = state.withLock { state in
             defer { state.awaiting = awaiting }
+            if !awaiting { state.load = ProxyLoad() }
             return awaiting && !state.awaiting ? state.wake : nil
         }
         wake?.yield()
@@ -71,6 +74,8 @@ final class ProxyLoadMonitor: Sendable {
             }
             let load = await ask(Self.readyPods(pods.list()))
             let different = state.withLock { state in
+                // Answers to a round that ended after the wait did are not kept (see `setAwaiting`).
+                guard state.awaiting else { return false }
                 defer { state.load = load }
                 return state.load != load
             }

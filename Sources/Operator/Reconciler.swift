@@ -81,20 +81,39 @@ final class Reconciler: Sendable {
         var summary = Summary()
         let material = material()
         let (egressHosts, egressPlan) = planEgressHosts(material: material)
-        let dns = try currentDNS()
+        let deployment = caches.owned[.deployments]?.get(name: settings.proxy.name, namespace: settings.namespace)
+        let proxyAvailable = (deployment?[path: "status", "availableReplicas"]?.intValue ?? 0) > 0
+        let dns: DNSState
+        // No CoreDNS ConfigMap: DNS routes nothing of ours, so the proxy and its allow-list can still be written;
+        // only DNS waits (the pass fails at that step, and the hosts say why).
+        var dnsMissing: OperatorError?
+        do {
+            dns = try currentDNS()
+        } catch let error as OperatorError where error.isCoreDNSMissing {
+            dnsMissing = error
+            dns = DNSState(
+                mode: .corefile,
+                corefileHosts: [],
+                overrideHosts: [],
+                overrideSnippet: "",
+                suffixRules: options.dnsRules == .suffix
+            )
+        } catch {
+            reportDNSBlocked(by: error, egressHosts, egressPlan, proxyAvailable: proxyAvailable)
+            throw error
+        }
         let appliedAllowList = caches.configMaps.get(
             name: settings.proxy.allowListConfigMapName,
             namespace: settings.namespace
         )?[path: "data", ProxySettings.allowListKey]?.stringValue.flatMap { text in
             appliedAllowLists(text) { try? AllowList.decode(Array($0.utf8)) }
         }
-        let deployment = caches.owned[.deployments]?.get(name: settings.proxy.name, namespace: settings.namespace)
         var snapshot = ClusterSnapshot(
             egressHosts: egressHosts,
             material: material,
             appliedAllowList: appliedAllowList,
             dnsHosts: dns.hosts(appliedAllowList: appliedAllowList),
-            proxyAvailable: (deployment?[path: "status", "availableReplicas"]?.intValue ?? 0) > 0,
+            proxyAvailable: proxyAvailable,
             now: Date.now.formatted(.iso8601),
             dnsWarning: dns.warning,
             dnsRoutesEveryName: dns.routesEveryName,
@@ -129,7 +148,13 @@ final class Reconciler: Sendable {
         summary.managedHosts = plan.dnsHosts.count
 
         // 2. DNS, only for hosts in a stored allow-list.
-        summary.writes += try await writeDNS(plan.dnsHosts, current: dns)
+        do {
+            if let dnsMissing { throw dnsMissing }
+            summary.writes += try await writeDNS(plan.dnsHosts, current: dns)
+        } catch {
+            reportDNSBlocked(by: error, egressHosts, egressPlan, proxyAvailable: proxyAvailable)
+            throw error
+        }
         // Statuses from the final plan only, once DNS is written: with thousands of hosts planning them takes longer
         // than many a write, and nothing else waits for them.
         settledStatuses.withLock { plan.planStatuses(snapshot, suffix: settings.proxy.suffix, settled: &$0) }
@@ -162,6 +187,47 @@ final class Reconciler: Sendable {
         return (snapshot, plan)
     }
 
+    func forgetPendingStatuses() { pendingStatus.withLock { $0 = [:] } }
+
+    /// Whether statuses are waiting for the status worker (a failed pass may have planned some: see
+    /// `reportDNSBlocked`).
+    var hasPendingStatus: Bool { pendingStatus.withLock { !$0.isEmpty } }
+
+    /// When DNS cannot be written for a reason retrying will not fix soon, the hosts waiting for it say why in their
+    /// status (the pass itself fails, and the queue retries it): not `Pending` with nothing else to go on.
+    private func reportDNSBlocked(
+        by error: any Error,
+        _ egressHosts: [EgressHost],
+        _ egressPlan: EgressPlan,
+        proxyAvailable: Bool
+    ) {
+        guard let problem = Self.dnsProblem(error) else { return }
+        let updates = ReconcilePlan.statusesWhileDNSIsBlocked(
+            egressHosts,
+            verdicts: egressPlan.verdicts,
+            problem: problem,
+            proxyAvailable: proxyAvailable,
+            now: Date.now.formatted(.iso8601),
+            suffix: settings.proxy.suffix
+        )
+        pendingStatus.withLock { $0 = updates }
+    }
+
+    /// What keeps DNS from being written, for errors a user must act on: a Corefile the editor cannot edit, no
+    /// CoreDNS ConfigMap, or a write the API server refuses (RBAC, validation, e.g. a ConfigMap over 1 MiB).
+    static func dnsProblem(_ error: any Error) -> String? {
+        switch error {
+        case let error as CorefileError:
+            return "\(error)"
+        case let error as OperatorError where error.isCoreDNSMissing:
+            return error.description
+        case let error as KubeError where [.forbidden, .invalid, .badRequest].contains(error.code):
+            return error.description
+        default:
+            return nil
+        }
+    }
+
     /// The plan without statuses (`planStatuses` adds them once, from the final plan of a pass).
     private func reconcilePlan(_ snapshot: ClusterSnapshot, _ egressPlan: EgressPlan) -> ReconcilePlan {
         ReconcilePlan(snapshot, egressPlan: egressPlan, suffix: settings.proxy.suffix, statuses: false)
@@ -182,21 +248,25 @@ final class Reconciler: Sendable {
             let current = EgressHostIndex.status(of: object)
             return current == status ? nil : (name, status, object, current ?? nil)
         }
-        try await withThrowingTaskGroup(of: Void.self) { group in
+        var unconverged = 0
+        try await withThrowingTaskGroup(of: Bool.self) { group in
             for (index, (name, status, object, old)) in updates.enumerated() {
-                if index >= Self.statusConcurrency { try await group.next() }
+                if index >= Self.statusConcurrency, try await group.next() == false { unconverged += 1 }
                 group.addTask {
-                    try await self.writeStatus(name: name, status)
+                    let converged = try await self.writeStatus(name: name, status)
                     written()
                     await self.events.recordTransitions(of: object, from: old, to: status)
+                    return converged
                 }
             }
-            try await group.waitForAll()
+            for try await converged in group where !converged { unconverged += 1 }
         }
         pendingStatus.withLock { current in
             for (name, status) in pending where current[name] == status { current[name] = nil }
         }
-        return updates.count
+        // A write that left the status different from the plan would be planned, and written, again by the pass it
+        // starts, and so on without end: it is not counted.
+        return updates.count - unconverged
     }
 
     // MARK: - Reading
@@ -249,14 +319,14 @@ final class Reconciler: Sendable {
     struct DNSState: Sendable {
         enum Mode: Sendable { case corefile, custom }
         var mode: Mode
-        var corefileObject: KubeObject?
-        var corefile: String?
+        var corefileObject: KubeObject? = nil
+        var corefile: String? = nil
         var corefileHosts: [String]
         var overrideHosts: [String]
         /// The override key's text as stored (rewritten when it differs from what the hosts give, e.g. written
         /// under other settings).
         var overrideSnippet: String
-        var warning: String?
+        var warning: String? = nil
         var suffixRules: Bool
 
         /// The hosts DNS routes. In suffix mode the one rule routes every name, so the proxy's applied allow-list
@@ -273,9 +343,9 @@ final class Reconciler: Sendable {
 
     private func currentDNS() throws -> DNSState {
         let coreDNS = settings.coreDNS
-        let corefileObject = caches.coreDNS.get(name: coreDNS.configMapName, namespace: coreDNS.namespace)
+        let corefileObject = caches.corefileConfigMap.get(name: coreDNS.configMapName, namespace: coreDNS.namespace)
         let corefile = corefileObject?[path: "data", coreDNS.corefileKey]?.stringValue
-        let custom = caches.coreDNS.get(name: coreDNS.customConfigMapName, namespace: coreDNS.namespace)
+        let custom = caches.customConfigMap.get(name: coreDNS.customConfigMapName, namespace: coreDNS.namespace)
         let editor = try options.corefileEditor()
         let imports = try corefile.map { try corefileImportsOverride($0, CorefileEditor.importsOverrideFiles) }
         let mode: DNSState.Mode
@@ -325,7 +395,9 @@ final class Reconciler: Sendable {
         let identity = "\(resource)/\(namespace ?? "")/\(name)"
         let cached = cache(for: resource)?.get(name: name, namespace: namespace)
         let firstTime = appliedOnce.withLock { !$0.contains(identity) }
-        if !firstTime, let cached, Self.contains(cached.json, desired) { return 0 }
+        if !firstTime, let cached, Self.contains(cached.json, desired), Self.sameDataKeys(cached.json, desired) {
+            return 0
+        }
         // Sent as the text it serializes to: parsing an allow-list of thousands of hosts only to encode it again was
         // a visible share of a pass. Force: these objects are ours; a hand edit to a field we set is reverted, not a
         // conflict.
@@ -389,11 +461,14 @@ final class Reconciler: Sendable {
     private func applyLockdownPolicies() async throws -> Int {
         guard let namespaces = caches.lockdownNamespaces else { return 0 }
         var writes = 0
-        for namespace in namespaces.list() where namespace.deletionTimestamp == nil {
+        for namespace in namespaces.list() where namespace.deletionTimestamp == nil && !isOwnNamespace(namespace) {
             writes += try await applyIfNeeded(ProxyWorkload.lockdownPolicy(namespace: namespace.name ?? "", settings))
         }
         return writes
     }
+
+    /// The operator's namespace is never locked down, labelled or not: the proxy there is the way out.
+    private func isOwnNamespace(_ namespace: KubeObject) -> Bool { namespace.name == settings.namespace }
 
     /// Owned objects (by label) that the plan no longer wants: deleted, with a precondition so that an object
     /// recreated meanwhile is not removed by mistake.
@@ -403,7 +478,7 @@ final class Reconciler: Sendable {
                 "\($0["kind"]?.stringValue ?? "")/\(settings.namespace)/\(settings.proxy.name)"
             }
         )
-        for namespace in caches.lockdownNamespaces?.list() ?? [] {
+        for namespace in caches.lockdownNamespaces?.list() ?? [] where !isOwnNamespace(namespace) {
             wanted.insert("NetworkPolicy/\(namespace.name ?? "")/\(settings.lockdown.policyName)")
         }
         var deletes = 0
@@ -460,13 +535,13 @@ final class Reconciler: Sendable {
                     fieldManager: options.fieldManager
                 )
                 writes += 1
-                await waitForCache(caches.coreDNS, toSee: object.key, at: written)
+                await waitForCache(caches.corefileConfigMap, toSee: object.key, at: written)
             }
         }
         // The override key: the hosts in custom mode; released in corefile mode.
         let snippet = current.mode == .custom ? try editor.overrideSnippet(hosts: hosts) : ""
         let customExists =
-            caches.coreDNS.get(name: coreDNS.customConfigMapName, namespace: coreDNS.namespace) != nil
+            caches.customConfigMap.get(name: coreDNS.customConfigMapName, namespace: coreDNS.namespace) != nil
         if snippet != current.overrideSnippet || (current.mode == .custom && !customExists) {
             let data: JSON = snippet.isEmpty ? [:] : [CoreDNSSettings.overrideKey: .string(snippet)]
             let object = Kube.object(
@@ -506,19 +581,30 @@ final class Reconciler: Sendable {
         }
     }
 
-    private func writeStatus(name: String, _ status: EgressHost.Status) async throws {
+    /// Applies `status`; returns whether the stored status is now the planned one. It is not when another field
+    /// manager owns a status field the operator stopped setting (a hand edit through the status subresource, say):
+    /// server-side apply leaves such a field in place.
+    private func writeStatus(name: String, _ status: EgressHost.Status) async throws -> Bool {
         var object = KubeObject(apiVersion: EgressHost.apiVersion, kind: EgressHost.kind, name: name)
         object["status"] = try JSONValue(encoding: status)
         do {
-            _ = try await client.applyStatus(
+            let applied = try await client.applyStatus(
                 Caches.egressHostResource,
                 object,
                 fieldManager: options.fieldManager,
                 force: true
             )
+            guard EgressHostIndex.status(of: applied) == .some(status) else {
+                logger.warning(
+                    "the EgressHost's status keeps fields the operator does not set, owned by another field manager",
+                    metadata: ["name": "\(name)"]
+                )
+                return false
+            }
         } catch let error as KubeError where error.code == .notFound {
             // Deleted meanwhile: nothing to report on.
         }
+        return true
     }
 
     // MARK: - Helpers
@@ -535,6 +621,15 @@ final class Reconciler: Sendable {
         case "Secret": .secrets
         case let kind: throw OperatorError.internal("no resource for kind \(kind ?? "nil")")
         }
+    }
+
+    /// Whether `actual` has the same `data` keys as `desired` (ConfigMaps, Secrets): the operator's `data` is its
+    /// whole, so a key the plan dropped (TLS material no host names, a revoked client key) must go, which
+    /// `contains` alone never sees. Applying without it removes the key: this field manager set it.
+    static func sameDataKeys(_ actual: JSONValue?, _ desired: JSON) -> Bool {
+        guard case .object(let members)? = desired["data"] else { return true }
+        guard let actualData = actual?["data"]?.objectValue else { return members.isEmpty }
+        return actualData.count == members.count && members.allSatisfy { actualData[$0.key] != nil }
     }
 
     /// Whether `actual` already has every field of `desired` (extra fields, e.g. server defaults, are fine).

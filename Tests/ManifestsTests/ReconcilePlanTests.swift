@@ -174,6 +174,42 @@ struct ReconcilePlanTests {
         #expect(plan.allowList.hosts.first?.tls.insecureSkipVerify == true)
     }
 
+    /// While DNS cannot be written (a Corefile the editor refuses, no CoreDNS ConfigMap, a refused write) the hosts
+    /// waiting for it say why, not `Pending`; a host programmed for its generation is left alone, and one not
+    /// accepted says so as always.
+    @Test func hostsWaitingForDNSSayWhyItCannotBeWritten() {
+        var programmed = EgressHost(name: "programmed", spec: .init(host: "a.example.com"))
+        programmed.metadata.generation = 2
+        var changed = EgressHost(name: "changed", spec: .init(host: "b.example.com"))
+        changed.metadata.generation = 3
+        let new = EgressHost(name: "new", spec: .init(host: "c.example.com"))
+        let invalid = EgressHost(name: "invalid", spec: .init(host: "d.example.com:443"))
+        var snapshot = ClusterSnapshot(egressHosts: [programmed, changed], proxyAvailable: true, now: "t1")
+        for _ in 0..<3 { apply(ReconcilePlan(snapshot), to: &snapshot) }
+        // `changed` was programmed for its generation 2; its spec moved on since.
+        snapshot.egressHosts[1].metadata.generation = 4
+        snapshot.egressHosts += [new, invalid]
+        let plan = ReconcilePlan(snapshot)
+
+        let problem = "Corefile line 3: unbalanced braces"
+        let updates = ReconcilePlan.statusesWhileDNSIsBlocked(
+            snapshot.egressHosts,
+            verdicts: plan.verdicts,
+            problem: problem,
+            proxyAvailable: true,
+            now: "t2",
+            suffix: HostName.reservedSuffix
+        )
+        #expect(updates.keys.sorted() == ["changed", "invalid", "new"])
+        #expect(updates["invalid"]?.conditions?.first?.reason == "InvalidSpec")
+        for name in ["changed", "new"] {
+            let conditions = updates[name]?.conditions ?? []
+            #expect(conditions.map(\.type) == ["Accepted", "Programmed", "Ready"])
+            #expect(conditions.dropFirst().allSatisfy { $0.status == .false && $0.reason == "DNSNotWritable" })
+            #expect(conditions.last?.message == "cannot route DNS to it: \(problem)")
+        }
+    }
+
     @Test("the proxy going away keeps DNS but drops Ready")
     func proxyUnavailable() {
         var snapshot = ClusterSnapshot(egressHosts: [Self.github], proxyAvailable: true, now: "t1")

@@ -12,7 +12,13 @@ final class LockdownTests: OperatorTestCase {
         try await createCoreDNS()
         var options = self.options()
         options.settings.lockdown.enabled = true
-        try await startOperator(options)
+        let running = try await startOperator(options)
+        // The operator's own namespace, labelled too: locking it down would cut the proxy itself off.
+        _ = try await client.patch(
+            .namespaces,
+            name: namespace,
+            patch: ["metadata": ["labels": [LockdownSettings.namespaceLabel: "true"]]]
+        )
 
         let tenant = uniqueName("tenant")
         var object = KubeObject(apiVersion: "v1", kind: "Namespace", name: tenant)
@@ -42,6 +48,11 @@ final class LockdownTests: OperatorTestCase {
         let peers = policy[path: "spec", "egress"]?.arrayValue ?? []
         XCTAssertEqual(peers.count, 3, "DNS, the proxy, in-cluster CIDRs: \(peers)")
         XCTAssertEqual(policy.labels[ProxyWorkload.installationLabel], namespace)
+        try await waitUntilQuiet(running)
+        do {
+            _ = try await client.get(.networkPolicies, name: policyName, namespace: namespace)
+            XCTFail("the operator locked its own namespace down, the proxy's way out included")
+        } catch let error as KubeError where error.code == .notFound {}
 
         // Opt out: the policy goes, the other installation's stays.
         _ = try await client.patch(

@@ -33,6 +33,11 @@ final class RBACTests: OperatorTestCase {
             _ = try await operatorClient.list(.secrets, namespace: "kube-system")
             XCTFail("the operator's ServiceAccount can read Secrets in kube-system")
         } catch let error as KubeError where error.code == .forbidden {}
+        // Of CoreDNS's namespace it reads the two CoreDNS ConfigMaps, by name, and nothing else.
+        do {
+            _ = try await operatorClient.list(.configMaps, namespace: dnsNamespace)
+            XCTFail("the operator's ServiceAccount can list every ConfigMap in CoreDNS's namespace")
+        } catch let error as KubeError where error.code == .forbidden {}
 
         let running = try await startOperator(options, client: operatorClient)
 

@@ -205,6 +205,63 @@ final class ReconcileTests: OperatorTestCase {
         }
     }
 
+    /// DNS the operator cannot write shows in the status of the hosts waiting for it, with the reason (not
+    /// `Pending` and a log line), and they are programmed once it is fixed: first no CoreDNS ConfigMap, then a
+    /// Corefile the editor refuses, then a good one.
+    func testHostsWaitingForDNSSayWhyUntilItCanBeWritten() async throws {
+        try await startOperatorWithProxy()
+        let (name, host) = (uniqueName("eh"), uniqueHost("blocked"))
+        try await createEgressHost(name, host: host)
+        try await waitForCondition(name, "Programmed", .false, reason: "DNSNotWritable")
+        let missing = try await condition(name, "Ready")
+        XCTAssertEqual(missing?.reason, "DNSNotWritable")
+        XCTAssertTrue(
+            missing?.message.contains("coredns with key Corefile not found") == true,
+            "\(String(describing: missing))"
+        )
+
+        try await createCoreDNS("example.org:53 {\n    forward . 8.8.8.8\n}\n")
+        try await eventually("the status to name the Corefile's problem") {
+            try await self.condition(name, "Programmed")?.message.contains("no server block for '.'") == true
+        }
+
+        _ = try await client.patch(
+            .configMaps,
+            name: "coredns",
+            namespace: dnsNamespace,
+            patch: ["data": ["Corefile": .string(CorefileFixtures.kubeadm)]]
+        )
+        try await waitForCondition(name, "Programmed", .true)
+        let routed = try await corefileHosts()
+        XCTAssertEqual(routed, [host])
+    }
+
+    /// A status field the operator stops setting while another field manager also owns it stays (server-side apply
+    /// leaves it): the operator's write cannot converge the status, and must not start a pass that plans the same
+    /// write again, without end.
+    func testAStatusFieldAnotherManagerOwnsDoesNotLoopTheOperator() async throws {
+        try await createCoreDNS()
+        let running = try await startOperator()
+        try await setProxyAvailable(1)
+        let (name, host) = (uniqueName("eh"), uniqueHost("shared"))
+        try await createEgressHost(name, host: host)
+        try await waitForCondition(name, "Ready", .true)
+        // Someone else sets the same internalURL through the status subresource: both managers own it now.
+        var edit = KubeObject(apiVersion: EgressHost.apiVersion, kind: EgressHost.kind, name: name)
+        edit["status"] = ["internalURL": .string("http://\(host).egress.local")]
+        _ = try await client.applyStatus(Self.egressHosts, edit, fieldManager: "kubectl-edit", force: true)
+        // Not accepted any more: the operator's status has no internalURL, the stored one keeps it.
+        _ = try await client.patch(
+            Self.egressHosts,
+            name: name,
+            patch: ["spec": ["tls": ["caBundle": ["kind": "ConfigMap", "name": "absent", "key": "ca.crt"]]]]
+        )
+        try await waitForCondition(name, "Accepted", .false, reason: "MissingSecret")
+        let stored = try await egressHost(name).status?.internalURL
+        XCTAssertEqual(stored, "http://\(host).egress.local")
+        try await waitUntilQuiet(running)
+    }
+
     func testCustomModeWarnsWhenTheCorefileDoesNotImportOverrides() async throws {
         try await createCoreDNS()
         try await createCustomConfigMap()
@@ -330,6 +387,13 @@ final class ReconcileTests: OperatorTestCase {
         try await waitForCondition(name, "Ready", .true)
         let printedReady = try await printedReason(name)
         XCTAssertNil(printedReady, "a Ready host has no reason to print")
+
+        // TLS material no host names any more leaves the proxy's Secret (a revoked client key must not linger).
+        try await deleteEgressHost(name)
+        try await eventually("the deleted host's CA bundle to leave the proxy's TLS Secret") {
+            let secret = try await self.client.get(.secrets, name: "\(Self.proxyName)-tls", namespace: self.namespace)
+            return secret[path: "data", "\(name).ca.crt"] == nil
+        }
     }
 
     /// The `Reason` cell the API server prints for an EgressHost (`kubectl get eh`), from its Table rendering of

@@ -132,18 +132,13 @@
   - ""
   resources:
   - configmaps
-  verbs:
-  - get
-  - list
-  - watch
-- apiGroups:
-  - ""
-  resources:
-  - configmaps
   resourceNames:
   - "{{ .Values.coredns.configMap }}"
   - "{{ .Values.coredns.customConfigMap }}"
   verbs:
+  - get
+  - list
+  - watch
   - patch
   - update
 - apiGroups:
