@@ -280,12 +280,15 @@ public struct ReconcilePlan: Sendable {
     }
 
     /// The statuses to write while DNS cannot be written (`problem`: the Corefile cannot be edited, CoreDNS's
-    /// ConfigMap is missing, or the API server refuses the write). An accepted host not routed for its current
-    /// generation says why, instead of `Pending`; a host programmed for it keeps its status, as CoreDNS keeps
-    /// serving the rules it has; a host not accepted gets its usual status, which DNS does not change.
+    /// ConfigMap is missing, or the API server refuses the write). An accepted host DNS does not route yet says why,
+    /// instead of `Pending`; a routed one keeps its status, as CoreDNS keeps serving the rules it has; a host not
+    /// accepted gets its usual status, which DNS does not change. `routed`: the hosts DNS routes and the applied
+    /// allow-list holds, when DNS could be read; nil when it could not (then a host counts as routed if its stored
+    /// status says Programmed for its generation).
     public static func statusesWhileDNSIsBlocked(
         _ egressHosts: [EgressHost],
         verdicts: [String: HostVerdict],
+        routed: Set<String>?,
         problem: String,
         proxyAvailable: Bool,
         now: String,
@@ -295,12 +298,13 @@ public struct ReconcilePlan: Sendable {
         for egressHost in egressHosts {
             let name = egressHost.metadata.name
             guard let verdict = verdicts[name] else { continue }
-            let programmedForItsGeneration =
-                egressHost.status?.conditions?.contains {
+            let isRouted =
+                routed?.contains(egressHost.spec.host)
+                ?? egressHost.status?.conditions?.contains {
                     $0.type == "Programmed" && $0.status == .true
                         && $0.observedGeneration == egressHost.metadata.generation
                 } ?? false
-            guard !verdict.isAccepted || !programmedForItsGeneration else { continue }
+            guard !verdict.isAccepted || !isRouted else { continue }
             let status = Self.status(
                 for: egressHost,
                 verdict: verdict,

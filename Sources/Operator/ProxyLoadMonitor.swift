@@ -32,6 +32,8 @@ final class ProxyLoadMonitor: Sendable {
     private struct State {
         var load = ProxyLoad()
         var awaiting = false
+        /// Counts the waits: a round's answers are kept only if no wait ended (and began again) while it asked.
+        var wait = 0
         /// Wakes the running loop when hosts start waiting. One per `run`: a leader that loses and regains the lease
         /// runs the loop again, and a stream ends for good when the task iterating it is cancelled.
         var wake: AsyncStream<Void>.Continuation?
@@ -53,6 +55,7 @@ final class ProxyLoadMonitor: Sendable {
         let wake = state.withLock { state in
             defer { state.awaiting = awaiting }
             if !awaiting { state.load = ProxyLoad() }
+            if awaiting && !state.awaiting { state.wait += 1 }
             return awaiting && !state.awaiting ? state.wake : nil
         }
         wake?.yield()
@@ -72,10 +75,11 @@ final class ProxyLoadMonitor: Sendable {
                 guard await iterator.next() != nil else { return }
                 continue
             }
+            let wait = state.withLock { $0.wait }
             let load = await ask(Self.readyPods(pods.list()))
             let different = state.withLock { state in
-                // Answers to a round that ended after the wait did are not kept (see `setAwaiting`).
-                guard state.awaiting else { return false }
+                // Answers to a round that outlived its wait are not kept (see `setAwaiting`).
+                guard state.awaiting, state.wait == wait else { return false }
                 defer { state.load = load }
                 return state.load != load
             }

@@ -99,7 +99,7 @@ final class Reconciler: Sendable {
                 suffixRules: options.dnsRules == .suffix
             )
         } catch {
-            reportDNSBlocked(by: error, egressHosts, egressPlan, proxyAvailable: proxyAvailable)
+            reportDNSBlocked(by: error, egressHosts, egressPlan, routed: nil, proxyAvailable: proxyAvailable)
             throw error
         }
         let appliedAllowList = caches.configMaps.get(
@@ -152,7 +152,10 @@ final class Reconciler: Sendable {
             if let dnsMissing { throw dnsMissing }
             summary.writes += try await writeDNS(plan.dnsHosts, current: dns)
         } catch {
-            reportDNSBlocked(by: error, egressHosts, egressPlan, proxyAvailable: proxyAvailable)
+            // DNS was read: what it routes now (in the applied allow-list) is known.
+            let applied = Set(snapshot.appliedAllowList?.hostNames ?? [])
+            let routed = Set(snapshot.dnsHosts).intersection(applied)
+            reportDNSBlocked(by: error, egressHosts, egressPlan, routed: routed, proxyAvailable: proxyAvailable)
             throw error
         }
         // Statuses from the final plan only, once DNS is written: with thousands of hosts planning them takes longer
@@ -199,18 +202,24 @@ final class Reconciler: Sendable {
         by error: any Error,
         _ egressHosts: [EgressHost],
         _ egressPlan: EgressPlan,
+        routed: Set<String>?,
         proxyAvailable: Bool
     ) {
         guard let problem = Self.dnsProblem(error) else { return }
         let updates = ReconcilePlan.statusesWhileDNSIsBlocked(
             egressHosts,
             verdicts: egressPlan.verdicts,
+            routed: routed,
             problem: problem,
             proxyAvailable: proxyAvailable,
             now: Date.now.formatted(.iso8601),
             suffix: settings.proxy.suffix
         )
-        pendingStatus.withLock { $0 = updates }
+        // Added to what earlier passes planned and is not written yet (a host routed by the last pass keeps its
+        // Programmed update); and no status counts as settled any more, so the first pass after the fix plans
+        // every host again, even before the echo of these writes reaches the cache.
+        pendingStatus.withLock { $0.merge(updates) { $1 } }
+        settledStatuses.withLock { $0 = ReconcilePlan.SettledStatuses() }
     }
 
     /// What keeps DNS from being written, for errors a user must act on: a Corefile the editor cannot edit, no

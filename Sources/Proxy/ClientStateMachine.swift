@@ -96,6 +96,11 @@ struct ClientStateMachine {
         switch self.state {
         case .refused(let close):
             if close { return .none }
+            if self.closeAfterResponse {
+                // Graceful shutdown began while the refused body was being read: nothing more will be read.
+                self.state = .closed
+                return .close
+            }
             self.state = .idle
             return .none
         case .connecting:

@@ -222,7 +222,13 @@ final class ProxyHandler: ChannelDuplexHandler {
         // input, none of which touches the parser or this input.
         do {
             while let part = try self.parser.next(&input) { self.receive(.part(part)) }
-            if input.readableBytes > 0 { self.unparsed = input }
+            if input.readableBytes > 0 {
+                self.unparsed = input
+                // The start of a head that followed a request answered while this input was parsed: timed too.
+                if self.machine.state == .idle, self.pipelined.isEmpty, !(self.headTimeout?.isArmed ?? true) {
+                    self.headTimeout?.arm(in: self.loop.configuration.requestHeadTimeout)
+                }
+            }
         } catch {
             self.parsingStopped = true
             self.receive(.malformed(error as? HTTPMessageError ?? HTTPMessageError(description: "\(error)")))
@@ -300,12 +306,20 @@ final class ProxyHandler: ChannelDuplexHandler {
         }
     }
 
-    /// Closes the connection once everything written to it has left: a close drops writes still queued.
+    /// Closes the connection once everything written to it has left (a close drops writes still queued), or after
+    /// the request-head timeout if the client does not read them.
     private func closeAfterWrites(_ context: ChannelHandlerContext) {
+        self.parsingStopped = true
         let empty = context.channel.allocator.buffer(capacity: 0)
         context.writeAndFlush(self.wrapOutboundOut(empty)).assumeIsolated().whenComplete { _ in
             context.close(promise: nil)
         }
+        // The channel, not the context: a pending task must not keep this handler alive after the close.
+        let channel = context.channel
+        let fallback = context.eventLoop.assumeIsolated().scheduleTask(
+            in: self.loop.configuration.requestHeadTimeout
+        ) { channel.close(promise: nil) }
+        channel.closeFuture.whenComplete { _ in fallback.cancel() }
     }
 
     private func replayPipelined() {
@@ -451,7 +465,8 @@ final class ProxyHandler: ChannelDuplexHandler {
         case .finish, .abort, .releaseUnusedUpstream:
             break
         case .close:
-            self.closeAfterWrites(context)
+            // At once: a client that stopped reading must not hold its connection past the head timeout.
+            context.close(promise: nil)
         }
     }
 

@@ -195,6 +195,7 @@ struct ReconcilePlanTests {
         let updates = ReconcilePlan.statusesWhileDNSIsBlocked(
             snapshot.egressHosts,
             verdicts: plan.verdicts,
+            routed: nil,
             problem: problem,
             proxyAvailable: true,
             now: "t2",
@@ -202,6 +203,17 @@ struct ReconcilePlanTests {
         )
         #expect(updates.keys.sorted() == ["changed", "invalid", "new"])
         #expect(updates["invalid"]?.conditions?.first?.reason == "InvalidSpec")
+        // When DNS could be read, what it routes decides: `changed` is routed (its new spec kept its name).
+        let knowing = ReconcilePlan.statusesWhileDNSIsBlocked(
+            snapshot.egressHosts,
+            verdicts: plan.verdicts,
+            routed: ["a.example.com", "b.example.com"],
+            problem: problem,
+            proxyAvailable: true,
+            now: "t2",
+            suffix: HostName.reservedSuffix
+        )
+        #expect(knowing.keys.sorted() == ["invalid", "new"])
         for name in ["changed", "new"] {
             let conditions = updates[name]?.conditions ?? []
             #expect(conditions.map(\.type) == ["Accepted", "Programmed", "Ready"])

@@ -232,6 +232,27 @@ import Testing
         }
     }
 
+    /// The start of a head that arrives in the same read as the end of the request before it is timed as well.
+    @Test func aPartialHeadBehindAnAnsweredRequestIsTimed() async throws {
+        try await ProxyHarness.with(
+            AllowList(hosts: []),
+            configure: {
+                $0.requestHeadTimeout = .milliseconds(1_500)
+                $0.clientIdleTimeout = .seconds(60)
+            }
+        ) { proxy in
+            let host = Fixtures.host("nope.example.com")
+            let start = ContinuousClock.now
+            let raw = try await proxy.raw(
+                sending: "POST / HTTP/1.1\r\nHost: \(host)\r\nContent-Length: 3\r\n\r\nabcGET / HTTP/1.1\r\nHost: "
+            )
+            #expect(await raw.readResponse()?.hasPrefix("HTTP/1.1 403 ") == true)
+            await raw.waitForClose()
+            // Closed by the head timeout, not held until the idle timeout (60 s).
+            #expect(ContinuousClock.now - start < .seconds(30))
+        }
+    }
+
     @Test func slowlorisIsCutOff() async throws {
         try await TestUpstream.with { upstream in
             try await ProxyHarness.with(

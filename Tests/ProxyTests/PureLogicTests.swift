@@ -940,6 +940,17 @@ extension SpareBufferTests {
         #expect(m.responseEnd(upstreamKeepAlive: true) == .finish(reuseUpstream: true, closeClient: true))
     }
 
+    /// Graceful shutdown while a refused request's body is read to be discarded: the connection closes at its end.
+    @Test func shutdownDuringARefusedBodyClosesAtItsEnd() {
+        var m = ClientStateMachine()
+        #expect(
+            m.requestHead(refusal: self.refusal, keepAlive: true, body: .small) == .refuse(self.refusal, close: false)
+        )
+        #expect(m.closeWhenIdle(drain: true) == .none)
+        #expect(m.requestEnd() == .close)
+        #expect(m.state == .closed)
+    }
+
     @Test func shutdownDrains() {
         var m = ClientStateMachine()
         _ = m.requestHead(refusal: nil, keepAlive: true, body: .none)
