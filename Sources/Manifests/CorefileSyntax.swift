@@ -44,42 +44,46 @@ struct CorefileServerBlock: Sendable {
     /// Whether this block serves the root zone: a key `.` or `.:PORT`, with or without a `scheme://` prefix.
     var servesRoot: Bool { keys.contains(where: Self.isRootKey) }
 
+    /// A key's parts, lowercased: its scheme (nil when it has none), the zone as written and the port (nil when
+    /// the key has none): `dns://Local.:53` → (`dns`, `local.`, `53`).
+    private static func parts(ofKey key: String) -> (scheme: Substring?, zone: Substring, port: Substring?) {
+        var rest = Substring(key.lowercased())
+        var scheme: Substring?
+        if let separator = rest.range(of: "://") {
+            scheme = rest[..<separator.lowerBound]
+            rest = rest[separator.upperBound...]
+        }
+        guard let colon = rest.firstIndex(of: ":") else { return (scheme, rest, nil) }
+        return (scheme, rest[..<colon], rest[rest.index(after: colon)...])
+    }
+
     /// The zone a server block key names, lowercased and without scheme, port or trailing dot (`dns://Local.:53` →
     /// `local`); nil for the root and for a `(snippet)` name.
     static func zone(ofKey key: String) -> String? {
-        var key = Substring(key.lowercased())
         if key.hasPrefix("(") { return nil }
-        if let scheme = key.range(of: "://") { key = key[scheme.upperBound...] }
-        if let colon = key.firstIndex(of: ":") { key = key[..<colon] }
-        while key.hasSuffix(".") { key = key.dropLast() }
-        return key.isEmpty ? nil : String(key)
+        var zone = parts(ofKey: key).zone
+        while zone.hasSuffix(".") { zone = zone.dropLast() }
+        return zone.isEmpty ? nil : String(zone)
     }
 
     /// Where a key's block listens, as `scheme:port` (`local:53` and `dns://local` → `dns:53`): CoreDNS picks the
     /// block with the longest matching zone only among the blocks on the same listener.
     static func listener(ofKey key: String) -> String {
-        var key = Substring(key.lowercased())
-        var scheme = "dns"
-        if let separator = key.range(of: "://") {
-            scheme = String(key[..<separator.lowerBound])
-            key = key[separator.upperBound...]
-        }
-        if let colon = key.lastIndex(of: ":") { return "\(scheme):\(key[key.index(after: colon)...])" }
+        let (scheme, _, port) = parts(ofKey: key)
+        let name = scheme.map(String.init) ?? "dns"
         let defaultPort =
-            switch scheme {
+            switch name {
             case "tls", "quic": "853"
             case "grpc", "https", "https3": "443"
             default: "53"
             }
-        return "\(scheme):\(defaultPort)"
+        return "\(name):\(port.map(String.init) ?? defaultPort)"
     }
 
     static func isRootKey(_ key: String) -> Bool {
-        var key = Substring(key.lowercased())
-        if let scheme = key.range(of: "://") { key = key[scheme.upperBound...] }
-        if key == "." { return true }
-        guard key.hasPrefix(".:") else { return false }
-        let port = key.dropFirst(2)
+        let (_, zone, port) = parts(ofKey: key)
+        guard zone == "." else { return false }
+        guard let port else { return true }
         return !port.isEmpty && port.allSatisfy { $0.isASCII && $0.isNumber }
     }
 }

@@ -285,13 +285,14 @@ struct HTTP1BodyReader {
     private let maximumTrailerBytes: Int
     /// The head's hop-by-hop fields: the ones its `Connection` header names are dropped from the trailers too (RFC
     /// 9110, 7.6.1: "header or trailer fields").
-    private var hopByHop = HeaderSanitizer.HopByHop()
+    private let hopByHop: HeaderSanitizer.HopByHop
 
     /// A body of `length` bytes; nil when that is none. Only a chunked body has trailers.
     init?(length: Int) {
         guard length > 0 else { return nil }
         self.state = .fixed(remaining: length)
         self.maximumTrailerBytes = 0
+        self.hopByHop = HeaderSanitizer.HopByHop()
     }
 
     /// A chunked body of a message whose head has the given hop-by-hop fields.

@@ -163,29 +163,16 @@ final class UpstreamTestHandler: ChannelInboundHandler {
             self.send(.ok, body: "received \(self.received) checksum \(self.checksum)\n", context: context)
         case "invalid-http":
             // Raw bytes written below the HTTP encoder: a status line no HTTP parser accepts.
-            let encoder = try? context.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self)
-            encoder?.writeAndFlush(
-                NIOAny(ByteBuffer(string: "HTTP/1.1 2x0 OK\r\ncontent-length: 0\r\n\r\n")),
-                promise: nil
-            )
+            self.writeRaw("HTTP/1.1 2x0 OK\r\ncontent-length: 0\r\n\r\n", context: context)
         case "bad-chunk":
             // A valid head and, in the same write, a chunk size that is not hexadecimal.
-            let encoder = try? context.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self)
-            encoder?.writeAndFlush(
-                NIOAny(ByteBuffer(string: "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n")),
-                promise: nil
-            )
+            self.writeRaw("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n", context: context)
         case "two-responses":
             // Raw bytes below the HTTP encoder: the answer, and at once a second response nobody asked for.
-            let encoder = try? context.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self)
-            encoder?.writeAndFlush(
-                NIOAny(
-                    ByteBuffer(
-                        string: "HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nmine"
-                            + "HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nforged"
-                    )
-                ),
-                promise: nil
+            self.writeRaw(
+                "HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nmine"
+                    + "HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nforged",
+                context: context
             )
         case "stray":
             // The answer, then the start of a response to nothing: in the same write (`/stray/now`), or 100 ms later,
