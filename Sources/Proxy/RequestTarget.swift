@@ -37,7 +37,10 @@ public enum RequestTarget {
             }
         }
         guard let host = head.host else {
-            if let uriName { return .success(Parsed(name: uriName, upstreamTarget: upstreamTarget)) }
+            /// HTTP/1.0 has no Host header, so its absolute URI alone routes; HTTP/1.1 requires one (RFC 9112 §3.2).
+            if let uriName, head.version.minor == 0 {
+                return .success(Parsed(name: uriName, upstreamTarget: upstreamTarget))
+            }
             return .failure(Refusal(.badRequest, "missing-host", "the request has no Host header"))
         }
         var suffixBytes = suffix

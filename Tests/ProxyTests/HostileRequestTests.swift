@@ -53,6 +53,12 @@ import Testing
         ),
         Case(name: "missing Host", request: "GET /hello HTTP/1.1\r\n\r\n", status: 400, reason: "missing-host"),
         Case(
+            name: "HTTP/1.1 absolute URI without a Host header",
+            request: "GET http://\(host)/hello HTTP/1.1\r\n\r\n",
+            status: 400,
+            reason: "missing-host"
+        ),
+        Case(
             name: "two Host headers",
             request: "GET /hello HTTP/1.1\r\nHost: \(host)\r\nHost: other.upstream.test.egress.local\r\n\r\n",
             status: 400,

@@ -88,17 +88,17 @@ import Testing
 }
 
 @Suite struct RequestTargetTests {
-    func head(_ uri: String = "/", hosts: [String]) throws -> ClientRequestHead {
-        try ClientRequestHead.parsing("GET", uri, fields: hosts.map { ("Host", $0) })
+    func head(_ uri: String = "/", hosts: [String], minor: Int = 1) throws -> ClientRequestHead {
+        try ClientRequestHead.parsing("GET", uri, minor: minor, fields: hosts.map { ("Host", $0) })
     }
 
-    func name(_ hosts: [String], uri: String = "/") throws -> String? {
-        try? RequestTarget.parse(head: self.head(uri, hosts: hosts), suffix: "egress.local").get().name
+    func name(_ hosts: [String], uri: String = "/", minor: Int = 1) throws -> String? {
+        try? RequestTarget.parse(head: self.head(uri, hosts: hosts, minor: minor), suffix: "egress.local").get().name
     }
 
-    func reason(_ hosts: [String], uri: String = "/") throws -> String? {
+    func reason(_ hosts: [String], uri: String = "/", minor: Int = 1) throws -> String? {
         if case .failure(let refusal) = RequestTarget.parse(
-            head: try self.head(uri, hosts: hosts),
+            head: try self.head(uri, hosts: hosts, minor: minor),
             suffix: "egress.local"
         ) {
             return refusal.reason
@@ -134,14 +134,16 @@ import Testing
 
     @Test func absoluteForm() throws {
         #expect(try self.name(["a.b.egress.local"], uri: "http://a.b.egress.local/x") == "a.b")
-        #expect(try self.name([], uri: "http://a.b.egress.local/x") == "a.b")
+        // HTTP/1.0 has no Host header, so the URI alone routes; HTTP/1.1 must send one (RFC 9112 §3.2).
+        #expect(try self.name([], uri: "http://a.b.egress.local/x", minor: 0) == "a.b")
+        #expect(try self.reason([], uri: "http://a.b.egress.local/x") == "missing-host")
         #expect(try self.reason(["a.b.egress.local"], uri: "http://evil.com/") == "not-under-suffix")
         #expect(try self.reason(["a.b.egress.local"], uri: "http://c.d.egress.local/") == "host-mismatch")
         #expect(try self.reason(["a.b.egress.local"], uri: "http://x@a.b.egress.local/") == "bad-host")
         #expect(try self.reason(["a.b.egress.local"], uri: "ftp://a.b.egress.local/") == "bad-request-target")
         #expect(try self.reason(["a.b.egress.local"], uri: "*") == "bad-request-target")
         let parsed = try RequestTarget.parse(
-            head: self.head("HTTP://A.B.egress.local:80?q=1#frag", hosts: []),
+            head: self.head("HTTP://A.B.egress.local:80?q=1#frag", hosts: [], minor: 0),
             suffix: "egress.local"
         ).get()
         #expect(parsed == RequestTarget.Parsed(name: "a.b", upstreamTarget: "/?q=1"))
