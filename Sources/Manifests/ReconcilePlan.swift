@@ -285,6 +285,9 @@ public struct ReconcilePlan: Sendable {
     /// accepted gets its usual status, which DNS does not change. `routed`: the hosts DNS routes and the applied
     /// allow-list holds, when DNS could be read; nil when it could not (then a host counts as routed if its stored
     /// status says Programmed for its generation).
+    ///
+    /// Also counts the hosts by readiness as these statuses say (`DNSNotWritable` for the ones DNS does not route),
+    /// so that `egress_operator_egresshosts` shows the blockage instead of what the last successful pass counted.
     public static func statusesWhileDNSIsBlocked(
         _ egressHosts: [EgressHost],
         verdicts: [String: HostVerdict],
@@ -293,8 +296,9 @@ public struct ReconcilePlan: Sendable {
         proxyAvailable: Bool,
         now: String,
         suffix: String
-    ) -> [String: EgressHost.Status] {
+    ) -> (updates: [String: EgressHost.Status], hostsByReadiness: [String: Int]) {
         var updates: [String: EgressHost.Status] = [:]
+        var byReadiness: [String: Int] = [:]
         for egressHost in egressHosts {
             let name = egressHost.metadata.name
             guard let verdict = verdicts[name] else { continue }
@@ -304,6 +308,11 @@ public struct ReconcilePlan: Sendable {
                     $0.type == "Programmed" && $0.status == .true
                         && $0.observedGeneration == egressHost.metadata.generation
                 } ?? false
+            let reason =
+                verdict.isAccepted && !isRouted
+                ? Self.dnsNotWritable
+                : Self.readinessReason(verdict: verdict, programmed: isRouted, proxyAvailable: proxyAvailable)
+            byReadiness[reason, default: 0] += 1
             guard !verdict.isAccepted || !isRouted else { continue }
             let status = Self.status(
                 for: egressHost,
@@ -316,7 +325,7 @@ public struct ReconcilePlan: Sendable {
             )
             if status != egressHost.status?.operatorOwned { updates[name] = status }
         }
-        return updates
+        return (updates, byReadiness)
     }
 
     /// Whether the stored status says Ready for the object's current generation (its spec as it is).
@@ -326,11 +335,13 @@ public struct ReconcilePlan: Sendable {
         } ?? false
     }
 
-    /// Every value `readinessReason` can take (a metric's label values).
+    /// The reason of a host DNS cannot be routed to because the Corefile cannot be written.
+    static let dnsNotWritable = "DNSNotWritable"
+
+    /// Every value `readinessReason` and `statusesWhileDNSIsBlocked` can count (a metric's label values).
     public static let readinessReasons = [
         "Ready", "Pending", "ProxyUnavailable", "Propagating", "InvalidSpec", "HostConflict", "MissingSecret",
-        "InvalidTLSMaterial",
-        "TLSMaterialTooLarge",
+        "InvalidTLSMaterial", "TLSMaterialTooLarge", dnsNotWritable,
     ]
 
     static func status(
@@ -367,8 +378,8 @@ public struct ReconcilePlan: Sendable {
             conditions.append(condition("Ready", false, "NotAccepted", "not ready: \(acceptedReason)"))
         } else if !programmed, let dnsProblem {
             let message = "cannot route DNS to it: \(dnsProblem)"
-            conditions.append(condition("Programmed", false, "DNSNotWritable", message))
-            conditions.append(condition("Ready", false, "DNSNotWritable", message))
+            conditions.append(condition("Programmed", false, Self.dnsNotWritable, message))
+            conditions.append(condition("Ready", false, Self.dnsNotWritable, message))
         } else if !programmed {
             let message =
                 proxyAvailable

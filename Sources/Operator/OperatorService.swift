@@ -238,6 +238,7 @@ public final class OperatorService: Service, Sendable {
             // The Corefile is not ours to fix: report it and wait for someone to change it.
             metrics.reconcileTerminal.increment()
             logger.error("cannot edit the CoreDNS Corefile", metadata: ["error": "\(error)"])
+            if let counts = reconciler.takeBlockedHostsByReadiness() { metrics.recordEgressHosts(counts) }
             if reconciler.hasPendingStatus { await queue.add(.status) }
             return .terminal
         } catch is CancellationError {
@@ -245,6 +246,7 @@ public final class OperatorService: Service, Sendable {
         } catch {
             metrics.reconcileRetry.increment()
             logger.warning("reconcile failed; retrying with backoff", metadata: ["error": "\(error)"])
+            if let counts = reconciler.takeBlockedHostsByReadiness() { metrics.recordEgressHosts(counts) }
             if reconciler.hasPendingStatus { await queue.add(.status) }
             return Self.retry(after: error)
         }

@@ -26,6 +26,9 @@ final class Reconciler: Sendable {
     private let pendingStatus = Mutex<[String: EgressHost.Status]>([:])
     /// The hosts whose status the last pass found current, with what it was planned from.
     private let settledStatuses = Mutex(ReconcilePlan.SettledStatuses())
+    /// The hosts by readiness a pass that DNS blocked counted (`takeBlockedHostsByReadiness`): it ends in an error,
+    /// with no summary to carry them.
+    private let blockedHostsByReadiness = Mutex<[String: Int]?>(nil)
     /// Which ConfigMap and Secret values the proxy could not load as TLS material, by content.
     private let tlsMaterialCheck = Mutex(TLSMaterialCheck())
     /// The decoded EgressHosts and their plan, kept from pass to pass (one pass runs at a time).
@@ -79,6 +82,7 @@ final class Reconciler: Sendable {
 
     func reconcile() async throws -> Summary {
         var summary = Summary()
+        blockedHostsByReadiness.withLock { $0 = nil }
         let material = material()
         let (egressHosts, egressPlan) = planEgressHosts(material: material)
         let deployment = caches.owned[.deployments]?.get(name: settings.proxy.name, namespace: settings.namespace)
@@ -206,7 +210,7 @@ final class Reconciler: Sendable {
         proxyAvailable: Bool
     ) {
         guard let problem = Self.dnsProblem(error) else { return }
-        let updates = ReconcilePlan.statusesWhileDNSIsBlocked(
+        let (updates, byReadiness) = ReconcilePlan.statusesWhileDNSIsBlocked(
             egressHosts,
             verdicts: egressPlan.verdicts,
             routed: routed,
@@ -220,6 +224,15 @@ final class Reconciler: Sendable {
         // every host again, even before the echo of these writes reaches the cache.
         pendingStatus.withLock { $0.merge(updates) { $1 } }
         settledStatuses.withLock { $0 = ReconcilePlan.SettledStatuses() }
+        blockedHostsByReadiness.withLock { $0 = byReadiness }
+    }
+
+    /// What the last pass counted by readiness if DNS blocked it (once; nil otherwise).
+    func takeBlockedHostsByReadiness() -> [String: Int]? {
+        blockedHostsByReadiness.withLock { counts in
+            defer { counts = nil }
+            return counts
+        }
     }
 
     /// What keeps DNS from being written, for errors a user must act on: a Corefile the editor cannot edit, no

@@ -192,7 +192,7 @@ struct ReconcilePlanTests {
         let plan = ReconcilePlan(snapshot)
 
         let problem = "Corefile line 3: unbalanced braces"
-        let updates = ReconcilePlan.statusesWhileDNSIsBlocked(
+        let (updates, counts) = ReconcilePlan.statusesWhileDNSIsBlocked(
             snapshot.egressHosts,
             verdicts: plan.verdicts,
             routed: nil,
@@ -203,8 +203,9 @@ struct ReconcilePlanTests {
         )
         #expect(updates.keys.sorted() == ["changed", "invalid", "new"])
         #expect(updates["invalid"]?.conditions?.first?.reason == "InvalidSpec")
+        #expect(counts == ["Ready": 1, "DNSNotWritable": 2, "InvalidSpec": 1])
         // When DNS could be read, what it routes decides: `changed` is routed (its new spec kept its name).
-        let knowing = ReconcilePlan.statusesWhileDNSIsBlocked(
+        let (knowing, knownCounts) = ReconcilePlan.statusesWhileDNSIsBlocked(
             snapshot.egressHosts,
             verdicts: plan.verdicts,
             routed: ["a.example.com", "b.example.com"],
@@ -214,6 +215,7 @@ struct ReconcilePlanTests {
             suffix: HostName.reservedSuffix
         )
         #expect(knowing.keys.sorted() == ["invalid", "new"])
+        #expect(knownCounts == ["Ready": 2, "DNSNotWritable": 1, "InvalidSpec": 1])
         for name in ["changed", "new"] {
             let conditions = updates[name]?.conditions ?? []
             #expect(conditions.map(\.type) == ["Accepted", "Programmed", "Ready"])

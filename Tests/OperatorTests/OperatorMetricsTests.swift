@@ -24,16 +24,10 @@ final class OperatorMetricsTests: OperatorTestCase {
         try await waitForCondition(good, "Ready", .true)
         try await waitForCondition(partner, "Accepted", .false, reason: "MissingSecret")
 
-        func expectCounts(_ counts: [String: Int]) async throws {
-            try await eventually("egress_operator_egresshosts to read \(counts)", observed: { registry.emitToString() })
-            {
-                let text = registry.emitToString()
-                return counts.allSatisfy { reason, count in
-                    text.contains("egress_operator_egresshosts{reason=\"\(reason)\"} \(count).0\n")
-                }
-            }
-        }
-        try await expectCounts(["Ready": 1, "MissingSecret": 1, "Pending": 0, "InvalidTLSMaterial": 0])
+        try await expectEgressHostCounts(
+            registry,
+            ["Ready": 1, "MissingSecret": 1, "Pending": 0, "InvalidTLSMaterial": 0, "DNSNotWritable": 0]
+        )
 
         // Every operator metric the chart's dashboard and alerts query is one the operator exports.
         let exposition = registry.emitToString()
@@ -56,6 +50,6 @@ final class OperatorMetricsTests: OperatorTestCase {
         // The partner's host fixed, by removing its TLS reference: both Ready, MissingSecret back to zero.
         _ = try await client.patch(Self.egressHosts, name: partner, patch: ["spec": ["tls": .null]])
         try await waitForCondition(partner, "Ready", .true)
-        try await expectCounts(["Ready": 2, "MissingSecret": 0])
+        try await expectEgressHostCounts(registry, ["Ready": 2, "MissingSecret": 0])
     }
 }

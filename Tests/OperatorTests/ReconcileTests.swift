@@ -1,5 +1,6 @@
 import Foundation
 import Manifests
+import Prometheus
 import Synchronization
 import XCTest
 
@@ -207,12 +208,15 @@ final class ReconcileTests: OperatorTestCase {
 
     /// DNS the operator cannot write shows in the status of the hosts waiting for it, with the reason (not
     /// `Pending` and a log line), and they are programmed once it is fixed: first no CoreDNS ConfigMap, then a
-    /// Corefile the editor refuses, then a good one.
+    /// Corefile the editor refuses, then a good one. `egress_operator_egresshosts` counts them the same way.
     func testHostsWaitingForDNSSayWhyUntilItCanBeWritten() async throws {
-        try await startOperatorWithProxy()
+        let registry = PrometheusCollectorRegistry()
+        try await startOperator(metricsFactory: PrometheusMetricsFactory(registry: registry))
+        try await setProxyAvailable(1)
         let (name, host) = (uniqueName("eh"), uniqueHost("blocked"))
         try await createEgressHost(name, host: host)
         try await waitForCondition(name, "Programmed", .false, reason: "DNSNotWritable")
+        try await expectEgressHostCounts(registry, ["DNSNotWritable": 1, "Pending": 0, "Ready": 0])
         let missing = try await condition(name, "Ready")
         XCTAssertEqual(missing?.reason, "DNSNotWritable")
         XCTAssertTrue(
@@ -234,6 +238,7 @@ final class ReconcileTests: OperatorTestCase {
         try await waitForCondition(name, "Programmed", .true)
         let routed = try await corefileHosts()
         XCTAssertEqual(routed, [host])
+        try await expectEgressHostCounts(registry, ["DNSNotWritable": 0, "Ready": 1])
     }
 
     /// A status field the operator stops setting while another field manager also owns it stays (server-side apply

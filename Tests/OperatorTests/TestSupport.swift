@@ -4,6 +4,7 @@ import KubeAPI
 import Logging
 import Manifests
 import Metrics
+import Prometheus
 import Synchronization
 import XCTest
 
@@ -295,6 +296,16 @@ class OperatorTestCase: XCTestCase {
         // (ProxyLoadTests).
         options.confirmProxyLoad = false
         return options
+    }
+
+    /// Waits for `egress_operator_egresshosts{reason}` in `registry` to read `counts`.
+    func expectEgressHostCounts(_ registry: PrometheusCollectorRegistry, _ counts: [String: Int]) async throws {
+        try await eventually("egress_operator_egresshosts to read \(counts)", observed: { registry.emitToString() }) {
+            let text = registry.emitToString()
+            return counts.allSatisfy { reason, count in
+                text.contains("egress_operator_egresshosts{reason=\"\(reason)\"} \(count).0\n")
+            }
+        }
     }
 
     /// Starts an operator with these DNS choices and reports its proxy available, as the DNS-mode tests need.
