@@ -71,6 +71,10 @@ reject "several replicas without leader election are refused" "needs replicaCoun
     helm template "$RELEASE" "$CHART" --set leaderElection.enabled=false
 reject "a suffix outside the special-use domains is refused" "suffix" \
     helm template "$RELEASE" "$CHART" --set proxy.suffix=egress.example.com
+reject "a suffix within the cluster domain is refused" "within the cluster domain corp.local" \
+    helm template "$RELEASE" "$CHART" --set clusterDomain=corp.local,proxy.suffix=egress.corp.local
+reject "a suffix within the default cluster domain is refused" "within the cluster domain cluster.local" \
+    helm template "$RELEASE" "$CHART" --set proxy.suffix=egress.cluster.local
 check "one replica gets no PodDisruptionBudget that would block drains" bash -c \
     "! helm template '$RELEASE' '$CHART' --set replicaCount=1 | grep -q 'kind: PodDisruptionBudget'"
 check "podAnnotations: null leaves the proxy unmeshed" bash -c \

@@ -22,6 +22,23 @@ public struct OperatorSettings: Sendable, Hashable {
             "app.kubernetes.io/part-of": "egress-operator",
         ]
     }
+
+    /// `KEY=VALUE` pairs from the command line (annotations, labels); `none` stands for no pair at all. A value may
+    /// be empty (`KEY=`): Kubernetes allows empty annotation and label values, and the chart renders them so.
+    public static func keyValuePairs(_ values: [String]) throws(InvalidKeyValuePair) -> [String: String] {
+        var result: [String: String] = [:]
+        for value in values where value != "none" {
+            let parts = value.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts.count == 2, !parts[0].isEmpty else { throw InvalidKeyValuePair(text: value) }
+            result[String(parts[0])] = String(parts[1])
+        }
+        return result
+    }
+
+    public struct InvalidKeyValuePair: Error, CustomStringConvertible {
+        public var text: String
+        public var description: String { "\(text) is not KEY=VALUE" }
+    }
 }
 
 public struct ProxySettings: Sendable, Hashable {

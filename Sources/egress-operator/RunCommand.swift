@@ -174,7 +174,7 @@ struct RunCommand: AsyncParsableCommand {
             )
         }
         settings.proxy.suffix = suffix
-        settings.proxy.podAnnotations = try Self.annotations(proxyPodAnnotation)
+        settings.proxy.podAnnotations = try Self.keyValuePairs(proxyPodAnnotation, flag: "proxy-pod-annotation")
         settings.proxy.tlsMountPath = proxyTLSMountPath
         settings.proxy.port = proxyPort
         settings.proxy.cpuRequest = proxyCPURequest
@@ -183,7 +183,10 @@ struct RunCommand: AsyncParsableCommand {
         settings.proxy.maxClientConnections = proxyMaxConnections
         settings.proxy.accessLog = proxyAccessLog
         settings.proxy.logPaths = proxyLogPaths
-        settings.proxy.clientNamespaceLabels = try Self.annotations(proxyClientNamespaceLabel)
+        settings.proxy.clientNamespaceLabels = try Self.keyValuePairs(
+            proxyClientNamespaceLabel,
+            flag: "proxy-client-namespace-label"
+        )
         settings.proxy.clusterDomain = clusterDomain
         settings.coreDNS.configMapName = corednsConfigmap
         settings.coreDNS.customConfigMapName = corednsCustomConfigmap
@@ -240,14 +243,11 @@ struct RunCommand: AsyncParsableCommand {
         try await client.shutdown()
     }
 
-    /// `KEY=VALUE` pairs (annotations, labels); `none` stands for no pair at all.
-    static func annotations(_ values: [String]) throws -> [String: String] {
-        var result: [String: String] = [:]
-        for value in values where value != "none" {
-            let parts = value.split(separator: "=", maxSplits: 1)
-            guard parts.count == 2 else { throw ValidationError("annotation \(value) is not KEY=VALUE") }
-            result[String(parts[0])] = String(parts[1])
+    static func keyValuePairs(_ values: [String], flag: String) throws -> [String: String] {
+        do {
+            return try OperatorSettings.keyValuePairs(values)
+        } catch {
+            throw ValidationError("--\(flag): \(error)")
         }
-        return result
     }
 }

@@ -580,3 +580,17 @@ struct JSONReaderTests {
         #expect(document == .object([("n", ["hosts": [9]]), ("hosts", []), ("hosts", [3])]))
     }
 }
+
+/// The operator's `KEY=VALUE` flags (proxy pod annotations, client namespace labels).
+@Suite struct KeyValuePairTests {
+    @Test func emptyValuesAreValuesAndNoneIsNothing() throws {
+        let pairs = try OperatorSettings.keyValuePairs(["a=1", "b=", "c=x=y", "none"])
+        #expect(pairs == ["a": "1", "b": "", "c": "x=y"])
+        #expect(try OperatorSettings.keyValuePairs(["none"]).isEmpty)
+    }
+
+    @Test(arguments: ["novalue", "=v", ""])
+    func aPairNeedsAKeyAndAnEqualsSign(_ text: String) {
+        #expect(throws: OperatorSettings.InvalidKeyValuePair.self) { try OperatorSettings.keyValuePairs([text]) }
+    }
+}

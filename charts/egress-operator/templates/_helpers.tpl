@@ -130,4 +130,9 @@ here instead.
 {{- if and (not .Values.leaderElection.enabled) (gt (int .Values.replicaCount) 1) }}
 {{- fail "leaderElection.enabled=false needs replicaCount: 1 (more replicas would all reconcile at once)" }}
 {{- end }}
+{{- $suffix := lower (trimSuffix "." .Values.proxy.suffix) }}
+{{- $domain := lower (trimSuffix "." .Values.clusterDomain) }}
+{{- if or (eq $suffix $domain) (hasSuffix (printf ".%s" $domain) $suffix) }}
+{{- fail (printf "proxy.suffix %s lies within the cluster domain %s, whose names the kubernetes plugin answers: use a name outside it, such as egress.local" $suffix $domain) }}
+{{- end }}
 {{- end }}
