@@ -23,7 +23,8 @@ struct RunCommand: AsyncParsableCommand {
     /// moves the operator moves what it manages too.
     @Option(
         help: """
-            The operator's namespace: the proxy workload, its allow-list and TLS material live here.             Default: $POD_NAMESPACE, else \(OperatorSettings().namespace).
+            The operator's namespace: the proxy workload, its allow-list and TLS material live here. \
+            Default: $POD_NAMESPACE, else \(OperatorSettings().namespace).
             """
     )
     var namespace = ProcessInfo.processInfo.environment["POD_NAMESPACE"] ?? OperatorSettings().namespace
