@@ -209,13 +209,15 @@ public struct AllowListWatcher: Service {
             self.fail("cannot stat allow-list file: \(error)", stamp: nil)
             return false
         }
-        self.lastFailure.withLockedValue { $0 = nil }
         if self.lastSeen.withLockedValue({ $0.stamp == stamp }) { return false }
-        guard let data = FileManager.default.contents(atPath: self.path) else {
-            self.fail("cannot read allow-list file", stamp: nil)
+        let bytes: [UInt8]
+        do {
+            bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: self.path)))
+        } catch {
+            self.fail("cannot read allow-list file: \(error.localizedDescription)", stamp: nil)
             return false
         }
-        let bytes = [UInt8](data)
+        self.lastFailure.withLockedValue { $0 = nil }
         if self.lastSeen.withLockedValue({ $0.bytes == bytes }) {
             self.lastSeen.withLockedValue { $0.stamp = stamp }
             self.store.readFileInForce()
@@ -250,7 +252,9 @@ public struct AllowListWatcher: Service {
                 }
             }
         guard !alreadyReported else { return }
-        if let stamp { self.lastSeen.withLockedValue { $0.stamp = stamp } }
+        // A file that could not be read is read again once it can be, even if it comes back as it was: the good
+        // list it holds is then in force again (`egress_allowlist_last_reload_successful`).
+        self.lastSeen.withLockedValue { $0.stamp = stamp }
         self.store.reloadFailed()
         self.logger.error("\(message)", metadata: ["path": "\(self.path)"])
     }

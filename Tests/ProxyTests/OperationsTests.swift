@@ -108,10 +108,20 @@ import Testing
                 #expect(!watcher.checkNow())
                 #expect(proxy.metricsText.contains("egress_allowlist_last_reload_successful 1.0\n"))
 
-                // A missing file (a volume being remounted) is reported once, not at every check.
-                let missing = AllowListWatcher(path: mount.path + ".missing", store: proxy.store, logger: quiet)
-                for _ in 0..<3 { #expect(!missing.checkNow()) }
+                // A missing file (a volume being remounted) is reported once, not at every check; when it comes
+                // back as it was, the good list it holds is in force again.
+                let away = mount.path + ".away"
+                #expect(rename(mount.path, away) == 0)
+                for _ in 0..<3 { #expect(!watcher.checkNow()) }
                 #expect(proxy.metricsText.contains("egress_allowlist_reload_errors_total 3"))
+                #expect(proxy.metricsText.contains("egress_allowlist_last_reload_successful 0.0\n"))
+                #expect(rename(away, mount.path) == 0)
+                #expect(!watcher.checkNow(), "the same list is not reloaded")
+                #expect(proxy.metricsText.contains("egress_allowlist_last_reload_successful 1.0\n"))
+                // An unreadable one likewise, reported once.
+                let unreadable = AllowListWatcher(path: mount.directory, store: proxy.store, logger: quiet)
+                for _ in 0..<3 { #expect(!unreadable.checkNow()) }
+                #expect(proxy.metricsText.contains("egress_allowlist_reload_errors_total 4"))
                 #expect(proxy.metricsText.contains("egress_allowlist_last_reload_successful 0.0\n"))
 
                 // A valid list without the host takes effect for the next request on the same connection.
