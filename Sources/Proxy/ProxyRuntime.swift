@@ -46,6 +46,20 @@ public enum ProxyRuntime {
         ["/allowlist": { store.loadReport().map { ("application/json", $0.encoded()) } }]
     }
 
+    /// A bind error that says which listener and address (NIO's names only the system call).
+    private static func listening<Server>(
+        _ listener: String,
+        host: String,
+        port: Int,
+        _ bind: () async throws -> Server
+    ) async throws -> Server {
+        do {
+            return try await bind()
+        } catch {
+            throw ProxyError.configuration("cannot listen on \(host):\(port) (\(listener) port): \(error)")
+        }
+    }
+
     public static func run(_ options: Options, registry: PrometheusCollectorRegistry) async throws {
         let logger = Logger(label: "egress-proxy")
         let metrics = ProxyMetrics(factory: PrometheusMetricsFactory(registry: registry))
@@ -75,22 +89,26 @@ public enum ProxyRuntime {
             ownGroup = nil
             group = MultiThreadedEventLoopGroup.singleton
         }
-        let admin = try await AdminServer.bind(
-            host: options.adminHost,
-            port: options.adminPort,
-            registry: registry,
-            readiness: { store.isReady ? nil : "allow-list not loaded" },
-            pages: Self.adminPages(store),
-            group: group
-        )
-        let proxy = try await ProxyServer.bind(
-            configuration: options.proxy,
-            store: store,
-            metrics: metrics,
-            group: group,
-            logger: logger,
-            accessLog: options.accessLog ? .standardOutput : .disabled
-        )
+        let admin = try await Self.listening("admin", host: options.adminHost, port: options.adminPort) {
+            try await AdminServer.bind(
+                host: options.adminHost,
+                port: options.adminPort,
+                registry: registry,
+                readiness: { store.isReady ? nil : "allow-list not loaded" },
+                pages: Self.adminPages(store),
+                group: group
+            )
+        }
+        let proxy = try await Self.listening("proxy", host: options.proxy.host, port: options.proxy.port) {
+            try await ProxyServer.bind(
+                configuration: options.proxy,
+                store: store,
+                metrics: metrics,
+                group: group,
+                logger: logger,
+                accessLog: options.accessLog ? .standardOutput : .disabled
+            )
+        }
         logger.info(
             "egress-proxy listening",
             metadata: [

@@ -180,7 +180,7 @@ public final class ProxyServer: Service, Sendable {
         }
         let loopContexts = contexts
 
-        let channel = try await ServerBootstrap(group: group)
+        let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
@@ -207,8 +207,13 @@ public final class ProxyServer: Service, Sendable {
                     return channel.eventLoop.makeFailedFuture(error)
                 }
             }
-            .bind(host: configuration.host, port: configuration.port)
-            .get()
+        let channel: Channel
+        do {
+            channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
+        } catch {
+            tracker.closeAll()  // Completes its drain promise: nothing will ever connect.
+            throw error
+        }
         guard let address = channel.localAddress else {
             throw ProxyError.configuration("the listening socket has no address")
         }

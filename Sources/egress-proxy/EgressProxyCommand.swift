@@ -46,6 +46,26 @@ struct EgressProxyCommand: AsyncParsableCommand {
         if self.allow.isEmpty == (self.allowList == nil) {
             throw ValidationError("give either --allowlist FILE or one or more --allow HOST")
         }
+        if self.check && self.allowList == nil { throw ValidationError("--check checks an --allowlist FILE") }
+        // Values that would wrap around (a port of 70000 is 4464), spin (a reload interval of 0) or refuse every
+        // request (a limit of 0) are refused here, not discovered in production.
+        let ranges: [(flag: String, value: Int, range: ClosedRange<Int>)] = [
+            ("port", self.port, 0...65535),
+            ("admin-port", self.adminPort, 0...65535),
+            ("max-header-bytes", self.maxHeaderBytes, 256...(1 << 24)),
+            ("max-header-count", self.maxHeaderCount, 1...10_000),
+            ("max-connections", self.maxConnections, 1...1_000_000),
+            ("max-upstream-connections", self.maxUpstreamConnections, 1...1_000_000),
+            ("request-head-timeout", self.requestHeadTimeout, 1...3600),
+            ("client-idle-timeout", self.clientIdleTimeout, 1...86400),
+            ("shutdown-delay", self.shutdownDelay, 0...3600),
+            ("shutdown-grace", self.shutdownGrace, 0...3600),
+            ("reload-interval", self.reloadInterval, 1...3600),
+            ("event-loops", self.eventLoops ?? 1, 1...1024),
+        ]
+        for (flag, value, range) in ranges where !range.contains(value) {
+            throw ValidationError("--\(flag) must be in \(range.lowerBound)...\(range.upperBound), not \(value)")
+        }
     }
 
     func run() async throws {

@@ -1,0 +1,82 @@
+import Foundation
+import Testing
+
+/// The `egress-proxy` executable refuses values it cannot work with, at startup and with the flag named: a port
+/// that would wrap around, a limit of zero that would refuse every request, a reload interval that would spin; and
+/// a port it cannot listen on ends in an error that names it, not a crash.
+@Suite struct CommandLineTests {
+    /// The executable built beside the test bundle (`swift build --build-tests` builds it).
+    static func binary() throws -> String {
+        let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        var candidates = [URL(fileURLWithPath: CommandLine.arguments.first ?? "").deletingLastPathComponent().path]
+        if let bundle = Bundle.allBundles.first(where: { $0.bundlePath.hasSuffix(".xctest") }) {
+            candidates.insert(URL(fileURLWithPath: bundle.bundlePath).deletingLastPathComponent().path, at: 0)
+        }
+        candidates.append(repository.appendingPathComponent(".build/debug").path)
+        let found = candidates.map { "\($0)/egress-proxy" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+        return try #require(found, "egress-proxy not found in \(candidates); build it with `swift build --build-tests`")
+    }
+
+    /// Runs the executable to its exit (a time limit guards against one that starts serving instead).
+    static func run(_ arguments: [String]) async throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try Self.binary())
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let killer = Task {
+            try await Task.sleep(for: .seconds(30))
+            process.terminate()
+        }
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        killer.cancel()
+        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+    }
+
+    @Test(arguments: [
+        (["--port", "70000"], "--port must be in 0...65535, not 70000"),
+        (["--admin-port", "131093"], "--admin-port must be in 0...65535"),
+        (["--port=-1"], "--port must be in 0...65535, not -1"),
+        (["--reload-interval", "0"], "--reload-interval must be in 1...3600"),
+        (["--request-head-timeout", "0"], "--request-head-timeout must be in"),
+        (["--client-idle-timeout", "0"], "--client-idle-timeout must be in"),
+        (["--max-header-bytes", "0"], "--max-header-bytes must be in"),
+        (["--max-header-count", "0"], "--max-header-count must be in"),
+        (["--max-connections", "0"], "--max-connections must be in"),
+        (["--max-upstream-connections", "0"], "--max-upstream-connections must be in"),
+        (["--event-loops", "100000"], "--event-loops must be in 1...1024"),
+        (["--check"], "--check checks an --allowlist FILE"),
+    ])
+    func refusesValuesItCannotWorkWith(_ flags: [String], _ message: String) async throws {
+        let (status, output) = try await Self.run(["--allow", "api.example.com"] + flags)
+        #expect(status == 64, "\(output)")
+        #expect(output.contains(message), "\(output)")
+    }
+
+    @Test func aPortInUseIsNamed() async throws {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        try withUnsafeMutablePointer(to: &address) { pointer in
+            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                try #require(bind(listener, $0, length) == 0 && listen(listener, 1) == 0)
+                try #require(getsockname(listener, $0, &length) == 0)
+            }
+        }
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        let (status, output) = try await Self.run([
+            "--allow", "api.example.com", "--host", "127.0.0.1", "--port", "\(port)", "--admin-host", "127.0.0.1",
+            "--admin-port", "0",
+        ])
+        #expect(status == 1, "\(output)")
+        #expect(output.contains("cannot listen on 127.0.0.1:\(port) (proxy port)"), "\(output)")
+        #expect(!output.contains("Fatal error"), "\(output)")
+    }
+}
