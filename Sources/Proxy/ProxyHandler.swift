@@ -48,7 +48,8 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     private struct RequestRecord {
         var start: NIODeadline = .now()
-        var method: HTTPMethod = .GET
+        /// nil when the request could not be parsed far enough to tell (logged as `-`).
+        var method: HTTPMethod? = nil
         var path: String? = nil
         var name: String? = nil
         /// The metrics of the allow-list entry that matched (looked up once per request); nil for a denial.
@@ -500,7 +501,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         self.flushUpstreamSoon()
         // The parts are kept (here, and as they are forwarded) for a transparent retry on a fresh connection only
         // when a reused one may have gone stale, the request is small and sending it twice does what once does.
-        self.retryable = self.upstreamReused && self.buffered.count <= 2 && self.record.method.isIdempotent
+        self.retryable = self.upstreamReused && self.buffered.count <= 2 && self.record.method?.isIdempotent == true
         if !self.retryable { self.buffered.removeAll(keepingCapacity: true) }
         if ended { self.armResponseTimer() }
         if self.pendingRead, upstream.handler.isWritable {
@@ -640,7 +641,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         let head = HTTPResponseHead(version: self.clientVersion, status: refusal.status, headers: headers)
         var out = self.takeOutput(context)
         ClientResponseEncoder.writeOwnHead(head, into: &out)
-        if !self.record.method.isHEAD {
+        if self.record.method?.isHEAD != true {
             out.writeString(body)
             self.record.bytesOut += body.utf8.count
         }
@@ -696,7 +697,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         self.loop.accessLog.write(
             AccessRecord(
                 client: self.client,
-                method: self.record.method.rawValue,
+                method: self.record.method?.rawValue ?? "-",
                 host: self.record.name,
                 path: self.record.path,
                 status: status,
@@ -808,7 +809,7 @@ extension ProxyHandler: UpstreamConnectionDelegate {
             self.record.status = UInt(head.code)
             self.responseWritten = false
             self.responseEndsWithClose =
-                self.clientVersion.minor == 0 && head.mayHaveBody && !self.record.method.isHEAD
+                self.clientVersion.minor == 0 && head.mayHaveBody && self.record.method?.isHEAD != true
                 && !head.hasContentLength
             if self.responseEndsWithClose {
                 // HTTP/1.0 has no chunked encoding: the body ends when the connection does.
@@ -819,7 +820,7 @@ extension ProxyHandler: UpstreamConnectionDelegate {
                 head,
                 version: self.clientVersion,
                 close: self.machine.closeAfterResponse,
-                answeringHEAD: self.record.method.isHEAD,
+                answeringHEAD: self.record.method?.isHEAD == true,
                 into: &out
             )
             self.output = out

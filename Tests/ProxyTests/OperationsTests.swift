@@ -166,11 +166,14 @@ import Testing
                 #expect(try await client.get("/hello", host: Fixtures.host("good.upstream.test")).status == .ok)
                 #expect(try await client.get("/x", host: Fixtures.host("nope.example.com")).status == .forbidden)
                 await client.close()
+                let garbled = try await proxy.raw(sending: "G\"ET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                #expect(await garbled.readResponse()?.hasPrefix("HTTP/1.1 400") == true)
+                await garbled.close()
 
                 let metrics = try await adminGet("/metrics")
                 for line in [
                     #"egress_requests_total{host="good.upstream.test",code="2xx"} 1"#,
-                    #"egress_requests_total{host="_denied",code="4xx"} 1"#,
+                    #"egress_requests_total{host="_denied",code="4xx"} 2"#,
                     #"egress_requests_total{host="_denied",code="5xx"} 1"#,
                     #"egress_denials_total{reason="not-allowed"} 1"#,
                     #"egress_denials_total{reason="not-ready"} 1"#,
@@ -202,7 +205,7 @@ import Testing
 
                 // One JSON line per request; no path unless configured.
                 let lines = proxy.accessLog.all
-                #expect(lines.count == 3)
+                #expect(lines.count == 4)
                 let allowed = try #require(lines.first { $0.contains(#""status":200"#) })
                 let object = try JSONSerialization.jsonObject(with: Data(allowed.utf8)) as? [String: Any]
                 #expect(object?["host"] as? String == "good.upstream.test")
@@ -214,6 +217,9 @@ import Testing
                 #expect(object?["time"] != nil && object?["duration_ms"] != nil)
                 let denied = try #require(lines.first { $0.contains(#""status":403"#) })
                 #expect(denied.contains(#""decision":"deny""#) && denied.contains(#""reason":"not-allowed""#))
+                // A request too garbled to have a method is not logged as a GET.
+                let malformed = try #require(lines.first { $0.contains(#""reason":"malformed-request""#) })
+                #expect(malformed.contains(#""method":"-""#), "\(malformed)")
 
                 await admin.close()
             }
