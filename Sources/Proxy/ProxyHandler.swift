@@ -4,6 +4,10 @@ import NIOHTTP1
 /// Sent to every client connection when graceful shutdown begins: finish the current response, then close.
 struct ProxyShutdownEvent: Sendable {}
 
+/// Sent to every client connection the shutdown deadline closes, just before: what it was doing is logged as cut
+/// short by the shutdown, not as the client's doing.
+struct ProxyShutdownDeadlineEvent: Sendable {}
+
 /// What the handlers of one event loop share.
 final class LoopContext {
     let configuration: ProxyConfiguration
@@ -616,6 +620,8 @@ final class ProxyHandler: ChannelDuplexHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ProxyShutdownEvent {
             self.perform(self.machine.closeWhenIdle(drain: true))
+        } else if event is ProxyShutdownDeadlineEvent {
+            if !self.record.logged { self.record.reason = "shutdown-deadline" }
         } else if case ChannelEvent.inputClosed = event {
             self.clientInputClosed = true
             self.closeOnceAnswered()

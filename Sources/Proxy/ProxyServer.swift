@@ -114,7 +114,10 @@ final class ConnectionTracker: Sendable {
             state.shuttingDown = true
             return (Array(state.channels.values), state.takeDrained())
         }
-        for channel in channels { channel.close(promise: nil) }
+        for channel in channels {
+            channel.pipeline.fireUserInboundEventTriggered(ProxyShutdownDeadlineEvent())
+            channel.close(promise: nil)
+        }
         drained?.succeed()
     }
 }

@@ -325,6 +325,29 @@ import Testing
         }
     }
 
+    /// A request the shutdown deadline cuts short is logged as such (`shutdown-deadline`), not as a client that
+    /// went away.
+    @Test func aRequestCutShortByTheShutdownDeadlineSaysSo() async throws {
+        try await TestUpstream.with { upstream in
+            try await ProxyHarness.with(
+                AllowList(hosts: [Fixtures.entry("good.upstream.test", upstream: upstream)]),
+                configure: { $0.shutdownGracePeriod = .milliseconds(200) }
+            ) { proxy in
+                let raw = try await proxy.raw(
+                    sending: "GET /slow/5000 HTTP/1.1\r\nHost: \(Fixtures.host("good.upstream.test"))\r\n\r\n"
+                )
+                while upstream.requests < 1 { try await Task.sleep(for: .milliseconds(10)) }
+                await proxy.serviceGroup.triggerGracefulShutdown()
+                _ = await raw.readResponse()
+                await raw.close()
+                for _ in 0..<500 where proxy.accessLog.all.isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+                let line = try #require(proxy.accessLog.all.first)
+                #expect(line.contains(#""reason":"shutdown-deadline""#), "\(line)")
+                #expect(line.contains(#""status":499"#), "\(line)")
+            }
+        }
+    }
+
     /// With a shutdown delay, readiness fails at once but connections are still accepted and served until the
     /// delay ends (Kubernetes is still removing the pod from the Service's endpoints); then they are refused.
     @Test func gracefulShutdownKeepsAcceptingDuringTheDelay() async throws {
