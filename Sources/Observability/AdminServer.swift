@@ -20,7 +20,9 @@ public final class AdminServer: Service, Sendable {
         /// Each request must be complete, and each response written, this long after the connection opened or the
         /// exchange before it ended; otherwise the connection is closed. Probes and scrapes take milliseconds.
         public var requestTimeout: TimeAmount
-        /// Connections beyond this many are closed as they arrive.
+        /// At this many connections, a new one takes the place of the one idle longest (waiting for its first or
+        /// next request), as nginx reuses idle keep-alive connections: clients that open connections and hold them
+        /// cannot lock the kubelet's probes out. When every one is busy answering, the new one is closed.
         public var maximumConnections: Int
 
         public init(requestTimeout: TimeAmount = .seconds(10), maximumConnections: Int = 256) {
@@ -44,16 +46,15 @@ public final class AdminServer: Service, Sendable {
         limits: Limits = Limits(),
         group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> AdminServer {
-        let open = OpenConnections()
+        let connections = AdminConnections(maximum: limits.maximumConnections)
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                guard open.count.wrappingAdd(1, ordering: .relaxed).newValue <= limits.maximumConnections else {
-                    open.count.wrappingSubtract(1, ordering: .relaxed)
+                guard connections.admit(channel) else {
                     // A failed initializer makes the server close the accepted connection.
                     return channel.eventLoop.makeFailedFuture(ConnectionLimitReached())
                 }
-                channel.closeFuture.whenComplete { _ in open.count.wrappingSubtract(1, ordering: .relaxed) }
+                channel.closeFuture.whenComplete { _ in connections.remove(channel) }
                 do {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
                     try channel.pipeline.syncOperations.addHandler(
@@ -61,7 +62,8 @@ public final class AdminServer: Service, Sendable {
                             registry: registry,
                             readiness: readiness,
                             pages: pages,
-                            requestTimeout: limits.requestTimeout
+                            requestTimeout: limits.requestTimeout,
+                            connections: connections
                         )
                     )
                     return channel.eventLoop.makeSucceededVoidFuture()
@@ -97,8 +99,47 @@ public final class AdminServer: Service, Sendable {
     }
 }
 
-private final class OpenConnections: Sendable {
-    let count = Atomic<Int>(0)
+/// The open admin connections, and since when each has been idle (nil while it answers a request).
+final class AdminConnections: Sendable {
+    private struct Slot {
+        let channel: Channel
+        var idleSince: NIODeadline?
+    }
+    private let slots = Mutex<[ObjectIdentifier: Slot]>([:])
+    private let maximum: Int
+
+    init(maximum: Int) {
+        self.maximum = maximum
+    }
+
+    /// Registers `channel`, in place of the connection idle longest when at the limit; false when every connection
+    /// is busy answering.
+    func admit(_ channel: Channel) -> Bool {
+        let (admitted, displaced): (Bool, Channel?) = self.slots.withLock { slots in
+            var displaced: Channel? = nil
+            if slots.count >= self.maximum {
+                var oldest: (key: ObjectIdentifier, since: NIODeadline)? = nil
+                for (key, slot) in slots {
+                    if let since = slot.idleSince, since < oldest?.since ?? .distantFuture { oldest = (key, since) }
+                }
+                guard let oldest else { return (false, nil) }
+                displaced = slots.removeValue(forKey: oldest.key)?.channel
+            }
+            slots[ObjectIdentifier(channel)] = Slot(channel: channel, idleSince: .now())
+            return (true, displaced)
+        }
+        displaced?.close(promise: nil)
+        return admitted
+    }
+
+    func remove(_ channel: Channel) {
+        self.slots.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(channel)) }
+    }
+
+    /// A connection is busy from a complete request until its answer is written, idle otherwise.
+    func setBusy(_ channel: Channel, _ busy: Bool) {
+        self.slots.withLock { $0[ObjectIdentifier(channel)]?.idleSince = busy ? nil : .now() }
+    }
 }
 
 private struct ConnectionLimitReached: Error {}
@@ -114,6 +155,7 @@ final class AdminHandler: ChannelInboundHandler {
     let readiness: @Sendable () -> String?
     let pages: [String: AdminServer.Page]
     private let requestTimeout: TimeAmount
+    private let connections: AdminConnections?
     private var head: HTTPRequestHead?
     /// A complete request waiting for the channel to become writable.
     private var waiting: HTTPRequestHead?
@@ -123,12 +165,14 @@ final class AdminHandler: ChannelInboundHandler {
         registry: PrometheusCollectorRegistry,
         readiness: @escaping @Sendable () -> String?,
         pages: [String: AdminServer.Page],
-        requestTimeout: TimeAmount
+        requestTimeout: TimeAmount,
+        connections: AdminConnections? = nil
     ) {
         self.registry = registry
         self.readiness = readiness
         self.pages = pages
         self.requestTimeout = requestTimeout
+        self.connections = connections
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -156,6 +200,7 @@ final class AdminHandler: ChannelInboundHandler {
         case .end:
             guard let head = self.head else { return }
             self.head = nil
+            self.connections?.setBusy(context.channel, true)
             self.restartDeadline(context: context)
             if context.channel.isWritable {
                 self.respond(to: head, context: context)
@@ -163,6 +208,12 @@ final class AdminHandler: ChannelInboundHandler {
                 self.waiting = head
             }
         }
+    }
+
+    /// A request NIO cannot parse: its error handler in front has answered 400 with `Connection: close`; close,
+    /// rather than hold the connection until the request timeout.
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -247,6 +298,7 @@ final class AdminHandler: ChannelInboundHandler {
         let keepAlive = head.isKeepAlive
         context.writeAndFlush(self.wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { result in
             if keepAlive, case .success = result {
+                self.connections?.setBusy(context.channel, false)
                 self.restartDeadline(context: context)
             } else {
                 context.close(promise: nil)

@@ -147,6 +147,22 @@ struct AdminServerTests {
         await server.close()
     }
 
+    /// A request that cannot be parsed is answered 400 and its connection closed at once, not held.
+    @Test func aMalformedRequestIsAnsweredAndClosed() async throws {
+        let server = try await AdminServer.bind(
+            host: "127.0.0.1",
+            port: 0,
+            registry: PrometheusCollectorRegistry(),
+            readiness: { nil },
+            limits: AdminServer.Limits(requestTimeout: .seconds(60))
+        )
+        let client = try AdminClient(port: try #require(server.localAddress.port))
+        #expect(client.send(Array("G\"ET / HTTP/1.1\r\n\r\n".utf8)))
+        let answer = client.readUntilClosed(within: 10).map { String(decoding: $0, as: UTF8.self) }
+        #expect(answer?.hasPrefix("HTTP/1.1 400") == true, "\(String(describing: answer))")
+        await server.close()
+    }
+
     /// A client that connects and says nothing, and one that trickles a request a byte at a time, each lose their
     /// connection at the request timeout.
     @Test func silentAndTricklingClientsAreClosedAtTheRequestTimeout() async throws {
@@ -174,32 +190,39 @@ struct AdminServerTests {
         await server.close()
     }
 
-    @Test func connectionsBeyondTheLimitAreClosed() async throws {
+    /// At the limit a new connection takes the place of the one idle longest, so clients holding connections
+    /// cannot lock probes out; only when every connection is busy answering is the new one closed unanswered.
+    @Test func atTheLimitTheLongestIdleConnectionMakesRoom() async throws {
+        // An answer larger than loopback's socket buffers: a client that reads only its head keeps it busy.
+        let reason = String(repeating: "r", count: 32 << 20)
         let server = try await AdminServer.bind(
             host: "127.0.0.1",
             port: 0,
             registry: PrometheusCollectorRegistry(),
-            readiness: { nil },
+            readiness: { reason },
             limits: AdminServer.Limits(requestTimeout: .seconds(60), maximumConnections: 2)
         )
         let port = try #require(server.localAddress.port)
-        var held = [try AdminClient(port: port), try AdminClient(port: port)]
-        for client in held {
-            // Answered on a kept-alive connection: the server has taken both.
-            #expect(client.send(Array("GET /healthz HTTP/1.1\r\nHost: admin\r\n\r\n".utf8)))
-            #expect(client.readResponseHead(within: 10)?.hasPrefix("HTTP/1.1 200") == true)
+        let healthz = Array("GET /healthz HTTP/1.1\r\nHost: admin\r\n\r\n".utf8)
+        let (older, newer) = (try AdminClient(port: port), try AdminClient(port: port))
+        for client in [older, newer] {
+            // Answered on a kept-alive connection: the server has taken both, and both are idle again.
+            #expect(client.send(healthz))
+            #expect(client.readResponse(within: 10)?.hasPrefix("HTTP/1.1 200") == true)
         }
-        let third = try AdminClient(port: port)
-        #expect(third.readUntilClosed(within: 10) == [], "the third connection is closed without an answer")
-        held.removeFirst()
-        // Once the server has seen the first connection go, there is room again.
-        var answer = ""
-        for _ in 0..<50 where !answer.hasPrefix("HTTP/1.1 200") {
-            answer = (try? get(port, "/healthz")) ?? ""
-            if !answer.hasPrefix("HTTP/1.1 200") { try await Task.sleep(for: .milliseconds(100)) }
+        #expect(try get(port, "/healthz").hasPrefix("HTTP/1.1 200"), "a probe is answered at the limit")
+        #expect(older.readUntilClosed(within: 10) == [], "the connection idle longest made room")
+        #expect(newer.send(healthz))
+        #expect(newer.readResponse(within: 10)?.hasPrefix("HTTP/1.1 200") == true, "the newer one stays")
+
+        // Both slots busy answering (each answer is being written): a new connection is closed unanswered.
+        let busy = try AdminClient(port: port)
+        for client in [newer, busy] {
+            #expect(client.send(Array("GET /readyz HTTP/1.1\r\nHost: admin\r\n\r\n".utf8)))
+            #expect(client.readResponseHead(within: 10)?.hasPrefix("HTTP/1.1 503") == true)
         }
-        #expect(answer.hasPrefix("HTTP/1.1 200"))
-        _ = held
+        let refused = try AdminClient(port: port)
+        #expect(refused.readUntilClosed(within: 10) == [], "closed without an answer while all are busy")
         await server.close()
     }
 
@@ -340,6 +363,19 @@ private final class AdminClient: Sendable {
             received.append(byte)
         }
         return String(decoding: received, as: UTF8.self)
+    }
+
+    /// Reads a whole response (its head, then `Content-Length` bytes of body) and returns its head.
+    func readResponse(within seconds: Int) -> String? {
+        guard let head = self.readResponseHead(within: seconds) else { return nil }
+        let length =
+            head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+            .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) } ?? 0
+        var byte: UInt8 = 0
+        for _ in 0..<length {
+            guard recv(self.fd, &byte, 1, 0) == 1 else { return nil }
+        }
+        return head
     }
 
     private func setTimeout(_ option: Int32, seconds: Int) {
