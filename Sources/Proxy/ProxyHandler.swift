@@ -114,6 +114,9 @@ final class ProxyHandler: ChannelDuplexHandler {
     /// No bytes either way for the configured client idle timeout closes the connection.
     private var idleTimeout: LazyTimeout?
     private var record = RequestRecord()
+    /// This connection in the tracker, told when it answers and when it waits (which connection makes room at the
+    /// connection limit).
+    private let connection: ClientConnection?
     /// The most bytes queued towards this client during the current request (published to `ProxyStats`).
     private var maxQueued = 0
 
@@ -141,8 +144,9 @@ final class ProxyHandler: ChannelDuplexHandler {
     /// `UpstreamHandler` for requests); larger ones are written as they are.
     static let copiedBodyPart = 16 * 1024
 
-    init(loop: LoopContext) {
+    init(loop: LoopContext, connection: ClientConnection? = nil) {
         self.loop = loop
+        self.connection = connection
         self.parser = ClientRequestParser(
             maximumHeadBytes: loop.configuration.maxHeaderBytes,
             maximumHeaderCount: loop.configuration.maxHeaderCount
@@ -283,6 +287,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     /// connection is bounded by the client idle timeout, as nginx's `keepalive_timeout` bounds it; the head timer
     /// starts with the next request's first byte (here if some arrived already).
     private func enteredIdle() {
+        self.connection?.idle(since: self.record.start)
         if self.unparsed != nil {
             self.headTimeout?.arm(in: self.loop.configuration.requestHeadTimeout)
         } else {
@@ -339,6 +344,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     private func receivedHead(_ head: ClientRequestHead) {
         self.headTimeout?.disarm()
         self.record = RequestRecord(method: head.method, logged: false)
+        self.connection?.answering()
         if self.loop.configuration.logPaths { self.record.path = head.targetString }
         self.clientVersion = head.version
         self.upstreamReused = false

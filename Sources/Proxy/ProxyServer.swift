@@ -51,10 +51,39 @@ final class RejectConnectionHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
 }
 
+/// One client connection as the tracker sees it: its channel, and since when it has waited for a request.
+final class ClientConnection: Sendable {
+    let channel: Channel
+    /// When the connection last became idle (the start of the request it last answered, or its opening), in
+    /// `NIODeadline` uptime nanoseconds; 0 while a request is being answered. Written by the connection's handler,
+    /// read by the tracker when it must make room.
+    private let idleSince: Synchronization.Atomic<UInt64>
+
+    init(_ channel: Channel) {
+        self.channel = channel
+        self.idleSince = Atomic(NIODeadline.now().uptimeNanoseconds)
+    }
+
+    func answering() { self.idleSince.store(0, ordering: .relaxed) }
+
+    func idle(since start: NIODeadline) { self.idleSince.store(start.uptimeNanoseconds, ordering: .relaxed) }
+
+    /// nil while answering.
+    var idleSinceNanoseconds: UInt64? {
+        let since = self.idleSince.load(ordering: .relaxed)
+        return since == 0 ? nil : since
+    }
+}
+
 /// Tracks live client connections: enforces the connection limit and drives graceful shutdown.
+///
+/// At the limit, a new connection takes the place of the one idle longest (waiting for its first or next request,
+/// however long ago its last began), as nginx reuses idle keep-alive connections when it runs out: connections a
+/// client opens and keeps alive with an occasional request cannot lock every other client out. Only when every
+/// connection is answering a request is the new one refused (503).
 final class ConnectionTracker: Sendable {
     fileprivate struct State {
-        var channels: [ObjectIdentifier: Channel] = [:]
+        var channels: [ObjectIdentifier: ClientConnection] = [:]
         var shuttingDown = false
         var drained: EventLoopPromise<Void>?
     }
@@ -74,15 +103,30 @@ final class ConnectionTracker: Sendable {
         metrics.clientConnectionLimit(limit)
     }
 
-    /// Registers a connection; false when over the limit or shutting down.
-    func add(_ channel: Channel) -> Bool {
-        self.state.withLockedValue { state in
-            guard !state.shuttingDown, state.channels.count < self.limit else { return false }
-            state.channels[ObjectIdentifier(channel)] = channel
+    /// Registers a connection, in place of the one idle longest when at the limit; nil when every connection is
+    /// answering a request, or shutting down.
+    func add(_ channel: Channel) -> ClientConnection? {
+        let (added, displaced): (ClientConnection?, ClientConnection?) = self.state.withLockedValue { state in
+            guard !state.shuttingDown else { return (nil, nil) }
+            var displaced: ClientConnection? = nil
+            if state.channels.count >= self.limit {
+                var oldest: (key: ObjectIdentifier, since: UInt64)? = nil
+                for (key, connection) in state.channels {
+                    if let since = connection.idleSinceNanoseconds, since < oldest?.since ?? .max {
+                        oldest = (key, since)
+                    }
+                }
+                guard let oldest else { return (nil, nil) }
+                displaced = state.channels.removeValue(forKey: oldest.key)
+            }
+            let connection = ClientConnection(channel)
+            state.channels[ObjectIdentifier(channel)] = connection
             // Under the lock, so that the gauge's last value is the count's last value.
             self.metrics.clientConnections(open: state.channels.count)
-            return true
+            return (connection, displaced)
         }
+        displaced?.channel.close(promise: nil)
+        return added
     }
 
     func remove(_ channel: Channel) {
@@ -100,7 +144,7 @@ final class ConnectionTracker: Sendable {
     func beginShutdown() {
         let (channels, drained) = self.state.withLockedValue { state in
             state.shuttingDown = true
-            return (Array(state.channels.values), state.channels.isEmpty ? state.takeDrained() : nil)
+            return (state.channels.values.map(\.channel), state.channels.isEmpty ? state.takeDrained() : nil)
         }
         drained?.succeed()
         for channel in channels {
@@ -112,7 +156,7 @@ final class ConnectionTracker: Sendable {
     func closeAll() {
         let (channels, drained) = self.state.withLockedValue { state in
             state.shuttingDown = true
-            return (Array(state.channels.values), state.takeDrained())
+            return (state.channels.values.map(\.channel), state.takeDrained())
         }
         for channel in channels {
             channel.pipeline.fireUserInboundEventTriggered(ProxyShutdownDeadlineEvent())
@@ -190,7 +234,7 @@ public final class ProxyServer: Service, Sendable {
             // A client may shut down its sending side once its requests are sent and still read the answers.
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
-                guard tracker.add(channel) else {
+                guard let connection = tracker.add(channel) else {
                     // Over the connection limit (or shutting down): a canned 503 once active, then close.
                     return channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(RejectConnectionHandler(metrics: metrics))
@@ -204,7 +248,7 @@ public final class ProxyServer: Service, Sendable {
                     let sync = channel.pipeline.syncOperations
                     // `ProxyHandler` alone: it parses requests itself (`ClientRequestParser`), queues pipelined
                     // ones (holding reads only while it has some) and writes its responses as bytes.
-                    try sync.addHandler(ProxyHandler(loop: loop.value))
+                    try sync.addHandler(ProxyHandler(loop: loop.value, connection: connection))
                     return channel.eventLoop.makeSucceededVoidFuture()
                 } catch {
                     return channel.eventLoop.makeFailedFuture(error)

@@ -374,23 +374,38 @@ import Testing
         }
     }
 
+    /// At the limit a new connection takes the place of the one idle longest, as nginx reuses idle keep-alive
+    /// connections (connections kept open with an occasional request cannot lock others out); only when every
+    /// connection is answering is the new one refused with a 503.
     @Test func connectionLimit() async throws {
         try await ProxyHarness.with(AllowList(hosts: []), configure: { $0.maxClientConnections = 2 }) { proxy in
-            let a = try await proxy.raw()
-            let b = try await proxy.raw()
-            // Make sure both are accepted before the third arrives.
-            try await a.send("GET / HTTP/1.1\r\nHost: x.y.egress.local\r\n\r\n")
-            _ = await a.readResponse()
-            try await b.send("GET / HTTP/1.1\r\nHost: x.y.egress.local\r\n\r\n")
-            _ = await b.readResponse()
+            let denied = "GET / HTTP/1.1\r\nHost: x.y.egress.local\r\n\r\n"
+            let (older, newer) = (try await proxy.raw(), try await proxy.raw())
+            // Both accepted, each answered once and idle again.
+            for connection in [older, newer] {
+                try await connection.send(denied)
+                #expect(await connection.readResponse()?.hasPrefix("HTTP/1.1 403") == true)
+            }
             #expect(proxy.metricsText.contains("egress_client_connections 2.0\n"), "\(proxy.metricsText)")
             #expect(proxy.metricsText.contains("egress_client_connections_limit 2.0\n"))
+            let third = try await proxy.raw(sending: denied)
+            #expect(await third.readResponse()?.hasPrefix("HTTP/1.1 403") == true, "answered at the limit")
+            #expect(await older.readResponse() == nil, "the connection idle longest made room")
+            try await newer.send(denied)
+            #expect(await newer.readResponse()?.hasPrefix("HTTP/1.1 403") == true, "the newer one stays")
+
+            // Both answering (refused requests whose bodies are still to come): the next is refused.
+            let body = "POST / HTTP/1.1\r\nHost: x.y.egress.local\r\nContent-Length: 10\r\n\r\n"
+            for connection in [newer, third] {
+                try await connection.send(body)
+                #expect(await connection.readResponse()?.hasPrefix("HTTP/1.1 403") == true)
+            }
             let c = try await proxy.raw()
             let refused = await c.readResponse()
             #expect(refused?.hasPrefix("HTTP/1.1 503") == true)
             #expect(refused?.contains("X-Egress-Error: too-many-connections") == true)
             #expect(proxy.metricsText.contains("egress_denials_total{reason=\"too-many-connections\"} 1\n"))
-            for connection in [a, b, c] { await connection.close() }
+            for connection in [older, newer, third, c] { await connection.close() }
             // Closed connections leave the gauge (the proxy learns of each close a moment later).
             var polls = 0
             while !proxy.metricsText.contains("egress_client_connections 0.0\n"), polls < 200 {
