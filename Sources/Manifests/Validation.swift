@@ -30,8 +30,20 @@ public enum SpecValidation {
         if let name = spec.tls?.clientCertificate?.name, !isObjectName(name) {
             problems.append("spec.tls.clientCertificate.name: must be a lowercase Kubernetes object name")
         }
-        for (index, address) in (spec.addresses ?? []).enumerated() where !IPAddress.isValid(address) {
-            problems.append("spec.addresses[\(index)]: \"\(address)\" is not an IPv4 or IPv6 address")
+        for (index, address) in (spec.addresses ?? []).enumerated() {
+            guard IPAddress.isValid(address) else {
+                problems.append("spec.addresses[\(index)]: \"\(address)\" is not an IPv4 or IPv6 address")
+                continue
+            }
+            // The proxy would refuse every request to it (502 private-address): say so now, not as a Ready host.
+            if spec.allowPrivateAddresses != true, let kind = AddressClass.classify(ipAddress: address),
+                !kind.isPublic
+            {
+                problems.append(
+                    "spec.addresses[\(index)]: \(address) is a \(kind.rawValue) address, which the proxy refuses "
+                        + "unless spec.allowPrivateAddresses is true"
+                )
+            }
         }
         if (spec.addresses?.count ?? 0) > maxAddresses {
             problems.append("spec.addresses: at most \(maxAddresses) addresses")

@@ -74,6 +74,21 @@ struct SpecValidationTests {
         }
     }
 
+    /// Fixed addresses the proxy's SSRF check would refuse are refused in the spec unless it allows them.
+    @Test func privateFixedAddressesNeedAllowPrivateAddresses() {
+        var spec = EgressHost.Spec(host: "db.example.com", addresses: ["192.0.2.1", "10.1.2.3", "::ffff:127.0.0.1"])
+        #expect(
+            SpecValidation.problems(spec) == [
+                "spec.addresses[1]: 10.1.2.3 is a private address, which the proxy refuses unless "
+                    + "spec.allowPrivateAddresses is true",
+                "spec.addresses[2]: ::ffff:127.0.0.1 is a loopback address, which the proxy refuses unless "
+                    + "spec.allowPrivateAddresses is true",
+            ]
+        )
+        spec.allowPrivateAddresses = true
+        #expect(SpecValidation.problems(spec).isEmpty)
+    }
+
     @Test func reportsEveryField() {
         let spec = EgressHost.Spec(
             host: "*.example.com",
@@ -90,6 +105,8 @@ struct SpecValidationTests {
                 "spec.tls.caBundle.key: may contain only letters, digits, \"-\", \"_\" and \".\"",
                 "spec.tls.caBundle.name: must be a lowercase Kubernetes object name",
                 "spec.addresses[1]: \"300.1.1.1\" is not an IPv4 or IPv6 address",
+                "spec.addresses[2]: fe80::1 is a link-local address, which the proxy refuses unless "
+                    + "spec.allowPrivateAddresses is true",
                 "spec.addresses[3]: \"zz::1\" is not an IPv4 or IPv6 address",
                 "spec.addresses: cannot be combined with a wildcard host",
                 "spec.timeouts.connect: \"5 seconds\" is not a duration such as 500ms, 5s or 1m30s",
