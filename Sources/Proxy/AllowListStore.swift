@@ -46,7 +46,15 @@ public final class AllowListStore: Sendable {
     }
 
     /// Ready once a list is loaded, and no longer ready while shutting down (so the Service stops routing to us).
-    public var isReady: Bool { self.state.withLockedValue { $0.router != nil && !$0.shuttingDown } }
+    public var isReady: Bool { self.notReadyReason == nil }
+
+    /// Why `/readyz` fails, or nil when ready.
+    public var notReadyReason: String? {
+        self.state.withLockedValue { state in
+            if state.shuttingDown { return "shutting down" }
+            return state.router == nil ? "allow-list not loaded" : nil
+        }
+    }
 
     public func markShuttingDown() { self.state.withLockedValue { $0.shuttingDown = true } }
 

@@ -94,7 +94,7 @@ public enum ProxyRuntime {
                 host: options.adminHost,
                 port: options.adminPort,
                 registry: registry,
-                readiness: { store.isReady ? nil : "allow-list not loaded" },
+                readiness: { store.notReadyReason },
                 pages: Self.adminPages(store),
                 group: group
             )

@@ -193,7 +193,7 @@ extension OperatorTestCase {
             host: "127.0.0.1",
             port: 0,
             registry: registry,
-            readiness: { store.isReady ? nil : "allow-list not loaded" },
+            readiness: { store.notReadyReason },
             pages: ProxyRuntime.adminPages(store)
         )
         addTeardownBlock { await admin.close() }

@@ -145,7 +145,7 @@ import Testing
                     host: "127.0.0.1",
                     port: 0,
                     registry: proxy.registry,
-                    readiness: { [store = proxy.store] in store.isReady ? nil : "allow-list not loaded" }
+                    readiness: { [store = proxy.store] in store.notReadyReason }
                 )
                 let adminPort = admin.localAddress.port!
                 func adminGet(_ path: String) async throws -> String {
@@ -363,7 +363,7 @@ import Testing
                     try await Task.sleep(for: .milliseconds(5))
                     polls += 1
                 }
-                #expect(!proxy.store.isReady)
+                #expect(proxy.store.notReadyReason == "shutting down")
                 let late = try await TestClient.connect(port: proxy.port)
                 let response = try await late.get("/hello", host: Fixtures.host("good.upstream.test"))
                 #expect(response.status == .ok)
