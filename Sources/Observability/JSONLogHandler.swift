@@ -36,7 +36,7 @@ public struct JSONLogHandler: LogHandler {
         line.append(",\"logger\":")
         line.appendQuoted(self.label)
         line.append(",\"message\":")
-        line.appendQuoted("\(event.message)")
+        line.appendQuoted(Self.bounded("\(event.message)"))
         var merged = self.metadata
         if let extra = event.metadata { merged.merge(extra) { $1 } }
         for key in merged.keys.sorted() {
@@ -67,16 +67,28 @@ public struct JSONLogHandler: LogHandler {
         StandardOutputBuffer.shared.flush()
     }
 
+    /// The most UTF-8 bytes of a message or value a line carries: an error that quotes what it refused (a 20 MB
+    /// host in an allow-list) stays a readable line instead of filling, or overflowing, the output buffer.
+    static let maximumFieldBytes = 8 * 1024
+
+    static func bounded(_ text: String) -> String {
+        let count = text.utf8.count
+        guard count > Self.maximumFieldBytes else { return text }
+        var end = text.utf8.index(text.utf8.startIndex, offsetBy: Self.maximumFieldBytes)
+        while end.samePosition(in: text.unicodeScalars) == nil { end = text.utf8.index(before: end) }
+        return "\(text[..<end])… (\(count - text.utf8.distance(from: text.startIndex, to: end)) more bytes)"
+    }
+
     private static func append(_ value: Logger.MetadataValue, to line: inout JSONLineWriter) {
         switch value {
         case .string(let s):
-            line.appendQuoted(s)
+            line.appendQuoted(Self.bounded(s))
         case .stringConvertible(let s):
             // Numbers and booleans given as values (not strings) are written as JSON numbers and booleans.
             if s is any BinaryInteger || s is Bool || (s as? Double)?.isFinite == true {
                 line.bytes.append(contentsOf: s.description.utf8)
             } else {
-                line.appendQuoted(s.description)
+                line.appendQuoted(Self.bounded(s.description))
             }
         case .array(let values):
             line.append("[")

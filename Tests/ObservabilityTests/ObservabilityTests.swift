@@ -35,6 +35,22 @@ struct JSONLogHandlerTests {
         #expect(object["ok"] as? Bool == false)
         #expect((object["time"] as? String)?.hasSuffix("Z") == true)
     }
+
+    /// A huge message or value (an error quoting a 20 MB host) is cut to a readable size, whole characters only.
+    @Test func hugeFieldsAreCut() throws {
+        let lines = Mutex<[String]>([])
+        let logger = Logger(label: "test") { label in
+            JSONLogHandler(label: label, sink: { line in lines.withLock { $0.append(line) } })
+        }
+        let huge = "é" + String(repeating: "ü", count: 1 << 20)
+        logger.error("invalid: \(huge)", metadata: ["value": .string(huge)])
+        let line = try #require(lines.withLock { $0.first })
+        #expect(line.utf8.count < 3 * JSONLogHandler.maximumFieldBytes)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        let value = try #require(object["value"] as? String)
+        #expect(value.hasPrefix("éüü") && value.hasSuffix(" more bytes)"))
+        #expect(value.utf8.count <= JSONLogHandler.maximumFieldBytes + 40)
+    }
 }
 
 struct StandardOutputBufferTests {
