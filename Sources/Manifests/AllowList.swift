@@ -246,6 +246,19 @@ extension AllowList {
                         : ("idleMillis", timeouts.idleMillis)
                 throw AllowListError("host \"\(host)\": timeouts.\(name) must be at least 1, not \(millis)")
             }
+            // What the proxy could never use (each request to the host would fail): refused with the rest.
+            let entry = list.hosts[index]
+            if !entry.addresses.isEmpty {
+                if host.hasPrefix("*.") {
+                    throw AllowListError("host \"\(host)\": addresses cannot be combined with a wildcard host")
+                }
+                if let bad = entry.addresses.first(where: { !IPAddress.isValid($0) }) {
+                    throw AllowListError("host \"\(host)\": address \"\(bad)\" is not an IPv4 or IPv6 address")
+                }
+            }
+            if let serverName = entry.tls.serverName, !SpecValidation.isDNSName(serverName) {
+                throw AllowListError("host \"\(host)\": tls.serverName \"\(serverName)\" is not a DNS name")
+            }
             guard seen.insert(host[...], index: index, keyAt: { list.hosts[$0].host[...] }) == nil else {
                 throw AllowListError("host \"\(host)\" is listed twice")
             }

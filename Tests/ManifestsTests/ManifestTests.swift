@@ -458,6 +458,19 @@ struct AllowListTests {
                 #"{"apiVersion":"egress.dev/v1alpha1","kind":"AllowList","hosts":[{"host":"a.example.com","tls":[]}]}"#,
                 "hosts[0].tls must be an object"
             ),
+            // What the proxy could never use: every request to the host would fail.
+            (
+                #"{"apiVersion":"egress.dev/v1alpha1","kind":"AllowList","hosts":[{"host":"a.example.com","addresses":["localhost"]}]}"#,
+                #"host "a.example.com": address "localhost" is not an IPv4 or IPv6 address"#
+            ),
+            (
+                #"{"apiVersion":"egress.dev/v1alpha1","kind":"AllowList","hosts":[{"host":"*.example.com","addresses":["192.0.2.1"]}]}"#,
+                "addresses cannot be combined with a wildcard host"
+            ),
+            (
+                #"{"apiVersion":"egress.dev/v1alpha1","kind":"AllowList","hosts":[{"host":"a.example.com","tls":{"serverName":""}}]}"#,
+                #"tls.serverName "" is not a DNS name"#
+            ),
         ]
         Self.expectDecodingFails(cases)
         let duplicate = AllowList(hosts: [.init(host: "a.example.com"), .init(host: "a.example.com")]).encoded()
