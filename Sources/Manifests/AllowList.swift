@@ -296,6 +296,26 @@ extension AllowList.Entry {
         )
     }
 
+    /// At least the bytes of this entry's line in `encoded()` (its `compactJSON` and the separator after it),
+    /// counted without serializing it: every value is a DNS name, IP address, file path or number, none of which
+    /// JSON escapes. The fields present are those `compactJSON` writes; numbers are counted at their widest.
+    var estimatedEncodedBytes: Int {
+        var bytes = 14 + self.host.utf8.count  // {"host":"…"},\n
+        if self.port != 443 { bytes += 14 }  // ,"port":65535
+        var tlsBytes = 0
+        for value in [self.tls.caFile, self.tls.clientCertificateFile, self.tls.clientKeyFile, self.tls.serverName] {
+            if let value { tlsBytes += 28 + value.utf8.count }  // ,"clientCertificateFile":"…"
+        }
+        if self.tls.insecureSkipVerify { tlsBytes += 26 }  // ,"insecureSkipVerify":true
+        if tlsBytes > 0 { bytes += 9 + tlsBytes }  // ,"tls":{}
+        if !self.addresses.isEmpty {
+            bytes += 15 + self.addresses.reduce(0) { $0 + 3 + $1.utf8.count }  // ,"addresses":["…",…]
+        }
+        if self.allowPrivateAddresses { bytes += 29 }  // ,"allowPrivateAddresses":true
+        if self.timeouts != AllowList.Timeouts() { bytes += 14 + 3 * 45 }  // ,"timeouts":{"responseHeadersMillis":…}
+        return bytes
+    }
+
     /// Only what differs from the defaults the reader fills in.
     var compactJSON: JSON {
         let defaults = AllowList.Timeouts()

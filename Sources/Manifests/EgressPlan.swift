@@ -61,6 +61,9 @@ public struct EgressPlan: Sendable, Hashable {
 
         var verdicts: [String: HostVerdict] = [:]
         var entries: [AllowList.Entry] = []
+        /// The object of each entry, and the allow-list's size as estimated entry by entry.
+        var entryObjects: [Int] = []
+        var listBytes = 0
         var secretData = SecretFiles()
         verdicts.reserveCapacity(egressHosts.count)
         entries.reserveCapacity(winners.count)
@@ -84,17 +87,40 @@ public struct EgressPlan: Sendable, Hashable {
                 if !wins[index], let winner = winners[entry.host] {
                     verdicts[name] = HostVerdict(.hostConflict(owner: egressHosts[winner].metadata.name))
                 } else if secretData.add(files, for: &entry.tls) {
+                    listBytes += entry.estimatedEncodedBytes
                     entries.append(entry)
+                    entryObjects.append(index)
                     verdicts[name] = HostVerdict(.accepted(insecure: insecure))
                 } else {
                     verdicts[name] = HostVerdict(.tlsMaterialTooLarge(limit: SecretFiles.maximumBytes))
                 }
             }
         }
+        if listBytes > Self.maximumAllowListBytes {
+            // Over the ConfigMap's limit: the oldest objects keep their place (a new host never pushes out one that
+            // is routed), the newest that do not fit are refused on their own status. A write of the whole list
+            // would fail, and with it every change after it, removals included. (Sorted only in this rare case.)
+            var kept = [Bool](repeating: false, count: entries.count)
+            var bytes = 0
+            for position in entries.indices.sorted(by: { age(entryObjects[$0]) < age(entryObjects[$1]) }) {
+                let size = entries[position].estimatedEncodedBytes
+                if bytes + size <= Self.maximumAllowListBytes {
+                    bytes += size
+                    kept[position] = true
+                } else {
+                    let name = egressHosts[entryObjects[position]].metadata.name
+                    verdicts[name] = HostVerdict(.allowListTooLarge(limit: Self.maximumAllowListBytes))
+                }
+            }
+            entries = entries.indices.filter { kept[$0] }.map { entries[$0] }
+        }
         self.verdicts = verdicts
         self.allowList = AllowList(hosts: entries)
         self.tlsSecretData = secretData.data
     }
+
+    /// The API server refuses a ConfigMap whose data exceeds 1 MiB; what is left is room for the object's keys.
+    static let maximumAllowListBytes = 1_000_000
 
     /// The data of the proxy's TLS Secret as it is built. A file from the same source (ConfigMap or Secret and key)
     /// is stored once, under the key of the first object that names it: a corporate CA bundle named by fifty
@@ -213,6 +239,8 @@ public struct HostVerdict: Sendable, Hashable {
         case unusableMaterial(String)
         /// Its CA bundle or client certificate would take the proxy's TLS Secret over its size limit.
         case tlsMaterialTooLarge(limit: Int)
+        /// Its entry would take the proxy's allow-list ConfigMap over its size limit.
+        case allowListTooLarge(limit: Int)
     }
     public let outcome: Outcome
     public init(_ outcome: Outcome) { self.outcome = outcome }
@@ -238,6 +266,12 @@ public struct HostVerdict: Sendable, Hashable {
                 "TLSMaterialTooLarge",
                 "its CA bundle or client certificate does not fit in the proxy's TLS Secret beside the other hosts' "
                     + "(at most \(limit) bytes in all); use a smaller bundle or share one between hosts"
+            )
+        case .allowListTooLarge(let limit):
+            (
+                "AllowListTooLarge",
+                "it does not fit in the proxy's allow-list ConfigMap beside the older hosts (at most \(limit) bytes "
+                    + "in all); remove hosts that are no longer needed, or use wildcard hosts"
             )
         }
     }

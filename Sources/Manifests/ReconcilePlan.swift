@@ -341,7 +341,7 @@ public struct ReconcilePlan: Sendable {
     /// Every value `readinessReason` and `statusesWhileDNSIsBlocked` can count (a metric's label values).
     public static let readinessReasons = [
         "Ready", "Pending", "ProxyUnavailable", "Propagating", "InvalidSpec", "HostConflict", "MissingSecret",
-        "InvalidTLSMaterial", "TLSMaterialTooLarge", dnsNotWritable,
+        "InvalidTLSMaterial", "TLSMaterialTooLarge", "AllowListTooLarge", dnsNotWritable,
     ]
 
     static func status(

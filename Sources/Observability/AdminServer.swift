@@ -12,6 +12,8 @@ import Synchronization
 public final class AdminServer: Service, Sendable {
     public let localAddress: SocketAddress
     private let channel: Channel
+    /// The open connections (tests read how many are idle).
+    let connections: AdminConnections
 
     /// What one client may hold. The port is open to probes and scrapers across the cluster (the proxy's
     /// NetworkPolicy lets every namespace reach it), so a client that connects and stays silent, trickles a request,
@@ -73,12 +75,13 @@ public final class AdminServer: Service, Sendable {
             }
             .bind(host: host, port: port)
             .get()
-        return AdminServer(localAddress: channel.localAddress!, channel: channel)
+        return AdminServer(localAddress: channel.localAddress!, channel: channel, connections: connections)
     }
 
-    private init(localAddress: SocketAddress, channel: Channel) {
+    private init(localAddress: SocketAddress, channel: Channel, connections: AdminConnections) {
         self.localAddress = localAddress
         self.channel = channel
+        self.connections = connections
     }
 
     /// Closes the listener (for callers that bound it without running it as a service).
@@ -135,6 +138,10 @@ final class AdminConnections: Sendable {
     func remove(_ channel: Channel) {
         self.slots.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(channel)) }
     }
+
+    /// How many are open, and how many of them wait for a request (for tests).
+    var count: Int { self.slots.withLock { $0.count } }
+    var idleCount: Int { self.slots.withLock { $0.values.count { $0.idleSince != nil } } }
 
     /// A connection is busy from a complete request until its answer is written, idle otherwise.
     func setBusy(_ channel: Channel, _ busy: Bool) {

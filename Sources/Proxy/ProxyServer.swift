@@ -139,6 +139,10 @@ final class ConnectionTracker: Sendable {
     }
 
     var count: Int { self.state.withLockedValue { $0.channels.count } }
+    /// How many connections wait for a request (for tests).
+    var idleCount: Int {
+        self.state.withLockedValue { $0.channels.values.count { $0.idleSinceNanoseconds != nil } }
+    }
 
     /// Starts draining: every connection finishes its current response and closes.
     func beginShutdown() {
@@ -307,6 +311,8 @@ public final class ProxyServer: Service, Sendable {
 
     /// Number of open client connections.
     public var clientConnections: Int { self.tracker.count }
+    /// Number of those waiting for a request.
+    var idleClientConnections: Int { self.tracker.idleCount }
 
     /// Serves until graceful shutdown (stop accepting, let in-flight requests finish up to the grace period, then
     /// close what is left) or cancellation (close everything now).

@@ -1,7 +1,8 @@
 import Foundation
-import Manifests
 import Testing
 import Yams
+
+@testable import Manifests
 
 struct ManifestTests {
     /// `config/` is generated; this is the drift check that also runs in CI's test command.
@@ -402,6 +403,68 @@ struct AllowListTests {
         #expect(plan.tlsSecretData.values.reduce(0) { $0 + $1.utf8.count } <= 1_000_000)
         #expect(Set(plan.tlsSecretData.keys) == ["one.ca.crt", "two.ca.crt"])
         #expect(plan.allowList.hosts.first?.tls.caFile?.hasSuffix("/one.ca.crt") == true)
+    }
+
+    /// The planner's size estimate of an entry never falls short of its line in the document, and is close for a
+    /// plain host (so the cap does not turn away hosts that would fit).
+    @Test func anEntrysEstimatedSizeBoundsItsLine() {
+        let entries: [AllowList.Entry] = [
+            .init(host: "api.github.com"),
+            .init(host: "*.googleapis.com", port: 8443),
+            .init(
+                host: "partner.example.com",
+                port: 65535,
+                tls: .init(
+                    caFile: "/etc/egress-proxy/tls/partner.ca.crt",
+                    clientCertificateFile: "/etc/egress-proxy/tls/partner.tls.crt",
+                    clientKeyFile: "/etc/egress-proxy/tls/partner.tls.key",
+                    serverName: "partner-internal.example.com",
+                    insecureSkipVerify: true
+                ),
+                addresses: ["192.0.2.1", "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"],
+                allowPrivateAddresses: true,
+                timeouts: .init(connectMillis: 2_147_483_647, responseHeadersMillis: 999_999_999_999, idleMillis: 1)
+            ),
+        ]
+        for entry in entries {
+            let line = entry.compactJSON.serialized.utf8.count + 2  // and ",\n"
+            #expect(entry.estimatedEncodedBytes >= line, "\(entry.host)")
+        }
+        let plain = AllowList.Entry(host: "api.github.com")
+        #expect(plain.estimatedEncodedBytes - (plain.compactJSON.serialized.utf8.count + 2) <= 2)
+    }
+
+    /// An allow-list that would pass the ConfigMap's size limit keeps the oldest hosts and refuses the newest on
+    /// their own status (a write of the whole list would fail, and every change after it, removals included); a
+    /// removal makes room for the next.
+    @Test func hostsBeyondTheAllowListsLimitAreRefusedNewestFirst() throws {
+        let label = { (c: Character) in String(repeating: c, count: 60) }
+        func egressHost(_ i: Int) -> EgressHost {
+            var object = EgressHost(
+                name: "h\(i)",
+                spec: .init(host: "\(i).\(label("a")).\(label("b")).\(label("c")).example.com")
+            )
+            object.metadata.creationTimestamp = "2026-01-01T00:00:00Z"
+            return object
+        }
+        // Created in index order (the name breaks ties of one timestamp by age: "h10" < "h9", so zero-padded).
+        var hosts = (0..<6_000).map { i in
+            var object = egressHost(i)
+            object.metadata.name = String(format: "h%05d", i)
+            return object
+        }
+        let plan = EgressPlan(egressHosts: hosts.shuffled(), material: TLSMaterial())
+        let refused = hosts.filter { plan.verdicts[$0.metadata.name]?.acceptedReason.reason == "AllowListTooLarge" }
+        #expect(refused.count > 500 && refused.count < 2_000, "\(refused.count) refused")
+        let firstRefused = try #require(refused.first.flatMap { hosts.firstIndex(of: $0) })
+        #expect(refused == Array(hosts[firstRefused...]), "the newest are refused, all of them after the first")
+        #expect(plan.allowList.encoded().utf8.count <= 1_000_000)
+        #expect(plan.allowList.hosts.count == hosts.count - refused.count)
+
+        hosts.removeFirst(10)
+        let after = EgressPlan(egressHosts: hosts, material: TLSMaterial())
+        #expect(after.verdicts[hosts[firstRefused - 10].metadata.name]?.isAccepted == true, "room made by removals")
+        #expect(after.allowList.hosts.count >= plan.allowList.hosts.count - 10)
     }
 
     @Test("an object name too long to key its TLS files is an invalid spec, not a failing Secret write")

@@ -425,6 +425,7 @@ struct ReconcilePlanTests {
         let outcomes: [HostVerdict.Outcome] = [
             .accepted(insecure: false), .accepted(insecure: true), .invalidSpec("x"), .hostConflict(owner: "x"),
             .missingMaterial("x"), .unusableMaterial("x"), .tlsMaterialTooLarge(limit: 1),
+            .allowListTooLarge(limit: 1),
         ]
         for outcome in outcomes {
             for (programmed, available) in [(false, false), (false, true), (true, false), (true, true)] {

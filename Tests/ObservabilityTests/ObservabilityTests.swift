@@ -226,17 +226,22 @@ struct AdminServerTests {
             #expect(client.send(healthz))
             #expect(client.readResponse(within: 10)?.hasPrefix("HTTP/1.1 200") == true)
         }
+        // The server marks an answered connection idle just after its answer left: wait for both (bounded).
+        for _ in 0..<1_000 where server.connections.idleCount < 2 { try await Task.sleep(for: .milliseconds(10)) }
         #expect(try get(port, "/healthz").hasPrefix("HTTP/1.1 200"), "a probe is answered at the limit")
         #expect(older.readUntilClosed(within: 10) == [], "the connection idle longest made room")
         #expect(newer.send(healthz))
         #expect(newer.readResponse(within: 10)?.hasPrefix("HTTP/1.1 200") == true, "the newer one stays")
 
-        // Both slots busy answering (each answer is being written): a new connection is closed unanswered.
+        // Both slots busy answering (each answer is being written): a new connection is closed unanswered. (Once
+        // the server has let the probe's connection go: until then it holds a slot.)
+        for _ in 0..<1_000 where server.connections.count > 1 { try await Task.sleep(for: .milliseconds(10)) }
         let busy = try AdminClient(port: port)
         for client in [newer, busy] {
             #expect(client.send(Array("GET /readyz HTTP/1.1\r\nHost: admin\r\n\r\n".utf8)))
             #expect(client.readResponseHead(within: 10)?.hasPrefix("HTTP/1.1 503") == true)
         }
+        #expect(server.connections.idleCount == 0)
         let refused = try AdminClient(port: port)
         #expect(refused.readUntilClosed(within: 10) == [], "closed without an answer while all are busy")
         await server.close()

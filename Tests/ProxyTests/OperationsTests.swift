@@ -388,6 +388,10 @@ import Testing
             }
             #expect(proxy.metricsText.contains("egress_client_connections 2.0\n"), "\(proxy.metricsText)")
             #expect(proxy.metricsText.contains("egress_client_connections_limit 2.0\n"))
+            // The proxy marks a connection idle just after its answer left: wait for both (bounded).
+            for _ in 0..<1_000 where proxy.proxy.idleClientConnections < 2 {
+                try await Task.sleep(for: .milliseconds(10))
+            }
             let third = try await proxy.raw(sending: denied)
             #expect(await third.readResponse()?.hasPrefix("HTTP/1.1 403") == true, "answered at the limit")
             #expect(await older.readResponse() == nil, "the connection idle longest made room")
@@ -400,6 +404,7 @@ import Testing
                 try await connection.send(body)
                 #expect(await connection.readResponse()?.hasPrefix("HTTP/1.1 403") == true)
             }
+            #expect(proxy.proxy.clientConnections == 2 && proxy.proxy.idleClientConnections == 0)
             let c = try await proxy.raw()
             let refused = await c.readResponse()
             #expect(refused?.hasPrefix("HTTP/1.1 503") == true)
