@@ -408,6 +408,12 @@ public struct CorefileError: Error, CustomStringConvertible, Equatable, Sendable
         Self(.suffixServedElsewhere(line: line, zone: zone))
     }
 
+    /// Whether the rules CoreDNS has are of no use while this holds: another block takes the suffix's names, so
+    /// not even the hosts already in the Corefile are routed.
+    public var leavesRulesUnused: Bool {
+        if case .suffixServedElsewhere = code { true } else { false }
+    }
+
     /// One line for logs and status conditions, with the Corefile line where that applies.
     public var description: String {
         switch code {

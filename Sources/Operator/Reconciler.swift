@@ -156,9 +156,12 @@ final class Reconciler: Sendable {
             if let dnsMissing { throw dnsMissing }
             summary.writes += try await writeDNS(plan.dnsHosts, current: dns)
         } catch {
-            // DNS was read: what it routes now (in the applied allow-list) is known.
+            // DNS was read: what it routes now (in the applied allow-list) is known; nothing, if another server
+            // block takes the suffix's names.
             let applied = Set(snapshot.appliedAllowList?.hostNames ?? [])
-            let routed = Set(snapshot.dnsHosts).intersection(applied)
+            let routed =
+                (error as? CorefileError)?.leavesRulesUnused == true
+                ? [] : Set(snapshot.dnsHosts).intersection(applied)
             reportDNSBlocked(by: error, egressHosts, egressPlan, routed: routed, proxyAvailable: proxyAvailable)
             throw error
         }

@@ -241,6 +241,33 @@ final class ReconcileTests: OperatorTestCase {
         try await expectEgressHostCounts(registry, ["DNSNotWritable": 0, "Ready": 1])
     }
 
+    /// A server block added for a zone holding the suffix (`local:53`) takes its names from the rules in `.`: hosts
+    /// already routed are not routed any more, and say so, until the block goes.
+    func testABlockTakingTheSuffixUnroutesEveryHost() async throws {
+        try await createCoreDNS()
+        try await startOperatorWithProxy()
+        let (name, host) = (uniqueName("eh"), uniqueHost("taken"))
+        try await createEgressHost(name, host: host)
+        try await waitForCondition(name, "Ready", .true)
+        let corefile = try await corefile()
+        _ = try await client.patch(
+            .configMaps,
+            name: "coredns",
+            namespace: dnsNamespace,
+            patch: ["data": ["Corefile": .string(corefile + "local:53 {\n    forward . 10.0.0.53\n}\n")]]
+        )
+        try await waitForCondition(name, "Ready", .false, reason: "DNSNotWritable")
+        let message = try await condition(name, "Programmed")?.message ?? ""
+        XCTAssertTrue(message.contains("also serves the egress suffix"), message)
+        _ = try await client.patch(
+            .configMaps,
+            name: "coredns",
+            namespace: dnsNamespace,
+            patch: ["data": ["Corefile": .string(corefile)]]
+        )
+        try await waitForCondition(name, "Ready", .true)
+    }
+
     /// A status field the operator stops setting while another field manager also owns it stays (server-side apply
     /// leaves it): the operator's write cannot converge the status, and must not start a pass that plans the same
     /// write again, without end.
