@@ -219,13 +219,35 @@ struct RunCommand: AsyncParsableCommand {
 
         let config = try kubeconfig.map { try KubeConfig.load(kubeconfigPaths: [$0]) } ?? KubeConfig.fromEnvironment()
         let client = try KubeClient(config: config, logger: logger)
+        do {
+            try await self.run(client: client, config: config, options: options, registry: registry, logger: logger)
+        } catch {
+            // The client's connections are shut down whatever ended the run (a port in use, a failed service).
+            try? await client.shutdown()
+            throw error
+        }
+        try await client.shutdown()
+    }
+
+    private func run(
+        client: KubeClient,
+        config: KubeConfig,
+        options: OperatorOptions,
+        registry: PrometheusCollectorRegistry,
+        logger: Logger
+    ) async throws {
         let service = OperatorService(client: client, options: options, logger: logger)
-        let admin = try await AdminServer.bind(
-            host: options.adminHost,
-            port: adminPort,
-            registry: registry,
-            readiness: { service.notReadyReason }
-        )
+        let admin: AdminServer
+        do {
+            admin = try await AdminServer.bind(
+                host: options.adminHost,
+                port: adminPort,
+                registry: registry,
+                readiness: { service.notReadyReason }
+            )
+        } catch {
+            throw ListenError(description: "cannot listen on \(options.adminHost):\(adminPort) (admin port): \(error)")
+        }
         logger.info(
             "starting",
             metadata: [
@@ -241,7 +263,6 @@ struct RunCommand: AsyncParsableCommand {
             )
         )
         try await group.run()
-        try await client.shutdown()
     }
 
     static func keyValuePairs(_ values: [String], flag: String) throws -> [String: String] {
@@ -251,4 +272,9 @@ struct RunCommand: AsyncParsableCommand {
             throw ValidationError("--\(flag): \(error)")
         }
     }
+}
+
+/// A listener that could not be opened, said with its address (NIO's error names only the system call).
+struct ListenError: Error, CustomStringConvertible {
+    var description: String
 }

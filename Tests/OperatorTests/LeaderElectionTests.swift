@@ -113,6 +113,44 @@ final class LeaderElectionTests: OperatorTestCase {
     }
 
     /// SIGTERM: the leader stops leading and hands the lease back before it exits.
+    /// An admin port another process holds ends the operator with an error naming it (before, a debug build
+    /// crashed on its HTTP client, never shut down, and the bind error was lost).
+    func testAnAdminPortInUseIsNamed() async throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = INADDR_ANY
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let listening = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, length) == 0 && listen(fd, 1) == 0 && getsockname(fd, $0, &length) == 0
+            }
+        }
+        XCTAssertTrue(listening)
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try OperatorProcess.binary())
+        process.arguments = [
+            "run", "--kubeconfig", try TestCluster.kubeconfigPath(), "--namespace", namespace,
+            "--coredns-namespace", dnsNamespace, "--no-leader-elect", "--admin-port", String(port),
+        ]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let killer = Task {
+            try await Task.sleep(for: .seconds(60))
+            process.terminate()
+        }
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        killer.cancel()
+        XCTAssertEqual(process.terminationStatus, 1, text)
+        XCTAssertTrue(text.contains("cannot listen on 0.0.0.0:\(port) (admin port)"), text)
+        XCTAssertFalse(text.contains("Fatal error"), text)
+    }
+
     func testAGracefulShutdownReleasesTheLease() async throws {
         try await createCoreDNS()
         let leader = try OperatorProcess(binary: try OperatorProcess.binary(), identity: "op-d-\(runID)", test: self)
