@@ -420,7 +420,8 @@ final class Reconciler: Sendable {
         let identity = "\(resource)/\(namespace ?? "")/\(name)"
         let cached = cache(for: resource)?.get(name: name, namespace: namespace)
         let firstTime = appliedOnce.withLock { !$0.contains(identity) }
-        if !firstTime, let cached, Self.contains(cached.json, desired), Self.sameDataKeys(cached.json, desired) {
+        let removal = Self.removalPatch(cached?.json, desired)
+        if !firstTime, let cached, removal == nil, Self.contains(cached.json, desired) {
             return 0
         }
         // Sent as the text it serializes to: parsing an allow-list of thousands of hosts only to encode it again was
@@ -436,7 +437,16 @@ final class Reconciler: Sendable {
         )
         appliedOnce.withLock { _ = $0.insert(identity) }
         logger.debug("applied", metadata: ["object": "\(identity)"])
-        return 1
+        guard let removal else { return 1 }
+        _ = try await client.patch(
+            resource,
+            name: name,
+            namespace: namespace,
+            patch: removal,
+            fieldManager: options.fieldManager
+        )
+        logger.info("removed what others added to fields the operator sets whole", metadata: ["object": "\(identity)"])
+        return 2
     }
 
     private func cache(for resource: Resource) -> Informer? {
@@ -648,13 +658,60 @@ final class Reconciler: Sendable {
         }
     }
 
-    /// Whether `actual` has the same `data` keys as `desired` (ConfigMaps, Secrets): the operator's `data` is its
-    /// whole, so a key the plan dropped (TLS material no host names, a revoked client key) must go, which
-    /// `contains` alone never sees. Applying without it removes the key: this field manager set it.
-    static func sameDataKeys(_ actual: JSONValue?, _ desired: JSON) -> Bool {
-        guard case .object(let members)? = desired["data"] else { return true }
-        guard let actualData = actual?["data"]?.objectValue else { return members.isEmpty }
-        return actualData.count == members.count && members.allSatisfy { actualData[$0.key] != nil }
+    /// Fields whose value the operator sets whole: a key or element another field manager adds there changes what
+    /// the object does (a selector label points the Service at other pods, a data key is mounted into the proxy, a
+    /// port opens), and server-side apply keeps what another manager owns, so a pass would apply again forever and
+    /// never remove it. A merge patch does (`removalPatch`).
+    static let wholeFields: [String: [[String]]] = [
+        "ConfigMap": [["data"]],
+        "Secret": [["data"]],
+        "Service": [["spec", "selector"], ["spec", "ports"]],
+        "NetworkPolicy": [["spec", "podSelector", "matchLabels"]],
+    ]
+
+    /// A JSON merge patch taking out of `actual` what it has beyond `desired` in its whole fields (keys set to
+    /// null, a list of another length replaced by the operator's); nil when there is nothing to take out.
+    static func removalPatch(_ actual: JSONValue?, _ desired: JSON) -> JSONValue? {
+        guard let actual, let kind = desired["kind"]?.stringValue, let paths = wholeFields[kind] else { return nil }
+        var changes: [(path: [String], value: JSONValue)] = []
+        for path in paths {
+            guard let wanted = path.reduce(Optional(desired), { $0?[$1] }) else { continue }
+            let present = path.reduce(Optional(actual), { $0?[$1] })
+            switch wanted {
+            case .object(let members):
+                let extras = (present?.objectValue?.keys ?? []).filter { key in !members.contains { $0.key == key } }
+                if !extras.isEmpty {
+                    changes.append(
+                        (path, .object(JSONObject(Dictionary(uniqueKeysWithValues: extras.map { ($0, .null) }))))
+                    )
+                }
+            case .array(let values):
+                if let present = present?.arrayValue, present.count != values.count,
+                    let value = try? JSONDecoder().decode(JSONValue.self, from: Data(wanted.serialized.utf8))
+                {
+                    changes.append((path, value))
+                }
+            default:
+                continue
+            }
+        }
+        guard !changes.isEmpty else { return nil }
+        func nest(_ path: ArraySlice<String>, _ value: JSONValue) -> JSONValue {
+            guard let first = path.first else { return value }
+            return .object(JSONObject([first: nest(path.dropFirst(), value)]))
+        }
+        // Paths of one kind differ in their second member at most, so merging the first level is enough.
+        var spec: [String: JSONValue] = [:]
+        var top: [String: JSONValue] = [:]
+        for (path, value) in changes {
+            if path.count > 1, path[0] == "spec" {
+                spec[path[1]] = nest(path.dropFirst(2), value)
+            } else {
+                top[path[0]] = nest(path.dropFirst(), value)
+            }
+        }
+        if !spec.isEmpty { top["spec"] = .object(JSONObject(spec)) }
+        return .object(JSONObject(top))
     }
 
     /// Whether `actual` already has every field of `desired` (extra fields, e.g. server defaults, are fine).

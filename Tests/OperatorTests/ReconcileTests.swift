@@ -494,6 +494,57 @@ final class ReconcileTests: OperatorTestCase {
         }
     }
 
+    /// What another field manager adds to a field the operator sets whole is taken out again: a Service selector
+    /// label (the Service would select no proxy pod while every host said Ready), a port, a label the proxy
+    /// NetworkPolicy would have to match (it would no longer apply to the proxy), a data key in the allow-list
+    /// ConfigMap (mounted into every proxy pod). Server-side apply alone keeps what another manager owns.
+    func testWhatOthersAddToFieldsTheOperatorSetsWholeIsRemoved() async throws {
+        try await createCoreDNS()
+        try await startOperator()
+        let allowList = ProxySettings().allowListConfigMapName
+        _ = try await waitForProxyObject(.services)
+        _ = try await waitForProxyObject(.networkPolicies)
+        try await eventually("the allow-list ConfigMap") {
+            (try? await client.get(.configMaps, name: allowList, namespace: namespace)) != nil
+        }
+        let service = try await client.get(.services, name: Self.proxyName, namespace: namespace)
+        let ports = service[path: "spec", "ports"]?.arrayValue ?? []
+        let edits: [(Resource, String, JSONValue)] = [
+            (.services, Self.proxyName, ["spec": ["selector": ["hijack": "yes"]]]),
+            (
+                .services, Self.proxyName,
+                ["spec": ["ports": .array(ports + [["name": "extra", "port": 9999, "targetPort": 9999]])]]
+            ),
+            (.networkPolicies, Self.proxyName, ["spec": ["podSelector": ["matchLabels": ["hijack": "yes"]]]]),
+            (.configMaps, allowList, ["data": ["foreign": "x"]]),
+        ]
+        for (resource, name, patch) in edits {
+            _ = try await client.patch(
+                resource,
+                name: name,
+                namespace: namespace,
+                patch: patch,
+                fieldManager: "kubectl-patch"
+            )
+        }
+        let last = Mutex("")
+        try await eventually("the additions to be removed", observed: { last.withLock { $0 } }) {
+            let service = try await client.get(.services, name: Self.proxyName, namespace: namespace)
+            let policy = try await client.get(.networkPolicies, name: Self.proxyName, namespace: namespace)
+            let configMap = try await client.get(.configMaps, name: allowList, namespace: namespace)
+            let selector = service[path: "spec", "selector", "hijack"]
+            let portCount = service[path: "spec", "ports"]?.arrayValue?.count
+            let matchLabels = policy[path: "spec", "podSelector", "matchLabels", "hijack"]
+            let foreign = configMap[path: "data", "foreign"]
+            last.withLock {
+                $0 =
+                    "selector \(String(describing: selector)), ports \(String(describing: portCount)), "
+                    + "matchLabels \(String(describing: matchLabels)), data \(String(describing: foreign))"
+            }
+            return selector == nil && portCount == ports.count && matchLabels == nil && foreign == nil
+        }
+    }
+
     /// Allow-list before DNS, verified from the writes themselves (a watch on both ConfigMaps records every
     /// version; resourceVersions are etcd revisions, so they order writes across objects): DNS does not route a
     /// host while the proxy is unavailable even though the allow-list has it, and when both are written the
