@@ -178,9 +178,19 @@ struct RunCommand: AsyncParsableCommand {
         settings.proxy.podAnnotations = try Self.keyValuePairs(proxyPodAnnotation, flag: "proxy-pod-annotation")
         settings.proxy.tlsMountPath = proxyTLSMountPath
         settings.proxy.port = proxyPort
-        settings.proxy.cpuRequest = proxyCPURequest
-        settings.proxy.memoryRequest = proxyMemoryRequest
-        settings.proxy.memoryLimit = proxyMemoryLimit
+        // In the API server's canonical form (what it stores and the cache shows), and the request within the
+        // limit: the API server would refuse the Deployment on every pass.
+        let cpuRequest = try Self.quantity(proxyCPURequest, flag: "proxy-cpu-request")
+        let memoryRequest = try Self.quantity(proxyMemoryRequest, flag: "proxy-memory-request")
+        let memoryLimit = try Self.quantity(proxyMemoryLimit, flag: "proxy-memory-limit")
+        guard memoryRequest <= memoryLimit else {
+            throw ValidationError(
+                "--proxy-memory-request \(proxyMemoryRequest) must not exceed --proxy-memory-limit \(proxyMemoryLimit)"
+            )
+        }
+        settings.proxy.cpuRequest = cpuRequest.description
+        settings.proxy.memoryRequest = memoryRequest.description
+        settings.proxy.memoryLimit = memoryLimit.description
         settings.proxy.maxClientConnections = proxyMaxConnections
         settings.proxy.accessLog = proxyAccessLog
         settings.proxy.logPaths = proxyLogPaths
@@ -263,6 +273,13 @@ struct RunCommand: AsyncParsableCommand {
             )
         )
         try await group.run()
+    }
+
+    static func quantity(_ text: String, flag: String) throws -> Quantity {
+        guard let quantity = Quantity(text) else {
+            throw ValidationError("--\(flag): \"\(text)\" is not a quantity such as 100m, 0.5, 128Mi or 1Gi")
+        }
+        return quantity
     }
 
     static func keyValuePairs(_ values: [String], flag: String) throws -> [String: String] {

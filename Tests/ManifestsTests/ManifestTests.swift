@@ -670,3 +670,29 @@ struct JSONReaderTests {
         #expect(throws: OperatorSettings.InvalidKeyValuePair.self) { try OperatorSettings.keyValuePairs([text]) }
     }
 }
+
+/// The operator's quantity flags, parsed and written as the API server stores them.
+@Suite struct QuantityTests {
+    @Test(arguments: [
+        ("500m", "500m"), ("0.5", "500m"), ("1", "1"), ("1000m", "1"), ("1500m", "1500m"), ("1.5", "1500m"),
+        ("1000", "1k"), ("256Mi", "256Mi"), ("131072Ki", "128Mi"), ("1536Ki", "1536Ki"), ("0.5Gi", "512Mi"),
+        ("1024Mi", "1Gi"), ("512", "512"), ("100M", "100M"), ("0.5Ki", "512"), ("128974848", "128974848"),
+        ("0", "0"), ("2Ti", "2Ti"),
+    ])
+    func canonicalForm(_ text: String, _ canonical: String) throws {
+        #expect(try #require(Quantity(text)).description == canonical)
+    }
+
+    @Test(arguments: [
+        "", "1e3", "-1", "+1", "1.2.3", ".5", "5.", "0.1m", "1KI", "Mi", "1 Gi", "10E", "99999999999999999999",
+    ])
+    func refused(_ text: String) {
+        #expect(Quantity(text) == nil)
+    }
+
+    @Test func ordersByValue() throws {
+        #expect(try #require(Quantity("512Mi")) > #require(Quantity("256Mi")))
+        #expect(try #require(Quantity("1Gi")) > #require(Quantity("1G")))
+        #expect(try #require(Quantity("0.5")) == #require(Quantity("500m")))
+    }
+}

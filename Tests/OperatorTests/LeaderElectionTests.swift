@@ -151,6 +151,27 @@ final class LeaderElectionTests: OperatorTestCase {
         XCTAssertFalse(text.contains("Fatal error"), text)
     }
 
+    /// Flags the API server would refuse on every pass (a memory request above the limit) or store in another
+    /// form are refused at startup, with the flag named.
+    func testQuantityFlagsAreCheckedAtStartup() async throws {
+        for (flags, message) in [
+            (["--proxy-memory-request", "512Mi"], "--proxy-memory-request 512Mi must not exceed --proxy-memory-limit"),
+            (["--proxy-cpu-request", "1e3"], "--proxy-cpu-request: \"1e3\" is not a quantity"),
+        ] {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: try OperatorProcess.binary())
+            process.arguments = ["run", "--kubeconfig", try TestCluster.kubeconfigPath()] + flags
+            let output = Pipe()
+            process.standardOutput = output
+            process.standardError = output
+            try process.run()
+            let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            XCTAssertEqual(process.terminationStatus, 64, text)
+            XCTAssertTrue(text.contains(message), text)
+        }
+    }
+
     func testAGracefulShutdownReleasesTheLease() async throws {
         try await createCoreDNS()
         let leader = try OperatorProcess(binary: try OperatorProcess.binary(), identity: "op-d-\(runID)", test: self)
