@@ -125,11 +125,23 @@ final class Reconciler: Sendable {
         )
         var plan = reconcilePlan(snapshot, egressPlan)
 
-        // 1. The proxy workload and what it mounts. DNS may only point at a proxy that has the hosts.
+        // 1. The proxy workload and what it mounts. DNS may only point at a proxy that has the hosts. A workload
+        //    object the API server refuses (an admission webhook, a quota, an immutable field edited by hand) does
+        //    not hold back the allow-list, whose removals are how access is revoked: the pass goes on, and fails
+        //    with that error at its end.
         let currentReplicas = deployment?[path: "spec", "replicas"]?.intValue
+        var workloadError: (any Error)? = nil
         for object in ProxyWorkload.objects(settings, currentReplicas: currentReplicas)
         where servesPDB || object["kind"] != "PodDisruptionBudget" {
-            summary.writes += try await applyIfNeeded(object)
+            do {
+                summary.writes += try await applyIfNeeded(object)
+            } catch let error as KubeError {
+                logger.error(
+                    "cannot write a proxy object; the allow-list and DNS are still written",
+                    metadata: ["kind": "\(object["kind"]?.stringValue ?? "")", "error": "\(error)"]
+                )
+                workloadError = workloadError ?? error
+            }
         }
         summary.writes += try await applyIfNeeded(tlsSecret(plan.tlsSecretData))
         // While a new allow-list is being written, plan DNS as if it were stored (what a successful write makes
@@ -177,6 +189,7 @@ final class Reconciler: Sendable {
             pending = plan.statusUpdates
             summary.statusPending = !pending.isEmpty
         }
+        if let workloadError { throw workloadError }
         return summary
     }
 

@@ -494,6 +494,29 @@ final class ReconcileTests: OperatorTestCase {
         }
     }
 
+    /// A proxy object the API server refuses to update (here a Deployment whose immutable selector is not the
+    /// operator's) does not hold back the allow-list: hosts are added, and removed, all the same.
+    func testARefusedProxyObjectDoesNotHoldBackTheAllowList() async throws {
+        try await createCoreDNS()
+        var deployment = KubeObject(apiVersion: "apps/v1", kind: "Deployment", name: Self.proxyName)
+        deployment.metadata["namespace"] = .string(namespace)
+        deployment["spec"] = [
+            "selector": ["matchLabels": ["app": "not-the-proxy"]],
+            "template": [
+                "metadata": ["labels": ["app": "not-the-proxy"]],
+                "spec": ["containers": [["name": "placeholder", "image": "example.invalid/placeholder"]]],
+            ],
+        ]
+        _ = try await client.create(.deployments, deployment)
+        let running = try await startOperator()
+        let (name, host) = (uniqueName("eh"), uniqueHost("revocable"))
+        try await createEgressHost(name, host: host)
+        try await eventually("the host in the allow-list") { try await allowListHosts().contains(host) }
+        try await client.delete(Self.egressHosts, name: name)
+        try await eventually("the host out of the allow-list") { try await !allowListHosts().contains(host) }
+        XCTAssertTrue(running.logs.contains("cannot write a proxy object"))
+    }
+
     /// What another field manager adds to a field the operator sets whole is taken out again: a Service selector
     /// label (the Service would select no proxy pod while every host said Ready), a port, a label the proxy
     /// NetworkPolicy would have to match (it would no longer apply to the proxy), a data key in the allow-list
