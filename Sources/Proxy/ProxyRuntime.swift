@@ -7,6 +7,12 @@ import Observability
 import Prometheus
 import ServiceLifecycle
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// Wires the services of a proxy process. The executable parses arguments and calls `run`; tests construct the
 /// pieces directly with their own registry and loggers.
 public enum ProxyRuntime {
@@ -60,8 +66,30 @@ public enum ProxyRuntime {
         }
     }
 
+    /// Raises the open-file limit to its hard limit, as Go's runtime and nginx's `worker_rlimit_nofile` do: each
+    /// client connection takes a descriptor and its upstream connection another, and a soft limit of 1,024 (a
+    /// common default) would end in `accept` failures far below `--max-connections`. Says so when even the hard
+    /// limit is short of what the connection limit needs.
+    static func raiseOpenFileLimit(for maxClientConnections: Int, logger: Logger) {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+        }
+        let needed = rlim_t(2 * maxClientConnections + 256)
+        if limit.rlim_cur < needed {
+            logger.warning(
+                "the open-file limit is below what --max-connections needs (two descriptors per connection)",
+                metadata: ["limit": "\(limit.rlim_cur)", "needed": "\(needed)"]
+            )
+        }
+    }
+
     public static func run(_ options: Options, registry: PrometheusCollectorRegistry) async throws {
         let logger = Logger(label: "egress-proxy")
+        Self.raiseOpenFileLimit(for: options.proxy.maxClientConnections, logger: logger)
         let metrics = ProxyMetrics(factory: PrometheusMetricsFactory(registry: registry))
         let store = AllowListStore(metrics: metrics)
 

@@ -79,4 +79,44 @@ import Testing
         #expect(output.contains("cannot listen on 127.0.0.1:\(port) (proxy port)"), "\(output)")
         #expect(!output.contains("Fatal error"), "\(output)")
     }
+
+    /// The open-file soft limit is raised to the hard limit at startup: each connection takes a descriptor, and
+    /// its upstream another. Started with a soft limit of 512, the process soon shows its hard limit as soft.
+    @Test func theOpenFileLimitIsRaisedToItsMaximum() async throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = [
+            "-c",
+            "ulimit -Sn 512 && exec \"$0\" --allow api.example.com --host 127.0.0.1 --port 0 "
+                + "--admin-host 127.0.0.1 --admin-port 0",
+            try Self.binary(),
+        ]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        func openFiles() -> (soft: String, hard: String)? {
+            guard let text = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/limits", encoding: .utf8),
+                let line = text.split(separator: "\n").first(where: { $0.hasPrefix("Max open files") })
+            else { return nil }
+            let fields = line.dropFirst("Max open files".count).split(separator: " ")
+            return fields.count >= 2 ? (String(fields[0]), String(fields[1])) : nil
+        }
+        // Once the shell has lowered the limit and become the proxy (before, /proc shows the shell's limits).
+        func isProxy() -> Bool {
+            let path = "/proc/\(process.processIdentifier)/exe"
+            return (try? FileManager.default.destinationOfSymbolicLink(atPath: path))?.hasSuffix("egress-proxy") == true
+        }
+        for _ in 0..<500 where !isProxy() { try await Task.sleep(for: .milliseconds(10)) }
+        var limits = openFiles()
+        for _ in 0..<500 where limits.map({ $0.soft != $0.hard }) ?? true {
+            try await Task.sleep(for: .milliseconds(10))
+            limits = openFiles()
+        }
+        let found = try #require(limits)
+        #expect(found.soft == found.hard, "soft \(found.soft), hard \(found.hard)")
+    }
 }
