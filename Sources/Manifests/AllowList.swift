@@ -312,7 +312,13 @@ extension AllowList.Entry {
             bytes += 15 + self.addresses.reduce(0) { $0 + 3 + $1.utf8.count }  // ,"addresses":["…",…]
         }
         if self.allowPrivateAddresses { bytes += 29 }  // ,"allowPrivateAddresses":true
-        if self.timeouts != AllowList.Timeouts() { bytes += 14 + 3 * 45 }  // ,"timeouts":{"responseHeadersMillis":…}
+        let defaults = AllowList.Timeouts()
+        let changed = [
+            self.timeouts.connectMillis != defaults.connectMillis,
+            self.timeouts.responseHeadersMillis != defaults.responseHeadersMillis,
+            self.timeouts.idleMillis != defaults.idleMillis,
+        ].count { $0 }
+        if changed > 0 { bytes += 14 + 45 * changed }  // ,"timeouts":{} and "responseHeadersMillis":-9…9, each
         return bytes
     }
 

@@ -112,7 +112,19 @@ public struct EgressPlan: Sendable, Hashable {
                     verdicts[name] = HostVerdict(.allowListTooLarge(limit: Self.maximumAllowListBytes))
                 }
             }
-            entries = entries.indices.filter { kept[$0] }.map { entries[$0] }
+            // The TLS files again, of the kept entries only: a refused host's CA bundle or client key must not
+            // stay in the Secret (mounted into every proxy pod), nor take room there from the hosts kept.
+            var keptEntries: [AllowList.Entry] = []
+            secretData = SecretFiles()
+            for position in entries.indices where kept[position] {
+                guard case .claim(var entry, let files, _) = assessments[entryObjects[position]].outcome else {
+                    continue
+                }
+                let fits = secretData.add(files, for: &entry.tls)
+                assert(fits, "a subset of what fitted fits")
+                keptEntries.append(entry)
+            }
+            entries = keptEntries
         }
         self.verdicts = verdicts
         self.allowList = AllowList(hosts: entries)

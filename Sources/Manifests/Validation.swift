@@ -174,7 +174,8 @@ public enum IPAddress {
         let groups = halves.flatMap { half in
             half.isEmpty ? [] : half.split(separator: ":", omittingEmptySubsequences: false)
         }
-        guard groups.allSatisfy({ (1...4).contains($0.count) && $0.allSatisfy(\.isHexDigit) }) else { return false }
+        guard groups.allSatisfy({ (1...4).contains($0.count) && $0.allSatisfy { $0.isASCII && $0.isHexDigit } })
+        else { return false }
         return halves.count == 2 ? groups.count < groupsAvailable : groups.count == groupsAvailable
     }
 

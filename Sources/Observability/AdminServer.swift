@@ -107,6 +107,9 @@ final class AdminConnections: Sendable {
     private struct Slot {
         let channel: Channel
         var idleSince: NIODeadline?
+        /// Requests being answered: NIO's pipelining handler hands on the next request before the write of the
+        /// answer before it completes, so a flag would be cleared while the next one is still answered.
+        var answering = 0
     }
     private let slots = Mutex<[ObjectIdentifier: Slot]>([:])
     private let maximum: Int
@@ -145,7 +148,12 @@ final class AdminConnections: Sendable {
 
     /// A connection is busy from a complete request until its answer is written, idle otherwise.
     func setBusy(_ channel: Channel, _ busy: Bool) {
-        self.slots.withLock { $0[ObjectIdentifier(channel)]?.idleSince = busy ? nil : .now() }
+        self.slots.withLock { slots in
+            guard var slot = slots[ObjectIdentifier(channel)] else { return }
+            slot.answering = max(0, slot.answering + (busy ? 1 : -1))
+            slot.idleSince = slot.answering > 0 ? nil : .now()
+            slots[ObjectIdentifier(channel)] = slot
+        }
     }
 }
 

@@ -189,7 +189,11 @@ final class Reconciler: Sendable {
             pending = plan.statusUpdates
             summary.statusPending = !pending.isEmpty
         }
-        if let workloadError { throw workloadError }
+        if let workloadError {
+            // The pass did its work but ends in an error: its counts are still true (see `reportDNSBlocked`).
+            blockedHostsByReadiness.withLock { $0 = plan.hostsByReadiness }
+            throw workloadError
+        }
         return summary
     }
 
@@ -676,55 +680,54 @@ final class Reconciler: Sendable {
     /// port opens), and server-side apply keeps what another manager owns, so a pass would apply again forever and
     /// never remove it. A merge patch does (`removalPatch`).
     static let wholeFields: [String: [[String]]] = [
-        "ConfigMap": [["data"]],
+        "ConfigMap": [["data"], ["binaryData"]],
         "Secret": [["data"]],
         "Service": [["spec", "selector"], ["spec", "ports"]],
-        "NetworkPolicy": [["spec", "podSelector", "matchLabels"]],
+        // A `matchExpressions` added beside the labels narrows the selection as surely as a label does.
+        "NetworkPolicy": [["spec", "podSelector"], ["spec", "podSelector", "matchLabels"]],
     ]
 
     /// A JSON merge patch taking out of `actual` what it has beyond `desired` in its whole fields (keys set to
-    /// null, a list of another length replaced by the operator's); nil when there is nothing to take out.
+    /// null, a list of another length replaced by the operator's, a field the operator does not set at all
+    /// removed); nil when there is nothing to take out.
     static func removalPatch(_ actual: JSONValue?, _ desired: JSON) -> JSONValue? {
         guard let actual, let kind = desired["kind"]?.stringValue, let paths = wholeFields[kind] else { return nil }
-        var changes: [(path: [String], value: JSONValue)] = []
+        var patch: JSONValue? = nil
         for path in paths {
-            guard let wanted = path.reduce(Optional(desired), { $0?[$1] }) else { continue }
-            let present = path.reduce(Optional(actual), { $0?[$1] })
+            let wanted = path.reduce(Optional(desired), { $0?[$1] })
+            guard let present = path.reduce(Optional(actual), { $0?[$1] }), present != .null else { continue }
+            let change: JSONValue
             switch wanted {
-            case .object(let members):
-                let extras = (present?.objectValue?.keys ?? []).filter { key in !members.contains { $0.key == key } }
-                if !extras.isEmpty {
-                    changes.append(
-                        (path, .object(JSONObject(Dictionary(uniqueKeysWithValues: extras.map { ($0, .null) }))))
-                    )
-                }
-            case .array(let values):
-                if let present = present?.arrayValue, present.count != values.count,
-                    let value = try? JSONDecoder().decode(JSONValue.self, from: Data(wanted.serialized.utf8))
-                {
-                    changes.append((path, value))
-                }
+            case nil:
+                change = .null
+            case .object(let members)?:
+                let extras = (present.objectValue?.keys ?? []).filter { key in !members.contains { $0.key == key } }
+                guard !extras.isEmpty else { continue }
+                change = .object(JSONObject(Dictionary(uniqueKeysWithValues: extras.map { ($0, .null) })))
+            case .array(let values)?:
+                guard let items = present.arrayValue, items.count != values.count,
+                    let value = try? JSONDecoder().decode(JSONValue.self, from: Data(wanted!.serialized.utf8))
+                else { continue }
+                change = value
             default:
                 continue
             }
+            patch = merged(patch, path[...], change)
         }
-        guard !changes.isEmpty else { return nil }
-        func nest(_ path: ArraySlice<String>, _ value: JSONValue) -> JSONValue {
-            guard let first = path.first else { return value }
-            return .object(JSONObject([first: nest(path.dropFirst(), value)]))
+        return patch
+    }
+
+    /// `patch` with `value` at `path`, objects merged member by member (on the way and at the end).
+    private static func merged(_ patch: JSONValue?, _ path: ArraySlice<String>, _ value: JSONValue) -> JSONValue {
+        guard let key = path.first else {
+            guard let existing = patch?.objectValue, let added = value.objectValue else { return value }
+            var members = existing.mapValues { $0 }
+            for (name, member) in added.mapValues({ $0 }) { members[name] = merged(members[name], [], member) }
+            return .object(JSONObject(members))
         }
-        // Paths of one kind differ in their second member at most, so merging the first level is enough.
-        var spec: [String: JSONValue] = [:]
-        var top: [String: JSONValue] = [:]
-        for (path, value) in changes {
-            if path.count > 1, path[0] == "spec" {
-                spec[path[1]] = nest(path.dropFirst(2), value)
-            } else {
-                top[path[0]] = nest(path.dropFirst(), value)
-            }
-        }
-        if !spec.isEmpty { top["spec"] = .object(JSONObject(spec)) }
-        return .object(JSONObject(top))
+        var members = patch?.objectValue.map { $0.mapValues { $0 } } ?? [:]
+        members[key] = merged(members[key], path.dropFirst(), value)
+        return .object(JSONObject(members))
     }
 
     /// Whether `actual` already has every field of `desired` (extra fields, e.g. server defaults, are fine).

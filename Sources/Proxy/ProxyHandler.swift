@@ -4,6 +4,11 @@ import NIOHTTP1
 /// Sent to every client connection when graceful shutdown begins: finish the current response, then close.
 struct ProxyShutdownEvent: Sendable {}
 
+/// Sent to the connection idle longest when a new one arrives at the connection limit: it closes as graceful
+/// shutdown closes a connection (once idle, after what was written to it has left), so a response whose end is still
+/// queued, or a request that began meanwhile, is not cut.
+struct ProxyConnectionDisplacedEvent: Sendable {}
+
 /// Sent to every client connection the shutdown deadline closes, just before: what it was doing is logged as cut
 /// short by the shutdown, not as the client's doing.
 struct ProxyShutdownDeadlineEvent: Sendable {}
@@ -63,6 +68,8 @@ final class ProxyHandler: ChannelDuplexHandler {
         var bytesOut = 0
         var reason: String? = nil
         var reusedUpstream = false
+        /// When the request was logged (its end, or its refusal): when the connection became idle, if it did.
+        var finished: NIODeadline? = nil
         var logged = true
     }
 
@@ -217,6 +224,8 @@ final class ProxyHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         self.inClientReadBatch = true
         guard !self.parsingStopped else { return }
+        // The first bytes of a request: not a connection to make room with at the connection limit.
+        if self.machine.state == .idle { self.connection?.answering() }
         if self.machine.state == .idle, self.pipelined.isEmpty, !(self.headTimeout?.isArmed ?? true) {
             // The first bytes of the next request on a kept-alive connection: its head must now be complete in time.
             self.headTimeout?.arm(in: self.loop.configuration.requestHeadTimeout)
@@ -287,7 +296,10 @@ final class ProxyHandler: ChannelDuplexHandler {
     /// connection is bounded by the client idle timeout, as nginx's `keepalive_timeout` bounds it; the head timer
     /// starts with the next request's first byte (here if some arrived already).
     private func enteredIdle() {
-        self.connection?.idle(since: self.record.start)
+        // Idle only with nothing of a next request here: bytes of one make the connection busy again.
+        if self.unparsed == nil, self.pipelined.isEmpty {
+            self.connection?.idle(since: self.record.finished ?? .now())
+        }
         if self.unparsed != nil {
             self.headTimeout?.arm(in: self.loop.configuration.requestHeadTimeout)
         } else {
@@ -301,6 +313,18 @@ final class ProxyHandler: ChannelDuplexHandler {
         if self.pendingRead, self.pipelined.isEmpty, let context = self.context {
             self.pendingRead = false
             context.read()
+        }
+    }
+
+    /// Graceful shutdown, and making room at the connection limit: the exchange under way finishes, then the
+    /// connection closes; an idle one closes once what was written to it has left (the end of its last response
+    /// may still be queued), bounded by the head timeout if the client does not read.
+    private func closeGracefully(_ context: ChannelHandlerContext) {
+        let action = self.machine.closeWhenIdle(drain: true)
+        if action == .close {
+            self.closeAfterWrites(context)
+        } else {
+            self.perform(action)
         }
     }
 
@@ -624,8 +648,8 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is ProxyShutdownEvent {
-            self.perform(self.machine.closeWhenIdle(drain: true))
+        if event is ProxyShutdownEvent || event is ProxyConnectionDisplacedEvent {
+            self.closeGracefully(context)
         } else if event is ProxyShutdownDeadlineEvent {
             if !self.record.logged { self.record.reason = "shutdown-deadline" }
         } else if case ChannelEvent.inputClosed = event {
@@ -703,7 +727,9 @@ final class ProxyHandler: ChannelDuplexHandler {
             self.loop.stats.observe(queuedBytes: self.maxQueued)
             self.maxQueued = 0
         }
-        let nanos = (NIODeadline.now() - self.record.start).nanoseconds
+        let now = NIODeadline.now()
+        self.record.finished = now
+        let nanos = (now - self.record.start).nanoseconds
         self.loop.metrics.request(self.record.host, status: status, durationNanoseconds: nanos)
         guard self.loop.accessLog.isEnabled else { return }
         self.loop.accessLog.write(

@@ -54,7 +54,7 @@ final class RejectConnectionHandler: ChannelInboundHandler {
 /// One client connection as the tracker sees it: its channel, and since when it has waited for a request.
 final class ClientConnection: Sendable {
     let channel: Channel
-    /// When the connection last became idle (the start of the request it last answered, or its opening), in
+    /// When the connection last became idle (the end of the exchange it last answered, or its opening), in
     /// `NIODeadline` uptime nanoseconds; 0 while a request is being answered. Written by the connection's handler,
     /// read by the tracker when it must make room.
     private let idleSince: Synchronization.Atomic<UInt64>
@@ -77,8 +77,8 @@ final class ClientConnection: Sendable {
 
 /// Tracks live client connections: enforces the connection limit and drives graceful shutdown.
 ///
-/// At the limit, a new connection takes the place of the one idle longest (waiting for its first or next request,
-/// however long ago its last began), as nginx reuses idle keep-alive connections when it runs out: connections a
+/// At the limit, a new connection takes the place of the one idle longest (waiting for its first or next request),
+/// as nginx reuses idle keep-alive connections when it runs out: connections a
 /// client opens and keeps alive with an occasional request cannot lock every other client out. Only when every
 /// connection is answering a request is the new one refused (503).
 final class ConnectionTracker: Sendable {
@@ -125,7 +125,9 @@ final class ConnectionTracker: Sendable {
             self.metrics.clientConnections(open: state.channels.count)
             return (connection, displaced)
         }
-        displaced?.channel.close(promise: nil)
+        // Closed by its handler, on its event loop, once what it has under way is done: the load above may have
+        // raced with the first bytes of a request, and the end of its last response may still be queued.
+        displaced?.channel.pipeline.fireUserInboundEventTriggered(ProxyConnectionDisplacedEvent())
         return added
     }
 

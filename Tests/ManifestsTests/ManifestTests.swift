@@ -432,6 +432,9 @@ struct AllowListTests {
         }
         let plain = AllowList.Entry(host: "api.github.com")
         #expect(plain.estimatedEncodedBytes - (plain.compactJSON.serialized.utf8.count + 2) <= 2)
+        // One timeout changed is counted as one, not three (hosts would be refused that fit).
+        let oneTimeout = AllowList.Entry(host: "api.github.com", timeouts: .init(connectMillis: 10_000))
+        #expect(oneTimeout.estimatedEncodedBytes - (oneTimeout.compactJSON.serialized.utf8.count + 2) <= 30)
     }
 
     /// An allow-list that would pass the ConfigMap's size limit keeps the oldest hosts and refuses the newest on
@@ -460,6 +463,16 @@ struct AllowListTests {
         #expect(refused == Array(hosts[firstRefused...]), "the newest are refused, all of them after the first")
         #expect(plan.allowList.encoded().utf8.count <= 1_000_000)
         #expect(plan.allowList.hosts.count == hosts.count - refused.count)
+
+        // A refused host's TLS files are not in the proxy's Secret.
+        var newest = hosts[hosts.count - 1]
+        newest.spec.tls = .init(caBundle: .init(kind: .configMap, name: "newest-ca"))
+        let withCA = EgressPlan(
+            egressHosts: hosts.dropLast() + [newest],
+            material: TLSMaterial(configMaps: ["newest-ca": ["ca.crt": "PEM"]])
+        )
+        #expect(withCA.verdicts[newest.metadata.name]?.acceptedReason.reason == "AllowListTooLarge")
+        #expect(withCA.tlsSecretData.isEmpty)
 
         hosts.removeFirst(10)
         let after = EgressPlan(egressHosts: hosts, material: TLSMaterial())

@@ -538,7 +538,17 @@ final class ReconcileTests: OperatorTestCase {
                 .services, Self.proxyName,
                 ["spec": ["ports": .array(ports + [["name": "extra", "port": 9999, "targetPort": 9999]])]]
             ),
-            (.networkPolicies, Self.proxyName, ["spec": ["podSelector": ["matchLabels": ["hijack": "yes"]]]]),
+            (
+                .networkPolicies, Self.proxyName,
+                [
+                    "spec": [
+                        "podSelector": [
+                            "matchLabels": ["hijack": "yes"],
+                            "matchExpressions": [["key": "hijack", "operator": "Exists"]],
+                        ]
+                    ]
+                ]
+            ),
             (.configMaps, allowList, ["data": ["foreign": "x"]]),
         ]
         for (resource, name, patch) in edits {
@@ -557,7 +567,9 @@ final class ReconcileTests: OperatorTestCase {
             let configMap = try await client.get(.configMaps, name: allowList, namespace: namespace)
             let selector = service[path: "spec", "selector", "hijack"]
             let portCount = service[path: "spec", "ports"]?.arrayValue?.count
-            let matchLabels = policy[path: "spec", "podSelector", "matchLabels", "hijack"]
+            let matchLabels =
+                policy[path: "spec", "podSelector", "matchLabels", "hijack"]
+                ?? policy[path: "spec", "podSelector", "matchExpressions"]
             let foreign = configMap[path: "data", "foreign"]
             last.withLock {
                 $0 =
