@@ -129,24 +129,11 @@ final class LeaderElectionTests: OperatorTestCase {
         }
         XCTAssertTrue(listening)
         let port = Int(UInt16(bigEndian: address.sin_port))
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try OperatorProcess.binary())
-        process.arguments = [
+        let (status, text) = try await OperatorProcess.runToExit([
             "run", "--kubeconfig", try TestCluster.kubeconfigPath(), "--namespace", namespace,
             "--coredns-namespace", dnsNamespace, "--no-leader-elect", "--admin-port", String(port),
-        ]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let killer = Task {
-            try await Task.sleep(for: .seconds(60))
-            process.terminate()
-        }
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        killer.cancel()
-        XCTAssertEqual(process.terminationStatus, 1, text)
+        ])
+        XCTAssertEqual(status, 1, text)
         XCTAssertTrue(text.contains("cannot listen on 0.0.0.0:\(port) (admin port)"), text)
         XCTAssertFalse(text.contains("Fatal error"), text)
     }
@@ -158,16 +145,10 @@ final class LeaderElectionTests: OperatorTestCase {
             (["--proxy-memory-request", "512Mi"], "--proxy-memory-request 512Mi must not exceed --proxy-memory-limit"),
             (["--proxy-cpu-request", "1e3"], "--proxy-cpu-request: \"1e3\" is not a quantity"),
         ] {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: try OperatorProcess.binary())
-            process.arguments = ["run", "--kubeconfig", try TestCluster.kubeconfigPath()] + flags
-            let output = Pipe()
-            process.standardOutput = output
-            process.standardError = output
-            try process.run()
-            let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            XCTAssertEqual(process.terminationStatus, 64, text)
+            let (status, text) = try await OperatorProcess.runToExit(
+                ["run", "--kubeconfig", try TestCluster.kubeconfigPath()] + flags
+            )
+            XCTAssertEqual(status, 64, text)
             XCTAssertTrue(text.contains(message), text)
         }
     }
@@ -231,6 +212,26 @@ final class OperatorProcess: @unchecked Sendable {
         throw TestFailure(
             "the egress-operator executable was not found in \(candidates); build it with `swift build --build-tests`"
         )
+    }
+
+    /// Runs the executable with `arguments` to its exit (killed after a minute: one that starts serving instead
+    /// fails the test rather than hanging it); its exit status and what it printed.
+    static func runToExit(_ arguments: [String]) async throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try Self.binary())
+        process.arguments = arguments
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let killer = Task {
+            try await Task.sleep(for: .seconds(60))
+            process.terminate()
+        }
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        killer.cancel()
+        return (process.terminationStatus, text)
     }
 
     init(binary: String, identity: String, test: OperatorTestCase) throws {
