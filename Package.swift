@@ -171,6 +171,7 @@ let package = Package(
             dependencies: [
                 "Proxy",
                 "FuzzSupport",
+                "ControlPlaneTesting",
                 "Observability",
                 "Manifests",
                 .product(name: "X509", package: "swift-certificates"),

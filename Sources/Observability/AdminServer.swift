@@ -49,7 +49,7 @@ public final class AdminServer: Service, Sendable {
         group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> AdminServer {
         let connections = AdminConnections(maximum: limits.maximumConnections)
-        let channel = try await ServerBootstrap(group: group)
+        let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 guard connections.admit(channel) else {
@@ -73,8 +73,9 @@ public final class AdminServer: Service, Sendable {
                     return channel.eventLoop.makeFailedFuture(error)
                 }
             }
-            .bind(host: host, port: port)
-            .get()
+        let channel = try await ListenError.naming("admin", host: host, port: port) {
+            try await bootstrap.bind(host: host, port: port).get()
+        }
         return AdminServer(localAddress: channel.localAddress!, channel: channel, connections: connections)
     }
 
@@ -106,7 +107,8 @@ public final class AdminServer: Service, Sendable {
 final class AdminConnections: Sendable {
     private struct Slot {
         let channel: Channel
-        var idleSince: NIODeadline?
+        /// `NIODeadline` uptime nanoseconds; nil while answering.
+        var idleSince: UInt64?
         /// Requests being answered: NIO's pipelining handler hands on the next request before the write of the
         /// answer before it completes, so a flag would be cleared while the next one is still answered.
         var answering = 0
@@ -124,14 +126,11 @@ final class AdminConnections: Sendable {
         let (admitted, displaced): (Bool, Channel?) = self.slots.withLock { slots in
             var displaced: Channel? = nil
             if slots.count >= self.maximum {
-                var oldest: (key: ObjectIdentifier, since: NIODeadline)? = nil
-                for (key, slot) in slots {
-                    if let since = slot.idleSince, since < oldest?.since ?? .distantFuture { oldest = (key, since) }
-                }
-                guard let oldest else { return (false, nil) }
-                displaced = slots.removeValue(forKey: oldest.key)?.channel
+                guard let oldest = longestIdle(slots.lazy.map { (key: $0.key, idleSince: $0.value.idleSince) })
+                else { return (false, nil) }
+                displaced = slots.removeValue(forKey: oldest)?.channel
             }
-            slots[ObjectIdentifier(channel)] = Slot(channel: channel, idleSince: .now())
+            slots[ObjectIdentifier(channel)] = Slot(channel: channel, idleSince: NIODeadline.now().uptimeNanoseconds)
             return (true, displaced)
         }
         displaced?.close(promise: nil)
@@ -151,13 +150,43 @@ final class AdminConnections: Sendable {
         self.slots.withLock { slots in
             guard var slot = slots[ObjectIdentifier(channel)] else { return }
             slot.answering = max(0, slot.answering + (busy ? 1 : -1))
-            slot.idleSince = slot.answering > 0 ? nil : .now()
+            slot.idleSince = slot.answering > 0 ? nil : NIODeadline.now().uptimeNanoseconds
             slots[ObjectIdentifier(channel)] = slot
         }
     }
 }
 
 private struct ConnectionLimitReached: Error {}
+
+/// A listener that could not be opened, said with its address and role (NIO's error names only the system call).
+public struct ListenError: Error, CustomStringConvertible {
+    public var description: String
+
+    /// `bind`'s result, or its error said as which listener could not listen where.
+    public static func naming(
+        _ listener: String,
+        host: String,
+        port: Int,
+        _ bind: () async throws -> Channel
+    ) async throws -> Channel {
+        do {
+            return try await bind()
+        } catch {
+            throw ListenError(description: "cannot listen on \(host):\(port) (\(listener) port): \(error)")
+        }
+    }
+}
+
+/// Of the connections at a limit, the one waiting longest for a request (nil when every one is answering): the one
+/// a new connection takes the place of, as nginx reuses idle keep-alive connections when it runs out. `idleSince`
+/// is nil for a connection answering a request.
+public func longestIdle<Key>(_ connections: some Sequence<(key: Key, idleSince: UInt64?)>) -> Key? {
+    var oldest: (key: Key, since: UInt64)? = nil
+    for (key, idleSince) in connections {
+        if let since = idleSince, since < oldest?.since ?? .max { oldest = (key, since) }
+    }
+    return oldest?.key
+}
 
 /// Answers one request at a time (NIO's pipelining handler in front holds the rest). A request that completes
 /// while the last response still waits to leave waits too, so a client that does not read its answers holds at most

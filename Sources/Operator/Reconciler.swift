@@ -26,8 +26,8 @@ final class Reconciler: Sendable {
     private let pendingStatus = Mutex<[String: EgressHost.Status]>([:])
     /// The hosts whose status the last pass found current, with what it was planned from.
     private let settledStatuses = Mutex(ReconcilePlan.SettledStatuses())
-    /// The hosts by readiness a pass that DNS blocked counted (`takeBlockedHostsByReadiness`): it ends in an error,
-    /// with no summary to carry them.
+    /// The hosts by readiness a pass counted that then ended in an error (DNS it could not write, a proxy object
+    /// the API server refused), with no summary to carry them (`takeBlockedHostsByReadiness`).
     private let blockedHostsByReadiness = Mutex<[String: Int]?>(nil)
     /// Which ConfigMap and Secret values the proxy could not load as TLS material, by content.
     private let tlsMaterialCheck = Mutex(TLSMaterialCheck())
@@ -247,7 +247,7 @@ final class Reconciler: Sendable {
         blockedHostsByReadiness.withLock { $0 = byReadiness }
     }
 
-    /// What the last pass counted by readiness if DNS blocked it (once; nil otherwise).
+    /// What the last pass counted by readiness if it ended in an error (once; nil otherwise).
     func takeBlockedHostsByReadiness() -> [String: Int]? {
         blockedHostsByReadiness.withLock { counts in
             defer { counts = nil }

@@ -52,20 +52,6 @@ public enum ProxyRuntime {
         ["/allowlist": { store.loadReport().map { ("application/json", $0.encoded()) } }]
     }
 
-    /// A bind error that says which listener and address (NIO's names only the system call).
-    private static func listening<Server>(
-        _ listener: String,
-        host: String,
-        port: Int,
-        _ bind: () async throws -> Server
-    ) async throws -> Server {
-        do {
-            return try await bind()
-        } catch {
-            throw ProxyError.configuration("cannot listen on \(host):\(port) (\(listener) port): \(error)")
-        }
-    }
-
     /// Raises the open-file limit to its hard limit, as Go's runtime and nginx's `worker_rlimit_nofile` do: each
     /// client connection takes a descriptor and its upstream connection another, and a soft limit of 1,024 (a
     /// common default) would end in `accept` failures far below `--max-connections`. Says so when even the hard
@@ -117,26 +103,22 @@ public enum ProxyRuntime {
             ownGroup = nil
             group = MultiThreadedEventLoopGroup.singleton
         }
-        let admin = try await Self.listening("admin", host: options.adminHost, port: options.adminPort) {
-            try await AdminServer.bind(
-                host: options.adminHost,
-                port: options.adminPort,
-                registry: registry,
-                readiness: { store.notReadyReason },
-                pages: Self.adminPages(store),
-                group: group
-            )
-        }
-        let proxy = try await Self.listening("proxy", host: options.proxy.host, port: options.proxy.port) {
-            try await ProxyServer.bind(
-                configuration: options.proxy,
-                store: store,
-                metrics: metrics,
-                group: group,
-                logger: logger,
-                accessLog: options.accessLog ? .standardOutput : .disabled
-            )
-        }
+        let admin = try await AdminServer.bind(
+            host: options.adminHost,
+            port: options.adminPort,
+            registry: registry,
+            readiness: { store.notReadyReason },
+            pages: Self.adminPages(store),
+            group: group
+        )
+        let proxy = try await ProxyServer.bind(
+            configuration: options.proxy,
+            store: store,
+            metrics: metrics,
+            group: group,
+            logger: logger,
+            accessLog: options.accessLog ? .standardOutput : .disabled
+        )
         logger.info(
             "egress-proxy listening",
             metadata: [

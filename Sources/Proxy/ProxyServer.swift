@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Observability
 import ServiceLifecycle
 import Synchronization
 
@@ -110,14 +111,9 @@ final class ConnectionTracker: Sendable {
             guard !state.shuttingDown else { return (nil, nil) }
             var displaced: ClientConnection? = nil
             if state.channels.count >= self.limit {
-                var oldest: (key: ObjectIdentifier, since: UInt64)? = nil
-                for (key, connection) in state.channels {
-                    if let since = connection.idleSinceNanoseconds, since < oldest?.since ?? .max {
-                        oldest = (key, since)
-                    }
-                }
-                guard let oldest else { return (nil, nil) }
-                displaced = state.channels.removeValue(forKey: oldest.key)
+                let idle = state.channels.lazy.map { (key: $0.key, idleSince: $0.value.idleSinceNanoseconds) }
+                guard let oldest = longestIdle(idle) else { return (nil, nil) }
+                displaced = state.channels.removeValue(forKey: oldest)
             }
             let connection = ClientConnection(channel)
             state.channels[ObjectIdentifier(channel)] = connection
@@ -262,7 +258,9 @@ public final class ProxyServer: Service, Sendable {
             }
         let channel: Channel
         do {
-            channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
+            channel = try await ListenError.naming("proxy", host: configuration.host, port: configuration.port) {
+                try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
+            }
         } catch {
             tracker.closeAll()  // Completes its drain promise: nothing will ever connect.
             throw error

@@ -247,17 +247,12 @@ struct RunCommand: AsyncParsableCommand {
         logger: Logger
     ) async throws {
         let service = OperatorService(client: client, options: options, logger: logger)
-        let admin: AdminServer
-        do {
-            admin = try await AdminServer.bind(
-                host: options.adminHost,
-                port: adminPort,
-                registry: registry,
-                readiness: { service.notReadyReason }
-            )
-        } catch {
-            throw ListenError(description: "cannot listen on \(options.adminHost):\(adminPort) (admin port): \(error)")
-        }
+        let admin = try await AdminServer.bind(
+            host: options.adminHost,
+            port: adminPort,
+            registry: registry,
+            readiness: { service.notReadyReason }
+        )
         logger.info(
             "starting",
             metadata: [
@@ -289,9 +284,4 @@ struct RunCommand: AsyncParsableCommand {
             throw ValidationError("--\(flag): \(error)")
         }
     }
-}
-
-/// A listener that could not be opened, said with its address (NIO's error names only the system call).
-struct ListenError: Error, CustomStringConvertible {
-    var description: String
 }

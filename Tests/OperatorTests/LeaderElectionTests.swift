@@ -29,7 +29,7 @@ final class LeaderElectionTests: OperatorTestCase {
 
     func testOneLeaderAndFailoverAfterKill() async throws {
         try await createCoreDNS()
-        let binary = try OperatorProcess.binary()
+        let binary = try BuiltExecutable.path("egress-operator")
         let first = try OperatorProcess(binary: binary, identity: "op-a-\(runID)", test: self)
         processes.append(first)
         let second = try OperatorProcess(binary: binary, identity: "op-b-\(runID)", test: self)
@@ -98,7 +98,11 @@ final class LeaderElectionTests: OperatorTestCase {
             "acquireTime": .string(future), "renewTime": .string(future), "leaseTransitions": 0,
         ]
         _ = try await client.create(.leases, lease)
-        let candidate = try OperatorProcess(binary: try OperatorProcess.binary(), identity: "op-c-\(runID)", test: self)
+        let candidate = try OperatorProcess(
+            binary: try BuiltExecutable.path("egress-operator"),
+            identity: "op-c-\(runID)",
+            test: self
+        )
         processes.append(candidate)
         let observed = LockedText()
         try await eventually(
@@ -129,10 +133,13 @@ final class LeaderElectionTests: OperatorTestCase {
         }
         XCTAssertTrue(listening)
         let port = Int(UInt16(bigEndian: address.sin_port))
-        let (status, text) = try await OperatorProcess.runToExit([
-            "run", "--kubeconfig", try TestCluster.kubeconfigPath(), "--namespace", namespace,
-            "--coredns-namespace", dnsNamespace, "--no-leader-elect", "--admin-port", String(port),
-        ])
+        let (status, text) = try await BuiltExecutable.runToExit(
+            "egress-operator",
+            [
+                "run", "--kubeconfig", try TestCluster.kubeconfigPath(), "--namespace", namespace,
+                "--coredns-namespace", dnsNamespace, "--no-leader-elect", "--admin-port", String(port),
+            ]
+        )
         XCTAssertEqual(status, 1, text)
         XCTAssertTrue(text.contains("cannot listen on 0.0.0.0:\(port) (admin port)"), text)
         XCTAssertFalse(text.contains("Fatal error"), text)
@@ -145,7 +152,8 @@ final class LeaderElectionTests: OperatorTestCase {
             (["--proxy-memory-request", "512Mi"], "--proxy-memory-request 512Mi must not exceed --proxy-memory-limit"),
             (["--proxy-cpu-request", "1e3"], "--proxy-cpu-request: \"1e3\" is not a quantity"),
         ] {
-            let (status, text) = try await OperatorProcess.runToExit(
+            let (status, text) = try await BuiltExecutable.runToExit(
+                "egress-operator",
                 ["run", "--kubeconfig", try TestCluster.kubeconfigPath()] + flags
             )
             XCTAssertEqual(status, 64, text)
@@ -155,7 +163,11 @@ final class LeaderElectionTests: OperatorTestCase {
 
     func testAGracefulShutdownReleasesTheLease() async throws {
         try await createCoreDNS()
-        let leader = try OperatorProcess(binary: try OperatorProcess.binary(), identity: "op-d-\(runID)", test: self)
+        let leader = try OperatorProcess(
+            binary: try BuiltExecutable.path("egress-operator"),
+            identity: "op-d-\(runID)",
+            test: self
+        )
         processes.append(leader)
         try await eventually("\(leader.identity) to lead (log: \(leader.logPath))") {
             try await leaseHolder() == leader.identity
@@ -194,45 +206,6 @@ final class OperatorProcess: @unchecked Sendable {
     let adminPort: Int
     let logPath: String
     private let process: Process
-
-    /// The executable built beside the test bundle (`swift build --build-tests` builds it), else `.build/debug`.
-    static func binary() throws -> String {
-        var candidates: [String] = []
-        if let bundle = Bundle.allBundles.first(where: { $0.bundlePath.hasSuffix(".xctest") }) {
-            candidates.append(URL(fileURLWithPath: bundle.bundlePath).deletingLastPathComponent().path)
-        }
-        let executable = URL(fileURLWithPath: CommandLine.arguments.first ?? "").deletingLastPathComponent()
-        candidates.append(executable.path)
-        candidates.append(executable.deletingLastPathComponent().path)
-        candidates.append("\(TestCluster.repoRoot)/.build/debug")
-        for directory in candidates {
-            let path = "\(directory)/egress-operator"
-            if FileManager.default.isExecutableFile(atPath: path) { return path }
-        }
-        throw TestFailure(
-            "the egress-operator executable was not found in \(candidates); build it with `swift build --build-tests`"
-        )
-    }
-
-    /// Runs the executable with `arguments` to its exit (killed after a minute: one that starts serving instead
-    /// fails the test rather than hanging it); its exit status and what it printed.
-    static func runToExit(_ arguments: [String]) async throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try Self.binary())
-        process.arguments = arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let killer = Task {
-            try await Task.sleep(for: .seconds(60))
-            process.terminate()
-        }
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        killer.cancel()
-        return (process.terminationStatus, text)
-    }
 
     init(binary: String, identity: String, test: OperatorTestCase) throws {
         self.identity = identity

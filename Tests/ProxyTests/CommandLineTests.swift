@@ -1,3 +1,4 @@
+import ControlPlaneTesting
 import Foundation
 import Testing
 
@@ -5,38 +6,6 @@ import Testing
 /// that would wrap around, a limit of zero that would refuse every request, a reload interval that would spin; and
 /// a port it cannot listen on ends in an error that names it, not a crash.
 @Suite struct CommandLineTests {
-    /// The executable built beside the test bundle (`swift build --build-tests` builds it).
-    static func binary() throws -> String {
-        let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
-        var candidates = [URL(fileURLWithPath: CommandLine.arguments.first ?? "").deletingLastPathComponent().path]
-        if let bundle = Bundle.allBundles.first(where: { $0.bundlePath.hasSuffix(".xctest") }) {
-            candidates.insert(URL(fileURLWithPath: bundle.bundlePath).deletingLastPathComponent().path, at: 0)
-        }
-        candidates.append(repository.appendingPathComponent(".build/debug").path)
-        let found = candidates.map { "\($0)/egress-proxy" }.first { FileManager.default.isExecutableFile(atPath: $0) }
-        return try #require(found, "egress-proxy not found in \(candidates); build it with `swift build --build-tests`")
-    }
-
-    /// Runs the executable to its exit (a time limit guards against one that starts serving instead).
-    static func run(_ arguments: [String]) async throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try Self.binary())
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let killer = Task {
-            try await Task.sleep(for: .seconds(30))
-            process.terminate()
-        }
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        killer.cancel()
-        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
-    }
-
     @Test(arguments: [
         (["--port", "70000"], "--port must be in 0...65535, not 70000"),
         (["--admin-port", "131093"], "--admin-port must be in 0...65535"),
@@ -52,7 +21,10 @@ import Testing
         (["--check"], "--check checks an --allowlist FILE"),
     ])
     func refusesValuesItCannotWorkWith(_ flags: [String], _ message: String) async throws {
-        let (status, output) = try await Self.run(["--allow", "api.example.com"] + flags)
+        let (status, output) = try await BuiltExecutable.runToExit(
+            "egress-proxy",
+            ["--allow", "api.example.com"] + flags
+        )
         #expect(status == 64, "\(output)")
         #expect(output.contains(message), "\(output)")
     }
@@ -71,10 +43,13 @@ import Testing
             }
         }
         let port = Int(UInt16(bigEndian: address.sin_port))
-        let (status, output) = try await Self.run([
-            "--allow", "api.example.com", "--host", "127.0.0.1", "--port", "\(port)", "--admin-host", "127.0.0.1",
-            "--admin-port", "0",
-        ])
+        let (status, output) = try await BuiltExecutable.runToExit(
+            "egress-proxy",
+            [
+                "--allow", "api.example.com", "--host", "127.0.0.1", "--port", "\(port)", "--admin-host", "127.0.0.1",
+                "--admin-port", "0",
+            ]
+        )
         #expect(status == 1, "\(output)")
         #expect(output.contains("cannot listen on 127.0.0.1:\(port) (proxy port)"), "\(output)")
         #expect(!output.contains("Fatal error"), "\(output)")
@@ -89,7 +64,7 @@ import Testing
             "-c",
             "ulimit -Sn 512 && exec \"$0\" --allow api.example.com --host 127.0.0.1 --port 0 "
                 + "--admin-host 127.0.0.1 --admin-port 0",
-            try Self.binary(),
+            try BuiltExecutable.path("egress-proxy"),
         ]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
